@@ -1,0 +1,374 @@
+"""Load any DINOv3 ViT checkpoint into one ``DinoV3Backbone``; save it back in Meta's format."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+from .archs import MetaArch, config_for_arch, get_arch
+from .convert import (
+    CheckpointFormatError,
+    detect_format,
+    hf_to_meta_state_dict,
+    infer_meta_arch,
+    meta_to_hf_state_dict,
+    unwrap_state_dict,
+)
+from .model import DinoV3Backbone, default_rope_periods
+
+__all__ = [
+    "load_backbone",
+    "save_meta_checkpoint",
+    "save_pretrained",
+    "random_backbone",
+    "resolve_device",
+    "resolve_dtype",
+    "meta_to_transformers",
+    "transformers_to_meta",
+]
+
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
+_RELEASED = "vits16, vits16plus, vitb16, vitl16 (LVD-1689M and SAT-493M), vitl16plus, vith16plus, vit7b16"
+# The config key under which save_pretrained() records the RoPE periods in use.
+PERIODS_CONFIG_KEY = "insid3lab_rope_periods"
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to ``torch.device``."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device={device!r} is not a device; allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
+    return dev
+
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """None -> float32; accepts torch dtypes and the names float32/fp32, bfloat16/bf16, float16/fp16."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype={dtype}: allowed torch.float32, torch.bfloat16, torch.float16")
+        return dtype
+    key = str(dtype).lower().replace("torch.", "")
+    if key not in _DTYPES:
+        raise ValueError(f"dtype={dtype!r}: allowed 'float32', 'bfloat16', 'float16' (or fp32/bf16/fp16)")
+    return _DTYPES[key]
+
+
+def _resolve_periods(rope_periods, head_dim: int, base: float, checkpoint_periods: Tensor | None) -> Tensor:
+    """Pick the RoPE periods (see :func:`load_backbone`)."""
+    if isinstance(rope_periods, (torch.Tensor, list, tuple)):
+        return torch.as_tensor(rope_periods, dtype=torch.float32)
+    allowed = "'auto', 'checkpoint', 'bf16', 'fp32' or a tensor of periods"
+    if not isinstance(rope_periods, str):
+        raise ValueError(f"rope_periods={rope_periods!r}: allowed {allowed}")
+    if rope_periods == "auto":
+        if checkpoint_periods is not None:
+            return checkpoint_periods.float()
+        return default_rope_periods(head_dim, base, bf16=True)
+    if rope_periods == "checkpoint":
+        if checkpoint_periods is None:
+            raise ValueError("rope_periods='checkpoint': this checkpoint stores no RoPE periods; use 'auto', 'bf16' or 'fp32'")
+        return checkpoint_periods.float()
+    if rope_periods == "bf16":
+        return default_rope_periods(head_dim, base, bf16=True)
+    if rope_periods == "fp32":
+        return default_rope_periods(head_dim, base, bf16=False)
+    raise ValueError(f"rope_periods={rope_periods!r}: allowed {allowed}")
+
+
+def _build_model(config: DINOv3ViTConfig, hf_sd: dict[str, Tensor], source: str) -> DINOv3ViTModel:
+    """Instantiate ``DINOv3ViTModel`` without random initialisation and load ``hf_sd`` strictly."""
+    with torch.device("meta"):
+        model = DINOv3ViTModel(config)
+    missing, unexpected = [], []
+    try:
+        result = model.load_state_dict(hf_sd, strict=False, assign=True)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    except RuntimeError as e:  # shape mismatch
+        raise CheckpointFormatError(f"{source}: the weights do not fit the architecture: {e}") from e
+    if missing or unexpected:
+        raise CheckpointFormatError(
+            f"{source}: the weights do not fit a DINOv3ViTModel: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    # Non-persistent buffers are still on the meta device; DinoV3Backbone sets inv_freq.
+    model.rope_embeddings.register_buffer("inv_freq", torch.ones(config.hidden_size // config.num_attention_heads // 4), persistent=False)
+    return model.eval()
+
+
+def meta_to_transformers(
+    sd: dict[str, Tensor], *, filename: str = "", arch: str | None = None
+) -> tuple[DINOv3ViTModel, Tensor, dict[str, Tensor], MetaArch]:
+    """Build a transformers ``DINOv3ViTModel`` from a Meta state dict.
+
+    Returns the model, the checkpoint's RoPE periods, Meta-only extras and the architecture.
+    """
+    source = filename or "<state dict>"
+    if detect_format(sd, source) != "meta":
+        raise CheckpointFormatError(f"{source}: expected Meta key names (cls_token, blocks.N...)")
+    a = infer_meta_arch(sd, filename=os.path.basename(filename), arch=arch)
+    hf_sd, periods, extras, key_bias = meta_to_hf_state_dict(sd)
+    config = config_for_arch(a, key_bias=key_bias)
+    model = _build_model(config, hf_sd, source)
+    return model, periods, extras, a
+
+
+def _config_from_hf_state_dict(sd: dict[str, Tensor], arch: str | None) -> DINOv3ViTConfig:
+    """Infer a ``DINOv3ViTConfig`` for a transformers-keyed state dict that came without config.json."""
+    sd = {re.sub(r"^layer\.", "model.layer.", k): v for k, v in sd.items()}
+    C = sd["embeddings.cls_token"].shape[-1]
+    depth = len({int(m.group(1)) for k in sd if (m := re.match(r"model\.layer\.(\d+)\.", k))})
+    gated = "model.layer.0.mlp.gate_proj.weight" in sd
+    inter = sd["model.layer.0.mlp.up_proj.weight"].shape[0]
+    if arch is not None:
+        base = get_arch(arch)
+        heads = base.num_heads
+    else:
+        heads = max(1, C // 64)  # every released DINOv3 ViT has 64-dim heads
+    return config_for_arch(
+        MetaArch("custom", C, depth, heads, inter / C, "swiglu" if gated else "mlp",
+                 qkv_bias="model.layer.0.attention.q_proj.bias" in sd,
+                 patch_size=sd["embeddings.patch_embeddings.weight"].shape[-1],
+                 n_storage_tokens=sd["embeddings.register_tokens"].shape[1]),
+        intermediate_size=inter,
+        key_bias="model.layer.0.attention.k_proj.bias" in sd,
+    )
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(path))
+        else:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any reader failure means "not a checkpoint"
+        raise CheckpointFormatError(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {e})") from e
+    return unwrap_state_dict(obj, str(path))
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", s)) and not s.endswith(_CHECKPOINT_SUFFIXES)
+
+
+def _hub_error(repo_id: str, err: Exception) -> OSError:
+    return OSError(
+        f"Could not load {repo_id!r} from the Hugging Face hub ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+        "DINOv3 weights are gated: open https://huggingface.co/" + repo_id + " (or another facebook/dinov3-* model), "
+        "accept the licence, then log in with `hf auth login` or set HF_TOKEN. Offline (HF_HUB_OFFLINE=1) only "
+        "models already in the local cache load. A local path works too: a transformers folder (config.json + "
+        "model.safetensors) or one of Meta's .pth files such as dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth."
+    )
+
+
+def load_backbone(
+    source,
+    *,
+    arch: str | None = None,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    rope_periods: str | Tensor = "auto",
+) -> DinoV3Backbone:
+    """Load DINOv3 ViT weights from any supported source into a :class:`DinoV3Backbone`.
+
+    Args:
+        source: one of
+            * a Hugging Face model id (``"facebook/dinov3-vitl16-pretrain-lvd1689m"``), loaded with
+              transformers' ``from_pretrained`` (the usual cache, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` apply);
+            * a local transformers folder (``config.json`` + weights);
+            * a Meta checkpoint file (``dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth`` and siblings;
+              ``.pth``/``.pt``/``.safetensors`` with Meta key names), converted on load;
+            * a single ``.safetensors``/``.pth`` file with transformers key names (config inferred);
+            * an already built ``DINOv3ViTModel`` or ``DinoV3Backbone``.
+        arch: architecture name (``vits16``, ``vitb16``, ``vitl16``, ``vitl16plus``, ``vith16plus``,
+            ``vit7b16``, ...) overriding what the file name says; the weights must fit it.
+        device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
+        dtype: float32 (default), bfloat16 or float16.
+        rope_periods: which RoPE periods to run with.
+            ``"auto"``: the checkpoint's own (Meta files store ``rope_embed.periods``); for transformers
+            checkpoints, which store none, Meta's default periods rounded to bfloat16, which reproduces
+            the released models' numerics. ``"checkpoint"``: require the stored ones. ``"bf16"``: the
+            default periods rounded to bfloat16. ``"fp32"``: the default periods in float32 (what
+            transformers computes on its own). Or a (head_dim/4,) tensor.
+
+    Returns:
+        A :class:`DinoV3Backbone` in eval mode on ``device``.
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    if isinstance(source, DinoV3Backbone):
+        bb = source
+        if not (isinstance(rope_periods, str) and rope_periods in ("auto", "checkpoint")):
+            bb.set_rope_periods(_resolve_periods(rope_periods, bb.head_dim, bb.config.rope_theta, bb.rope_periods))
+        return bb.to(device=dev, dtype=dt)
+    if isinstance(source, DINOv3ViTModel):
+        cfg = source.config
+        hd = cfg.hidden_size // cfg.num_attention_heads
+        periods = _resolve_periods(rope_periods, hd, cfg.rope_theta, None)
+        return DinoV3Backbone(source, rope_periods=periods, source="<DINOv3ViTModel>").to(device=dev, dtype=dt)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            f"source must be a hub id, a folder, a checkpoint file path or a DINOv3ViTModel; got {type(source).__name__}"
+        )
+    src = str(source)
+    path = Path(src).expanduser()
+    stored_periods: Tensor | None = None
+    extras: dict[str, Tensor] = {}
+    arch_name = arch
+    if path.is_dir():
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            ckpts = sorted(p.name for p in path.iterdir() if p.suffix in _CHECKPOINT_SUFFIXES)
+            hint = f" It holds {', '.join(ckpts[:3])}: pass that file's path instead." if ckpts else ""
+            raise FileNotFoundError(f"{path}: a transformers folder needs a config.json, and this folder has none.{hint}")
+        try:
+            cfg_dict = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointFormatError(f"{cfg_file}: not valid JSON ({e})") from e
+        if cfg_dict.get("model_type") != "dinov3_vit":
+            raise CheckpointFormatError(
+                f"{cfg_file}: model_type is {cfg_dict.get('model_type')!r}; insid3lab needs a DINOv3 ViT ('dinov3_vit')"
+            )
+        if PERIODS_CONFIG_KEY in cfg_dict:
+            stored_periods = torch.tensor(cfg_dict[PERIODS_CONFIG_KEY], dtype=torch.float32)
+        try:
+            model = DINOv3ViTModel.from_pretrained(str(path), dtype=torch.float32)
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointFormatError(f"{path}: transformers could not load this folder ({type(e).__name__}: {e})") from e
+    elif path.is_file():
+        sd = _read_state_dict(path)
+        fmt = detect_format(sd, str(path))
+        if fmt == "meta":
+            model, stored_periods, extras, a = meta_to_transformers(sd, filename=str(path), arch=arch)
+            arch_name = a.name
+        else:
+            config = _config_from_hf_state_dict(sd, arch)
+            sd = {re.sub(r"^layer\.", "model.layer.", k): v for k, v in sd.items()}
+            model = _build_model(config, sd, str(path))
+    elif _looks_like_hub_id(src) and not src.startswith((".", "/", "~")):
+        try:
+            model = DINOv3ViTModel.from_pretrained(src, dtype=torch.float32)
+        except Exception as e:  # noqa: BLE001 - network, auth, offline, missing repo
+            raise _hub_error(src, e) from e
+    else:
+        raise FileNotFoundError(
+            f"source={src!r}: no such file or folder, and not a Hugging Face model id (owner/name). "
+            "Give a transformers folder, a Meta checkpoint (.pth/.safetensors) or a hub id such as "
+            "'facebook/dinov3-vitl16-pretrain-lvd1689m'."
+        )
+    cfg = model.config
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    periods = _resolve_periods(rope_periods, head_dim, cfg.rope_theta, stored_periods)
+    bb = DinoV3Backbone(model, rope_periods=periods, source=src, meta_extras=extras, arch_name=arch_name)
+    return bb.to(device=dev, dtype=dt)
+
+
+def transformers_to_meta(backbone: DinoV3Backbone) -> dict[str, Tensor]:
+    """The Meta state dict of a backbone (tensors copied, no arithmetic): the inverse of loading a Meta file."""
+    sd = {k: v.detach().cpu() for k, v in backbone.model.state_dict().items()}
+    extras = {k: v.detach().cpu() for k, v in backbone.meta_extras.items()}
+    return hf_to_meta_state_dict(sd, backbone.rope_periods.clone(), extras)
+
+
+def save_meta_checkpoint(backbone: DinoV3Backbone, path: str | os.PathLike) -> Path:
+    """Write ``backbone`` as a Meta checkpoint (``.pth``/``.pt`` with torch.save, or ``.safetensors``).
+
+    Loading the file back with :func:`load_backbone` gives bitwise-equal tensors.
+    """
+    path = Path(path)
+    if path.suffix not in (".pth", ".pt", ".safetensors"):
+        raise ValueError(f"{path}: the file name must end in .pth, .pt or .safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.contiguous() for k, v in transformers_to_meta(backbone).items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path), metadata={"format": "pt", "producer": "insid3lab"})
+    else:
+        torch.save(sd, str(path))
+    return path
+
+
+def save_pretrained(backbone: DinoV3Backbone, folder: str | os.PathLike) -> Path:
+    """Write ``backbone`` as a transformers folder (config.json + model.safetensors).
+
+    The RoPE periods in use are recorded in config.json under ``insid3lab_rope_periods``
+    (transformers ignores the key) so that :func:`load_backbone` restores them exactly.
+    """
+    folder = Path(folder)
+    backbone.model.save_pretrained(str(folder))
+    cfg_file = folder / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg[PERIODS_CONFIG_KEY] = [float(v) for v in backbone.rope_periods.tolist()]
+    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def random_backbone(
+    arch: str = "tiny",
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    residual_scale: float = 1.0,
+    **config_overrides,
+) -> DinoV3Backbone:
+    """A DINOv3 ViT with random weights, built from an architecture's config: no download.
+
+    Args:
+        arch: ``"tiny"`` (64-dim, 3 blocks: tests and notebooks without weights) or any released
+            architecture name (``vits16``, ``vitb16``, ``vitl16``...: timing, memory).
+        seed: the weights are a function of the seed alone.
+        residual_scale: multiplies the CLS/register/patch embeddings, making the pre-norm residual
+            stream larger than the post-LayerNorm tokens as in trained DINOv3 models.
+        config_overrides: passed to the ``DINOv3ViTConfig`` (``num_hidden_layers=2``...).
+
+    Masks from random weights are meaningless: they only exercise the mechanics.
+    """
+    config = config_for_arch(arch, **config_overrides)
+    g = torch.Generator().manual_seed(seed)
+    model = DINOv3ViTModel(config)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("lambda1"):
+                p.copy_(0.1 + 0.05 * torch.rand(p.shape, generator=g))
+            elif name.endswith("mask_token"):
+                p.zero_()
+            else:
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+        model.embeddings.cls_token.mul_(residual_scale * 50)
+        model.embeddings.register_tokens.mul_(residual_scale * 50)
+        model.embeddings.patch_embeddings.weight.mul_(residual_scale * 10)
+        model.embeddings.patch_embeddings.bias.mul_(residual_scale * 10)
+    head_dim = config.hidden_size // config.num_attention_heads
+    bb = DinoV3Backbone(
+        model.eval(), rope_periods=default_rope_periods(head_dim, config.rope_theta), source=f"random:{arch}:seed={seed}",
+        arch_name=arch,
+    )
+    return bb.to(device=resolve_device(device), dtype=resolve_dtype(dtype))
