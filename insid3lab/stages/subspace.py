@@ -1,0 +1,82 @@
+"""Stage 2: the positional subspace and debiasing.
+
+A black image carries no content, so the variation of its DINOv3 features across
+positions is positional. The leading left singular vectors of those (centred)
+features span a "positional subspace"; projecting every feature onto its
+orthogonal complement removes position from the similarity between cells.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["positional_svd", "clamp_components", "positional_basis", "complement_projector", "debias"]
+
+
+def positional_svd(black_features_norm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """SVD of the centred, normalised black-image features.
+
+    Args:
+        black_features_norm: (1, C, h, w) or (C, h, w) L2-normalised features of the black image.
+
+    Returns:
+        U: (C, m) left singular vectors, m = min(C, h*w), in decreasing singular-value order.
+        S: (m,) singular values.
+        mean: (C,) the mean over positions that was subtracted.
+    """
+    f = black_features_norm
+    if f.ndim == 4:
+        f = f.permute(1, 0, 2, 3)  # (C, B, h, w): all positions of all images
+    E = f.reshape(f.shape[0], -1)
+    mean = E.mean(dim=1, keepdim=True)
+    E = E - mean
+    U, S, _ = torch.linalg.svd(E, full_matrices=False)
+    return U, S, mean[:, 0]
+
+
+def clamp_components(components: int, channels: int, positions: int) -> int:
+    """``components`` limited to min(C, h*w), with a warning when it had to be reduced."""
+    limit = min(channels, positions)
+    if components > limit:
+        warnings.warn(
+            f"svd_components={components} exceeds min(C, h*w) = min({channels}, {positions}) = {limit}; using {limit}",
+            stacklevel=3,
+        )
+        return limit
+    return components
+
+
+def positional_basis(black_features_norm: Tensor, components: int) -> Tensor:
+    """The first ``components`` left singular vectors: (C, r), r = min(components, C, h*w)."""
+    U, _, _ = positional_svd(black_features_norm)
+    C = U.shape[0]
+    f = black_features_norm
+    positions = f.shape[-1] * f.shape[-2] * (f.shape[0] if f.ndim == 4 else 1)
+    r = clamp_components(components, C, positions)
+    return U[:, :r].contiguous()
+
+
+def complement_projector(basis: Tensor) -> Tensor:
+    """I − U Uᵀ for a (C, r) orthonormal basis U: (C, C)."""
+    C = basis.shape[0]
+    return torch.eye(C, device=basis.device, dtype=basis.dtype) - basis @ basis.T
+
+
+def debias(features_norm: Tensor, projector: Tensor) -> Tensor:
+    """Remove the positional subspace from every cell and re-normalise.
+
+    Args:
+        features_norm: (B, C, h, w) L2-normalised features.
+        projector: (C, C) ``complement_projector(U)``.
+
+    Returns:
+        (B, C, h, w) features, X_deb = normalise((I − U Uᵀ) X) per cell.
+    """
+    B, C, h, w = features_norm.shape
+    X = features_norm.reshape(B, C, h * w)
+    X_deb = torch.matmul(projector.unsqueeze(0), X).reshape(B, C, h, w)
+    return F.normalize(X_deb, p=2, dim=1)

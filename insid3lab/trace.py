@@ -1,0 +1,102 @@
+"""The record of every intermediate of one INSID3 prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["Trace"]
+
+
+@dataclass
+class Trace:
+    """Every intermediate of one prediction, under the names of the method's description.
+
+    Shapes: k shots, C channels, (h, w) feature grid, S input side, (H, W) target size,
+    K clusters, r kept SVD components. Tensors stay on the device they were computed on;
+    :meth:`cpu` returns a copy with everything on the CPU.
+    """
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    grid: tuple[int, int] | None = None  # (h, w)
+    # inputs
+    reference_images: Tensor | None = None  # (k, 3, S, S) normalised
+    reference_masks: Tensor | None = None  # (k, S, S) bool
+    reference_masks_low: Tensor | None = None  # (k, h, w) bool
+    reference_sizes: list[tuple[int, int]] = field(default_factory=list)  # original (H, W) per shot
+    target_image: Tensor | None = None  # (3, S, S) normalised
+    target_size: tuple[int, int] | None = None  # original (H, W)
+    # features
+    reference_features: Tensor | None = None  # (k, C, h, w) raw backbone output
+    reference_features_norm: Tensor | None = None  # (k, C, h, w) L2-normalised
+    reference_features_deb: Tensor | None = None  # (k, C, h, w) debiased
+    target_features: Tensor | None = None  # (C, h, w)
+    target_features_norm: Tensor | None = None  # (C, h, w)
+    target_features_deb: Tensor | None = None  # (C, h, w)
+    # positional subspace
+    basis: Tensor | None = None  # (C, r)
+    singular_values: Tensor | None = None  # (min(C, h*w),)
+    # matching
+    prototype: Tensor | None = None  # (C,)
+    shot_prototypes: Tensor | None = None  # (k, C)
+    forward_similarity: Tensor | None = None  # (h, w) s(x)
+    forward_mask: Tensor | None = None  # (h, w) bool
+    votes: Tensor | None = None  # (h, w) int32
+    backward_mask: Tensor | None = None  # (h, w) bool
+    candidates: Tensor | None = None  # (h, w) bool
+    # clustering and aggregation
+    cluster_labels: Tensor | None = None  # (h, w) long
+    num_clusters: int | None = None
+    cluster_prototypes_deb: Tensor | None = None  # (K, C)
+    cluster_prototypes_orig: Tensor | None = None  # (K, C)
+    cluster_overlap: Tensor | None = None  # (K,) bool
+    cluster_seed_similarity: Tensor | None = None  # (K,) <p, P_deb[k]>
+    cluster_cross: Tensor | None = None  # (K,)
+    cluster_intra: Tensor | None = None  # (K,)
+    cluster_area: Tensor | None = None  # (K,)
+    cluster_score: Tensor | None = None  # (K,)
+    seed: int | None = None
+    # masks
+    mask_low: Tensor | None = None  # (h, w) bool
+    mask_upsampled: Tensor | None = None  # (S, S) bool
+    mask: Tensor | None = None  # (H, W) bool, the prediction
+    # seconds per stage
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def cpu(self) -> "Trace":
+        """A copy with every tensor moved to the CPU."""
+        kw = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            kw[f.name] = v.detach().cpu() if isinstance(v, torch.Tensor) else v
+        return Trace(**kw)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dictionary (tensors as they are)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def shots(self) -> int:
+        return 0 if self.reference_masks is None else int(self.reference_masks.shape[0])
+
+    def summary(self) -> str:
+        """A short text report: settings, counts and the time of each stage."""
+        lines = [f"INSID3 trace: {self.shots} shot(s), grid {self.grid}, target {self.target_size}"]
+        if self.settings:
+            lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in self.settings.items()))
+        if self.candidates is not None:
+            lines.append(f"candidates: {int(self.candidates.sum())} cells; clusters: {self.num_clusters}; seed: {self.seed}")
+        if self.mask is not None:
+            lines.append(f"mask: {int(self.mask.sum())} foreground pixels of {self.mask.numel()}")
+        if self.timings:
+            total = sum(self.timings.values())
+            lines.append("stage times (ms): " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in self.timings.items())
+                         + f"; total {1000 * total:.1f}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        present = [f.name for f in fields(self) if getattr(self, f.name) is not None and f.name not in ("settings", "timings")]
+        return f"Trace(shots={self.shots}, grid={self.grid}, fields=[{', '.join(present)}])"
