@@ -13,7 +13,15 @@ from dataclasses import dataclass, replace
 
 from transformers import DINOv3ViTConfig
 
-__all__ = ["MetaArch", "META_ARCHS", "arch_from_filename", "config_for_arch", "swiglu_hidden_size"]
+__all__ = [
+    "MetaArch",
+    "META_ARCHS",
+    "arch_from_filename",
+    "config_for_arch",
+    "get_arch",
+    "match_released_arch",
+    "swiglu_hidden_size",
+]
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class MetaArch:
         name: compact name as in Meta's file names (``vitl16``, ``vith16plus``).
         embed_dim: token width C.
         depth: number of transformer blocks.
-        num_heads: attention heads (head dim is 64 for every released model).
+        num_heads: attention heads (head dim 64, except 128 for the 7B model).
         ffn_ratio: hidden width of the feed-forward layer divided by C.
         ffn_layer: ``"mlp"`` (GELU MLP) or ``"swiglu"``/``"swiglu64"`` (gated SiLU).
         qkv_bias: whether the fused ``qkv`` projection has a bias.
@@ -33,6 +41,8 @@ class MetaArch:
         layer_norm_eps: LayerNorm epsilon.
         rope_base: RoPE base period.
         layerscale_init: initial layer-scale value (only used for random weights).
+        ffn_hidden: the feed-forward hidden width when it is not derived from ``ffn_ratio``
+            (architectures read from a checkpoint's tensors); None derives it as Meta does.
     """
 
     name: str
@@ -47,6 +57,7 @@ class MetaArch:
     layer_norm_eps: float = 1e-5
     rope_base: float = 100.0
     layerscale_init: float = 1e-5
+    ffn_hidden: int | None = None
 
     @property
     def head_dim(self) -> int:
@@ -58,6 +69,9 @@ class MetaArch:
 
     @property
     def intermediate_size(self) -> int:
+        """Width of the feed-forward hidden layer (for SwiGLU: of each of ``w1``/``w2``)."""
+        if self.ffn_hidden is not None:
+            return self.ffn_hidden
         hidden = int(self.embed_dim * self.ffn_ratio)
         if self.gated:
             align = int(self.ffn_layer[len("swiglu"):] or 8)
@@ -98,8 +112,12 @@ _ALIASES = {
 }
 
 
-def get_arch(name: str) -> MetaArch:
+def get_arch(name: str | MetaArch) -> MetaArch:
     """Look up an architecture by its Meta name (``vitl16``) or a short alias (``large``)."""
+    if isinstance(name, MetaArch):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"arch must be an architecture name such as 'vitl16'; got {type(name).__name__}")
     key = name.lower().replace("-", "").replace("/", "")
     key = _ALIASES.get(key, key)
     if key not in META_ARCHS:
@@ -107,6 +125,20 @@ def get_arch(name: str) -> MetaArch:
             f"arch={name!r} is not a DINOv3 ViT architecture; allowed: {', '.join(sorted(META_ARCHS))}"
         )
     return META_ARCHS[key]
+
+
+def match_released_arch(
+    embed_dim: int, depth: int, num_heads: int, intermediate_size: int, gated: bool
+) -> MetaArch | None:
+    """The released architecture with exactly these sizes, or None."""
+    for a in META_ARCHS.values():
+        if a.name == "tiny":
+            continue
+        if (a.embed_dim, a.depth, a.num_heads, a.intermediate_size, a.gated) == (
+            embed_dim, depth, num_heads, intermediate_size, gated
+        ):
+            return a
+    return None
 
 
 def arch_from_filename(filename: str) -> str | None:

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 
-from .archs import MetaArch, arch_from_filename, get_arch
+from .archs import MetaArch, arch_from_filename, get_arch, match_released_arch
 
 __all__ = [
     "CheckpointFormatError",
@@ -54,18 +55,14 @@ def unwrap_state_dict(obj, source: str = "<checkpoint>") -> dict[str, torch.Tens
     Accepts a plain state dict or one nested under a usual wrapper key
     (``model``, ``state_dict``, ``teacher``...), and strips ``module.``/``backbone.`` prefixes.
     """
-    seen = 0
-    while isinstance(obj, Mapping) and seen < 4:
-        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        if tensors and len(tensors) >= len(obj) // 2:
+    for _ in range(4):
+        if not isinstance(obj, Mapping):
             break
-        for key in _WRAPPER_KEYS:
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-        else:
+        # A state dict maps names to tensors; a training checkpoint maps a wrapper key to one.
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
             break
-        seen += 1
+        obj = inner
     if not isinstance(obj, Mapping):
         raise CheckpointFormatError(f"{source}: expected a state dict (a mapping of names to tensors), found {type(obj).__name__}")
     sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
@@ -124,43 +121,59 @@ def infer_meta_arch(sd: Mapping[str, torch.Tensor], filename: str = "", arch: st
     Head count comes from the RoPE periods (head_dim = 4 * len(periods)); the
     feed-forward kind from the key names; widths from the weight shapes. When the
     file name or ``arch`` names a released model, that name's builder must agree
-    with the tensors, so a mislabelled file fails loudly.
+    with the tensors, so a mislabelled file fails loudly. Otherwise the result is
+    the released architecture with these sizes, or a ``"custom"`` one.
+
+    Only shapes are read, so tensors on the ``meta`` device work.
     """
+    source = filename or "checkpoint"
+    required = ["cls_token", "rope_embed.periods", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight"]
+    missing = [k for k in required if k not in sd]
+    if missing:
+        raise CheckpointFormatError(f"{source}: a DINOv3 ViT state dict needs {missing}, which this one lacks")
     embed_dim = sd["cls_token"].shape[-1]
     depth = len(_block_indices(sd, r"blocks\.(\d+)\."))
     head_dim = 4 * sd["rope_embed.periods"].numel()
-    if embed_dim % head_dim:
-        raise CheckpointFormatError(f"{filename or 'checkpoint'}: embed dim {embed_dim} is not a multiple of the RoPE head dim {head_dim}")
+    if head_dim == 0 or embed_dim % head_dim:
+        raise CheckpointFormatError(
+            f"{source}: embed dim {embed_dim} is not a multiple of the RoPE head dim {head_dim} "
+            f"(4 x {sd['rope_embed.periods'].numel()} periods)"
+        )
+    num_heads = embed_dim // head_dim
     gated = "blocks.0.mlp.w1.weight" in sd
-    hidden = sd["blocks.0.mlp.w1.weight" if gated else "blocks.0.mlp.fc1.weight"].shape[0]
+    ffn_key = "blocks.0.mlp.w1.weight" if gated else "blocks.0.mlp.fc1.weight"
+    if ffn_key not in sd:
+        raise CheckpointFormatError(f"{source}: no feed-forward weights ('blocks.0.mlp.fc1.weight' or 'blocks.0.mlp.w1.weight')")
+    hidden = sd[ffn_key].shape[0]
     n_reg = sd["storage_tokens"].shape[1] if "storage_tokens" in sd else 0
     patch = sd["patch_embed.proj.weight"].shape[-1]
     qkv_bias = "blocks.0.attn.qkv.bias" in sd
+    got = (embed_dim, depth, num_heads, hidden, gated)
     named = arch or arch_from_filename(filename)
     if named is not None:
         base = get_arch(named)
-        got = (embed_dim, depth, embed_dim // head_dim, hidden, gated)
         want = (base.embed_dim, base.depth, base.num_heads, base.intermediate_size, base.gated)
         if got != want:
             raise CheckpointFormatError(
-                f"{filename or 'checkpoint'}: the weights (embed_dim, depth, heads, ffn width, gated) = {got} "
-                f"do not match the {base.name} architecture {want}" + (" given by arch=" if arch else " named by the file")
+                f"{source}: the weights (embed_dim, depth, heads, ffn width, gated) = {got} "
+                f"do not match the {base.name} architecture {want}"
+                + (f" given by arch={arch!r}" if arch else " named by the file")
             )
-        ffn_layer = base.ffn_layer
-        ffn_ratio = base.ffn_ratio
     else:
-        ffn_layer = "swiglu" if gated else "mlp"
-        ffn_ratio = hidden / embed_dim
+        base = match_released_arch(*got)
+    if base is not None:
+        return replace(base, qkv_bias=qkv_bias, patch_size=patch, n_storage_tokens=n_reg)
     return MetaArch(
-        name=(named or "custom"),
+        name="custom",
         embed_dim=embed_dim,
         depth=depth,
-        num_heads=embed_dim // head_dim,
-        ffn_ratio=ffn_ratio,
-        ffn_layer=ffn_layer,
+        num_heads=num_heads,
+        ffn_ratio=hidden / embed_dim,
+        ffn_layer="swiglu" if gated else "mlp",
         qkv_bias=qkv_bias,
         patch_size=patch,
         n_storage_tokens=n_reg,
+        ffn_hidden=hidden,
     )
 
 

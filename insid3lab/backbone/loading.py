@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-from .archs import MetaArch, config_for_arch, get_arch
+from .archs import META_ARCHS, MetaArch, config_for_arch, get_arch, match_released_arch
 from .convert import (
     CheckpointFormatError,
     detect_format,
@@ -100,6 +100,35 @@ def _resolve_periods(rope_periods, head_dim: int, base: float, checkpoint_period
     raise ValueError(f"rope_periods={rope_periods!r}: allowed {allowed}")
 
 
+_ROPE_CHOICES = ("auto", "checkpoint", "bf16", "fp32")
+
+
+def _check_rope_periods_arg(rope_periods) -> None:
+    """Reject an unknown ``rope_periods`` before anything is loaded."""
+    if isinstance(rope_periods, (torch.Tensor, list, tuple)):
+        return
+    if not (isinstance(rope_periods, str) and rope_periods in _ROPE_CHOICES):
+        raise ValueError(
+            f"rope_periods={rope_periods!r}: allowed 'auto', 'checkpoint', 'bf16', 'fp32' or a tensor of periods"
+        )
+
+
+def _config_arch_name(cfg: DINOv3ViTConfig, arch: str | None, source: str) -> str | None:
+    """The architecture name of a transformers config; with ``arch`` given, the config must match it."""
+    got = (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size, bool(cfg.use_gated_mlp))
+    if arch is not None:
+        base = get_arch(arch)
+        want = (base.embed_dim, base.depth, base.num_heads, base.intermediate_size, base.gated)
+        if got != want:
+            raise CheckpointFormatError(
+                f"{source}: the model (hidden_size, layers, heads, intermediate_size, gated) = {got} "
+                f"does not match the {base.name} architecture {want} given by arch={arch!r}"
+            )
+        return base.name
+    found = match_released_arch(*got)
+    return found.name if found is not None else None
+
+
 def _build_model(config: DINOv3ViTConfig, hf_sd: dict[str, Tensor], source: str) -> DINOv3ViTModel:
     """Instantiate ``DINOv3ViTModel`` without random initialisation and load ``hf_sd`` strictly."""
     with torch.device("meta"):
@@ -130,30 +159,41 @@ def meta_to_transformers(
     if detect_format(sd, source) != "meta":
         raise CheckpointFormatError(f"{source}: expected Meta key names (cls_token, blocks.N...)")
     a = infer_meta_arch(sd, filename=os.path.basename(filename), arch=arch)
-    hf_sd, periods, extras, key_bias = meta_to_hf_state_dict(sd)
+    try:
+        hf_sd, periods, extras, key_bias = meta_to_hf_state_dict(sd)
+    except KeyError as e:
+        raise CheckpointFormatError(f"{source}: incomplete DINOv3 ViT checkpoint: tensor {e.args[0]!r} is missing") from e
     config = config_for_arch(a, key_bias=key_bias)
     model = _build_model(config, hf_sd, source)
     return model, periods, extras, a
 
 
-def _config_from_hf_state_dict(sd: dict[str, Tensor], arch: str | None) -> DINOv3ViTConfig:
+def _config_from_hf_state_dict(sd: dict[str, Tensor], arch: str | None, source: str) -> DINOv3ViTConfig:
     """Infer a ``DINOv3ViTConfig`` for a transformers-keyed state dict that came without config.json."""
     sd = {re.sub(r"^layer\.", "model.layer.", k): v for k, v in sd.items()}
+    needed = ["embeddings.cls_token", "embeddings.register_tokens", "embeddings.patch_embeddings.weight",
+              "model.layer.0.mlp.up_proj.weight"]
+    missing = [k for k in needed if k not in sd]
+    if missing:
+        raise CheckpointFormatError(f"{source}: a transformers DINOv3 ViT state dict needs {missing}, which this one lacks")
     C = sd["embeddings.cls_token"].shape[-1]
     depth = len({int(m.group(1)) for k in sd if (m := re.match(r"model\.layer\.(\d+)\.", k))})
     gated = "model.layer.0.mlp.gate_proj.weight" in sd
     inter = sd["model.layer.0.mlp.up_proj.weight"].shape[0]
     if arch is not None:
-        base = get_arch(arch)
-        heads = base.num_heads
+        heads = get_arch(arch).num_heads
     else:
-        heads = max(1, C // 64)  # every released DINOv3 ViT has 64-dim heads
+        # A state dict does not record the head count: take a released architecture's when the
+        # sizes are one's, else 64-dim heads (every released DINOv3 ViT but the 7B).
+        released = [a for a in META_ARCHS.values() if a.name != "tiny"
+                    and (a.embed_dim, a.depth, a.intermediate_size, a.gated) == (C, depth, inter, gated)]
+        heads = released[0].num_heads if released else max(1, C // 64)
     return config_for_arch(
         MetaArch("custom", C, depth, heads, inter / C, "swiglu" if gated else "mlp",
                  qkv_bias="model.layer.0.attention.q_proj.bias" in sd,
                  patch_size=sd["embeddings.patch_embeddings.weight"].shape[-1],
-                 n_storage_tokens=sd["embeddings.register_tokens"].shape[1]),
-        intermediate_size=inter,
+                 n_storage_tokens=sd["embeddings.register_tokens"].shape[1],
+                 ffn_hidden=inter),
         key_bias="model.layer.0.attention.k_proj.bias" in sd,
     )
 
@@ -176,8 +216,9 @@ def _looks_like_hub_id(s: str) -> bool:
 
 
 def _hub_error(repo_id: str, err: Exception) -> OSError:
+    reason = f"{type(err).__name__}: {str(err).splitlines()[0]}" if str(err) else type(err).__name__
     return OSError(
-        f"Could not load {repo_id!r} from the Hugging Face hub ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+        f"No local file or folder {repo_id!r}, and it could not be loaded from the Hugging Face hub ({reason}). "
         "DINOv3 weights are gated: open https://huggingface.co/" + repo_id + " (or another facebook/dinov3-* model), "
         "accept the licence, then log in with `hf auth login` or set HF_TOKEN. Offline (HF_HUB_OFFLINE=1) only "
         "models already in the local cache load. A local path works too: a transformers folder (config.json + "
@@ -220,8 +261,13 @@ def load_backbone(
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
+    _check_rope_periods_arg(rope_periods)
+    if arch is not None:
+        get_arch(arch)
     if isinstance(source, DinoV3Backbone):
         bb = source
+        if arch is not None:
+            _config_arch_name(bb.config, arch, bb.source)
         if not (isinstance(rope_periods, str) and rope_periods in ("auto", "checkpoint")):
             bb.set_rope_periods(_resolve_periods(rope_periods, bb.head_dim, bb.config.rope_theta, bb.rope_periods))
         return bb.to(device=dev, dtype=dt)
@@ -229,7 +275,9 @@ def load_backbone(
         cfg = source.config
         hd = cfg.hidden_size // cfg.num_attention_heads
         periods = _resolve_periods(rope_periods, hd, cfg.rope_theta, None)
-        return DinoV3Backbone(source, rope_periods=periods, source="<DINOv3ViTModel>").to(device=dev, dtype=dt)
+        name = _config_arch_name(cfg, arch, "<DINOv3ViTModel>")
+        bb = DinoV3Backbone(source, rope_periods=periods, source="<DINOv3ViTModel>", arch_name=name)
+        return bb.to(device=dev, dtype=dt)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
             f"source must be a hub id, a folder, a checkpoint file path or a DINOv3ViTModel; got {type(source).__name__}"
@@ -266,7 +314,7 @@ def load_backbone(
             model, stored_periods, extras, a = meta_to_transformers(sd, filename=str(path), arch=arch)
             arch_name = a.name
         else:
-            config = _config_from_hf_state_dict(sd, arch)
+            config = _config_from_hf_state_dict(sd, arch, str(path))
             sd = {re.sub(r"^layer\.", "model.layer.", k): v for k, v in sd.items()}
             model = _build_model(config, sd, str(path))
     elif _looks_like_hub_id(src) and not src.startswith((".", "/", "~")):
@@ -281,6 +329,8 @@ def load_backbone(
             "'facebook/dinov3-vitl16-pretrain-lvd1689m'."
         )
     cfg = model.config
+    if arch_name is None or arch is not None:
+        arch_name = _config_arch_name(cfg, arch, src)
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     periods = _resolve_periods(rope_periods, head_dim, cfg.rope_theta, stored_periods)
     bb = DinoV3Backbone(model, rope_periods=periods, source=src, meta_extras=extras, arch_name=arch_name)

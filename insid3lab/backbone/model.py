@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -12,16 +13,21 @@ __all__ = ["DinoV3Backbone", "default_rope_periods"]
 
 
 def default_rope_periods(head_dim: int, base: float = 100.0, *, bf16: bool = True) -> Tensor:
-    """RoPE periods as Meta's ``RopePositionEmbedding`` computes them.
+    """Default RoPE periods ``base ** (4 i / head_dim)``, i = 0 .. head_dim/4 - 1, shape (head_dim/4,) float32.
 
-    ``periods[i] = base ** (2 i / (head_dim / 2))`` in float32, shape (head_dim/4,).
-    With ``bf16=True`` the values are rounded to bfloat16 (and returned as float32),
-    which is what Meta's released checkpoints store.
+    ``bf16=True``: computed in bfloat16 the way Meta's ``RopePositionEmbedding`` initialises
+    them for training (``pos_embed_rope_dtype="bf16"``); these are the values Meta's
+    released checkpoints store in ``rope_embed.periods``.
+    ``bf16=False``: computed in float32 exactly as transformers' ``DINOv3ViTRopePositionEmbedding``
+    does, so that ``1 / periods`` is bitwise its ``inv_freq``.
     """
-    periods = base ** (2 * torch.arange(head_dim // 4, dtype=torch.float32) / (head_dim // 2))
     if bf16:
-        periods = periods.to(torch.bfloat16).to(torch.float32)
-    return periods
+        exponents = 2 * torch.arange(head_dim // 4, dtype=torch.bfloat16) / (head_dim // 2)
+        return (base**exponents).to(torch.float32)
+    exponents = torch.arange(0, 1, 4 / head_dim, dtype=torch.float32)
+    if exponents.numel() != head_dim // 4:
+        exponents = 4 * torch.arange(head_dim // 4, dtype=torch.float32) / head_dim
+    return base**exponents
 
 
 class DinoV3Backbone(nn.Module):
@@ -105,6 +111,7 @@ class DinoV3Backbone(nn.Module):
         # Keep RoPE frequencies in float32 whatever dtype the weights are cast to.
         rope = self.model.rope_embeddings
         rope.register_buffer("inv_freq", (1.0 / self.rope_periods).to(rope.inv_freq.device), persistent=False)
+        self._fingerprint = None
         return out
 
     # --------------------------------------------------------------- helpers
@@ -174,7 +181,7 @@ class DinoV3Backbone(nn.Module):
         return torch.cat([self.cls_norm(tokens[:, :p]), self.model.norm(tokens[:, p:])], dim=1)
 
     # ----------------------------------------------------------- Meta API
-    @torch.inference_mode()
+    @torch.no_grad()
     def get_intermediate_layers(
         self,
         x: Tensor,
@@ -203,7 +210,8 @@ class DinoV3Backbone(nn.Module):
             (patches, cls) / (patches, registers) / (patches, cls, registers).
         """
         self._check_input(x)
-        if isinstance(n, int):
+        if isinstance(n, numbers.Integral):
+            n = int(n)
             if not 1 <= n <= self.n_blocks:
                 raise ValueError(f"n={n}: must be between 1 and the number of blocks ({self.n_blocks})")
             blocks = list(range(self.n_blocks - n, self.n_blocks))
@@ -237,7 +245,7 @@ class DinoV3Backbone(nn.Module):
             return tuple(zip(patches, extra_tokens))
         return tuple(patches)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def forward_features(self, x: Tensor) -> dict[str, Tensor | None]:
         """Meta's ``forward_features`` dictionary for a (B, 3, H, W) batch.
 

@@ -1,0 +1,83 @@
+"""Shared test fixtures: tiny random DINOv3 backbones, saved in every checkpoint format.
+
+The whole test session runs offline: Hugging Face hub access is disabled before
+transformers is imported, so no test can reach the network.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Tiny models gain nothing from intra-op threads, and on a busy shared CPU the thread
+# hand-offs cost tens of milliseconds per operation.
+torch.set_num_threads(int(os.environ.get("INSID3LAB_TEST_THREADS", "1")))
+
+from insid3lab.backbone import (  # noqa: E402
+    DinoV3Backbone,
+    random_backbone,
+    save_meta_checkpoint,
+    save_pretrained,
+)
+
+#: Depth of the session's tiny backbone (4 blocks, so ``n=4`` takes every block).
+TINY_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class SavedBackbone:
+    """One backbone written to disk in every format ``load_backbone`` reads.
+
+    Attributes:
+        backbone: the in-memory original.
+        root: the folder holding everything below.
+        hf_dir: a transformers folder (config.json + model.safetensors, RoPE periods recorded).
+        meta_pth: a Meta checkpoint written with ``torch.save``.
+        meta_safetensors: the same Meta state dict as ``.safetensors``.
+    """
+
+    backbone: DinoV3Backbone
+    root: Path
+    hf_dir: Path
+    meta_pth: Path
+    meta_safetensors: Path
+
+    def paths(self) -> dict[str, Path]:
+        return {"transformers": self.hf_dir, "meta_pth": self.meta_pth, "meta_safetensors": self.meta_safetensors}
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone() -> DinoV3Backbone:
+    """A random 64-dim, 4-block DINOv3 ViT (1 head, 4 registers, patch 16) in float32 on CPU."""
+    return random_backbone("tiny", seed=0, num_hidden_layers=TINY_DEPTH)
+
+
+@pytest.fixture(scope="session")
+def tiny_saved(tiny_backbone, tmp_path_factory) -> SavedBackbone:
+    """``tiny_backbone`` saved as a transformers folder, a Meta ``.pth`` and a Meta ``.safetensors``."""
+    root = tmp_path_factory.mktemp("tiny_backbone")
+    hf_dir = save_pretrained(tiny_backbone, root / "hf")
+    pth = save_meta_checkpoint(tiny_backbone, root / "tiny_meta.pth")
+    st = save_meta_checkpoint(tiny_backbone, root / "tiny_meta.safetensors")
+    return SavedBackbone(tiny_backbone, root, hf_dir, pth, st)
+
+
+@pytest.fixture(scope="session")
+def images() -> torch.Tensor:
+    """(2, 3, 64, 96) float32 normal noise: two normalised 'images' with a 4 x 6 patch grid."""
+    g = torch.Generator().manual_seed(1234)
+    return torch.randn(2, 3, 64, 96, generator=g)
