@@ -1,0 +1,286 @@
+"""Stage 5: average-linkage agglomerative clustering of the target cells.
+
+The N = h*w target cells (original, not debiased, L2-normalised features) are grouped
+by average-linkage agglomerative clustering on the cosine distance
+``D = 1 - clamp(X Xᵀ, -1, 1)``; two clusters are merged while their linkage distance
+(the mean of all pairwise distances between their members) is strictly below
+``1 - tau``.
+
+Two implementations give the same labels (for exact ties between distances, see
+:func:`cluster_average_linkage_torch`):
+
+``"sklearn"``
+    scikit-learn's ``AgglomerativeClustering(n_clusters=None, metric="precomputed",
+    linkage="average", distance_threshold=1 - tau)`` on ``D`` moved to the CPU. It hands
+    the strict upper triangle of ``D`` (as float64) to scipy's nearest-neighbour-chain
+    linkage, sorts the merges by distance and keeps every merge whose distance is
+    strictly below the threshold.
+``"torch"``
+    :func:`cluster_average_linkage_torch`, a parallel reciprocal-nearest-neighbour
+    algorithm written with tensor operations, which runs on the device that holds the
+    features (CPU, CUDA; MPS computes on the CPU because it has no float64).
+
+Average linkage is *reducible*: merging clusters a and b never brings the result closer
+to a third cluster c than min(d(a, c), d(b, c)). Hence a pair of reciprocal nearest
+neighbours stays reciprocal until it is merged, and merging every such pair below the
+threshold in parallel, round after round, produces the same clusters as the sequential
+algorithm stopped at the threshold.
+
+Labels are canonical in both paths: clusters are numbered 0..K-1 in the order of their
+smallest member index (cell 0 is always in cluster 0, the first cell not in cluster 0
+opens cluster 1, ...). The numbering that scikit-learn itself produces depends on the
+shape of the dendrogram; the canonical numbering depends only on the partition.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CLUSTERING_METHODS",
+    "cosine_distances",
+    "agglomerative_clustering",
+    "cluster_average_linkage_torch",
+    "canonical_labels",
+]
+
+CLUSTERING_METHODS = ("auto", "sklearn", "torch")
+
+
+def cosine_distances(X: Tensor) -> Tensor:
+    """Pairwise cosine distances of L2-normalised rows.
+
+    Args:
+        X: (N, C) floating tensor of L2-normalised features.
+
+    Returns:
+        (N, N) tensor ``1 - clamp(X @ Xᵀ, -1, 1)`` in X's dtype and on X's device. Values
+        lie in [0, 2]. The diagonal is close to, not necessarily exactly, 0, and the matrix
+        need not be exactly symmetric (the two triangles come from separate dot products);
+        both clustering paths read only the strict upper triangle.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D (N, C) tensor of features, got shape {tuple(X.shape)}")
+    S = (X @ X.T).clamp(-1, 1)
+    return 1.0 - S
+
+
+def canonical_labels(labels: Tensor) -> Tensor:
+    """Renumber a labelling so that clusters are ordered by their smallest member index.
+
+    Args:
+        labels: (N,) integer tensor, any cluster ids (not necessarily contiguous).
+
+    Returns:
+        (N,) int64 tensor on the same device with values 0..K-1: the cluster of cell 0 is
+        0, and cluster k+1 is the one whose smallest member comes first among the clusters
+        not yet numbered. Two labellings of the same partition give equal tensors.
+    """
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D (N,) tensor, got shape {tuple(labels.shape)}")
+    N = labels.shape[0]
+    if N == 0:
+        return labels.to(torch.long)
+    _, inverse = torch.unique(labels.to(torch.long), return_inverse=True)
+    K = int(inverse.max()) + 1
+    idx = torch.arange(N, device=labels.device)
+    first = torch.full((K,), N, dtype=torch.long, device=labels.device)
+    first.scatter_reduce_(0, inverse, idx, reduce="amin")
+    rank = torch.empty_like(first)
+    rank[torch.argsort(first)] = torch.arange(K, device=labels.device)
+    return rank[inverse]
+
+
+def cluster_average_linkage_torch(D: Tensor, threshold: float) -> Tensor:
+    """Average-linkage clustering of a precomputed distance matrix with tensor operations.
+
+    Every round computes, for each current cluster a, its nearest cluster
+    ``nn(a) = argmin_b L(a, b)`` under the average linkage
+    ``L(a, b) = sum_{i in a, j in b} D[i, j] / (n_a n_b)``, and merges every reciprocal
+    pair (``nn(nn(a)) == a``) whose linkage is strictly below ``threshold``, all at once.
+    Rounds repeat until no reciprocal pair lies below the threshold. Because average
+    linkage is reducible, the result is the partition that the sequential algorithm
+    (e.g. scipy's nearest-neighbour chain) reaches by applying all its merges with a
+    distance below the threshold.
+
+    The state is a float64 matrix of summed pairwise distances between the current
+    clusters, the matrix of their linkages and their sizes. A round costs one row-wise
+    argmin over the matrix plus O(P M) updates for its P merges (the rows and columns of
+    the merged clusters are rebuilt with ``index_select``/``index_add_``/``index_copy_``;
+    the rows and columns of absorbed clusters are set to +inf and dropped once they are
+    half of the matrix). Only the loop over rounds runs in Python, with one host
+    synchronisation per round.
+
+    Numerics: only the strict upper triangle of ``D`` is read (mirrored to the lower
+    one), as scikit-learn does. The sums are float64. When D comes from
+    :func:`cosine_distances` in float32, float16 or bfloat16, every entry is a multiple
+    of 2**-24 (``1 - s`` is exact for s ≥ 1/2 and at least 1/2 otherwise), so every sum is
+    exact for N < 32768 and every linkage is the correctly rounded mean, independent of
+    the order of additions and of the device. scipy instead updates linkages with the
+    Lance-Williams recurrence, which rounds at every merge; the two can differ only where
+    a linkage lies within a few float64 ulps of the threshold or of a competing linkage.
+
+    Ties: clusters are kept in the order of their largest member index (the slot in
+    which scipy's nearest-neighbour chain keeps a cluster) and a tie for the nearest
+    neighbour goes to the first cluster in that order (``argmin`` returns the first
+    minimum, as scipy's scan keeps the first minimum it meets). Consequences:
+
+    * ties that do not decide which pairs are reciprocal cannot change the partition;
+      a group of identical rows, for instance, merges within itself (at distance 0 up
+      to rounding) before it merges with anything else;
+    * an isolated tie, a cell b at the same distance from a and c that are farther
+      apart, pairs b with the one of lower index, in both implementations;
+    * on lattice-like tie structures (equally spaced points on a line, vertices of a
+      hypercube) the partition depends on the order of the merges. scipy's chain starts
+      from the lowest slot and, on a tie, prefers the previous element of its chain, a
+      sequential rule that no parallel round reproduces, so the two implementations can
+      return different (equally valid) average-linkage partitions there. Continuous
+      features practically never produce such exact ties.
+
+    Args:
+        D: (N, N) floating tensor of pairwise distances (any device). Entries must be
+            finite; the diagonal and the strict lower triangle are ignored.
+        threshold: merge while the linkage distance is strictly below this value.
+
+    Returns:
+        (N,) int64 tensor of canonical labels (see :func:`canonical_labels`) on D's device.
+    """
+    if D.ndim != 2 or D.shape[0] != D.shape[1]:
+        raise ValueError(f"D must be a square (N, N) distance matrix, got shape {tuple(D.shape)}")
+    if not D.is_floating_point():
+        raise TypeError(f"D must be a floating-point tensor, got dtype {D.dtype}")
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or math.isnan(threshold):
+        raise ValueError(f"threshold must be a real number, got {threshold!r}")
+    threshold = float(threshold)
+    out_device = D.device
+    # float64 is not available on MPS: compute on the CPU there.
+    device = torch.device("cpu") if D.device.type == "mps" else D.device
+    N = D.shape[0]
+    if N <= 1:
+        return torch.zeros(N, dtype=torch.long, device=out_device)
+
+    upper = torch.triu(D.to(device), diagonal=1)
+    # One of each mirrored pair is zero, so this sum is exact in D's dtype.
+    sums = (upper + upper.T).to(torch.float64)  # (M, M) summed distances between clusters
+    del upper
+    linkage = sums.clone()  # (M, M) average linkage; +inf on the diagonal and for gone clusters
+    linkage.diagonal().fill_(math.inf)
+    sizes = torch.ones(N, dtype=torch.float64, device=device)  # (M,), 0 for gone clusters
+    assign = torch.arange(N, device=device)  # cell -> position of its cluster
+    active = N
+
+    while True:
+        M = sums.shape[0]
+        positions = torch.arange(M, device=device)
+        nearest = torch.argmin(linkage, dim=1)  # first minimum on ties
+        nearest_dist = linkage.gather(1, nearest[:, None])[:, 0]
+        merging = (nearest[nearest] == positions) & (nearest_dist < threshold)
+        # Of each reciprocal pair the earlier cluster (src) is absorbed into the later one
+        # (dst), so positions stay ordered by the largest member index.
+        absorbed = merging & (positions < nearest)
+        src = absorbed.nonzero()[:, 0]  # the one host synchronisation per round
+        if src.numel() == 0:
+            break
+        dst = nearest[src]
+        assign = torch.where(absorbed[assign], nearest[assign], assign)
+        sizes.index_add_(0, dst, sizes.index_select(0, src))
+        sizes.index_fill_(0, src, 0.0)
+        active -= src.numel()
+
+        # Rows of the merged clusters: row(dst) + row(src), then, among themselves, the
+        # column of each src added into its dst. The (P, P) block is symmetrised so the
+        # matrix stays exactly symmetric whatever the rounding.
+        rows = sums.index_select(0, dst) + sums.index_select(0, src)  # (P, M)
+        rows.index_add_(1, dst, rows.index_select(1, src))
+        block = rows.index_select(1, dst)
+        rows.index_copy_(1, dst, torch.minimum(block, block.T))
+        sums.index_copy_(0, dst, rows)
+        sums.index_copy_(1, dst, rows.T)
+
+        rows = rows / (sizes.index_select(0, dst)[:, None] * sizes[None, :])
+        rows.masked_fill_((sizes == 0)[None, :], math.inf)
+        rows.scatter_(1, dst[:, None], math.inf)  # the diagonal
+        linkage.index_copy_(0, dst, rows)
+        linkage.index_copy_(1, dst, rows.T)
+        linkage.index_fill_(0, src, math.inf)
+        linkage.index_fill_(1, src, math.inf)
+
+        if 2 * active <= M:  # drop the rows and columns of gone clusters
+            kept = (sizes > 0).nonzero()[:, 0]
+            new_position = torch.full((M,), -1, dtype=torch.long, device=device)
+            new_position[kept] = torch.arange(kept.numel(), device=device)
+            sums = sums.index_select(0, kept).index_select(1, kept)
+            linkage = linkage.index_select(0, kept).index_select(1, kept)
+            sizes = sizes.index_select(0, kept)
+            assign = new_position[assign]
+
+    return canonical_labels(assign).to(out_device)
+
+
+def _check_tau(tau: float) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, Real) or not (0.0 < float(tau) <= 1.0):
+        raise ValueError(f"tau must be a real number in (0, 1], got {tau!r}")
+    return float(tau)
+
+
+def _sklearn_labels(D: Tensor, threshold: float) -> Tensor:
+    from sklearn.cluster import AgglomerativeClustering
+
+    if D.dtype not in (torch.float16, torch.float32, torch.float64):
+        D = D.to(torch.float32)  # bfloat16 has no numpy dtype; float32 holds it exactly
+    model = AgglomerativeClustering(
+        n_clusters=None,
+        metric="precomputed",
+        linkage="average",
+        distance_threshold=threshold,
+    )
+    labels = model.fit_predict(D.cpu().numpy())
+    return torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def agglomerative_clustering(X: Tensor, tau: float, *, method: str = "auto") -> Tensor:
+    """Partition the target cells by average-linkage clustering on cosine distance.
+
+    Clusters are merged while their average-linkage cosine distance is strictly below
+    ``1 - tau``; a larger tau therefore gives more, smaller clusters (tau = 1: every cell
+    alone).
+
+    Args:
+        X: (N, C) floating tensor, the L2-normalised features of the N = h*w target cells.
+        tau: similarity threshold in (0, 1]; the distance threshold is ``1 - tau``.
+        method: ``"sklearn"`` runs scikit-learn's ``AgglomerativeClustering`` on the
+            distance matrix moved to the CPU (the reference computation); ``"torch"`` runs
+            :func:`cluster_average_linkage_torch` on X's device; ``"auto"`` picks
+            ``"sklearn"`` for CPU tensors and ``"torch"`` otherwise (CUDA, MPS).
+
+    Returns:
+        (N,) int64 tensor of cluster labels 0..K-1 on X's device, numbered canonically
+        (clusters in the order of their smallest member index), identical for both
+        methods.
+    """
+    if method not in CLUSTERING_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, CLUSTERING_METHODS))}, got {method!r}")
+    tau = _check_tau(tau)
+    if not isinstance(X, Tensor) or X.ndim != 2:
+        shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
+        raise ValueError(f"X must be a 2-D (N, C) tensor of features, got {shape}")
+    if not X.is_floating_point():
+        raise TypeError(f"X must be a floating-point tensor, got dtype {X.dtype}")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("X must contain only finite values")
+    if method == "auto":
+        method = "sklearn" if X.device.type == "cpu" else "torch"
+
+    threshold = float(1.0 - tau)
+    N = X.shape[0]
+    if N <= 1:  # scikit-learn needs two samples; a single cell is a single cluster
+        return torch.zeros(N, dtype=torch.long, device=X.device)
+    D = cosine_distances(X)
+    if method == "torch":
+        return cluster_average_linkage_torch(D, threshold)
+    return canonical_labels(_sklearn_labels(D, threshold)).to(X.device)
