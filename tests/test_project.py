@@ -1,0 +1,49 @@
+"""The project's own files agree with each other."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+
+def _names(reqs):
+    return {re.split(r"[<>=!~\[ ;]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in reqs if r.strip()}
+
+
+def test_environment_yml_installs_what_pyproject_declares():
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["lab"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    listed = _names(p for p in pip_section if not p.startswith("-e"))
+    assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
+    assert any(p.startswith("-e") and "[lab]" in p for p in pip_section), "environment.yml installs the package with the lab extra"
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert any(d.startswith("python") for d in conda) and "pip" in conda
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    m = re.search(r"<!-- test-command -->\s*```bash\n(.+?)\n```", readme, re.S)
+    assert m, "README.md marks its test command with <!-- test-command -->"
+    command = m.group(1).strip()
+    assert command in ci, "the README's test command must appear verbatim in .ci/run"
+
+
+def test_console_script_points_at_the_cli():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["insid3lab"] == "insid3lab.cli:main"
+    from insid3lab.cli import main
+
+    assert callable(main)
