@@ -1,0 +1,468 @@
+"""The evaluation loop: resumable, shardable across processes, one summary at the end.
+
+Files in ``out_dir``:
+
+* ``run.json``: what the run is (benchmark, fold, shots, seed, episodes, model settings,
+  weights fingerprint); a resumed run must match it.
+* ``episodes.json``: the episodes, readable with :func:`~insid3lab.eval.episodes.load_episodes`.
+* ``results.jsonl``: one line per finished episode, flushed as soon as it is computed
+  (per-process ``results.rank<R>.jsonl`` while a distributed run is going; merged into
+  ``results.jsonl``, sorted by episode, at its end). Segmentation lines hold the
+  episode's background/foreground intersection and union counts, so the metric sums can
+  be rebuilt exactly from them.
+* ``summary.json``: settings, weights identity, mIoU, FB-IoU (or PCK), per-class
+  scores, episode counts, bad samples, time.
+* ``per_class.png``: a bar chart of the per-class scores.
+
+Distributed: when ``torch.distributed`` is initialised, process ``r`` of ``W`` evaluates
+the episodes whose index is ``r`` modulo ``W``; the integer sums are all-reduced and
+process 0 writes the summary. The numbers equal those of a single process.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .datasets import BadSampleError
+from .episodes import Episode, episodes_digest, load_episodes, sample_episodes, save_episodes
+from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
+
+__all__ = ["model_settings", "plot_per_class", "read_records", "run_evaluation"]
+
+RESULTS = "results.jsonl"
+
+
+# ───────────────────────── helpers ─────────────────────────
+
+
+def _dist_info():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _plain(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, torch.dtype):
+        return str(v).replace("torch.", "")
+    if isinstance(v, torch.device):
+        return str(v)
+    return v
+
+
+def model_settings(model) -> dict:
+    """The model's hyperparameters and weights identity, as far as it exposes them."""
+    out = {}
+    settings = getattr(model, "settings", None)
+    if callable(settings):
+        out.update({k: _plain(v) for k, v in settings().items()})
+    else:
+        for k in ("image_size", "svd_components", "tau", "merge_threshold"):
+            v = getattr(model, k, None)
+            if v is not None:
+                out[k] = _plain(v)
+    enc = getattr(model, "encoder", None) or getattr(model, "backbone", None)
+    dtype = getattr(enc, "dtype", None)
+    if dtype is not None:
+        out["dtype"] = _plain(dtype)
+    fp = getattr(enc, "fingerprint", None)
+    out["weights_fingerprint"] = str(fp()) if callable(fp) else None
+    return out
+
+
+def _json_line(rec: dict) -> str:
+    return json.dumps(rec, sort_keys=True, allow_nan=True) + "\n"
+
+
+def read_records(out_dir: str | os.PathLike) -> dict[int, dict]:
+    """All per-episode records found in ``out_dir`` (``results.jsonl`` and per-rank files), by episode index.
+
+    Lines that do not parse (an interrupted write) are skipped.
+    """
+    out: dict[int, dict] = {}
+    files = sorted(Path(out_dir).glob("results*.jsonl"))
+    for f in files:
+        with open(f) as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                    idx = int(rec["index"])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+                out.setdefault(idx, rec)
+    return out
+
+
+def _repair_tail(path: Path) -> None:
+    """Drop an unterminated last line (left by an interrupted write) so appends start on a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n") + 1
+        f.seek(cut)
+        f.truncate()
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def plot_per_class(names: list[str], values: list[float], *, title: str, ylabel: str, mean: float | None = None,
+                   mean_label: str = "mean"):
+    """Bar chart of one score per class; returns the matplotlib Figure (Agg canvas, never shown)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(names)
+    fig = Figure(figsize=(max(6.0, 0.28 * n + 2.0), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    vals = [0.0 if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in values]
+    ax.bar(range(n), vals, color="#4878a8")
+    if mean is not None and not math.isnan(mean):
+        ax.axhline(mean, color="#c44e52", lw=1.2, ls="--", label=f"{mean_label} {mean:.1f}")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(names, rotation=90 if n > 8 else 0, fontsize=7 if n > 30 else 8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+# ───────────────────────── one episode ─────────────────────────
+
+
+def _segment_episode(model, dataset, ep: Episode) -> dict:
+    refs = [dataset.load(r, ep.class_index) for r in ep.references]
+    tgt = dataset.load(ep.target, ep.class_index)
+    model.clear_reference()
+    for r in refs:
+        model.set_reference(r.image, r.foreground)
+    pred = model.segment(tgt.image)
+    pred = torch.as_tensor(pred).detach().cpu()
+    if pred.ndim != 2:
+        raise ValueError(f"model.segment returned shape {tuple(pred.shape)}; expected (H, W)")
+    gt = match_size(tgt.mask, tuple(pred.shape))
+    ignore = gt == 255
+    inter, union = intersection_union(pred, gt == 1, ignore if bool(ignore.any()) else None)
+    i, u = inter.tolist(), union.tolist()
+    return {
+        "target": tgt.image_path,
+        "references": [r.image_path for r in refs],
+        "intersection": i,
+        "union": u,
+        "iou": i[1] / max(u[1], 1),
+    }
+
+
+def _keypoint_episode(model, dataset, ep: Episode) -> dict:
+    pair = dataset.load_pair(ep.target, list(ep.references))
+    kw = {"debiased": bool(model.debias)} if isinstance(getattr(model, "debias", None), bool) else {}
+    pts = model.match(torch.from_numpy(pair.source_points), pair.target, reference_image=pair.source, **kw)
+    pts = torch.as_tensor(pts).detach().cpu().double()
+    if tuple(pts.shape) != tuple(pair.target_points.shape):
+        raise ValueError(f"model.match returned shape {tuple(pts.shape)}; expected {tuple(pair.target_points.shape)}")
+    hits = pck_hits(pts, pair.target_points, pair.threshold)
+    n = len(pair.target_points)
+    return {
+        "target": pair.target_path,
+        "references": [pair.source_path],
+        "n_points": n,
+        "threshold": pair.threshold,
+        "hits": hits,
+        "pck": [h / n for h in hits],
+    }
+
+
+# ───────────────────────── the run ─────────────────────────
+
+
+def _resolve_episodes(dataset, episodes, seed: int) -> list[Episode]:
+    if episodes is None or isinstance(episodes, (int, np.integer)):
+        return sample_episodes(dataset, None if episodes is None else int(episodes), seed)
+    if isinstance(episodes, (str, os.PathLike)):
+        episodes, _ = load_episodes(episodes)
+    eps = list(episodes)
+    if not eps or not all(isinstance(e, Episode) for e in eps):
+        raise TypeError("episodes: expected None, a count, a path to an episodes JSON file or a non-empty list of Episode")
+    for e in eps:
+        if not 0 <= e.class_index < len(dataset.class_names) or dataset.class_names[e.class_index] != e.class_name:
+            raise ValueError(
+                f"episode {e.index} is of class {e.class_name!r} (#{e.class_index}), which is not that class of {dataset!r}; "
+                "were the episodes drawn from another benchmark or fold?"
+            )
+        if len(e.references) != dataset.shots:
+            raise ValueError(f"episode {e.index} has {len(e.references)} references but the benchmark is set to shots={dataset.shots}")
+    if len({e.index for e in eps}) != len(eps):
+        raise ValueError("episodes: indices must be distinct")
+    return eps
+
+
+def run_evaluation(
+    model,
+    dataset,
+    out_dir: str | os.PathLike,
+    *,
+    episodes=None,
+    seed: int = 0,
+    shots: int | None = None,
+    resume: bool = False,
+    skip_bad: bool = False,
+    settings: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate ``model`` on ``dataset`` and write the run to ``out_dir``; returns the summary dict.
+
+    Args:
+        model: an object with ``clear_reference()``, ``set_reference(image, mask)`` and
+            ``segment(target) -> (H, W) bool`` (segmentation), or
+            ``match(points, target, reference_image=...) -> (N, 2)`` (keypoints), such as
+            :class:`insid3lab.INSID3`.
+        dataset: a benchmark from :func:`insid3lab.eval.datasets.build_dataset`.
+        out_dir: the run folder (created).
+        episodes: None (the benchmark's standard count), a count, a list of
+            :class:`Episode`, or the path of an episodes JSON file.
+        seed: episode ``i`` is drawn from ``(seed, i)`` alone.
+        shots: must equal ``dataset.shots`` when given (the benchmark is built for it).
+        resume: continue the run in ``out_dir``, skipping finished episodes; without it a
+            folder that already holds a run is an error.
+        skip_bad: count and list episodes with an unusable sample instead of stopping.
+        settings: extra JSON-serialisable facts to record (model source, device, ...).
+        progress: show a tqdm bar (process 0 only).
+
+    Returns:
+        The summary (also written to ``out_dir/summary.json``); every process returns it.
+    """
+    if shots is not None and int(shots) != dataset.shots:
+        raise ValueError(f"shots={shots} but the dataset was built with shots={dataset.shots}; build it with the same shots")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed={seed!r}: must be an integer >= 0")
+    task = getattr(dataset, "task", "segmentation")
+    dist, rank, world = _dist_info()
+    out = Path(out_dir)
+    started, t0 = _now(), time.perf_counter()
+
+    eps = _resolve_episodes(dataset, episodes, int(seed))
+    by_index = {e.index: e for e in eps}
+    msettings = model_settings(model)
+    identity = {
+        "task": task,
+        "dataset": dataset.name,
+        "fold": dataset.fold,
+        "shots": dataset.shots,
+        "seed": int(seed),
+        "episodes": len(eps),
+        "episodes_digest": episodes_digest(eps),
+        "model": msettings,
+    }
+
+    # ── the run folder ──
+    error = None
+    if rank == 0:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            run_file = out / "run.json"
+            existing = run_file.exists() or any(out.glob("results*.jsonl"))
+            if existing and not resume:
+                raise FileExistsError(
+                    f"{str(out)!r} already holds an evaluation run; pass resume=True (--resume) to continue it "
+                    "or choose another output folder"
+                )
+            if resume and run_file.exists():
+                old = json.loads(run_file.read_text()).get("identity", {})
+                diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
+                if diff:
+                    lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+                    raise ValueError(f"cannot resume {str(out)!r}: the stored run differs ({lines})")
+            if not run_file.exists():
+                _write_json(run_file, {"identity": identity, "created": started})
+            save_episodes(out / "episodes.json", eps, meta={k: identity[k] for k in ("dataset", "fold", "shots", "seed")})
+        except Exception as e:  # reported on every process below
+            error = e
+    if dist is not None:
+        flag = [None if error is None else f"{type(error).__name__}: {error}"]
+        dist.broadcast_object_list(flag, src=0)
+        if flag[0] is not None and error is None:
+            raise RuntimeError(f"process 0 could not prepare {str(out)!r}: {flag[0]}")
+    if error is not None:
+        raise error
+
+    # ── what is already done ──
+    done = read_records(out) if resume else {}
+    for idx, rec in done.items():
+        if idx in by_index and rec.get("episode") != by_index[idx].digest():
+            raise ValueError(f"cannot resume {str(out)!r}: the stored result of episode {idx} belongs to a different episode")
+    mine = [e for e in eps if e.index % world == rank]
+    todo = [e for e in mine if e.index not in done]
+    resumed = len(mine) - len(todo)
+    if dist is not None:
+        dist.barrier()  # every process has read the old files before anyone appends
+
+    live = out / (RESULTS if world == 1 else f"results.rank{rank}.jsonl")
+    _repair_tail(live)
+
+    # ── evaluate ──
+    records: dict[int, dict] = {e.index: done[e.index] for e in mine if e.index in done}
+    meter = SegmentationMeter(list(dataset.class_names)) if task == "segmentation" else KeypointMeter(list(dataset.class_names))
+    for rec in records.values():
+        _add(meter, rec, task)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(mine), initial=resumed, disable=not progress or rank != 0,
+               desc=f"{dataset.name}" + ("" if world == 1 else f" [rank 0 of {world}]"), unit="ep", dynamic_ncols=True)
+    run_one = _segment_episode if task == "segmentation" else _keypoint_episode
+    with open(live, "a") as fh, torch.no_grad():
+        for ep in todo:
+            ts = time.perf_counter()
+            base = {"index": ep.index, "episode": ep.digest(), "class_index": ep.class_index, "class": ep.class_name}
+            try:
+                rec = {**base, **run_one(model, dataset, ep)}
+            except BadSampleError as e:
+                if not skip_bad:
+                    raise BadSampleError(e.path, f"{e.reason} (episode {ep.index}; pass skip_bad=True / --skip-bad to count and skip such episodes)") from e
+                rec = {**base, "bad": {"file": e.path, "reason": e.reason}}
+            rec["seconds"] = round(time.perf_counter() - ts, 4)
+            fh.write(_json_line(rec))
+            fh.flush()
+            records[ep.index] = rec
+            _add(meter, rec, task)
+            bar.update(1)
+            if task == "segmentation":
+                bar.set_postfix_str(f"mIoU(seen classes) {meter.miou_visited():.1f}")
+            else:
+                bar.set_postfix_str(f"PCK@0.10 {meter.pck()['pck@0.10']:.1f}")
+    bar.close()
+
+    # ── reduce across processes ──
+    bad_local = [{"index": r["index"], "class": r["class"], **r["bad"]} for r in records.values() if "bad" in r]
+    secs_local = [float(r.get("seconds", 0.0)) for r in records.values()]
+    if task == "segmentation":
+        if dist is not None:
+            dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+            t = meter.as_tensor().to(dev)
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            meter = SegmentationMeter.from_tensor(list(dataset.class_names), t)
+    extras = {"bad": bad_local, "seconds": secs_local, "resumed": resumed,
+              "pairs": meter.pairs if task == "keypoints" else None}
+    if dist is not None:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, extras)
+    else:
+        gathered = [extras]
+    bad = sorted((b for g in gathered for b in g["bad"]), key=lambda b: b["index"])
+    episode_seconds = math.fsum(s for g in gathered for s in g["seconds"])
+    n_resumed = sum(g["resumed"] for g in gathered)
+    if task == "keypoints":
+        meter = KeypointMeter(list(dataset.class_names), pairs=[p for g in gathered for p in g["pairs"]])
+
+    summary = {
+        "task": task,
+        "dataset": dataset.describe(),
+        "settings": {**identity, "model": msettings, **({} if settings is None else {k: _plain(v) for k, v in settings.items()}),
+                     "skip_bad": bool(skip_bad), "world_size": world},
+        "weights": {"fingerprint": msettings.get("weights_fingerprint"),
+                    **({"source": settings["model_source"]} if settings and "model_source" in settings else {})},
+    }
+    n_total = len(eps)
+    if task == "segmentation":
+        iou = meter.class_iou() * 100.0
+        summary.update({
+            "miou": meter.miou(),
+            "fb_iou": meter.fb_iou(),
+            "miou_visited_classes": meter.miou_visited(),
+            "classes_visited": int((meter.episodes > 0).sum()),
+            "per_class_iou": {n: float(v) for n, v in zip(dataset.class_names, iou)},
+            "per_class_episodes": {n: int(v) for n, v in zip(dataset.class_names, meter.episodes)},
+            "intersection": meter.intersection.tolist(),
+            "union": meter.union.tolist(),
+        })
+    else:
+        summary.update({
+            "pck": meter.pck(),
+            "pck_per_point": meter.pck_per_point(),
+            "per_class_pck": meter.pck_per_class(),
+            "alphas": list(PCK_ALPHAS),
+        })
+    summary.update({
+        "episodes": {"total": n_total, "evaluated": n_total - len(bad), "bad": len(bad), "resumed": n_resumed},
+        "bad_samples": bad,
+        "time": {"started": started, "finished": _now(), "wall_seconds": round(time.perf_counter() - t0, 3),
+                 "episode_seconds": round(episode_seconds, 3),
+                 "seconds_per_episode": round(episode_seconds / max(n_total, 1), 4)},
+        "versions": {"insid3lab": _version(), "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    })
+
+    if dist is not None:
+        dist.barrier()  # all per-process files are complete
+    if rank == 0:
+        _finalise_files(out, summary, dataset, task)
+    if dist is not None:
+        dist.barrier()
+    return summary
+
+
+def _add(meter, rec: dict, task: str) -> None:
+    if "bad" in rec:
+        return
+    if task == "segmentation":
+        meter.add(int(rec["class_index"]), rec["intersection"], rec["union"])
+    else:
+        meter.add(int(rec["class_index"]), int(rec["n_points"]), rec["hits"])
+
+
+def _version() -> str:
+    try:
+        from insid3lab import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def _finalise_files(out: Path, summary: dict, dataset, task: str) -> None:
+    records = read_records(out)
+    tmp = out / (RESULTS + ".tmp")
+    with open(tmp, "w") as fh:
+        for idx in sorted(records):
+            fh.write(_json_line(records[idx]))
+    os.replace(tmp, out / RESULTS)
+    for f in out.glob("results.rank*.jsonl"):
+        f.unlink()
+    _write_json(out / "summary.json", summary)
+    if task == "segmentation":
+        fig = plot_per_class(list(summary["per_class_iou"]), list(summary["per_class_iou"].values()),
+                             title=f"{dataset.title}" + ("" if dataset.fold is None else f" fold {dataset.fold}")
+                             + f", {dataset.shots}-shot, {summary['episodes']['evaluated']} episodes",
+                             ylabel="IoU (%)", mean=summary["miou"], mean_label="mIoU")
+    else:
+        per = summary["per_class_pck"]
+        fig = plot_per_class(list(per), [v["pck@0.10"] for v in per.values()],
+                             title=f"{dataset.title}, {summary['episodes']['evaluated']} pairs", ylabel="PCK@0.10 (%)",
+                             mean=summary["pck"]["pck@0.10"], mean_label="PCK@0.10")
+    fig.savefig(out / "per_class.png", dpi=110)
