@@ -1,29 +1,42 @@
-"""insid3lab: training-free one-shot in-context segmentation with a frozen DINOv3 backbone (INSID3)."""
+"""insid3lab: training-free one-shot in-context segmentation with a frozen DINOv3 backbone (INSID3).
+
+Main entry points::
+
+    from insid3lab import load_backbone, INSID3
+    model = INSID3(load_backbone(src), image_size=1024)
+    model.set_reference(image, mask)
+    mask, trace = model.segment(target, return_trace=True)
+
+Names are imported on first use, so ``import insid3lab`` (and the command line's
+``--help``) stays quick.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from .backbone import (  # noqa: E402
-    CheckpointFormatError,
-    DinoV3Backbone,
-    load_backbone,
-    random_backbone,
-    save_meta_checkpoint,
-    save_pretrained,
-)
+_EXPORTS = {
+    "CheckpointFormatError": "insid3lab.backbone",
+    "DinoV3Backbone": "insid3lab.backbone",
+    "load_backbone": "insid3lab.backbone",
+    "random_backbone": "insid3lab.backbone",
+    "save_meta_checkpoint": "insid3lab.backbone",
+    "save_pretrained": "insid3lab.backbone",
+    "INSID3": "insid3lab.pipeline",
+    "SegmentManyError": "insid3lab.pipeline",
+    "Trace": "insid3lab.trace",
+}
 
-__all__ = [
-    "CheckpointFormatError",
-    "DinoV3Backbone",
-    "load_backbone",
-    "random_backbone",
-    "save_meta_checkpoint",
-    "save_pretrained",
-]
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):  # the pipeline is imported lazily to keep `import insid3lab` light
-    if name in ("INSID3", "Trace"):
-        from . import pipeline
-
-        return getattr(pipeline, name)
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'insid3lab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

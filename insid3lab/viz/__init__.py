@@ -1,0 +1,76 @@
+"""Figures of every intermediate of INSID3. Each function returns a matplotlib ``Figure``.
+
+Figures are built without pyplot (``matplotlib.figure.Figure`` on an Agg canvas): nothing
+is shown or kept open behind your back. In a notebook the returned figure displays itself
+(after ``%matplotlib inline``); elsewhere save it with ``fig.savefig(path)`` or turn it into
+PNG bytes with :func:`to_png`.
+
+Features
+    :func:`pca_rgb` (arrays), :func:`feature_pca`, :func:`feature_pca_pair`,
+    :func:`feature_pca_debiased`, :func:`feature_pca_layers`, :func:`layer_features`
+Positional subspace
+    :func:`singular_values`, :func:`positional_components`, :func:`component_maps`,
+    :func:`black_image_pca`, :func:`positional_subspace`
+Similarity
+    :func:`similarity_map`, :func:`cell_similarity`, :func:`cell_similarity_map`,
+    :func:`backward_votes`, :func:`candidates`
+Clusters
+    :func:`clusters`, :func:`cluster_scores`
+Overlays
+    :func:`mask_overlay`, :func:`reference_target_overlay`, :func:`keypoint_matches`,
+    :func:`mask_grid`, :func:`score_table`, :func:`iou`
+Normalisation
+    :func:`token_statistics`, :func:`tokens_statistics`, :func:`normalisation_statistics`
+A whole trace
+    :func:`story`, :func:`trace_panel`, :data:`PANELS`
+Sample scenes (:mod:`insid3lab.viz.scenes`)
+    :func:`cat_pair`, :func:`lesion_scene`, :func:`defect_scene`, :func:`write_folder_dataset`
+"""
+
+from ._common import iou, pca_rgb, to_png
+from .clusters import cluster_scores, clusters
+from .features import feature_pca, feature_pca_debiased, feature_pca_layers, feature_pca_pair, layer_features
+from .normalisation import normalisation_statistics, token_statistics, tokens_statistics
+from .overlays import keypoint_matches, mask_grid, mask_overlay, reference_target_overlay, score_table
+from .scenes import cat_pair, defect_scene, lesion_scene, write_folder_dataset
+from .similarity import backward_votes, candidates, cell_similarity, cell_similarity_map, similarity_map
+from .story import PANELS, story, trace_panel
+from .subspace import black_image_pca, component_maps, positional_components, positional_subspace, singular_values
+
+__all__ = [
+    "PANELS",
+    "backward_votes",
+    "black_image_pca",
+    "candidates",
+    "cat_pair",
+    "cell_similarity",
+    "cell_similarity_map",
+    "cluster_scores",
+    "clusters",
+    "component_maps",
+    "defect_scene",
+    "feature_pca",
+    "feature_pca_debiased",
+    "feature_pca_layers",
+    "feature_pca_pair",
+    "iou",
+    "keypoint_matches",
+    "layer_features",
+    "lesion_scene",
+    "mask_grid",
+    "mask_overlay",
+    "normalisation_statistics",
+    "pca_rgb",
+    "positional_components",
+    "positional_subspace",
+    "reference_target_overlay",
+    "score_table",
+    "similarity_map",
+    "singular_values",
+    "story",
+    "to_png",
+    "token_statistics",
+    "tokens_statistics",
+    "trace_panel",
+    "write_folder_dataset",
+]

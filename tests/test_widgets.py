@@ -1,0 +1,247 @@
+"""Explorer and MaskPainter without a browser: set a control, check what was recomputed and what is shown."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import numpy as np
+import pytest
+import torch
+
+from insid3lab import random_backbone, viz
+from insid3lab.pipeline import INSID3
+from insid3lab.widgets import CONTROL_NAMES, PANEL_NAMES, Explorer, MaskPainter
+
+S = 128
+SCENE = 256
+
+
+class CountingEncoder:
+    """Wraps a backbone and counts its forward passes (calls of get_intermediate_layers)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = 0
+
+    def get_intermediate_layers(self, *args, **kwargs):
+        self.calls += 1
+        return self.inner.get_intermediate_layers(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return random_backbone("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    ref, ref_mask = viz.lesion_scene(seed=0, size=SCENE)
+    tgt, tgt_mask = viz.lesion_scene(seed=1, size=SCENE)
+    return ref, ref_mask, tgt, tgt_mask
+
+
+@pytest.fixture
+def explorer(backbone, scene):
+    ref, ref_mask, tgt, tgt_mask = scene
+    enc = CountingEncoder(backbone)
+    model = INSID3(enc, image_size=S, svd_components=8, basis_cache=False, progress=False)
+    ex = Explorer(model, ref, ref_mask, tgt, ground_truth=tgt_mask, sizes=[64, S])
+    assert ex.last_error is None, ex.status.value
+    assert ex.trace.cluster_labels is not None, "the scene must give candidates at S=128"
+    return ex
+
+
+def fresh_mask(backbone, scene, **settings):
+    """The mask a new pipeline computes from scratch with these settings."""
+    ref, ref_mask, tgt, _ = scene
+    model = INSID3(backbone, basis_cache=False, progress=False, **settings)
+    model.set_reference(ref, ref_mask)
+    return model.segment(tgt).numpy()
+
+
+def backbone_passes(ex) -> int:
+    """Backbone passes seen by the counting encoder."""
+    return ex.model.encoder.calls
+
+
+def snapshot(ex):
+    return dict(ex.counts), {k: p.value for k, p in ex.panels.items()}, backbone_passes(ex)
+
+
+def test_dom_contract(explorer):
+    assert set(explorer.controls) == set(CONTROL_NAMES)
+    assert set(explorer.panels) == set(PANEL_NAMES)
+    for name, w in explorer.controls.items():
+        assert f"insid3lab-control-{name}" in w._dom_classes
+        assert isinstance(w, (widgets.FloatSlider, widgets.IntSlider, widgets.Dropdown))
+    assert isinstance(explorer.controls["tau"], widgets.FloatSlider)
+    for name, img in explorer.panels.items():
+        assert isinstance(img, widgets.Image) and "insid3lab-panel" in img._dom_classes
+        assert img.value[:8] == b"\x89PNG\r\n\x1a\n"
+        assert ("insid3lab-mask" in img._dom_classes) == (name == "mask")
+    assert isinstance(explorer.widget, widgets.VBox)
+    assert hasattr(explorer, "_ipython_display_") and callable(explorer.display)
+    # every panel and control is inside the root widget
+    seen, stack = set(), [explorer.widget]
+    while stack:
+        w = stack.pop()
+        seen.add(id(w))
+        stack.extend(getattr(w, "children", ()))
+    assert all(id(w) in seen for w in [*explorer.panels.values(), *explorer.controls.values()])
+
+
+def test_initial_state_matches_a_fresh_pipeline(explorer, backbone, scene):
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
+    assert explorer.counts["encode"] == 2  # reference + target
+    assert explorer.counts["clustering"] == 1 and explorer.counts["decode"] == 1
+    assert "IoU" in explorer.status.value
+
+
+def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
+    counts, panels, calls = snapshot(explorer)
+    explorer.controls["merge"].value = -0.5  # every cluster scores above it (the non-candidate ones score 0)
+    assert explorer.last_error is None
+    assert explorer.model.merge_threshold == -0.5
+    assert explorer.counts["aggregation"] == counts["aggregation"] + 1
+    for stage in ("encode", "clustering", "decode", "layer_features"):
+        assert explorer.counts[stage] == counts[stage], stage
+    assert backbone_passes(explorer) == calls, "the backbone must not run for a merge-threshold change"
+    assert explorer.mask.mean() > 0.9
+    np.testing.assert_array_equal(
+        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, merge_threshold=-0.5))
+    assert explorer.panels["mask"].value != panels["mask"]
+    assert explorer.panels["scores"].value != panels["scores"]
+    assert explorer.panels["similarity"].value == panels["similarity"]  # not redrawn
+    assert explorer.trace.settings["merge_threshold"] == -0.5
+
+
+def test_tau_reclusters_once_per_value(explorer, backbone, scene):
+    counts, panels, calls = snapshot(explorer)
+    explorer.controls["tau"].value = 0.8
+    assert explorer.model.tau == pytest.approx(0.8)
+    assert explorer.counts["clustering"] == counts["clustering"] + 1
+    assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
+    assert explorer.panels["mask"].value != panels["mask"]
+    explorer.controls["tau"].value = 0.6  # back: labels come from the cache
+    assert explorer.counts["clustering"] == counts["clustering"] + 1
+    assert explorer.panels["mask"].value == panels["mask"]
+
+
+def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, backbone, scene):
+    counts, panels, calls = snapshot(explorer)
+    explorer.controls["svd"].value = 30
+    assert explorer.model.svd_components == 30
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=30))
+    explorer.controls["debias"].value = False
+    assert explorer.model.debias is False
+    np.testing.assert_array_equal(
+        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=30, debias=False))
+    assert explorer.counts["decode"] == counts["decode"] + 2
+    assert explorer.counts["clustering"] == counts["clustering"]
+    assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls
+    assert explorer.panels["similarity"].value != panels["similarity"]
+    assert explorer.trace.settings["debias"] is False and explorer.trace.settings["svd_components"] == 30
+
+
+def test_image_size_reencodes_once_per_size(explorer, backbone, scene):
+    counts, panels, calls = snapshot(explorer)
+    explorer.controls["size"].value = 64
+    assert explorer.last_error is None, explorer.status.value
+    assert explorer.model.image_size == 64
+    assert explorer.counts["encode"] == counts["encode"] + 2  # target and reference at the new size
+    limit = min(backbone.embed_dim, (64 // 16) ** 2)
+    assert explorer.controls["svd"].max == limit and explorer.model.svd_components == min(8, limit)
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=64, svd_components=8))
+    assert explorer.panels["reference"].value != panels["reference"]
+    at_64, calls_at_64 = dict(explorer.counts), backbone_passes(explorer)
+    explorer.controls["size"].value = S  # encodings and cluster labels of S are cached
+    assert backbone_passes(explorer) == calls_at_64
+    assert explorer.counts["encode"] == at_64["encode"] and explorer.counts["clustering"] == at_64["clustering"]
+    assert explorer.controls["svd"].max == min(backbone.embed_dim, (S // 16) ** 2)
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
+
+
+def test_layer_changes_only_the_pca(explorer):
+    counts, panels, calls = snapshot(explorer)
+    explorer.controls["layer"].value = 0
+    assert explorer.counts["layer_features"] == counts["layer_features"] + 1
+    assert backbone_passes(explorer) == calls + 1
+    assert explorer.counts["decode"] == counts["decode"]
+    assert explorer.panels["pca"].value != panels["pca"]
+    assert explorer.panels["similarity"].value == panels["similarity"]
+    explorer.controls["layer"].value = explorer.model.encoder.n_blocks - 1  # the features in use: no pass
+    explorer.controls["layer"].value = 0  # cached
+    assert backbone_passes(explorer) == calls + 1
+
+
+def test_an_error_is_shown_not_raised(explorer):
+    explorer._targets.clear()
+    explorer._target_source = "/nonexistent/target.png"
+    explorer.controls["size"].value = 64
+    assert isinstance(explorer.last_error, FileNotFoundError)
+    assert "nonexistent" in explorer.status.value and "size" in explorer.status.value
+
+
+def test_sizes_are_validated_before_the_model_changes(backbone, scene):
+    ref, ref_mask, tgt, _ = scene
+    model = INSID3(backbone, image_size=64, basis_cache=False)
+    with pytest.raises(ValueError, match="multiple of the patch size 16"):
+        Explorer(model, ref, ref_mask, tgt, sizes=[64, 100])
+    assert model.references == []
+
+
+# ----------------------------------------------------------------- painter
+
+
+def test_painter_cells_toggle(scene):
+    img = scene[0]
+    p = MaskPainter(img, cells=8)
+    assert p.mask.shape == (SCENE, SCENE) and not p.mask.any()
+    assert len(p.buttons) == 64
+    off_color = p.buttons[9].style.button_color
+    p.buttons[9].click()  # row 1, col 1: pixels 32:64 x 32:64
+    want = np.zeros((SCENE, SCENE), bool)
+    want[32:64, 32:64] = True
+    np.testing.assert_array_equal(p.mask, want)
+    assert p.buttons[9].style.button_color != off_color
+    assert p.preview.value[:8] == b"\x89PNG\r\n\x1a\n"
+    p.buttons[9].click()
+    assert not p.mask.any() and p.buttons[9].style.button_color == off_color
+
+
+def test_painter_polygons_invert_clear(scene):
+    p = MaskPainter(scene[0], cells=4)
+    p.polygon.value = "10.5,20.5 110.5,20.5 110.5,60.5 10.5,60.5"
+    p.actions["add"].click()
+    # pixel (x, y) is inside when its centre lies in the rectangle: x in 11..110, y in 21..60
+    assert p.mask.sum() == 100 * 40
+    assert p.mask[21:61, 11:111].all()
+    assert p.mask[40, 50] and not p.mask[40, 5]
+    p.add_polygon([[0, 0], [60, 0], [60, 40], [0, 40]], erase=True)
+    assert not p.mask[30, 50] and p.mask[50, 50]
+    before = p.mask
+    p.polygon.value = "1,2 3"
+    p.actions["add"].click()
+    np.testing.assert_array_equal(p.mask, before)
+    assert "x,y" in p.status.value
+    p.actions["invert"].click()
+    np.testing.assert_array_equal(p.mask, ~before)
+    p.actions["clear"].click()
+    assert not p.mask.any()
+    with pytest.raises(ValueError, match="cells"):
+        MaskPainter(scene[0], cells=1)
+
+
+def test_painter_mask_feeds_the_explorer(backbone, scene):
+    ref, _, tgt, _ = scene
+    p = MaskPainter(ref, cells=8, mask=scene[1])
+    np.testing.assert_array_equal(p.mask, scene[1])
+    model = INSID3(backbone, image_size=64, svd_components=4, basis_cache=False)
+    ex = Explorer(model, ref, p.mask, tgt)
+    assert ex.last_error is None
+    from insid3lab.preprocess import preprocess_mask
+
+    assert torch.equal(ex.model.references[0].mask, preprocess_mask(scene[1], 64)[0])
