@@ -12,7 +12,7 @@ from torch import nn
 
 __all__ = ["cache_dir", "weights_fingerprint", "basis_cache_path", "load_basis", "save_basis", "clear_cache"]
 
-_FORMAT = 1
+_FORMAT = 2  # 2: bases are always computed in float32 (fast mode no longer writes bf16 bases)
 
 
 def cache_dir() -> Path:

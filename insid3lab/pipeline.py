@@ -35,6 +35,10 @@ from .trace import Trace
 
 __all__ = ["INSID3", "Encoded", "SegmentManyError"]
 
+#: Target cells per similarity product of the backward matching on the CPU (bounds its
+#: memory at 4 * hr*wr * 4096 bytes per shot; one product at S = 1024 with patch 16).
+_BACKWARD_CHUNK = 4096
+
 
 class SegmentManyError(RuntimeError):
     """One target of :meth:`INSID3.segment_many` failed.
@@ -107,14 +111,16 @@ class INSID3:
         svd_components: r, dimensions of the positional subspace removed (clamped to min(C, h*w)).
         tau: τ in (0, 1]; clusters merge while their average cosine distance is below 1 − τ.
         merge_threshold: in [−1, 1]; clusters whose score exceeds it join the mask.
-        clustering: ``"auto"`` (scikit-learn on CPU, the torch path on GPU), ``"sklearn"`` or ``"torch"``;
+        clustering: ``"auto"`` (scipy on CPU, the torch path on GPU), ``"sklearn"`` (the authors' call),
+            ``"scipy"`` (the same computation without scikit-learn's overheads) or ``"torch"``;
             all give the same partition.
         debias: remove the positional subspace (the method); ``False`` shows what happens without it.
         resize_to_orig_size: return the mask at the target's original size (else at S x S).
         basis_cache: keep positional bases on disk (see :mod:`insid3lab.cache`) so a new process skips
             the extra forward pass and SVD; ``False`` keeps them in memory only.
         autocast_dtype: run the encoder under autocast with this dtype (``torch.bfloat16`` for the fast
-            GPU mode); the decode stages always run in float32.
+            GPU mode) for references and targets; the positional basis and the decode stages always
+            run in float32.
         exif_transpose: apply JPEG EXIF orientation to images and masks given as files/PIL images.
         batch_size: targets per backbone pass in :meth:`segment_many` (default 1 on CPU, 8 on GPU).
         progress: show progress bars for many targets.
@@ -158,8 +164,8 @@ class INSID3:
         self._svd_components = self._check_components(svd_components)
         self._tau = self._check_tau(tau)
         self._merge_threshold = self._check_merge(merge_threshold)
-        if clustering not in ("auto", "sklearn", "torch"):
-            raise ValueError(f"clustering={clustering!r}: allowed 'auto', 'sklearn', 'torch'")
+        if clustering not in ("auto", "sklearn", "scipy", "torch"):
+            raise ValueError(f"clustering={clustering!r}: allowed 'auto', 'sklearn', 'scipy', 'torch'")
         self.clustering = clustering
         self._debias = bool(debias)
         self.resize_to_orig_size = bool(resize_to_orig_size)
@@ -320,8 +326,16 @@ class INSID3:
         return data
 
     def black_image_features(self) -> Tensor:
-        """Raw features of the normalised black image: (1, C, h, w)."""
-        return self._encode_batch(black_image(self._image_size, device=self.device))
+        """Raw features of the normalised black image: (1, C, h, w), never under autocast.
+
+        The positional basis is computed once per weights and size and shared through the
+        disk cache by every mode, so it is always computed at the encoder's own precision.
+        Its accuracy also matters more than that of the images' features: debiasing keeps
+        only what lies outside the subspace, so a basis rotated by bfloat16 rounding moves
+        the forward and backward matches far more than the same rounding of a target does.
+        """
+        black = black_image(self._image_size, device=self.device)
+        return extract_features(self.encoder, black, autocast_dtype=None)
 
     def effective_components(self) -> int:
         """r actually used: ``svd_components`` clamped to min(C, h*w) (a warning once when clamped)."""
@@ -454,7 +468,7 @@ class INSID3:
         return self._ref_cache
 
     # ------------------------------------------------------------ segmentation
-    def segment(self, target=None, *, return_trace: bool = False):
+    def segment(self, target=None, *, return_trace: bool = False, timings: dict[str, float] | None = None):
         """Segment the reference concept in ``target``.
 
         Args:
@@ -462,6 +476,9 @@ class INSID3:
                 to :meth:`set_target` is used and, as in the authors' implementation, the references
                 are cleared afterwards (so ``set_reference``/``set_target``/``segment`` per episode works).
             return_trace: also return a :class:`~insid3lab.Trace` of every intermediate.
+            timings: a dict to fill with wall-clock seconds per stage (``preprocess``, ``features``,
+                then those of :meth:`decode`), CUDA synchronised around each stage; the trace's
+                ``timings`` hold the same.
 
         Returns:
             (H, W) bool mask on the encoder's device at the target's original size
@@ -475,21 +492,37 @@ class INSID3:
         if not self.references:
             raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
         try:
-            t0 = time.perf_counter()
-            enc = self.encode(target, what="target image")
+            if not return_trace and timings is None:
+                return self.decode(self.encode(target, what="target image"))
+            timer = _Timer(self.device, enabled=True)
+            with timer("preprocess"):
+                x, orig = preprocess_image(target, self._image_size, device=self.device,
+                                           exif_transpose=self.exif_transpose, what="target image")
+            with timer("features"):
+                feats = self._encode_batch(x)[0]
+                enc = Encoded(x, orig, feats, l2_normalize(feats, dim=0), self._image_size, _describe(target), source=target)
+            stage_times: dict[str, float] = {}
+            result = self.decode(enc, return_trace=return_trace, timings=stage_times)
+            times = {**timer.times, **stage_times}
+            if timings is not None:
+                timings.update(times)
             if not return_trace:
-                return self.decode(enc)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            encode_time = time.perf_counter() - t0
-            mask, trace = self.decode(enc, return_trace=True)
-            trace.timings = {"features": encode_time, **trace.timings}
+                return result
+            mask, trace = result
+            trace.timings = times
             return mask, trace
         finally:
             if consume:
                 self.clear_reference()
 
-    def decode(self, target: Encoded, *, return_trace: bool = False, labels: Tensor | None = None):
+    def decode(
+        self,
+        target: Encoded,
+        *,
+        return_trace: bool = False,
+        labels: Tensor | None = None,
+        timings: dict[str, float] | None = None,
+    ):
         """Run every stage after the backbone for an encoded target.
 
         Args:
@@ -497,12 +530,17 @@ class INSID3:
             return_trace: also return the :class:`~insid3lab.Trace`.
             labels: optional precomputed (h, w) cluster labels for this target and τ
                 (lets an explorer skip re-clustering when only later knobs change).
+            timings: a dict to fill with wall-clock seconds per stage (CUDA synchronised).
 
         Returns:
             The mask, or ``(mask, trace)``.
+
+        Without a trace, the backward votes on the CPU are counted only at the forward cells
+        (the only cells that can become candidates); the trace holds the votes of every cell.
+        The mask is the same either way.
         """
         trace = Trace(settings=self.settings()) if return_trace else None
-        timer = _Timer(self.device, enabled=return_trace)
+        timer = _Timer(self.device, enabled=return_trace or timings is not None)
         if target.size != self._image_size:
             target = self.encode(target.source, what="target image")
         with timer("references"):
@@ -516,7 +554,12 @@ class INSID3:
             sim = mat.forward_similarity(tgt_deb, p)
             fwd = mat.forward_mask(sim)
         with timer("backward"):
-            votes = mat.backward_votes(ref["features_deb"], tgt_deb, ref["masks_low"])
+            if trace is None and tgt_deb.device.type == "cpu":
+                cells = fwd.reshape(-1).nonzero()[:, 0]
+                votes = mat.backward_votes(ref["features_deb"], tgt_deb, ref["masks_low"],
+                                           cells=cells, chunk_size=_BACKWARD_CHUNK)
+            else:
+                votes = mat.backward_votes(ref["features_deb"], tgt_deb, ref["masks_low"])
             bwd = mat.backward_mask(votes, k)
             cand = mat.candidates(fwd, bwd)
         if trace is not None:
@@ -574,6 +617,8 @@ class INSID3:
             S = self._image_size
             up = upsample_mask(low, S, S)
             out = upsample_mask(up, *target.orig_size) if self.resize_to_orig_size else up
+        if timings is not None:
+            timings.update(timer.times)
         if trace is None:
             return out
         trace.mask_low = low

@@ -43,6 +43,7 @@ def assert_paths_agree(X: torch.Tensor, tau: float) -> torch.Tensor:
     """Both methods give identical labels, and they are scikit-learn's partition."""
     by_sklearn = agglomerative_clustering(X, tau, method="sklearn")
     by_torch = agglomerative_clustering(X, tau, method="torch")
+    assert torch.equal(agglomerative_clustering(X, tau, method="scipy"), by_sklearn)
     assert by_sklearn.dtype == by_torch.dtype == torch.long
     assert by_sklearn.shape == by_torch.shape == (X.shape[0],)
     assert torch.equal(by_sklearn, by_torch)
@@ -117,7 +118,7 @@ def test_hand_computed_features_on_a_circle():
     assert first < 0.05 < second < 0.1 < third < 0.2 and last > 1
     cases = {0.99: [0, 1, 2, 3, 4], 0.95: [0, 1, 2, 2, 3], 0.9: [0, 0, 1, 1, 2], 0.8: [0, 0, 1, 1, 1]}
     for tau, expected in cases.items():
-        for method in ("sklearn", "torch", "auto"):
+        for method in ("sklearn", "scipy", "torch", "auto"):
             assert agglomerative_clustering(X, tau, method=method).tolist() == expected, (tau, method)
     # Even the smallest tau keeps the two groups apart: their linkage exceeds 1.
     assert agglomerative_clustering(X, 1e-6, method="torch").tolist() == [0, 0, 1, 1, 1]
@@ -175,6 +176,7 @@ def test_float64_float16_and_bfloat16_features():
     by_sklearn = agglomerative_clustering(Xb, 0.6, method="sklearn")
     by_torch = agglomerative_clustering(Xb, 0.6, method="torch")
     assert torch.equal(by_sklearn, by_torch)
+    assert torch.equal(agglomerative_clustering(Xb, 0.6, method="scipy"), by_sklearn)
     assert same_partition(sklearn_raw_labels(cosine_distances(Xb).float(), 0.4), by_torch)
 
 
@@ -194,6 +196,7 @@ def test_exact_duplicates():
     # tau = 1: threshold 0, not even duplicates (distance 0) merge
     assert agglomerative_clustering(X, 1.0, method="torch").tolist() == list(range(256))
     assert agglomerative_clustering(X, 1.0, method="sklearn").tolist() == list(range(256))
+    assert agglomerative_clustering(X, 1.0, method="scipy").tolist() == list(range(256))
 
 
 def test_exact_distance_ties_between_duplicate_groups():
@@ -250,7 +253,7 @@ def test_nothing_merges():
 
 
 def test_tiny_inputs():
-    for method in ("sklearn", "torch"):
+    for method in ("sklearn", "scipy", "torch"):
         assert agglomerative_clustering(torch.ones(1, 4) / 2, 0.6, method=method).tolist() == [0]
         assert agglomerative_clustering(torch.zeros(0, 4), 0.6, method=method).tolist() == []
         two = torch.tensor([[1.0, 0.0], [0.8, 0.6]])  # distance 0.2
@@ -267,9 +270,15 @@ def test_lower_triangle_and_diagonal_are_ignored():
     assert torch.equal(cluster_average_linkage_torch(noisy, 0.4), agglomerative_clustering(X, 0.6, method="sklearn"))
 
 
-def test_labels_stay_on_input_device_and_auto_is_sklearn_on_cpu():
+def test_labels_stay_on_input_device_and_auto_is_scipy_on_cpu(monkeypatch):
+    import insid3lab.stages.clustering as clu
+
     X = normalised((64, 8), seed=17)
+    calls = []
+    real = clu.cluster_average_linkage_scipy
+    monkeypatch.setattr(clu, "cluster_average_linkage_scipy", lambda D, t: calls.append(t) or real(D, t))
     labels = agglomerative_clustering(X, 0.6)
+    assert calls == [pytest.approx(0.4)]
     assert labels.device == X.device and labels.dtype == torch.long
     assert torch.equal(labels, agglomerative_clustering(X, 0.6, method="sklearn"))
 
@@ -284,8 +293,8 @@ def test_tau_is_validated(tau):
 
 
 def test_method_is_validated():
-    with pytest.raises(ValueError, match="method must be one of 'auto', 'sklearn', 'torch', got 'scipy'"):
-        agglomerative_clustering(normalised((8, 4), seed=0), 0.6, method="scipy")
+    with pytest.raises(ValueError, match="method must be one of 'auto', 'sklearn', 'scipy', 'torch', got 'kmeans'"):
+        agglomerative_clustering(normalised((8, 4), seed=0), 0.6, method="kmeans")
 
 
 def test_features_are_validated():

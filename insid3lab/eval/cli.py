@@ -48,7 +48,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="positional-subspace components removed (default 500; 20 for spair, as in the paper)")
     m.add_argument("--tau", type=float, default=0.6, help="clustering similarity threshold tau (default 0.6)")
     m.add_argument("--merge-threshold", type=float, default=0.2, help="cluster aggregation threshold (default 0.2)")
-    m.add_argument("--clustering", default="auto", choices=["auto", "sklearn", "torch"],
+    m.add_argument("--clustering", default="auto", choices=["auto", "sklearn", "scipy", "torch"],
                    help="agglomerative clustering implementation (all give the same partition)")
     m.add_argument("--no-debias", action="store_true", help="keep the positional subspace (ablation)")
     m.add_argument("--no-cache", action="store_true", help="do not read or write the positional-basis disk cache")

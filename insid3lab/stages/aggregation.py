@@ -10,8 +10,13 @@ __all__ = ["cluster_prototypes", "cluster_sizes", "seed_and_scores", "aggregate"
 
 
 def cluster_sizes(labels: Tensor, num_clusters: int) -> Tensor:
-    """Cells per cluster: (N,) or (h, w) labels -> (K,) long."""
-    return torch.bincount(labels.reshape(-1), minlength=num_clusters)
+    """Cells per cluster: (N,) or (h, w) labels in [0, K) -> (K,) long.
+
+    A scatter-add into K counters: unlike ``bincount`` it needs no host synchronisation
+    on CUDA to size its output.
+    """
+    flat = labels.reshape(-1).to(torch.long)
+    return torch.zeros(num_clusters, dtype=torch.long, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
 
 
 def cluster_prototypes(features: Tensor, labels: Tensor, num_clusters: int) -> Tensor:
@@ -58,14 +63,15 @@ def seed_and_scores(
         ``seed_similarity`` (K,) <p, P_deb[k]>, ``intra`` (K,) <P_orig[seed], P_orig[k]>,
         ``cross`` (K,) mean s(x) over the cluster, ``score`` (K,) cross · intra · a.
     """
-    flat = labels.reshape(-1)
+    flat = labels.reshape(-1).to(torch.long)
     sizes = cluster_sizes(flat, num_clusters)
-    hits = torch.bincount(flat[candidates.reshape(-1)], minlength=num_clusters)
+    hits = torch.zeros(num_clusters, dtype=torch.long, device=flat.device)
+    hits.scatter_add_(0, flat, candidates.reshape(-1).to(torch.long))  # candidate cells per cluster
     area = hits.to(torch.float32) / sizes
     overlap = hits > 0
     seed_sim = prototypes_deb @ prototype
     seed = torch.where(overlap, seed_sim, torch.full_like(seed_sim, -torch.inf)).argmax()
-    intra = prototypes_orig @ prototypes_orig[seed]
+    intra = prototypes_orig @ prototypes_orig.index_select(0, seed.reshape(1))[0]  # no host read of seed
     sim_sums = torch.zeros(num_clusters, dtype=similarity.dtype, device=similarity.device)
     sim_sums.index_add_(0, flat, similarity.reshape(-1))
     cross = sim_sums / sizes.to(similarity.dtype)

@@ -6,7 +6,7 @@ by average-linkage agglomerative clustering on the cosine distance
 (the mean of all pairwise distances between their members) is strictly below
 ``1 - tau``.
 
-Two implementations give the same labels (for exact ties between distances, see
+Three implementations give the same labels (for exact ties between distances, see
 :func:`cluster_average_linkage_torch`):
 
 ``"sklearn"``
@@ -15,6 +15,11 @@ Two implementations give the same labels (for exact ties between distances, see
     the strict upper triangle of ``D`` (as float64) to scipy's nearest-neighbour-chain
     linkage, sorts the merges by distance and keeps every merge whose distance is
     strictly below the threshold.
+``"scipy"``
+    :func:`cluster_average_linkage_scipy`: the same arithmetic as ``"sklearn"`` — the same
+    float32 distance matrix, its strict upper triangle handed to scipy's linkage as float64,
+    the same cut — without scikit-learn's input checks and index bookkeeping (about twice
+    as fast at N = 4096). The partition is identical to ``"sklearn"``'s by construction.
 ``"torch"``
     :func:`cluster_average_linkage_torch`, a parallel reciprocal-nearest-neighbour
     algorithm written with tensor operations, which runs on the device that holds the
@@ -46,10 +51,11 @@ __all__ = [
     "cosine_distances",
     "agglomerative_clustering",
     "cluster_average_linkage_torch",
+    "cluster_average_linkage_scipy",
     "canonical_labels",
 ]
 
-CLUSTERING_METHODS = ("auto", "sklearn", "torch")
+CLUSTERING_METHODS = ("auto", "sklearn", "scipy", "torch")
 
 
 def cosine_distances(X: Tensor) -> Tensor:
@@ -254,9 +260,11 @@ def agglomerative_clustering(X: Tensor, tau: float, *, method: str = "auto") -> 
         X: (N, C) floating tensor, the L2-normalised features of the N = h*w target cells.
         tau: similarity threshold in (0, 1]; the distance threshold is ``1 - tau``.
         method: ``"sklearn"`` runs scikit-learn's ``AgglomerativeClustering`` on the
-            distance matrix moved to the CPU (the reference computation); ``"torch"`` runs
+            distance matrix moved to the CPU (the reference computation); ``"scipy"`` runs
+            the same computation without scikit-learn's overheads; ``"torch"`` runs
             :func:`cluster_average_linkage_torch` on X's device; ``"auto"`` picks
-            ``"sklearn"`` for CPU tensors and ``"torch"`` otherwise (CUDA, MPS).
+            ``"scipy"`` for CPU tensors and ``"torch"`` otherwise (CUDA, MPS), the faster
+            exact path measured on each.
 
     Returns:
         (N,) int64 tensor of cluster labels 0..K-1 on X's device, numbered canonically
@@ -274,7 +282,7 @@ def agglomerative_clustering(X: Tensor, tau: float, *, method: str = "auto") -> 
     if not bool(torch.isfinite(X).all()):
         raise ValueError("X must contain only finite values")
     if method == "auto":
-        method = "sklearn" if X.device.type == "cpu" else "torch"
+        method = "scipy" if X.device.type == "cpu" else "torch"
 
     threshold = float(1.0 - tau)
     N = X.shape[0]
@@ -283,4 +291,40 @@ def agglomerative_clustering(X: Tensor, tau: float, *, method: str = "auto") -> 
     D = cosine_distances(X)
     if method == "torch":
         return cluster_average_linkage_torch(D, threshold)
+    if method == "scipy":
+        return cluster_average_linkage_scipy(D, threshold).to(X.device)
     return canonical_labels(_sklearn_labels(D, threshold)).to(X.device)
+
+
+def cluster_average_linkage_scipy(D: Tensor, threshold: float) -> Tensor:
+    """scikit-learn's average-linkage computation, called on scipy directly.
+
+    ``AgglomerativeClustering(metric="precomputed", linkage="average", distance_threshold=t)``
+    takes the strict upper triangle of the distance matrix row by row, gives it to
+    ``scipy.cluster.hierarchy.linkage(method="average")`` (which converts it to float64, an
+    exact widening of float32) and keeps the merges whose distance is strictly below ``t``
+    (the number of clusters is ``count(distance >= t) + 1``; the merges are sorted by
+    distance). This function does the same with ``scipy.spatial.distance.squareform`` for
+    the triangle, so the linkage matrix, and therefore the partition, are identical.
+
+    Args:
+        D: (N, N) distance matrix (any device; copied to the CPU), N >= 2.
+        threshold: merge while the linkage distance is strictly below this value.
+
+    Returns:
+        (N,) int64 canonical labels on the CPU.
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    N = D.shape[0]
+    if D.dtype not in (torch.float16, torch.float32, torch.float64):
+        D = D.to(torch.float32)  # bfloat16 has no numpy dtype; float32 holds it exactly
+    condensed = squareform(D.detach().cpu().numpy(), checks=False)  # strict upper triangle, row-major
+    Z = linkage(condensed, method="average")
+    merges = N - 1 - int(np.count_nonzero(Z[:, 2] >= threshold))
+    owner = np.arange(2 * N - 1)
+    children = Z[:merges, :2].astype(np.int64)
+    for m in range(merges - 1, -1, -1):  # top-down over merges: leaves take their root's id
+        owner[children[m]] = owner[N + m]
+    return canonical_labels(torch.from_numpy(owner[:N].copy()))

@@ -23,7 +23,9 @@ def extract_features(encoder, images: Tensor, *, autocast_dtype: torch.dtype | N
     """
     with torch.inference_mode():
         if autocast_dtype is not None:
-            with torch.autocast(device_type=images.device.type, dtype=autocast_dtype):
+            # Casts are not cached: every weight is used once per pass, so a cache would only
+            # keep a low-precision copy of the whole encoder alive next to the original.
+            with torch.autocast(device_type=images.device.type, dtype=autocast_dtype, cache_enabled=False):
                 feats = encoder.get_intermediate_layers(images, n=1, reshape=True)[0]
         else:
             feats = encoder.get_intermediate_layers(images, n=1, reshape=True)[0]
