@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import cache as _cache
+from ._warn import warn as _warn
 from .preprocess import black_image, preprocess_image, preprocess_mask
 from .stages import aggregation as agg
 from .stages import clustering as clu
@@ -320,7 +320,7 @@ class INSID3:
                 try:
                     _cache.save_basis(fp, s, U, S, mean)
                 except OSError as e:
-                    warnings.warn(f"could not write the basis cache ({e}); continuing without it", stacklevel=2)
+                    _warn(f"could not write the basis cache ({e}); continuing without it")
         data = {k: v.to(self.device) for k, v in data.items()}
         self._svd[s] = data
         return data
@@ -346,10 +346,7 @@ class INSID3:
             key = (r, self._image_size)
             if key not in self._warned:
                 self._warned.add(key)
-                warnings.warn(
-                    f"svd_components={r} exceeds min(C, h*w) = min({self.embed_dim}, {h * w}) = {limit}; using {limit}",
-                    stacklevel=3,
-                )
+                _warn(f"svd_components={r} exceeds min(C, h*w) = min({self.embed_dim}, {h * w}) = {limit}; using {limit}")
             return limit
         return r
 

@@ -21,13 +21,14 @@ authors' reference code does.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ._warn import warn as _warn
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -221,10 +222,8 @@ def preprocess_mask(
         ih, iw = image_size_hw
         mh, mw = arr.shape
         if abs((mh / mw) / (ih / iw) - 1.0) > 0.01:
-            warnings.warn(
-                f"{what} is {mh}x{mw} but its image is {ih}x{iw}: the aspect ratios differ, so the mask "
-                "will be stretched differently from the image", stacklevel=3,
-            )
+            _warn(f"{what} is {mh}x{mw} but its image is {ih}x{iw}: the aspect ratios differ, so the mask "
+                  "will be stretched differently from the image")
     t = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.bool)
     if device is not None:
         t = t.to(device)

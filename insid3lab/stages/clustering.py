@@ -39,6 +39,7 @@ shape of the dendrogram; the canonical numbering depends only on the partition.
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Real
 
@@ -72,8 +73,8 @@ def cosine_distances(X: Tensor) -> Tensor:
     """
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D (N, C) tensor of features, got shape {tuple(X.shape)}")
-    S = (X @ X.T).clamp(-1, 1)
-    return 1.0 - S
+    # In place on the fresh product: -s + 1 rounds exactly like 1 - s, without two more N x N buffers.
+    return (X @ X.T).clamp_(-1, 1).neg_().add_(1)
 
 
 def canonical_labels(labels: Tensor) -> Tensor:
@@ -296,6 +297,12 @@ def agglomerative_clustering(X: Tensor, tau: float, *, method: str = "auto") -> 
     return canonical_labels(_sklearn_labels(D, threshold)).to(X.device)
 
 
+@functools.lru_cache(maxsize=2)
+def _strict_upper(n: int) -> np.ndarray:
+    """(n, n) bool mask of the strict upper triangle (cached: the grid size rarely changes)."""
+    return np.triu(np.ones((n, n), dtype=bool), 1)
+
+
 def cluster_average_linkage_scipy(D: Tensor, threshold: float) -> Tensor:
     """scikit-learn's average-linkage computation, called on scipy directly.
 
@@ -304,8 +311,9 @@ def cluster_average_linkage_scipy(D: Tensor, threshold: float) -> Tensor:
     ``scipy.cluster.hierarchy.linkage(method="average")`` (which converts it to float64, an
     exact widening of float32) and keeps the merges whose distance is strictly below ``t``
     (the number of clusters is ``count(distance >= t) + 1``; the merges are sorted by
-    distance). This function does the same with ``scipy.spatial.distance.squareform`` for
-    the triangle, so the linkage matrix, and therefore the partition, are identical.
+    distance). This function builds the same float64 vector (the strict upper triangle in
+    row-major order, selected with a cached boolean mask), so the linkage matrix is
+    identical, and cuts it at the same place with ``fcluster``: the partition is identical.
 
     Args:
         D: (N, N) distance matrix (any device; copied to the CPU), N >= 2.
@@ -314,17 +322,15 @@ def cluster_average_linkage_scipy(D: Tensor, threshold: float) -> Tensor:
     Returns:
         (N,) int64 canonical labels on the CPU.
     """
-    from scipy.cluster.hierarchy import linkage
-    from scipy.spatial.distance import squareform
+    from scipy.cluster.hierarchy import fcluster, linkage
 
     N = D.shape[0]
     if D.dtype not in (torch.float16, torch.float32, torch.float64):
         D = D.to(torch.float32)  # bfloat16 has no numpy dtype; float32 holds it exactly
-    condensed = squareform(D.detach().cpu().numpy(), checks=False)  # strict upper triangle, row-major
+    Dn = D.detach().cpu().numpy()
+    condensed = np.asarray(Dn[_strict_upper(N)], dtype=np.float64)  # strict upper triangle, row-major
     Z = linkage(condensed, method="average")
-    merges = N - 1 - int(np.count_nonzero(Z[:, 2] >= threshold))
-    owner = np.arange(2 * N - 1)
-    children = Z[:merges, :2].astype(np.int64)
-    for m in range(merges - 1, -1, -1):  # top-down over merges: leaves take their root's id
-        owner[children[m]] = owner[N + m]
-    return canonical_labels(torch.from_numpy(owner[:N].copy()))
+    # Keep the merges strictly below the threshold: clusters whose cophenetic distances are all
+    # <= the largest float64 below it (average linkage is monotone, so this cuts the same tree).
+    labels = fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance")
+    return canonical_labels(torch.from_numpy(labels.astype(np.int64)))

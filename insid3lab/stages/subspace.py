@@ -8,11 +8,12 @@ orthogonal complement removes position from the similarity between cells.
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .._warn import warn as _warn
 
 __all__ = ["positional_svd", "clamp_components", "positional_basis", "complement_projector", "debias"]
 
@@ -42,10 +43,7 @@ def clamp_components(components: int, channels: int, positions: int) -> int:
     """``components`` limited to min(C, h*w), with a warning when it had to be reduced."""
     limit = min(channels, positions)
     if components > limit:
-        warnings.warn(
-            f"svd_components={components} exceeds min(C, h*w) = min({channels}, {positions}) = {limit}; using {limit}",
-            stacklevel=3,
-        )
+        _warn(f"svd_components={components} exceeds min(C, h*w) = min({channels}, {positions}) = {limit}; using {limit}")
         return limit
     return components
 
