@@ -60,6 +60,11 @@ class MetaArch:
     ffn_hidden: int | None = None
 
     @property
+    def sizes(self) -> tuple[int, int, int, int, bool]:
+        """(embed_dim, depth, num_heads, intermediate_size, gated): what the weights' shapes reveal."""
+        return (self.embed_dim, self.depth, self.num_heads, self.intermediate_size, self.gated)
+
+    @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
 

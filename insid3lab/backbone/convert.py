@@ -152,7 +152,7 @@ def infer_meta_arch(sd: Mapping[str, torch.Tensor], filename: str = "", arch: st
     named = arch or arch_from_filename(filename)
     if named is not None:
         base = get_arch(named)
-        want = (base.embed_dim, base.depth, base.num_heads, base.intermediate_size, base.gated)
+        want = base.sizes
         if got != want:
             raise CheckpointFormatError(
                 f"{source}: the weights (embed_dim, depth, heads, ffn width, gated) = {got} "

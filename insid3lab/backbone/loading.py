@@ -118,7 +118,7 @@ def _config_arch_name(cfg: DINOv3ViTConfig, arch: str | None, source: str) -> st
     got = (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size, bool(cfg.use_gated_mlp))
     if arch is not None:
         base = get_arch(arch)
-        want = (base.embed_dim, base.depth, base.num_heads, base.intermediate_size, base.gated)
+        want = base.sizes
         if got != want:
             raise CheckpointFormatError(
                 f"{source}: the model (hidden_size, layers, heads, intermediate_size, gated) = {got} "
