@@ -61,7 +61,7 @@ def moving_object_sequence(
         background[sel] = rng.uniform(0, 255, size=3)
     jitter = rng.uniform(-0.03, 0.03, size=6)
     side = min(h, w)
-    post_w = max(3, int(round(0.1 * w)))
+    post_w = max(3, round(0.1 * w))
     post_tex = np.where((yy // 4) % 2 == 0, 150.0, 110.0)[..., None] * np.array([1.0, 0.95, 0.85])
 
     out_frames = np.empty((frames, h, w, 3), dtype=np.uint8)
@@ -85,7 +85,7 @@ def moving_object_sequence(
             _object(img, m, cy, cx, ry, 1.5 * ry, angle, _COLOURS[k])
             labels[m] = k + 1
         if t > 0:  # the post: off-frame at t = 0, then sweeping from the right edge to the left
-            x0 = int(round(w * (1.0 - 1.1 * u)))
+            x0 = round(w * (1.0 - 1.1 * u))
             cols = slice(max(x0, 0), max(min(x0 + post_w, w), 0))
             img[:, cols] = post_tex[:, cols]
             labels[:, cols] = 0

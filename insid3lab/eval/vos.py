@@ -225,8 +225,8 @@ def summarise(records) -> dict:
     per_object, per_sequence = {}, {}
     for rec in records:
         seq = rec["sequence"]
-        for k in cols:
-            cols[k].extend(float(v) for v in rec[k])
+        for k, col in cols.items():
+            col.extend(float(v) for v in rec[k])
         for i, (j, f) in enumerate(zip(rec["J_mean"], rec["F_mean"]), start=1):
             per_object[f"{seq}_{i}"] = {"J-Mean": float(j), "F-Mean": float(f)}
         jm, fm = float(np.mean(rec["J_mean"])), float(np.mean(rec["F_mean"]))

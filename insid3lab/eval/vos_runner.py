@@ -114,7 +114,7 @@ def evaluate_sequences(
                     raise ValueError(f"cannot resume {str(out)!r}: the stored run differs in {', '.join(keys)}")
             else:
                 _write_json(run_file, {"identity": identity, "created": started})
-        except Exception as e:  # reported on every process below
+        except Exception as e:  # noqa: BLE001 - reported on every process below
             error = e
     if dist is not None:
         flag = [None if error is None else f"{type(error).__name__}: {error}"]
