@@ -262,7 +262,7 @@ def write_davis_sequence(
     """Write one sequence in the DAVIS layout and add it to ``ImageSets/<year>/<split>.txt``.
 
     Args:
-        frames: (T, H, W, 3) uint8, written as ``00000.jpg`` ... (JPEG, quality 95).
+        frames: (T, H, W, 3) uint8, written as ``00000.jpg`` ... (JPEG, quality 95, no chroma subsampling).
         label_maps: (T, H, W) integer ids, written as palette PNGs ``00000.png`` ...
 
     Returns:
@@ -277,7 +277,7 @@ def write_davis_sequence(
     img_dir, ann_dir = r / "JPEGImages" / resolution / name, r / "Annotations" / resolution / name
     img_dir.mkdir(parents=True, exist_ok=True)
     for t, (frame, labels) in enumerate(zip(frames, label_maps)):
-        Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg", quality=95)
+        Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg", quality=95, subsampling=0)
         save_palette_png(labels, ann_dir / f"{t:05d}.png")
     listing = r / "ImageSets" / str(year) / f"{split}.txt"
     listing.parent.mkdir(parents=True, exist_ok=True)
