@@ -21,8 +21,17 @@ from insid3lab.scenes_video import moving_object_sequence, write_moving_sequence
 def test_palette_by_the_bit_interleaving_rule():
     pal = davis_palette()
     assert pal.shape == (256, 3) and pal.dtype == np.uint8
-    assert pal[:9].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
-                                [0, 128, 128], [128, 128, 128], [64, 0, 0]]
+    assert pal[:9].tolist() == [
+        [0, 0, 0],
+        [128, 0, 0],
+        [0, 128, 0],
+        [128, 128, 0],
+        [0, 0, 128],
+        [128, 0, 128],
+        [0, 128, 128],
+        [128, 128, 128],
+        [64, 0, 0],
+    ]
     assert pal[255].tolist() == [224, 224, 192]
     assert len({tuple(c) for c in pal.tolist()}) == 256
 

@@ -28,8 +28,15 @@ def write_pngs(folder, frames, names):
 
 def test_natural_order():
     names = ["10.jpg", "2.jpg", "1.jpg", "frame_11.png", "frame_9.png", "B1.jpg", "a2.jpg"]
-    assert sorted(names, key=natural_key) == ["1.jpg", "2.jpg", "10.jpg", "a2.jpg", "B1.jpg", "frame_9.png",
-                                              "frame_11.png"]
+    assert sorted(names, key=natural_key) == [
+        "1.jpg",
+        "2.jpg",
+        "10.jpg",
+        "a2.jpg",
+        "B1.jpg",
+        "frame_9.png",
+        "frame_11.png",
+    ]
 
 
 def test_folder_in_natural_order(tmp_path):

@@ -185,10 +185,24 @@ def test_evaluate_sequence_bad_input():
 
 
 def test_summarise_weighs_every_object_the_same():
-    a = {"sequence": "a", "J_mean": [1.0, 0.5], "J_recall": [1.0, 0.0], "J_decay": [0.0, 0.2],
-         "F_mean": [0.8, 0.4], "F_recall": [1.0, 0.0], "F_decay": [0.0, 0.1]}
-    b = {"sequence": "b", "J_mean": [0.3], "J_recall": [0.0], "J_decay": [0.3],
-         "F_mean": [0.2], "F_recall": [0.0], "F_decay": [0.0]}
+    a = {
+        "sequence": "a",
+        "J_mean": [1.0, 0.5],
+        "J_recall": [1.0, 0.0],
+        "J_decay": [0.0, 0.2],
+        "F_mean": [0.8, 0.4],
+        "F_recall": [1.0, 0.0],
+        "F_decay": [0.0, 0.1],
+    }
+    b = {
+        "sequence": "b",
+        "J_mean": [0.3],
+        "J_recall": [0.0],
+        "J_decay": [0.3],
+        "F_mean": [0.2],
+        "F_recall": [0.0],
+        "F_decay": [0.0],
+    }
     s = summarise([a, b])
     assert s["J-Mean"] == pytest.approx(0.6) and s["F-Mean"] == pytest.approx(1.4 / 3)
     assert s["J&F-Mean"] == pytest.approx((0.6 + 1.4 / 3) / 2)

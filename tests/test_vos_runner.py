@@ -1,0 +1,158 @@
+"""The sequence evaluation driver: numbers, records, resume after an interruption, two processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insid3lab.eval.davis import DavisDataset
+from insid3lab.eval.vos import evaluate_sequence, summarise
+from insid3lab.eval.vos_runner import evaluate_sequences
+from insid3lab.scenes_video import write_moving_sequences
+
+
+def shift_right(labels: np.ndarray, k: int = 2) -> np.ndarray:
+    out = np.zeros_like(labels)
+    out[..., k:] = labels[..., :-k]
+    return out
+
+
+class ShiftedTruth:
+    """A deterministic fake method: the ground truth shifted 2 px right; can fail at a given sequence."""
+
+    def __init__(self, dataset, fail_at: int | None = None):
+        self.dataset, self.fail_at, self.calls = dataset, fail_at, 0
+
+    def __call__(self, frames, first):
+        seq = self.dataset.sequences[self.calls]
+        self.calls += 1
+        if self.fail_at is not None and self.calls - 1 == self.fail_at:
+            raise KeyboardInterrupt("stopped")
+        assert np.array_equal(first, self.dataset.first_label_map(seq))
+        for frame, labels in zip(frames, self.dataset.label_maps(seq)):
+            assert frame.shape == (*labels.shape, 3) and frame.dtype == np.uint8
+            yield shift_right(labels)
+
+
+def comparable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in ("time", "resumed")}
+
+
+def records(path: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def davis(tmp_path_factory):
+    root = tmp_path_factory.mktemp("davis")
+    write_moving_sequences(root, 3, frames=5, size=(48, 64), objects=2)
+    return DavisDataset(root)
+
+
+def test_perfect_predictor_scores_one(davis, tmp_path):
+    s = evaluate_sequences(davis, lambda frames, first: _truth(davis, first), tmp_path / "run", progress=False)
+    assert s["J&F-Mean"] == 1.0 and s["J-Mean"] == 1.0 and s["F-Mean"] == 1.0 and s["J-Recall"] == 1.0
+    assert s["objects"] == 6 and s["sequences"] == 3
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["J&F-Mean"] == 1.0
+
+
+def _truth(ds, first):
+    seq = next(s for s in ds.sequences if np.array_equal(ds.first_label_map(s), first))
+    yield from ds.label_maps(seq)
+
+
+def test_records_hold_the_per_frame_scores(davis, tmp_path):
+    s = evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", progress=False)
+    recs = records(tmp_path / "run" / "results.jsonl")
+    assert [r["index"] for r in recs] == [0, 1, 2] and [r["sequence"] for r in recs] == davis.sequences
+    for r, seq in zip(recs, davis.sequences):
+        gt = davis.label_maps(seq)
+        want = evaluate_sequence(gt, shift_right(gt))
+        assert r["frames"] == ["00001", "00002", "00003"] and r["objects"] == 2
+        assert r["J"] == want["J"] and r["F"] == want["F"] and r["J_decay"] == want["J_decay"]
+        assert 0.5 < np.mean(r["J"]) < 1.0  # a 2 px shift of objects about 15 px across
+        assert 0.0 < np.mean(r["F"]) < 1.0  # 48 x 64: tolerance ceil(0.008 * 80) = 1 px, less than the shift
+    assert comparable(s) == comparable({**s, **summarise(recs)})
+
+
+def test_interrupted_run_resumes_to_identical_numbers(davis, tmp_path):
+    full = evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "full", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_sequences(davis, ShiftedTruth(davis, fail_at=1), tmp_path / "part", progress=False)
+    assert len(records(tmp_path / "part" / "results.jsonl")) == 1  # the first sequence is kept
+    method = ShiftedTruth(davis)
+    method.calls = 1  # the resumed run starts at the second sequence
+    resumed = evaluate_sequences(davis, method, tmp_path / "part", progress=False)
+    assert method.calls == 3 and resumed["resumed"] == 1
+    assert comparable(resumed) == comparable(full)
+    assert records(tmp_path / "part" / "results.jsonl") == records(tmp_path / "full" / "results.jsonl")
+    assert comparable(json.loads((tmp_path / "part" / "summary.json").read_text())) == comparable(full)
+
+
+def test_run_folder_rules(davis, tmp_path):
+    evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", progress=False, settings={"memory": 4})
+    with pytest.raises(FileExistsError, match="resume=True"):
+        evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", resume=False, progress=False)
+    with pytest.raises(ValueError, match="differs in settings"):
+        evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", progress=False, settings={"memory": 2})
+
+
+def test_predictions_of_the_wrong_count_or_size(davis, tmp_path):
+    def too_few(frames, first):
+        return [first] * 2
+
+    with pytest.raises(ValueError, match="2 predicted label maps for 5 frames"):
+        evaluate_sequences(davis, too_few, tmp_path / "a", progress=False)
+
+    def wrong_size(frames, first):
+        return [first[:10]] * 5
+
+    with pytest.raises(ValueError, match="frame 0.*expected an 48x64 integer label map"):
+        evaluate_sequences(davis, wrong_size, tmp_path / "b", progress=False)
+
+
+def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        ds = DavisDataset(root)
+        seen = []
+
+        def method(frames, first):
+            seq = next(s for s in ds.sequences if np.array_equal(ds.first_label_map(s), first))
+            seen.append(seq)
+            for labels in ds.label_maps(seq):
+                yield shift_right(labels)
+
+        s = evaluate_sequences(ds, method, out, progress=False)
+        Path(out, f"returned.rank{rank}.json").write_text(json.dumps({"summary": comparable(s), "seen": seen}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_shard_by_sequence_and_equal_one(davis, tmp_path):
+    import torch.multiprocessing as mp
+
+    from eval_fixtures import free_port
+
+    single = evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "one", progress=False)
+    mp.start_processes(
+        _worker, args=(2, free_port(), str(davis.root), str(tmp_path / "two")), nprocs=2, join=True, start_method="fork"
+    )
+    seqs = davis.sequences
+    for rank in (0, 1):
+        got = json.loads((tmp_path / "two" / f"returned.rank{rank}.json").read_text())
+        assert got["seen"] == seqs[rank::2]  # rank r runs sequences r, r + W, ...
+        assert {k: v for k, v in got["summary"].items() if k != "settings"} == {
+            k: v for k, v in comparable(single).items() if k != "settings"
+        }
+        assert got["summary"]["settings"]["world_size"] == 2
+    assert records(tmp_path / "two" / "results.jsonl") == records(tmp_path / "one" / "results.jsonl")
+    assert not list((tmp_path / "two").glob("results.rank*.jsonl"))
