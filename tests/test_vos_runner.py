@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,10 @@ def test_run_folder_rules(davis, tmp_path):
         evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", resume=False, progress=False)
     with pytest.raises(ValueError, match="differs in settings"):
         evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", progress=False, settings={"memory": 2})
+    shutil.copytree(davis.root, tmp_path / "moved")  # the data moved: the run still resumes
+    moved = DavisDataset(tmp_path / "moved")
+    again = evaluate_sequences(moved, ShiftedTruth(moved), tmp_path / "run", progress=False, settings={"memory": 4})
+    assert again["resumed"] == 3 and again["dataset"]["root"] == str(tmp_path / "moved")
 
 
 def test_predictions_of_the_wrong_count_or_size(davis, tmp_path):

@@ -89,7 +89,7 @@ def evaluate_sequences(
     seqs = list(dataset.sequences)
     identity = {
         "task": "vos-semi-supervised",
-        "dataset": dataset.describe(),
+        "dataset": {k: v for k, v in dataset.describe().items() if k != "root"},  # the data may move
         "sequences": seqs,
         "bound_th": float(bound_th),
         "settings": {} if settings is None else {k: _plain(v) for k, v in settings.items()},
@@ -185,7 +185,7 @@ def evaluate_sequences(
     seconds = sum(float(r.get("seconds", 0.0)) for r in ordered)
     summary = {
         "task": identity["task"],
-        "dataset": identity["dataset"],
+        "dataset": dataset.describe(),
         "settings": {**identity["settings"], "bound_th": float(bound_th), "world_size": world},
         **summarise(ordered),
         "resumed": sum(g["resumed"] for g in gathered),
