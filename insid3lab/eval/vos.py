@@ -138,7 +138,8 @@ def statistics(values) -> tuple[float, float, float]:
     * recall: the fraction of frames scoring above 0.5;
     * decay: the mean of the first quarter of the frames minus that of the last quarter, the
       quarters cut at ``round(linspace(1, T, 5)) - 1`` with each bin including its end index
-      (neighbouring bins share a frame).
+      (neighbouring bins share a frame). The toolkit keeps these indices as uint8, which wraps
+      for sequences of more than 256 frames; here they are plain integers.
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
