@@ -128,8 +128,15 @@ def test_flipped_bytes_in_the_file_are_detected(bb, cache_home):
 def _sound_entry(bb) -> dict:
     b = _fresh_basis(bb)
     U, S_, mean = (b[k].cpu() for k in ("U", "S", "mean"))
-    return {"format": cache._FORMAT, "fingerprint": bb.fingerprint(), "image_size": S, "U": U, "S": S_,
-            "mean": mean, "checksum": cache._checksum(U, S_, mean)}
+    return {
+        "format": cache._FORMAT,
+        "fingerprint": bb.fingerprint(),
+        "image_size": S,
+        "U": U,
+        "S": S_,
+        "mean": mean,
+        "checksum": cache._checksum(U, S_, mean),
+    }
 
 
 @pytest.mark.parametrize(
