@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from insid3lab.backbone import CheckpointFormatError, load_backbone, transformers_to_meta
-from insid3lab.backbone import loading
+from insid3lab.backbone import CheckpointFormatError, load_backbone, loading, transformers_to_meta
 
 
 def _one_line_without_torch_hints(err: BaseException) -> str:
