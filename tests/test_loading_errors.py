@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from insid3lab.backbone import CheckpointFormatError, load_backbone, loading, transformers_to_meta
+from insid3lab.backbone import CheckpointFormatError, hub, load_backbone, loading, transformers_to_meta
 
 
 def _one_line_without_torch_hints(err: BaseException) -> str:
@@ -77,7 +77,7 @@ def test_an_unreachable_hub_fails_at_once_with_both_ways_forward(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     probes, loads = [], []
-    monkeypatch.setattr(loading, "hub_reachable", lambda endpoint=None, **k: probes.append(endpoint) or False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda endpoint=None, **k: probes.append(endpoint) or False)
     real = DINOv3ViTModel.from_pretrained
 
     def from_pretrained(name, *a, **k):
@@ -101,7 +101,7 @@ def test_an_unreachable_hub_fails_at_once_with_both_ways_forward(monkeypatch):
 
 def test_offline_mode_skips_the_probe(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(loading, "hub_reachable", lambda *a, **k: pytest.fail("probed the hub while offline"))
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: pytest.fail("probed the hub while offline"))
     with pytest.raises(OSError) as e:
         load_backbone("facebook/dinov3-vitb16-pretrain-lvd1689m")
     assert "https://ai.meta.com/dinov3/" in str(e.value) and "random:vits16" in str(e.value)
@@ -112,9 +112,9 @@ def test_the_hub_probe_answers_for_a_local_port():
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         port = server.getsockname()[1]
-        assert loading.hub_reachable(f"http://127.0.0.1:{port}", timeout=2.0)
-    assert not loading.hub_reachable(f"http://127.0.0.1:{port}", timeout=2.0)  # closed now: refused
-    assert not loading.hub_reachable("not a url", timeout=2.0)
+        assert hub.hub_reachable(f"http://127.0.0.1:{port}", timeout=2.0)
+    assert not hub.hub_reachable(f"http://127.0.0.1:{port}", timeout=2.0)  # closed now: refused
+    assert not hub.hub_reachable("not a url", timeout=2.0)
 
 
 @pytest.mark.parametrize("value", [["a", "b"], "fast", [1.0, None], [], [1.0, -2.0], {"x": 1}])
