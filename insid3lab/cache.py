@@ -1,18 +1,45 @@
-"""On-disk cache of positional bases (one SVD per weights and image size)."""
+"""On-disk cache of positional bases (one SVD per weights and image size).
+
+Entries live in ``cache_dir() / "basis"`` as ``<fingerprint>-s<size>-v<format>.pt``. The
+fingerprint is a digest of the encoder's full content (every byte of every parameter and
+buffer, see :mod:`insid3lab.digest`), so two models share an entry only when their weights
+are identical. Each entry stores a checksum of its tensors; on load the checksum, shapes
+(``U`` (C, m), ``S`` (m,), ``mean`` (C,)), dtype (float32) and finiteness are verified. A bad
+entry is reported once with a warning, removed, and recomputed; in a read-only cache folder
+it is skipped (the basis is recomputed in memory) with one warning.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
+import re
+import tempfile
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["cache_dir", "weights_fingerprint", "basis_cache_path", "load_basis", "save_basis", "clear_cache"]
+from ._warn import warn as _warn
+from .digest import module_digest, tensors_digest
 
-_FORMAT = 2  # 2: bases are always computed in float32 (fast mode no longer writes bf16 bases)
+__all__ = [
+    "basis_cache_path",
+    "cache_dir",
+    "cache_entries",
+    "cache_info",
+    "clear_cache",
+    "load_basis",
+    "save_basis",
+    "weights_fingerprint",
+]
+
+# 3: full-content fingerprints; entries carry a checksum and are validated on load.
+_FORMAT = 3
+# The names this cache writes: entries of any format version, and its temporary files.
+_ENTRY = re.compile(r"[0-9a-f]+-s\d+-v\d+\.pt")
+_TEMP = re.compile(r"[0-9a-f]+-s\d+-v\d+\.pt\.[A-Za-z0-9_]+\.tmp")
+# Damaged entries already reported (one warning each per process).
+_reported: set[Path] = set()
 
 
 def cache_dir() -> Path:
@@ -25,29 +52,22 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("insid3lab"))
 
 
-def weights_fingerprint(encoder: nn.Module) -> str | None:
-    """A short digest of an encoder's weights, or None when it has no tensors to identify it by.
+def weights_fingerprint(encoder) -> str | None:
+    """A hex digest of an encoder's full content, or None when it has nothing to identify it by.
 
-    Uses the encoder's own ``fingerprint()`` when it has one (``DinoV3Backbone`` does).
+    For a ``nn.Module``: its class name, every state_dict tensor's name, shape, dtype and bytes,
+    and its ``rope_periods`` when it has them (``DinoV3Backbone``: equal to its ``fingerprint()``).
+    Recomputed on each call, so in-place changes of the weights give a new fingerprint.
+    Other objects: their own ``fingerprint()`` when they have one, else None.
     """
+    if isinstance(encoder, nn.Module):
+        if not encoder.state_dict():
+            return None
+        periods = getattr(encoder, "rope_periods", None)
+        extra = {"rope_periods": periods} if isinstance(periods, Tensor) else None
+        return module_digest(encoder, extra)
     fp = getattr(encoder, "fingerprint", None)
-    if callable(fp):
-        return str(fp())
-    if not isinstance(encoder, nn.Module):
-        return None
-    state = encoder.state_dict()
-    if not state:
-        return None
-    h = hashlib.blake2b(digest_size=12)
-    h.update(type(encoder).__qualname__.encode())
-    with torch.no_grad():
-        for name, t in sorted(state.items()):
-            flat = t.detach().reshape(-1)
-            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            stride = max(1, flat.numel() // 4096)
-            h.update(flat[::stride].float().cpu().numpy().tobytes())
-            h.update(repr(float(flat.double().sum())).encode())
-    return h.hexdigest()
+    return str(fp()) if callable(fp) else None
 
 
 def basis_cache_path(fingerprint: str, image_size: int) -> Path:
@@ -55,36 +75,131 @@ def basis_cache_path(fingerprint: str, image_size: int) -> Path:
     return cache_dir() / "basis" / f"{fingerprint}-s{image_size}-v{_FORMAT}.pt"
 
 
-def load_basis(fingerprint: str, image_size: int) -> dict | None:
-    """The cached SVD (``U``, ``S``, ``mean``) or None; a corrupt file is removed and ignored."""
+def _checksum(U: Tensor, S: Tensor, mean: Tensor) -> str:
+    return tensors_digest([("U", U), ("S", S), ("mean", mean)], salt=f"basis-v{_FORMAT}")
+
+
+def _problem(data, fingerprint: str, image_size: int, channels: int | None) -> str | None:
+    """Why a loaded entry cannot be used, or None when it is sound."""
+    if not isinstance(data, dict):
+        return f"it holds a {type(data).__name__}, not a basis"
+    missing = [k for k in ("U", "S", "mean", "checksum", "format") if k not in data]
+    if missing:
+        return f"it lacks {missing}"
+    U, S, mean = data["U"], data["S"], data["mean"]
+    if not all(isinstance(t, Tensor) for t in (U, S, mean)):
+        return "U, S and mean must be tensors"
+    if data["format"] != _FORMAT:
+        return f"format {data['format']!r} is not {_FORMAT}"
+    if data.get("fingerprint") != fingerprint or data.get("image_size") != image_size:
+        return "it belongs to other weights or another image size"
+    if U.ndim != 2 or S.shape != (U.shape[1],) or mean.shape != (U.shape[0],):
+        return f"shapes U {tuple(U.shape)}, S {tuple(S.shape)}, mean {tuple(mean.shape)} are not (C, m), (m,), (C,)"
+    if channels is not None and U.shape[0] != channels:
+        return f"it has {U.shape[0]} channels, the encoder {channels}"
+    if any(t.dtype != torch.float32 for t in (U, S, mean)):
+        return f"dtypes {U.dtype}, {S.dtype}, {mean.dtype} are not float32"
+    if not all(bool(torch.isfinite(t).all()) for t in (U, S, mean)):
+        return "it holds NaN or infinite values"
+    if data["checksum"] != _checksum(U, S, mean):
+        return "its checksum does not match its contents"
+    return None
+
+
+def load_basis(fingerprint: str, image_size: int, *, channels: int | None = None) -> dict | None:
+    """The cached SVD (``U`` (C, m), ``S`` (m,), ``mean`` (C,), float32 CPU) or None.
+
+    ``channels``: the encoder's C, checked when given. A damaged or mismatched entry gives one
+    warning and None (the caller recomputes); it is deleted unless the folder is read-only.
+    """
     path = basis_cache_path(fingerprint, image_size)
     if not path.is_file():
         return None
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
-        if not {"U", "S", "mean"} <= set(data):
-            raise ValueError("incomplete")
-        return data
-    except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
+        reason = _problem(data, fingerprint, image_size, channels)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a damaged entry
+        reason = f"it cannot be read ({type(e).__name__})"
+    if reason is None:
+        return {k: data[k] for k in ("U", "S", "mean")}
+    try:
         path.unlink(missing_ok=True)
-        return None
+        action = "deleted it; recomputing the basis"
+    except OSError:
+        action = "the cache folder is read-only, so it is skipped and the basis is recomputed in memory"
+    if path not in _reported:
+        _reported.add(path)
+        _warn(f"cached positional basis {path} is unusable ({reason}): {action}")
+    return None
 
 
-def save_basis(fingerprint: str, image_size: int, U, S, mean) -> Path:
-    """Store an SVD atomically (write to a temporary file, then rename)."""
+def save_basis(fingerprint: str, image_size: int, U, S, mean) -> Path | None:
+    """Store an SVD atomically (a unique temporary file, then rename) with its checksum.
+
+    Returns the entry's path; None when a damaged entry at that path was already reported
+    (its folder is read-only) and the write failed again. Other write failures raise ``OSError``.
+    """
     path = basis_cache_path(fingerprint, image_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"U": U.detach().cpu(), "S": S.detach().cpu(), "mean": mean.detach().cpu()}, str(tmp))
-    os.replace(tmp, path)
+    U, S, mean = (t.detach().to("cpu", torch.float32).contiguous() for t in (U, S, mean))
+    entry = {
+        "format": _FORMAT,
+        "fingerprint": fingerprint,
+        "image_size": int(image_size),
+        "U": U,
+        "S": S,
+        "mean": mean,
+        "checksum": _checksum(U, S, mean),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(entry, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        if path in _reported:
+            return None
+        raise
     return path
 
 
-def clear_cache() -> int:
-    """Delete every cached basis; returns how many files were removed."""
+def cache_entries() -> list[Path]:
+    """The files this cache wrote (entries of every format version and leftover temporary files), sorted."""
     d = cache_dir() / "basis"
     if not d.is_dir():
-        return 0
-    n = sum(1 for p in d.iterdir() if p.is_file())
-    shutil.rmtree(d)
+        return []
+    return sorted(p for p in d.iterdir() if p.is_file() and (_ENTRY.fullmatch(p.name) or _TEMP.fullmatch(p.name)))
+
+
+def cache_info() -> dict:
+    """``{"folder": Path, "entries": n, "bytes": total, "stale": entries of older formats}`` of the basis cache."""
+    files = [p for p in cache_entries() if _ENTRY.fullmatch(p.name)]
+    size = 0
+    for p in files:
+        try:
+            size += p.stat().st_size
+        except OSError:
+            pass
+    stale = sum(1 for p in files if not p.name.endswith(f"-v{_FORMAT}.pt"))
+    return {"folder": cache_dir() / "basis", "entries": len(files), "bytes": size, "stale": stale}
+
+
+def clear_cache() -> int:
+    """Delete the cache's own files (nothing else in its folder); returns how many entries were removed."""
+    n = 0
+    for p in cache_entries():
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            continue
+        n += bool(_ENTRY.fullmatch(p.name))
+    d = cache_dir() / "basis"
+    try:
+        d.rmdir()  # only when nothing else is left in it
+    except OSError:
+        pass
     return n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .convert import (
     meta_to_hf_state_dict,
     unwrap_state_dict,
 )
+from .hub import load_from_hub
 from .model import DinoV3Backbone, default_rope_periods
 
 __all__ = [
@@ -198,32 +200,72 @@ def _config_from_hf_state_dict(sd: dict[str, Tensor], arch: str | None, source: 
     )
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+TRUST_PICKLE_ENV = "INSID3LAB_TRUST_PICKLE"
+# First bytes of the files torch.load reads: a zip archive (torch >= 1.6) or a pickle (protocol >= 2).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
+
+def _trust_pickle(trust_pickle: bool | None) -> bool:
+    if trust_pickle is not None:
+        return bool(trust_pickle)
+    return os.environ.get(TRUST_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _read_state_dict(path: Path, *, trust_pickle: bool | None = None) -> dict[str, Tensor]:
+    """The tensors of a checkpoint file, with one-line errors that name it.
+
+    ``.pth``/``.pt``/``.bin`` files are read with ``torch.load(weights_only=True)``, which admits
+    tensors and plain containers only; a file that pickles other objects is refused unless
+    ``trust_pickle`` (or ``$INSID3LAB_TRUST_PICKLE=1``) says to run its pickle code.
+    """
+    not_ckpt = f"{path}: cannot be read as a checkpoint: it is not a DINOv3 checkpoint"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
             obj = load_file(str(path))
-        else:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any reader failure means "not a checkpoint"
+            raise CheckpointFormatError(f"{not_ckpt} (not a valid safetensors file: {type(e).__name__})") from None
+        return unwrap_state_dict(obj, str(path))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointFormatError(f"{path}: cannot be read ({type(e).__name__}: {e.strerror or e})") from None
+    if not head.startswith(_TORCH_MAGIC):
+        raise CheckpointFormatError(f"{not_ckpt} (neither a PyTorch nor a safetensors file)")
+    trusted = _trust_pickle(trust_pickle)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as e:
+        if not trusted and "Unsupported global" in str(e):
+            raise CheckpointFormatError(
+                f"{path}: the checkpoint pickles Python objects besides tensors, and loading it would run code "
+                f"from the file; if you trust its source, pass trust_pickle=True to load_backbone or set "
+                f"{TRUST_PICKLE_ENV}=1"
+            ) from None
+        raise CheckpointFormatError(f"{not_ckpt} (its PyTorch data is damaged or of another kind)") from None
     except Exception as e:  # noqa: BLE001 - any reader failure means "not a checkpoint"
-        raise CheckpointFormatError(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointFormatError(f"{not_ckpt} (unreadable: {type(e).__name__})") from None
     return unwrap_state_dict(obj, str(path))
+
+
+def _config_periods(value, cfg_file: Path) -> Tensor:
+    """The RoPE periods recorded in a config.json: a list of positive finite numbers."""
+    ok = isinstance(value, list) and value and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    )
+    t = torch.tensor(value, dtype=torch.float32) if ok else None
+    if t is None or not bool(torch.isfinite(t).all()) or not bool((t > 0).all()):
+        raise CheckpointFormatError(
+            f"{cfg_file}: {PERIODS_CONFIG_KEY} must be a list of positive numbers (the RoPE periods); "
+            f"got {str(value)[:80]}"
+        )
+    return t
 
 
 def _looks_like_hub_id(s: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", s)) and not s.endswith(_CHECKPOINT_SUFFIXES)
-
-
-def _hub_error(repo_id: str, err: Exception) -> OSError:
-    reason = f"{type(err).__name__}: {str(err).splitlines()[0]}" if str(err) else type(err).__name__
-    return OSError(
-        f"No local file or folder {repo_id!r}, and it could not be loaded from the Hugging Face hub ({reason}). "
-        "DINOv3 weights are gated: open https://huggingface.co/" + repo_id + " (or another facebook/dinov3-* model), "
-        "accept the licence, then log in with `hf auth login` or set HF_TOKEN. Offline (HF_HUB_OFFLINE=1) only "
-        "models already in the local cache load. A local path works too: a transformers folder (config.json + "
-        "model.safetensors) or one of Meta's .pth files such as dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth."
-    )
 
 
 def load_backbone(
@@ -233,6 +275,7 @@ def load_backbone(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = None,
     rope_periods: str | Tensor = "auto",
+    trust_pickle: bool | None = None,
 ) -> DinoV3Backbone:
     """Load DINOv3 ViT weights from any supported source into a :class:`DinoV3Backbone`.
 
@@ -255,6 +298,14 @@ def load_backbone(
             the released models' numerics. ``"checkpoint"``: require the stored ones. ``"bf16"``: the
             default periods rounded to bfloat16. ``"fp32"``: the default periods in float32 (what
             transformers computes on its own). Or a (head_dim/4,) tensor.
+        trust_pickle: ``.pth``/``.pt``/``.bin`` files are read with ``torch.load(weights_only=True)``,
+            which admits tensors and plain containers only. ``True`` reads a checkpoint that pickles
+            other Python objects too, which runs code from the file: only for files from a source you
+            trust. Default (None): ``$INSID3LAB_TRUST_PICKLE`` (``1`` to trust), else False.
+
+    A hub id is looked up in the local Hugging Face cache first; the hub is contacted only when a
+    connection to it opens within a few seconds, so an unreachable hub fails at once with the ways
+    forward (Meta's download page, or ``random:vits16`` weights to try the mechanics).
 
     Returns:
         A :class:`DinoV3Backbone` in eval mode on ``device``.
@@ -302,13 +353,13 @@ def load_backbone(
                 f"{cfg_file}: model_type is {cfg_dict.get('model_type')!r}; insid3lab needs a DINOv3 ViT ('dinov3_vit')"
             )
         if PERIODS_CONFIG_KEY in cfg_dict:
-            stored_periods = torch.tensor(cfg_dict[PERIODS_CONFIG_KEY], dtype=torch.float32)
+            stored_periods = _config_periods(cfg_dict[PERIODS_CONFIG_KEY], cfg_file)
         try:
             model = DINOv3ViTModel.from_pretrained(str(path), dtype=torch.float32)
         except Exception as e:  # noqa: BLE001
             raise CheckpointFormatError(f"{path}: transformers could not load this folder ({type(e).__name__}: {e})") from e
     elif path.is_file():
-        sd = _read_state_dict(path)
+        sd = _read_state_dict(path, trust_pickle=trust_pickle)
         fmt = detect_format(sd, str(path))
         if fmt == "meta":
             model, stored_periods, extras, a = meta_to_transformers(sd, filename=str(path), arch=arch)
@@ -318,10 +369,7 @@ def load_backbone(
             sd = {re.sub(r"^layer\.", "model.layer.", k): v for k, v in sd.items()}
             model = _build_model(config, sd, str(path))
     elif _looks_like_hub_id(src) and not src.startswith((".", "/", "~")):
-        try:
-            model = DINOv3ViTModel.from_pretrained(src, dtype=torch.float32)
-        except Exception as e:  # noqa: BLE001 - network, auth, offline, missing repo
-            raise _hub_error(src, e) from e
+        model = load_from_hub(src)
     else:
         raise FileNotFoundError(
             f"source={src!r}: no such file or folder, and not a Hugging Face model id (owner/name). "

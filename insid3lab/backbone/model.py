@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from ..digest import module_digest
 
 __all__ = ["DinoV3Backbone", "default_rope_periods"]
 
@@ -130,23 +131,10 @@ class DinoV3Backbone(nn.Module):
     def fingerprint(self) -> str:
         """A short hex digest identifying the weights and RoPE periods (for caches and run summaries).
 
-        Hashes every tensor's name, shape, dtype, a strided sample of its values and
-        its sum, so it is fast even for ViT-7B and changes when any weight changes
-        noticeably.
+        Hashes every tensor's name, shape, dtype and bytes (see :func:`insid3lab.digest.module_digest`),
+        recomputed on each call so that any change of the weights, in place or not, changes it.
         """
-        if self._fingerprint is None:
-            h = hashlib.blake2b(digest_size=12)
-            with torch.no_grad():
-                for name, t in sorted(self.model.state_dict().items()):
-                    t = t.detach()
-                    h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-                    flat = t.reshape(-1)
-                    stride = max(1, flat.numel() // 4096)
-                    h.update(flat[::stride].float().cpu().numpy().tobytes())
-                    h.update(repr(float(flat.double().sum())).encode())
-                h.update(self.rope_periods.numpy().tobytes())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
+        return module_digest(self, {"rope_periods": self.rope_periods})
 
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, torch.Tensor):

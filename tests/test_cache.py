@@ -1,0 +1,243 @@
+"""The positional-basis cache: keyed on every weight, entries verified on load, its own files only."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+import warnings
+
+import pytest
+import torch
+
+from insid3lab import cache
+from insid3lab.backbone import random_backbone
+from insid3lab.pipeline import INSID3
+
+S = 64
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
+    cache._reported.clear()
+    return tmp_path / "cache" / "basis"
+
+
+@pytest.fixture
+def bb():
+    return random_backbone("tiny", seed=3)
+
+
+def _fresh_basis(encoder) -> dict:
+    return INSID3(encoder, image_size=S, basis_cache=False, progress=False).positional_svd()
+
+
+def _cached_basis(encoder) -> dict:
+    return INSID3(encoder, image_size=S, basis_cache=True, progress=False).positional_svd()
+
+
+# ----------------------------------------------------------------- the key
+def test_swapping_two_weights_changes_the_fingerprint(bb):
+    w = bb.model.model.layer[0].mlp.up_proj.weight  # 256 x 64 = 16384 entries
+    flat = w.detach().view(-1)
+    before = cache.weights_fingerprint(bb)
+    assert before == bb.fingerprint()
+    with torch.no_grad():
+        a, b = flat[1].clone(), flat[2].clone()  # neither on a 1-in-4 sample; the sum is unchanged
+        flat[1], flat[2] = b, a
+    after = cache.weights_fingerprint(bb)
+    assert after != before and after == bb.fingerprint()
+    with torch.no_grad():
+        flat[1], flat[2] = a, b
+    assert cache.weights_fingerprint(bb) == before
+
+
+def test_in_place_changes_give_a_new_fingerprint(bb):
+    before = cache.weights_fingerprint(bb)
+    other = random_backbone("tiny", seed=4)
+    bb.load_state_dict(other.state_dict())
+    assert cache.weights_fingerprint(bb) == cache.weights_fingerprint(other) != before
+    bb.load_state_dict(random_backbone("tiny", seed=3).state_dict())
+    assert cache.weights_fingerprint(bb) == before
+    p = bb.model.model.layer[1].attention.o_proj.weight
+    p.data.copy_(p.data * 1.0000001 + 1e-6)  # does not even bump the tensor's version counter
+    assert cache.weights_fingerprint(bb) != before
+
+
+def test_rope_periods_and_dtype_are_part_of_the_key(bb):
+    before = cache.weights_fingerprint(bb)
+    bb.set_rope_periods(bb.rope_periods * 1.5)
+    assert cache.weights_fingerprint(bb) != before
+
+
+def test_a_model_whose_unsampled_weights_differ_gets_its_own_basis(cache_home):
+    a = random_backbone("tiny", seed=5)
+    b = random_backbone("tiny", seed=5)
+    w = b.model.model.layer[2].mlp.down_proj.weight.detach().view(-1)
+    with torch.no_grad():
+        w[1::4] = w[1::4][torch.randperm(w[1::4].numel(), generator=torch.Generator().manual_seed(0))]
+    basis_a = _cached_basis(a)
+    basis_b = _cached_basis(b)
+    assert len(list(cache_home.glob("*.pt"))) == 2
+    assert torch.equal(basis_b["U"], _fresh_basis(b)["U"]) and torch.equal(basis_a["U"], _fresh_basis(a)["U"])
+    assert not torch.equal(basis_a["mean"], basis_b["mean"])
+
+
+# ---------------------------------------------------------- entries on load
+def test_a_cached_basis_is_identical_to_a_fresh_one(bb, cache_home):
+    first = _cached_basis(bb)
+    (entry,) = cache_home.glob("*.pt")
+    assert entry.name == f"{bb.fingerprint()}-s{S}-v{cache._FORMAT}.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = _cached_basis(bb)
+    fresh = _fresh_basis(bb)
+    for k in ("U", "S", "mean"):
+        assert torch.equal(first[k], fresh[k]) and torch.equal(again[k], fresh[k])
+
+
+def test_flipped_bits_are_detected_and_the_basis_recomputed(bb, cache_home):
+    _cached_basis(bb)
+    (entry,) = cache_home.glob("*.pt")
+    data = torch.load(entry, weights_only=True)
+    raw = data["U"].view(torch.int32)
+    raw[3, 2] ^= 1 << 12  # one bit of one mantissa: still finite, same shapes
+    torch.save(data, entry)
+    with pytest.warns(UserWarning, match="checksum does not match") as rec:
+        got = _cached_basis(bb)
+    assert len([w for w in rec if "cached positional basis" in str(w.message)]) == 1
+    fresh = _fresh_basis(bb)
+    assert all(torch.equal(got[k], fresh[k]) for k in ("U", "S", "mean"))
+    # The entry was rewritten and is sound again.
+    assert torch.equal(cache.load_basis(bb.fingerprint(), S)["U"], fresh["U"])
+
+
+def test_flipped_bytes_in_the_file_are_detected(bb, cache_home):
+    _cached_basis(bb)
+    (entry,) = cache_home.glob("*.pt")
+    blob = bytearray(entry.read_bytes())
+    for i in range(len(blob) // 3, len(blob) // 3 + 64):
+        blob[i] ^= 0xFF
+    entry.write_bytes(bytes(blob))
+    with pytest.warns(UserWarning, match="cached positional basis"):
+        got = _cached_basis(bb)
+    assert torch.equal(got["U"], _fresh_basis(bb)["U"])
+
+
+def _sound_entry(bb) -> dict:
+    b = _fresh_basis(bb)
+    U, S_, mean = (b[k].cpu() for k in ("U", "S", "mean"))
+    return {
+        "format": cache._FORMAT,
+        "fingerprint": bb.fingerprint(),
+        "image_size": S,
+        "U": U,
+        "S": S_,
+        "mean": mean,
+        "checksum": cache._checksum(U, S_, mean),
+    }
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda e: e["U"].__setitem__((0, 0), float("nan")), "NaN"),
+        (lambda e: e.__setitem__("U", e["U"][:, :-1].contiguous()), "shapes"),
+        (lambda e: e.__setitem__("S", e["S"].double()), "float32"),
+        (lambda e: e.__setitem__("U", [1, 2, 3]), "tensors"),
+        (lambda e: e.pop("checksum"), "lacks"),
+        (lambda e: e.__setitem__("fingerprint", "0" * 24), "other weights"),
+    ],
+)
+def test_invalid_entries_are_refused_without_a_crash(bb, cache_home, damage, reason):
+    entry = _sound_entry(bb)
+    damage(entry)
+    path = cache.basis_cache_path(bb.fingerprint(), S)
+    path.parent.mkdir(parents=True)
+    torch.save(entry, path)
+    with pytest.warns(UserWarning, match=reason):
+        assert cache.load_basis(bb.fingerprint(), S) is None
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file at all", b"PK\x03\x04garbage"])
+def test_garbage_files_are_refused_without_a_crash(bb, cache_home, content):
+    path = cache.basis_cache_path(bb.fingerprint(), S)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.warns(UserWarning, match="cannot be read"):
+        assert cache.load_basis(bb.fingerprint(), S) is None
+
+
+def test_a_list_saved_as_an_entry_is_refused(bb, cache_home):
+    path = cache.basis_cache_path(bb.fingerprint(), S)
+    path.parent.mkdir(parents=True)
+    torch.save([1, 2, 3], path)
+    with pytest.warns(UserWarning, match="holds a list"):
+        assert cache.load_basis(bb.fingerprint(), S) is None
+
+
+def test_channels_are_checked_when_given(bb, cache_home):
+    cache.save_basis(bb.fingerprint(), S, *(_fresh_basis(bb)[k] for k in ("U", "S", "mean")))
+    assert cache.load_basis(bb.fingerprint(), S, channels=bb.embed_dim) is not None
+    with pytest.warns(UserWarning, match="channels"):
+        assert cache.load_basis(bb.fingerprint(), S, channels=bb.embed_dim + 1) is None
+
+
+def test_a_corrupt_entry_in_a_read_only_folder_is_skipped_with_one_warning(bb, cache_home, monkeypatch):
+    _cached_basis(bb)
+    (entry,) = cache_home.glob("*.pt")
+    entry.write_bytes(b"corrupt")
+    os.chmod(cache_home, 0o555)
+    if os.geteuid() == 0:  # root ignores permissions: make the folder refuse writes the way it would
+        real_unlink, real_mkstemp = pathlib.Path.unlink, tempfile.mkstemp
+
+        def unlink(self, missing_ok=False):
+            if self.parent == cache_home:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_unlink(self, missing_ok=missing_ok)
+
+        def mkstemp(*a, dir=None, **k):
+            if dir is not None and pathlib.Path(dir) == cache_home:
+                raise PermissionError(13, "Permission denied", str(dir))
+            return real_mkstemp(*a, dir=dir, **k)
+
+        monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    try:
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            got = _cached_basis(bb)
+            again = _cached_basis(bb)
+    finally:
+        os.chmod(cache_home, 0o755)
+    messages = [str(w.message) for w in rec]
+    assert len(messages) == 1 and "read-only" in messages[0] and str(entry) in messages[0], messages
+    fresh = _fresh_basis(bb)
+    assert torch.equal(got["U"], fresh["U"]) and torch.equal(again["U"], fresh["U"])
+    assert entry.read_bytes() == b"corrupt"
+
+
+# ------------------------------------------------------------ info and clear
+def test_info_and_clear_touch_only_the_caches_own_files(bb, cache_home):
+    _cached_basis(bb)
+    cache_home.joinpath(f"{'ab' * 12}-s96-v2.pt").write_bytes(b"an older format's entry")
+    cache_home.joinpath(f"{'cd' * 12}-s64-v3.pt.x1y2_z.tmp").write_bytes(b"left over")
+    keep = ["notes.txt", "model.pt", "basis-s64.pt"]
+    for name in keep:
+        cache_home.joinpath(name).write_text("the user's")
+    info = cache.cache_info()
+    assert info["folder"] == cache_home and info["entries"] == 2 and info["stale"] == 1
+    entry = next(cache_home.glob(f"*-v{cache._FORMAT}.pt"))
+    assert info["bytes"] == entry.stat().st_size + len(b"an older format's entry")
+    assert cache.clear_cache() == 2
+    assert sorted(p.name for p in cache_home.iterdir()) == sorted(keep)
+    assert cache.cache_info()["entries"] == 0
+
+
+def test_clear_removes_an_emptied_folder(bb, cache_home):
+    _cached_basis(bb)
+    assert cache.clear_cache() == 1
+    assert not cache_home.exists()
+    assert cache.clear_cache() == 0 and cache.cache_info()["entries"] == 0
