@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -87,12 +86,10 @@ def test_an_unreachable_hub_fails_at_once_with_both_ways_forward(monkeypatch):
 
     monkeypatch.setattr(DINOv3ViTModel, "from_pretrained", from_pretrained)
     repo = "facebook/dinov3-vits16-pretrain-lvd1689m"
-    t0 = time.monotonic()
     with pytest.raises(OSError) as e:
         load_backbone(repo)
-    elapsed = time.monotonic() - t0
+    # one local-cache lookup and one refused probe: no rounds of hub retries
     assert loads == [True] and len(probes) == 1
-    assert elapsed < 10  # a cache lookup and a refused probe: no rounds of hub retries
     msg = str(e.value)
     assert "\n" not in msg and repo in msg and "cannot be reached" in msg
     assert "https://ai.meta.com/dinov3/" in msg and "--model random:vits16" in msg
