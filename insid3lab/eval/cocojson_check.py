@@ -157,7 +157,8 @@ def check_document(doc: Any, images_dir: str | os.PathLike, *, source: str = "<d
         return structural
 
     problems: list[Problem] = []
-    images = _check_images(doc["images"], Path(images_dir), problems)
+    reported: set = set()  # ids of image entries already reported as unusable
+    images = _check_images(doc["images"], Path(images_dir), problems, reported)
     categories = _check_categories(doc["categories"], problems)
     instances: Counter = Counter()
     seen_ann: dict = {}
@@ -171,15 +172,19 @@ def check_document(doc: Any, images_dir: str | os.PathLike, *, source: str = "<d
                                     f"id also used by annotation #{seen_ann[aid]} of the list", annotation=aid))
             continue
         seen_ann[aid] = k
-        _check_annotation(a, images, categories, problems, instances)
+        if a.get("image_id") not in reported or a.get("image_id") in images:
+            _check_annotation(a, images, categories, problems, instances)
     for cid, name in categories.items():
         if instances[cid] == 0:
             problems.append(Problem("empty_category", f"category {cid} ({name!r})", "has no non-crowd instance"))
     return problems
 
 
-def _check_images(entries: list, images_dir: Path, problems: list[Problem]) -> dict:
-    """id -> (file_name, height, width) of the usable image entries; problems appended."""
+def _check_images(entries: list, images_dir: Path, problems: list[Problem], reported: set) -> dict:
+    """id -> (file_name, height, width) of the well-formed image entries with a unique id; problems appended.
+
+    ``reported`` receives the ids of malformed or duplicated entries (their annotations are not checked).
+    """
     images: dict = {}
     duplicated: set = set()
     for k, im in enumerate(entries):
@@ -190,11 +195,14 @@ def _check_images(entries: list, images_dir: Path, problems: list[Problem]) -> d
             problems.append(Problem("bad_entry", f"image #{k}",
                                     "needs 'id', 'file_name' (string), 'width' and 'height' (positive integers)",
                                     image=im.get("file_name") if isinstance(im, dict) else None))
+            if isinstance(im, dict) and _hashable_id(im.get("id")):
+                reported.add(im["id"])
             continue
         iid, name, h, w = im["id"], im["file_name"], im["height"], im["width"]
         if iid in images or iid in duplicated:
             first = images.pop(iid, None)
             duplicated.add(iid)
+            reported.add(iid)
             if first is not None:
                 problems.append(Problem("duplicate_image_id", f"image {first[0]!r}", f"id {iid} is also used by {name!r}",
                                         image=first[0]))
