@@ -16,14 +16,17 @@ __all__ = ["add_data_parser", "cmd_data_check"]
 
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``data`` command (subcommand ``check``) to an argparse ``subparsers`` object."""
-    p = subparsers.add_parser("data", help="inspect a dataset of your own",
-                              description="Inspect a dataset of your own before evaluating on it.")
+    p = subparsers.add_parser(
+        "data",
+        help="inspect a dataset of your own",
+        description="Inspect a dataset of your own before evaluating on it.",
+    )
     sub = p.add_subparsers(dest="data_command", required=True)
     c = sub.add_parser(
         "check",
         help="validate a COCO-format annotations file against its images",
         description="List every problem of a COCO-format annotations file (CVAT, Label Studio, Roboflow, COCO) "
-                    "against its image folder. Kinds: " + ", ".join(PROBLEM_KINDS) + ".",
+        "against its image folder. Kinds: " + ", ".join(PROBLEM_KINDS) + ".",
     )
     c.add_argument("--annotations", required=True, help="the COCO-format JSON file")
     c.add_argument("--images", required=True, help="the folder holding the images named in the file")

@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 import pycocotools.mask as mask_api
 import pytest
+from eval_fixtures import FakeModel
 from PIL import Image
 
-from eval_fixtures import FakeModel
 from insid3lab.cli_data import add_data_parser
 from insid3lab.eval.cocojson import CocoJsonDataset, in_reference_pool
 from insid3lab.eval.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
@@ -78,8 +78,17 @@ def make_export(root, *, reverse: bool = False) -> tuple:
     images, anns = [], []
 
     def ann(image_id, cat, segm, crowd=0):
-        anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat, "segmentation": segm,
-                     "iscrowd": crowd, "area": 0, "bbox": [0, 0, 0, 0]})
+        anns.append(
+            {
+                "id": len(anns) + 1,
+                "image_id": image_id,
+                "category_id": cat,
+                "segmentation": segm,
+                "iscrowd": crowd,
+                "area": 0,
+                "bbox": [0, 0, 0, 0],
+            }
+        )
 
     for i in range(N_IMAGES + 1):
         name = f"img_{i:02d}.png" if i < N_IMAGES else "empty.png"
@@ -99,8 +108,12 @@ def make_export(root, *, reverse: bool = False) -> tuple:
                 img[disc()] = BLUE
                 ann(100 + i, 7, compressed_rle(disc()) if i % 2 else uncompressed_rle(disc()))
         Image.fromarray(img).save(images_dir / name)
-    doc = {"info": {"description": "hand-drawn"}, "images": images, "annotations": anns,
-           "categories": [{"id": 1, "name": "square"}, {"id": 7, "name": "blob"}]}
+    doc = {
+        "info": {"description": "hand-drawn"},
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "square"}, {"id": 7, "name": "blob"}],
+    }
     if reverse:
         doc = {k: (v[::-1] if isinstance(v, list) else v) for k, v in doc.items()}
     path = root / ("export_reversed.json" if reverse else "export.json")
@@ -151,7 +164,9 @@ def test_instances_with_boxes_and_crowd_regions(export):
     ds = CocoJsonDataset(images_dir, annotations=path, reference_split=None)
     inst = ds.instances(103)
     assert [(i.category_index, i.bbox) for i in inst] == [
-        (0, (7.0, 4.0, 12.0, 12.0)), (0, (40.0, 28.0, 12.0, 12.0)), (1, (38.0, 14.0, 13.0, 13.0))
+        (0, (7.0, 4.0, 12.0, 12.0)),
+        (0, (40.0, 28.0, 12.0, 12.0)),
+        (1, (38.0, 14.0, 13.0, 13.0)),
     ]
     np.testing.assert_array_equal(inst[1].mask, rect(*SECOND_SQUARE))
     np.testing.assert_array_equal(inst[2].mask, disc())
@@ -233,8 +248,9 @@ def test_classes_with_too_few_images_are_reported(export, tmp_path):
     images_dir, _, doc = export
     doc = copy.deepcopy(doc)
     doc["categories"].append({"id": 9, "name": "rare"})
-    doc["annotations"].append({"id": 999, "image_id": 100, "category_id": 9, "iscrowd": 0,
-                               "segmentation": [square_polygon(30, 30, 40, 40)]})
+    doc["annotations"].append(
+        {"id": 999, "image_id": 100, "category_id": 9, "iscrowd": 0, "segmentation": [square_polygon(30, 30, 40, 40)]}
+    )
     path = tmp_path / "rare.json"
     path.write_text(json.dumps(doc))
     with pytest.warns(UserWarning, match=r"1 class\(es\) have too few images .* 'rare' \(1 image\(s\)\)"):
@@ -318,9 +334,18 @@ def _mutations():
         ("size differs", image(N_IMAGES, width=65), "image_size", "image 'empty.png'"),
         ("polygon outside", ann(0, segmentation=[square_polygon(50, 4, 70, 16)]), "polygon_outside", "annotation 1 "),
         ("polygon of 2 points", ann(0, segmentation=[[1, 1, 5, 5]]), "polygon_too_few_points", "annotation 1 "),
-        ("RLE of another size", ann(3, segmentation={"size": [H, W + 1], "counts": "abc"}), "rle_size", "annotation 4 "),
-        ("RLE counts do not cover", ann(3, segmentation={"size": [H, W], "counts": [5, 5]}), "bad_segmentation",
-         "annotation 4 "),
+        (
+            "RLE of another size",
+            ann(3, segmentation={"size": [H, W + 1], "counts": "abc"}),
+            "rle_size",
+            "annotation 4 ",
+        ),
+        (
+            "RLE counts do not cover",
+            ann(3, segmentation={"size": [H, W], "counts": [5, 5]}),
+            "bad_segmentation",
+            "annotation 4 ",
+        ),
         ("unknown image id", ann(0, image_id=12345), "unknown_image", "annotation 1"),
         ("unknown category id", ann(0, category_id=42), "unknown_category", "annotation 1 (image 'img_00.png')"),
         ("empty category", empty_category, "empty_category", "category 9 ('unused')"),
@@ -353,10 +378,17 @@ def test_the_checker_lists_every_problem_of_a_bad_file(tmp_path, capsys):
     bad_path = tmp_path / "bad.json"
     bad_path.write_text(json.dumps(bad))
     problems = check_coco_json(bad_path, images_dir)
-    assert sorted(p.kind for p in problems) == sorted([
-        "duplicate_image_id", "duplicate_image_id", "missing_image", "image_size", "polygon_outside",
-        "unknown_category", "empty_category",
-    ])
+    assert sorted(p.kind for p in problems) == sorted(
+        [
+            "duplicate_image_id",
+            "duplicate_image_id",
+            "missing_image",
+            "image_size",
+            "polygon_outside",
+            "unknown_category",
+            "empty_category",
+        ]
+    )
     report = format_report(problems, source=str(bad_path))
     assert report.splitlines()[0] == f"{bad_path}: 7 problem(s)" and len(report.splitlines()) == 9
     assert "missing_image" in report and "by kind: " in report.splitlines()[-1]

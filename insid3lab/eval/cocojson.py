@@ -100,11 +100,23 @@ ANNOTATIONS.json   (COCO: 'images' [{id, file_name, width, height}], 'categories
                     'annotations' [{id, image_id, category_id, segmentation: polygons or RLE, iscrowd}])
 IMAGES_DIR/<file_name> ..."""
 
-    def __init__(self, images_dir, *, annotations, fold: int | None = None, shots: int = 1, categories=None,
-                 reference_split: float | None = 0.5, seed: int = 0, skip_bad: bool = False):
+    def __init__(
+        self,
+        images_dir,
+        *,
+        annotations,
+        fold: int | None = None,
+        shots: int = 1,
+        categories=None,
+        reference_split: float | None = 0.5,
+        seed: int = 0,
+        skip_bad: bool = False,
+    ):
         super().__init__(images_dir, fold=fold, shots=shots)
         if reference_split is not None and not (
-            isinstance(reference_split, (int, float)) and not isinstance(reference_split, bool) and 0 < reference_split < 1
+            isinstance(reference_split, (int, float))
+            and not isinstance(reference_split, bool)
+            and 0 < reference_split < 1
         ):
             raise ValueError(f"reference_split={reference_split!r}: must be a fraction in (0, 1), or None for no split")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -123,10 +135,14 @@ IMAGES_DIR/<file_name> ..."""
         blocking = [p for p in problems if p.blocking]
         if structural or (blocking and not self.skip_bad):
             first = (structural or blocking)[0]
-            more = "" if structural else (
-                f" ({len(blocking)} problem(s) in all: list them with `insid3lab data check --annotations "
-                f"{self.annotations_path} --images {self.root}`, or pass skip_bad=True / --skip-bad to leave the "
-                "images concerned out)"
+            more = (
+                ""
+                if structural
+                else (
+                    f" ({len(blocking)} problem(s) in all: list them with `insid3lab data check --annotations "
+                    f"{self.annotations_path} --images {self.root}`, or pass skip_bad=True / --skip-bad to leave the "
+                    "images concerned out)"
+                )
             )
             raise ValueError(f"{self.annotations_path}: {first.line}{more}")
         bad_images = {p.image for p in blocking if p.image is not None}
@@ -173,15 +189,26 @@ IMAGES_DIR/<file_name> ..."""
                 self._targets.append(tgts)
                 self._references.append(refs)
             else:
-                self.skipped_classes.append({"category": by_name[c], "id": c, "images": len(ids),
-                                             "reference_images": len(refs), "target_images": len(tgts)})
+                self.skipped_classes.append(
+                    {
+                        "category": by_name[c],
+                        "id": c,
+                        "images": len(ids),
+                        "reference_images": len(refs),
+                        "target_images": len(tgts),
+                    }
+                )
         if self.skipped_classes:
             names = ", ".join(f"{s['category']!r} ({s['images']} image(s))" for s in self.skipped_classes)
-            warn(f"{self.annotations_path}: {len(self.skipped_classes)} class(es) have too few images for a "
-                 f"{self.shots}-shot episode{self._needs()} and are left out: {names}")
+            warn(
+                f"{self.annotations_path}: {len(self.skipped_classes)} class(es) have too few images for a "
+                f"{self.shots}-shot episode{self._needs()} and are left out: {names}"
+            )
         if not kept:
-            raise ValueError(f"{self.annotations_path}: no class has enough images for a {self.shots}-shot episode"
-                             f"{self._needs()}; categories: {', '.join(by_name[c] for c in self.category_ids) or 'none'}")
+            raise ValueError(
+                f"{self.annotations_path}: no class has enough images for a {self.shots}-shot episode"
+                f"{self._needs()}; categories: {', '.join(by_name[c] for c in self.category_ids) or 'none'}"
+            )
         self.category_ids = kept
         self.class_names = [by_name[c] for c in kept]
         self.default_episodes = sum(len(t) for t in self._targets)
@@ -189,8 +216,10 @@ IMAGES_DIR/<file_name> ..."""
     def _needs(self) -> str:
         if self.reference_split is None:
             return f" (needs {self.shots + 1} images holding the class)"
-        return (f" (needs {self.shots} in the reference pool and 1 in the target pool; "
-                f"reference_split={self.reference_split})")
+        return (
+            f" (needs {self.shots} in the reference pool and 1 in the target pool; "
+            f"reference_split={self.reference_split})"
+        )
 
     def _select_categories(self, by_name: dict, categories) -> list:
         ids = sorted(by_name, key=lambda c: (str(type(c)), c))
@@ -203,8 +232,9 @@ IMAGES_DIR/<file_name> ..."""
             match = [c for c in ids if by_name[c] == want or c == want or (isinstance(want, str) and str(c) == want)]
             if not match:
                 allowed = ", ".join(f"{by_name[c]!r} (id {c})" for c in ids)
-                raise ValueError(f"categories: {want!r} is not a category of {str(self.annotations_path)!r}; "
-                                 f"allowed: {allowed}")
+                raise ValueError(
+                    f"categories: {want!r} is not a category of {str(self.annotations_path)!r}; allowed: {allowed}"
+                )
             chosen += [c for c in match if c not in chosen]
         return [c for c in ids if c in chosen]
 
@@ -236,8 +266,11 @@ IMAGES_DIR/<file_name> ..."""
         path = resolve_image(self.root, im["file_name"])
         image = read_rgb(path)
         if image.shape[:2] != (im["height"], im["width"]):
-            raise BadSampleError(path, f"image is {image.shape[1]}x{image.shape[0]} but the annotations say "
-                                       f"{im['width']}x{im['height']} (width x height)")
+            raise BadSampleError(
+                path,
+                f"image is {image.shape[1]}x{image.shape[0]} but the annotations say "
+                f"{im['width']}x{im['height']} (width x height)",
+            )
         return image, path
 
     def load(self, item, class_index):
@@ -256,8 +289,9 @@ IMAGES_DIR/<file_name> ..."""
         mask = np.where(fg, 1, np.where(crowd, IGNORE, 0)).astype(np.uint8)
         where = f"{self.annotations_path}[image {im['id']}, category {cid}]"
         if not fg.any():
-            raise BadSampleError(where, f"the instances of {self.class_names[class_index]!r} in {im['file_name']!r} "
-                                        "cover no pixel")
+            raise BadSampleError(
+                where, f"the instances of {self.class_names[class_index]!r} in {im['file_name']!r} cover no pixel"
+            )
         return Sample(image, mask, str(path), where)
 
     def instances(self, image_id, *, crowd: bool = False) -> list[Instance]:
@@ -279,19 +313,23 @@ IMAGES_DIR/<file_name> ..."""
 
     def describe(self) -> dict:
         d = super().describe()
-        d.update({
-            "annotations": str(self.annotations_path),
-            "reference_split": self.reference_split,
-            "seed": self.seed,
-            "category_ids": list(self.category_ids),
-            "images": len(self.image_ids),
-            "skipped_classes": list(self.skipped_classes),
-            "skipped_images": len(self.skipped_images),
-            "skipped_entries": self.skipped_entries,
-            "skip_reasons": self.skipped_problems[:20],
-        })
+        d.update(
+            {
+                "annotations": str(self.annotations_path),
+                "reference_split": self.reference_split,
+                "seed": self.seed,
+                "category_ids": list(self.category_ids),
+                "images": len(self.image_ids),
+                "skipped_classes": list(self.skipped_classes),
+                "skipped_images": len(self.skipped_images),
+                "skipped_entries": self.skipped_entries,
+                "skip_reasons": self.skipped_problems[:20],
+            }
+        )
         return d
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({str(self.root)!r}, annotations={str(self.annotations_path)!r}, "
-                f"shots={self.shots}, classes={len(self.class_names)})")
+        return (
+            f"{type(self).__name__}({str(self.root)!r}, annotations={str(self.annotations_path)!r}, "
+            f"shots={self.shots}, classes={len(self.class_names)})"
+        )

@@ -145,8 +145,14 @@ def check_document(doc: Any, images_dir: str | os.PathLike, *, source: str = "<d
     """The problems of a parsed COCO document ``doc`` (see :func:`check_coco_json`)."""
     where = f"annotations {source!r}"
     if not isinstance(doc, dict):
-        return [Problem("not_coco", where, f"top level is a JSON {type(doc).__name__}, not an object with "
-                                           "'images', 'annotations' and 'categories'")]
+        return [
+            Problem(
+                "not_coco",
+                where,
+                f"top level is a JSON {type(doc).__name__}, not an object with "
+                "'images', 'annotations' and 'categories'",
+            )
+        ]
     structural = []
     for key in ("images", "annotations", "categories"):
         if key not in doc:
@@ -168,8 +174,14 @@ def check_document(doc: Any, images_dir: str | os.PathLike, *, source: str = "<d
             continue
         aid = a["id"]
         if aid in seen_ann:
-            problems.append(Problem("duplicate_annotation_id", f"annotation {aid}",
-                                    f"id also used by annotation #{seen_ann[aid]} of the list", annotation=aid))
+            problems.append(
+                Problem(
+                    "duplicate_annotation_id",
+                    f"annotation {aid}",
+                    f"id also used by annotation #{seen_ann[aid]} of the list",
+                    annotation=aid,
+                )
+            )
             continue
         seen_ann[aid] = k
         if a.get("image_id") not in reported or a.get("image_id") in images:
@@ -188,13 +200,24 @@ def _check_images(entries: list, images_dir: Path, problems: list[Problem], repo
     images: dict = {}
     duplicated: set = set()
     for k, im in enumerate(entries):
-        ok = (isinstance(im, dict) and _hashable_id(im.get("id")) and isinstance(im.get("file_name"), str)
-              and isinstance(im.get("width"), int) and isinstance(im.get("height"), int)
-              and im["width"] > 0 and im["height"] > 0)
+        ok = (
+            isinstance(im, dict)
+            and _hashable_id(im.get("id"))
+            and isinstance(im.get("file_name"), str)
+            and isinstance(im.get("width"), int)
+            and isinstance(im.get("height"), int)
+            and im["width"] > 0
+            and im["height"] > 0
+        )
         if not ok:
-            problems.append(Problem("bad_entry", f"image #{k}",
-                                    "needs 'id', 'file_name' (string), 'width' and 'height' (positive integers)",
-                                    image=im.get("file_name") if isinstance(im, dict) else None))
+            problems.append(
+                Problem(
+                    "bad_entry",
+                    f"image #{k}",
+                    "needs 'id', 'file_name' (string), 'width' and 'height' (positive integers)",
+                    image=im.get("file_name") if isinstance(im, dict) else None,
+                )
+            )
             if isinstance(im, dict) and _hashable_id(im.get("id")):
                 reported.add(im["id"])
             continue
@@ -204,26 +227,44 @@ def _check_images(entries: list, images_dir: Path, problems: list[Problem], repo
             duplicated.add(iid)
             reported.add(iid)
             if first is not None:
-                problems.append(Problem("duplicate_image_id", f"image {first[0]!r}", f"id {iid} is also used by {name!r}",
-                                        image=first[0]))
-            problems.append(Problem("duplicate_image_id", f"image {name!r}", f"id {iid} is used by another image too",
-                                    image=name))
+                problems.append(
+                    Problem(
+                        "duplicate_image_id",
+                        f"image {first[0]!r}",
+                        f"id {iid} is also used by {name!r}",
+                        image=first[0],
+                    )
+                )
+            problems.append(
+                Problem("duplicate_image_id", f"image {name!r}", f"id {iid} is used by another image too", image=name)
+            )
             continue
         images[iid] = (name, h, w)
         path = resolve_image(images_dir, name)
         if not path.is_file():
-            problems.append(Problem("missing_image", f"image {name!r}", f"not found in {str(images_dir)!r}", image=name))
+            problems.append(
+                Problem("missing_image", f"image {name!r}", f"not found in {str(images_dir)!r}", image=name)
+            )
             continue
         try:
             with Image.open(path) as pil:
                 dw, dh = pil.size
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            problems.append(Problem("unreadable_image", f"image {name!r}", f"cannot be opened ({type(e).__name__}: {e})",
-                                    image=name))
+            problems.append(
+                Problem(
+                    "unreadable_image", f"image {name!r}", f"cannot be opened ({type(e).__name__}: {e})", image=name
+                )
+            )
             continue
         if (dw, dh) != (w, h):
-            problems.append(Problem("image_size", f"image {name!r}",
-                                    f"is {dw}x{dh} (width x height) on disk but {w}x{h} in the annotations", image=name))
+            problems.append(
+                Problem(
+                    "image_size",
+                    f"image {name!r}",
+                    f"is {dw}x{dh} (width x height) on disk but {w}x{h} in the annotations",
+                    image=name,
+                )
+            )
     return images
 
 
@@ -235,8 +276,13 @@ def _check_categories(entries: list, problems: list[Problem]) -> dict:
             problems.append(Problem("bad_entry", f"category #{k}", "needs an integer 'id' and a string 'name'"))
             continue
         if c["id"] in cats:
-            problems.append(Problem("duplicate_category_id", f"category {c['id']} ({c['name']!r})",
-                                    f"id also used by category {cats[c['id']]!r}"))
+            problems.append(
+                Problem(
+                    "duplicate_category_id",
+                    f"category {c['id']} ({c['name']!r})",
+                    f"id also used by category {cats[c['id']]!r}",
+                )
+            )
             continue
         cats[c["id"]] = c["name"]
     return cats
@@ -246,8 +292,9 @@ def _check_annotation(a: dict, images: dict, categories: dict, problems: list[Pr
     aid = a["id"]
     iid, cid = a.get("image_id"), a.get("category_id")
     if iid not in images:
-        problems.append(Problem("unknown_image", f"annotation {aid}", f"image_id {iid!r} is not among the images",
-                                annotation=aid))
+        problems.append(
+            Problem("unknown_image", f"annotation {aid}", f"image_id {iid!r} is not among the images", annotation=aid)
+        )
         return
     name, h, w = images[iid]
     loc = f"annotation {aid} (image {name!r})"
@@ -275,11 +322,15 @@ def _check_segmentation(segm, h: int, w: int, add) -> bool:
     if isinstance(segm, dict):
         return _check_rle(segm, h, w, add)
     if not isinstance(segm, list) or not segm:
-        add("bad_segmentation", f"segmentation is {type(segm).__name__ if segm != [] else 'an empty list'}; "
-                                "expected a list of polygons or an RLE object")
+        add(
+            "bad_segmentation",
+            f"segmentation is {type(segm).__name__ if segm != [] else 'an empty list'}; "
+            "expected a list of polygons or an RLE object",
+        )
         return False
     if all(isinstance(s, dict) for s in segm):
-        return all([_check_rle(s, h, w, add) for s in segm])
+        checked = [_check_rle(s, h, w, add) for s in segm]  # every RLE reported, not only the first bad one
+        return all(checked)
     ok = True
     for j, poly in enumerate(segm):
         if not isinstance(poly, list) or not all(_number(v) for v in poly):
@@ -287,14 +338,19 @@ def _check_segmentation(segm, h: int, w: int, add) -> bool:
             ok = False
             continue
         if len(poly) < 6 or len(poly) % 2:
-            add("polygon_too_few_points", f"polygon {j} has {len(poly)} coordinates; needs an even number >= 6 (3 points)")
+            add(
+                "polygon_too_few_points",
+                f"polygon {j} has {len(poly)} coordinates; needs an even number >= 6 (3 points)",
+            )
             ok = False
             continue
         xs, ys = poly[0::2], poly[1::2]
         t = POLYGON_TOLERANCE
         if min(xs) < -t or max(xs) > w + t or min(ys) < -t or max(ys) > h + t:
-            add("polygon_outside", f"polygon {j} spans x {min(xs):g}..{max(xs):g}, y {min(ys):g}..{max(ys):g}; "
-                                   f"the image is {w}x{h}")
+            add(
+                "polygon_outside",
+                f"polygon {j} spans x {min(xs):g}..{max(xs):g}, y {min(ys):g}..{max(ys):g}; the image is {w}x{h}",
+            )
             ok = False
     return ok
 

@@ -62,15 +62,27 @@ def _prepare(per_image: Mapping, ids: dict, categories: set, kind: str, sizes: d
         for j, o in enumerate(objs):
             where = f"{kind}[{key!r}][{j}]"
             if not isinstance(o, Mapping) or "category_id" not in o or "segmentation" not in o:
-                raise ValueError(f"{where}: needs 'category_id' and 'segmentation'" + (" and 'score'" if kind == "predictions" else ""))
+                raise ValueError(
+                    f"{where}: needs 'category_id' and 'segmentation'"
+                    + (" and 'score'" if kind == "predictions" else "")
+                )
             if o["category_id"] not in categories:
-                raise ValueError(f"{where}: category_id {o['category_id']!r} is not among categories {sorted(categories)}")
+                raise ValueError(
+                    f"{where}: category_id {o['category_id']!r} is not among categories {sorted(categories)}"
+                )
             rle = to_rle(o["segmentation"], where)
             size = tuple(int(v) for v in rle["size"])
             if sizes.setdefault(key, size) != size:
-                raise ValueError(f"{where}: mask is {size[0]}x{size[1]} but image {key!r} has {sizes[key][0]}x{sizes[key][1]} masks")
-            ann = {"image_id": ids[key], "category_id": o["category_id"], "segmentation": rle,
-                   "iscrowd": int(bool(o.get("iscrowd", 0))), "id": len(anns) + 1}
+                raise ValueError(
+                    f"{where}: mask is {size[0]}x{size[1]} but image {key!r} has {sizes[key][0]}x{sizes[key][1]} masks"
+                )
+            ann = {
+                "image_id": ids[key],
+                "category_id": o["category_id"],
+                "segmentation": rle,
+                "iscrowd": int(bool(o.get("iscrowd", 0))),
+                "id": len(anns) + 1,
+            }
             if kind == "predictions":
                 try:
                     ann["score"] = float(o["score"])
