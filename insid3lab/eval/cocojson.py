@@ -25,7 +25,9 @@ serves few-shot segmentation episodes with the benchmarks' interface (see
 
 The file is checked on construction (:func:`~insid3lab.eval.cocojson_check.check_document`):
 the first problem stops with a ``ValueError`` naming it, unless ``skip_bad=True``, which
-leaves the images concerned out (counted in ``describe()["skipped_images"]``).
+leaves the images concerned out (counted in ``describe()["skipped_images"]``; entries that
+name no image, such as an annotation of an unknown image id, in ``"skipped_entries"``).
+Duplicate annotation ids and categories without instances do not stop it.
 """
 
 from __future__ import annotations
