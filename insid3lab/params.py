@@ -13,7 +13,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Params", "RANGES", "describe", "check_param", "choices"]
+__all__ = ["RANGES", "Params", "check_param", "choices", "describe"]
 
 #: Allowed range of each numeric hyper-parameter: (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float | None, bool, bool]] = {

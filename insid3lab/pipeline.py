@@ -28,7 +28,7 @@ from .stages import subspace as sub
 from .stages.features import check_encoder, extract_features, l2_normalize
 from .trace import Recorder, Trace
 
-__all__ = ["INSID3", "Encoded", "SegmentManyError", "Params"]
+__all__ = ["INSID3", "Encoded", "Params", "SegmentManyError"]
 
 
 def _param(name: str, doc: str) -> property:

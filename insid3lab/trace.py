@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Trace", "Recorder", "NO_RECORD"]
+__all__ = ["NO_RECORD", "Recorder", "Trace"]
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Trace:
     # seconds per stage
     timings: dict[str, float] = field(default_factory=dict)
 
-    def cpu(self) -> "Trace":
+    def cpu(self) -> Trace:
         """A copy with every tensor moved to the CPU."""
         kw = {}
         for f in fields(self):

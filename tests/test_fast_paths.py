@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from insid3lab import INSID3, random_backbone
-from insid3lab.bench import baseline_basis, baseline_segment, mask_iou, synthetic_inputs
+from insid3lab.authors import baseline_basis, baseline_segment
+from insid3lab.bench import mask_iou, synthetic_inputs
 from insid3lab.preprocess import preprocess_image, preprocess_mask
 from insid3lab.stages import aggregation as agg
 from insid3lab.stages import matching as mat

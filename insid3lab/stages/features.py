@@ -61,7 +61,7 @@ def extract_features(
         (B, C, S/p, S/p) float32 features (CLS and register tokens stripped).
     """
     if isinstance(layer, bool) or not isinstance(layer, int):
-        raise ValueError(f"layer={layer!r}: must be an integer block index (-1 is the last block)")
+        raise TypeError(f"layer={layer!r}: must be an integer block index (-1 is the last block)")
     if layer == -1 and norm:
         kwargs = {"n": 1}
     else:

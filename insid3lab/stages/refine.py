@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-__all__ = ["REFINERS", "Refiner", "register_refiner", "get_refiner", "bilinear"]
+__all__ = ["REFINERS", "Refiner", "bilinear", "get_refiner", "register_refiner"]
 
 Refiner = Callable[[Tensor, Tensor], Tensor]
 
@@ -40,7 +40,7 @@ def register_refiner(name: str, fn: Refiner, *, overwrite: bool = False) -> Refi
     if not isinstance(name, str) or not name:
         raise ValueError(f"refiner name {name!r}: must be a non-empty string")
     if not callable(fn):
-        raise ValueError(f"refiner {name!r}: {fn!r} is not callable; expected fn(mask (S, S) bool, image (3, S, S)) -> mask")
+        raise TypeError(f"refiner {name!r}: {fn!r} is not callable; expected fn(mask (S, S) bool, image (3, S, S)) -> mask")
     if name in REFINERS and not overwrite and REFINERS[name] is not fn:
         raise ValueError(f"refiner {name!r} is already registered; pass overwrite=True to replace it")
     REFINERS[name] = fn
