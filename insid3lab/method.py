@@ -26,7 +26,7 @@ from .stages.refine import bilinear, get_refiner
 from .stages.upsampling import upsample_mask
 from .trace import NO_RECORD, Recorder
 
-__all__ = ["BACKWARD_CHUNK", "Params", "cluster_target", "decode", "finalize", "upsample"]
+__all__ = ["BACKWARD_CHUNK", "Params", "Recorder", "cluster_target", "decode", "finalize", "upsample"]
 
 #: Target cells per similarity product of the backward matching on the CPU (bounds its
 #: memory at 4 * hr*wr * BACKWARD_CHUNK bytes per shot; one product at S = 1024, patch 16).

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._common import as_numpy, new_figure
-from ._draw import draw_clusters, draw_scores
+from .common import as_numpy, new_figure
+from .draw import draw_clusters, draw_scores
 
 __all__ = ["clusters", "cluster_scores"]
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from ..preprocess import preprocess_image
-from ._common import new_figure, pca_rgb
-from ._draw import draw_image, draw_rgb
+from .common import new_figure, pca_rgb
+from .draw import draw_image, draw_rgb
 
 __all__ = ["feature_pca", "feature_pca_pair", "feature_pca_debiased", "feature_pca_layers", "layer_features"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..preprocess import preprocess_image
-from ._common import as_numpy, new_figure
+from .common import as_numpy, new_figure
 
 __all__ = ["TOKEN_KINDS", "token_statistics", "tokens_statistics", "normalisation_statistics"]
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.patches import ConnectionPatch
 
-from ._common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure
-from ._draw import draw_image, draw_mask
+from .common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure
+from .draw import draw_image, draw_mask
 
 __all__ = ["mask_overlay", "reference_target_overlay", "keypoint_matches", "mask_grid", "score_table", "keypoint_colors"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import SEED_COLOR, as_numpy, new_figure
-from ._draw import draw_candidates, draw_image, draw_similarity, draw_votes
+from .common import SEED_COLOR, as_numpy, new_figure
+from .draw import draw_candidates, draw_image, draw_similarity, draw_votes
 
 __all__ = ["similarity_map", "cell_similarity", "cell_similarity_map", "backward_votes", "candidates"]
 
@@ -76,7 +76,7 @@ def cell_similarity(reference_features, target_features, cell: tuple[int, int], 
     draw_similarity(axes[1], sim, image=target_image, title="similarity to that cell")
     th, tw = sim.shape
     if target_image is not None:
-        from ._common import as_image
+        from .common import as_image
 
         TH, TW = as_image(target_image).shape[:2]
     else:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._common import REF_COLOR, as_numpy, blank, empty_figure, iou, pca_rgb
-from ._draw import (
+from .common import REF_COLOR, as_numpy, blank, empty_figure, iou, pca_rgb
+from .draw import (
     draw_candidates,
     draw_clusters,
     draw_image,
