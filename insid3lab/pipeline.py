@@ -10,6 +10,7 @@ is :func:`insid3lab.method.decode`. Like SAM's predictor, the expensive part is 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from . import cache as _cache
 from . import method
-from ._warn import warn as _warn
+from .basis import PositionalBases
 from .encoding import Encoded, SegmentManyError, describe
 from .params import Params
 from .preprocess import black_image, denormalize, preprocess_image, preprocess_mask
@@ -48,11 +49,9 @@ class INSID3:
 
     Args:
         encoder: an :class:`~insid3lab.stages.features.Encoder` (Meta's ``get_intermediate_layers``
-            contract with ``patch_size`` / ``embed_dim``): a :class:`~insid3lab.DinoV3Backbone`, a
-            model from Meta's DINOv3 code, or any encoder honouring that contract.
-        image_size, svd_components, tau, merge_threshold, clustering, debias, refine: the
-            hyper-parameters; see :class:`~insid3lab.params.Params` (their one home: defaults,
-            ranges, choices). Omitted ones take ``params``' values, else the defaults.
+            contract): a :class:`~insid3lab.DinoV3Backbone`, a model from Meta's DINOv3 code, ...
+        image_size, svd_components, tau, merge_threshold, clustering, debias, refine: see
+            :class:`~insid3lab.params.Params`; omitted ones come from ``params`` (else the defaults).
         params: a :class:`~insid3lab.params.Params` to start from.
         resize_to_orig_size: return the mask at the target's original size (else at S x S).
         basis_cache: keep positional bases on disk (see :mod:`insid3lab.cache`) so a new process skips
@@ -111,7 +110,6 @@ class INSID3:
                      clustering=clustering, debias=debias, refine=refine)
         self.params = (params or Params()).replace(**{k: v for k, v in given.items() if v is not None})
         self.resize_to_orig_size = bool(resize_to_orig_size)
-        self.basis_cache = bool(basis_cache)
         if isinstance(autocast_dtype, str):
             from .backbone.loading import resolve_dtype
 
@@ -122,9 +120,7 @@ class INSID3:
             raise ValueError(f"batch_size={batch_size!r}: must be a positive integer or None")
         self.batch_size = batch_size
         self.progress = bool(progress)
-        self._svd: dict[int, dict[str, Tensor]] = {}
-        self._projectors: dict[tuple[int, int], Tensor] = {}
-        self._components: dict[tuple[int, int], int] = {}
+        self._bases = PositionalBases(encoder, disk=basis_cache)
         self._ref_state: tuple[tuple, dict[str, Tensor]] | None = None
         self.references: list[Encoded] = []
         self._pending_target: Any = None
@@ -156,6 +152,15 @@ class INSID3:
             raise ValueError(f"image_size={params.image_size!r}: must be a positive multiple of the patch size "
                              f"{self.patch_size} (e.g. 512, 768, 1024)")
         self._params = params
+
+    @property
+    def basis_cache(self) -> bool:
+        """Keep positional bases on disk too."""
+        return self._bases.disk
+
+    @basis_cache.setter
+    def basis_cache(self, on: bool) -> None:
+        self._bases.disk = bool(on)
 
     @property
     def device(self) -> torch.device:
@@ -197,21 +202,7 @@ class INSID3:
 
         Computed once per (weights, image size): kept in memory, and on disk unless ``basis_cache=False``.
         """
-        s = self.image_size
-        if s in self._svd:
-            return self._svd[s]
-        fp = _cache.weights_fingerprint(self.encoder) if self.basis_cache else None
-        data = _cache.load_basis(fp, s) if fp else None
-        if data is None:
-            U, S, mean = sub.positional_svd(l2_normalize(self.black_image_features(), dim=1))
-            data = {"U": U, "S": S, "mean": mean}
-            if fp:
-                try:
-                    _cache.save_basis(fp, s, U, S, mean)
-                except OSError as e:
-                    _warn(f"could not write the basis cache ({e}); continuing without it")
-        self._svd[s] = {k: v.to(self.device) for k, v in data.items()}
-        return self._svd[s]
+        return self._bases.svd(self.image_size, self.black_image_features, self.device)
 
     def black_image_features(self) -> Tensor:
         """Raw features of the normalised black image: (1, C, h, w), never under autocast.
@@ -225,11 +216,8 @@ class INSID3:
     def effective_components(self, components: int | None = None) -> int:
         """r actually used: ``components`` (default ``svd_components``) clamped to min(C, h*w), warning once."""
         r = self.svd_components if components is None else Params(svd_components=components).svd_components
-        key = (r, self.image_size)
-        if key not in self._components:
-            h, w = self.grid
-            self._components[key] = sub.clamp_components(r, self.embed_dim, h * w)
-        return self._components[key]
+        h, w = self.grid
+        return self._bases.components(r, self.embed_dim, h * w, self.image_size)
 
     @property
     def basis(self) -> Tensor:
@@ -244,17 +232,13 @@ class INSID3:
         r = self.effective_components(components) if self.debias else 0
         if r == 0:
             return features_norm
-        key = (self.image_size, r)
-        if key not in self._projectors:
-            self._projectors[key] = sub.complement_projector(self.positional_svd()["U"][:, :r].contiguous())
-        x = features_norm.unsqueeze(0) if features_norm.ndim == 3 else features_norm
-        out = sub.debias(x, self._projectors[key])
+        P = self._bases.projector(self.image_size, r, self.positional_svd()["U"])
+        out = sub.debias(features_norm.unsqueeze(0) if features_norm.ndim == 3 else features_norm, P)
         return out[0] if features_norm.ndim == 3 else out
 
     def clear_basis_cache(self) -> int:
         """Forget bases in memory and delete the on-disk cache; returns the number of files removed."""
-        self._svd.clear()
-        self._projectors.clear()
+        self._bases.clear()
         self._ref_state = None
         return _cache.clear_cache()
 
@@ -365,14 +349,9 @@ class INSID3:
             (H, W) bool mask on the encoder's device at the target's original size
             (S x S with ``resize_to_orig_size=False``); with ``return_trace``, ``(mask, trace)``.
         """
-        consume = target is None
-        if consume:
-            if not self._has_pending_target:
-                raise RuntimeError("segment() needs a target: pass it (segment(image)) or call set_target(image) first")
-            target = self._pending_target
-        if not self.references:
-            raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
-        try:
+        with self._target_of("segment", target) as target:
+            if not self.references:
+                raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
             rec = self._recorder(return_trace, timings is not None or return_trace)
             with rec.stage("preprocess"):
                 x, orig = preprocess_image(target, self.image_size, device=self.device,
@@ -380,9 +359,19 @@ class INSID3:
             with rec.stage("features"):
                 enc = self._encoded(x, orig, self._encode_batch(x)[0], target)
             return self._run(enc, rec, timings=timings)
+
+    @contextmanager
+    def _target_of(self, caller: str, target):
+        """The target given, else the one from :meth:`set_target`, after which the state is reset (the authors' sequence)."""
+        if target is not None:
+            yield target
+            return
+        if not self._has_pending_target:
+            raise RuntimeError(f"{caller}() needs a target: pass it ({caller}(image)) or call set_target(image) first")
+        try:
+            yield self._pending_target
         finally:
-            if consume:
-                self.clear_reference()
+            self.clear_reference()
 
     def decode(self, target: Encoded, *, return_trace: bool = False, labels: Tensor | None = None,
                timings: dict[str, float] | None = None):
@@ -509,12 +498,7 @@ class INSID3:
         Returns:
             (N, 2) float tensor of (x, y) in original target pixels (and the maps).
         """
-        consume = target is None
-        if consume:
-            if not self._has_pending_target:
-                raise RuntimeError("match() needs a target: pass it or call set_target(image) first")
-            target = self._pending_target
-        try:
+        with self._target_of("match", target) as target:
             if reference_image is not None:
                 ref = self.encode(reference_image, what="reference image")
             else:
@@ -530,9 +514,6 @@ class INSID3:
                 fr = self.debias_features(fr, components=svd_components)
                 ft = self.debias_features(ft, components=svd_components)
             matches, maps = corr.match_keypoints(fr, ft, pts, ref.orig_size, tgt.orig_size)
-        finally:
-            if consume:
-                self.clear_reference()
         return (matches, maps) if return_maps else matches
 
     def __repr__(self) -> str:
