@@ -19,7 +19,14 @@ from .aggregation import aggregate, cluster_prototypes, cluster_sizes, seed_and_
 from .clustering import agglomerative_clustering, cosine_distances
 from .correspondence import match_keypoints
 from .features import Encoder, extract_features, l2_normalize
-from .matching import backward_mask, backward_votes, candidates, forward_mask, forward_similarity, nearest_reference_cells
+from .matching import (
+    backward_mask,
+    backward_votes,
+    candidates,
+    forward_mask,
+    forward_similarity,
+    nearest_reference_cells,
+)
 from .prototype import EmptyMaskError, downsample_mask, reference_prototype, shot_prototypes
 from .subspace import clamp_components, complement_projector, debias, positional_svd
 from .upsampling import upsample_mask
@@ -27,13 +34,13 @@ from .upsampling import upsample_mask
 __all__ = [
     "EmptyMaskError",
     "Encoder",
-    "aggregate",
     "agglomerative_clustering",
+    "aggregate",
     "backward_mask",
     "backward_votes",
     "candidates",
-    "cluster_prototypes",
     "clamp_components",
+    "cluster_prototypes",
     "cluster_sizes",
     "complement_projector",
     "cosine_distances",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .common import as_numpy, new_figure
 from .draw import draw_clusters, draw_scores
 
-__all__ = ["clusters", "cluster_scores"]
+__all__ = ["cluster_scores", "clusters"]
 
 
 def clusters(labels, *, image=None, hw=None, seed: int | None = None, title: str | None = None):

@@ -14,7 +14,7 @@ from .draw import (
     draw_votes,
 )
 
-__all__ = ["PANELS", "story", "trace_panel", "draw_panel", "settings_line"]
+__all__ = ["PANELS", "draw_panel", "settings_line", "story", "trace_panel"]
 
 #: Panel names understood by :func:`trace_panel` / :func:`draw_panel`, in the story's order.
 PANELS = ("reference", "target", "pca_reference", "pca_target", "similarity",
