@@ -106,8 +106,8 @@ class INSID3:
         ps = encoder.patch_size
         self.patch_size = int(ps[0] if isinstance(ps, (tuple, list)) else ps)
         self.embed_dim = int(encoder.embed_dim)
-        given = dict(image_size=image_size, svd_components=svd_components, tau=tau, merge_threshold=merge_threshold,
-                     clustering=clustering, debias=debias, refine=refine)
+        given = {"image_size": image_size, "svd_components": svd_components, "tau": tau, "merge_threshold":
+                 merge_threshold, "clustering": clustering, "debias": debias, "refine": refine}
         self.params = (params or Params()).replace(**{k: v for k, v in given.items() if v is not None})
         self.resize_to_orig_size = bool(resize_to_orig_size)
         if isinstance(autocast_dtype, str):
@@ -244,17 +244,11 @@ class INSID3:
 
     # -------------------------------------------------------------- references
     def set_reference(self, image, mask=None, *, mask_value: int | None = None) -> None:
-        """Add a reference shot: encode it now and keep its features.
+        """Add a reference shot (call again for k shots): encode it now and keep its features.
 
-        Call again to add shots (k-shot). ``mask`` may be None for keypoint matching only.
-
-        Args:
-            image: path, PIL image, numpy array or normalised tensor.
-            mask: path, PIL image, numpy array or tensor; foreground is ``> 0``.
-            mask_value: select the pixels equal to this label of a label map instead.
-
-        Raises:
-            EmptyMaskError: (a ValueError) the mask has no foreground pixel (the message names the shot).
+        ``image``: path, PIL image, numpy array or normalised tensor; ``mask``: path, PIL image, array or
+        tensor, foreground ``> 0`` (or ``== mask_value`` in a label map); None for keypoint matching only.
+        Raises :class:`~insid3lab.stages.EmptyMaskError` (a ValueError naming the shot) for an empty mask.
         """
         shot = len(self.references)
         enc = self.encode(image, what=f"reference image {shot}")
@@ -323,11 +317,12 @@ class INSID3:
         norm = torch.stack([r.features_norm for r in refs])
         deb = self.debias_features(norm)
         masks_low = torch.stack([r.mask_low for r in refs])
-        state = dict(
-            images=torch.cat([r.image for r in refs]), masks=torch.stack([r.mask for r in refs]), masks_low=masks_low,
-            features=torch.stack([r.features for r in refs]), features_norm=norm, features_deb=deb,
-            shot_prototypes=proto.shot_prototypes(deb, masks_low), prototype=proto.reference_prototype(deb, masks_low),
-        )
+        state = {
+            "images": torch.cat([r.image for r in refs]), "masks": torch.stack([r.mask for r in refs]),
+            "masks_low": masks_low, "features": torch.stack([r.features for r in refs]), "features_norm": norm,
+            "features_deb": deb, "shot_prototypes": proto.shot_prototypes(deb, masks_low),
+            "prototype": proto.reference_prototype(deb, masks_low),
+        }
         self._ref_state = (key, state)
         return state
 
@@ -349,15 +344,15 @@ class INSID3:
             (H, W) bool mask on the encoder's device at the target's original size
             (S x S with ``resize_to_orig_size=False``); with ``return_trace``, ``(mask, trace)``.
         """
-        with self._target_of("segment", target) as target:
+        with self._target_of("segment", target) as image:
             if not self.references:
                 raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
             rec = self._recorder(return_trace, timings is not None or return_trace)
             with rec.stage("preprocess"):
-                x, orig = preprocess_image(target, self.image_size, device=self.device,
+                x, orig = preprocess_image(image, self.image_size, device=self.device,
                                            exif_transpose=self.exif_transpose, what="target image")
             with rec.stage("features"):
-                enc = self._encoded(x, orig, self._encode_batch(x)[0], target)
+                enc = self._encoded(x, orig, self._encode_batch(x)[0], image)
             return self._run(enc, rec, timings=timings)
 
     @contextmanager
@@ -377,15 +372,9 @@ class INSID3:
                timings: dict[str, float] | None = None):
         """Every step after the backbone, for a target from :meth:`encode` at the current image size.
 
-        Args:
-            target: from :meth:`encode`.
-            return_trace: also return the :class:`~insid3lab.Trace`.
-            labels: the target's (h, w) cluster labels for the current τ when already known
-                (``trace.cluster_labels``; the clustering depends on neither r nor the merge threshold).
-            timings: a dict to fill with seconds per stage (CUDA synchronised).
-
-        Returns:
-            The mask, or ``(mask, trace)``.
+        ``labels``: the target's (h, w) cluster labels for the current τ when already known
+        (``trace.cluster_labels``; the clustering depends on neither r nor the merge threshold).
+        ``return_trace`` and ``timings`` as in :meth:`segment`. Returns the mask, or ``(mask, trace)``.
         """
         return self._run(target, self._recorder(return_trace, timings is not None or return_trace), timings=timings,
                          labels=labels)
@@ -424,61 +413,24 @@ class INSID3:
                      on_error: str = "raise", progress: bool | None = None) -> list:
         """Segment many targets against the cached reference, with batched backbone passes.
 
-        Args:
-            targets: paths, PIL images, arrays or tensors.
-            batch_size: targets per backbone pass (default: ``self.batch_size``, else 1 on CPU, 8 on GPU).
-            return_traces: return ``(mask, trace)`` pairs.
-            on_error: ``"raise"``: stop with :class:`SegmentManyError` naming the target and carrying
-                the masks computed so far; ``"skip"``: put None for that target, record the error in
-                ``self.last_errors`` and go on.
-            progress: show a progress bar (default: ``self.progress``).
-
-        Returns:
-            One mask (or (mask, trace), or None when skipped) per target, in order.
+        ``batch_size`` targets per backbone pass (default ``self.batch_size``, else 1 on CPU, 8 on GPU);
+        ``on_error="raise"`` stops with a :class:`SegmentManyError` that names the target and carries the
+        masks so far, ``"skip"`` puts None and records the error in ``self.last_errors``. Returns one mask
+        (``(mask, trace)`` with ``return_traces``, or None when skipped) per target, in order.
         """
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error={on_error!r}: allowed 'raise', 'skip'")
-        targets = list(targets)
+        from .batch import segment_batches
+
         self.reference_state()  # fail early without a reference
         bs = batch_size or self.batch_size or (8 if self.device.type == "cuda" else 1)
-        from tqdm.auto import tqdm
-
-        results: list = []
-        self.last_errors = []
-        bar = tqdm(total=len(targets), desc="segment", unit="img", disable=not (self.progress if progress is None else progress))
-        try:
-            for start in range(0, len(targets), bs):
-                prepared = []
-                for i, t in enumerate(targets[start : start + bs], start):
-                    try:
-                        prepared.append((i, t, *preprocess_image(t, self.image_size, device=self.device,
-                                                                 exif_transpose=self.exif_transpose, what=f"target {i}")))
-                    except Exception as e:  # noqa: BLE001 - reported with the target's name
-                        self._fail(i, t, e, results, on_error)
-                        prepared.append((i, t, None, None))
-                ok = [p for p in prepared if p[2] is not None]
-                feats = iter(self._encode_batch(torch.cat([p[2] for p in ok]))) if ok else iter(())
-                for i, t, x, orig in prepared:
-                    if x is not None:
-                        try:
-                            results.append(self._run(self._encoded(x, orig, next(feats), t),
-                                                     self._recorder(return_traces, return_traces)))
-                        except Exception as e:  # noqa: BLE001
-                            self._fail(i, t, e, results, on_error)
-                            results.append(None)
-                    else:
-                        results.append(None)
-                    bar.update(1)
-        finally:
-            bar.close()
+        results, self.last_errors = segment_batches(
+            list(targets), bs, prepare=lambda t, i: preprocess_image(t, self.image_size, device=self.device,
+                                                                     exif_transpose=self.exif_transpose,
+                                                                     what=f"target {i}"),
+            encode=self._encode_batch,
+            decode=lambda x, orig, f, t: self._run(self._encoded(x, orig, f, t),
+                                                   self._recorder(return_traces, return_traces)),
+            on_error=on_error, progress=self.progress if progress is None else progress)
         return results
-
-    def _fail(self, i: int, target, err: Exception, results: list, on_error: str) -> None:
-        msg = f"target {i} ({describe(target)}) failed: {type(err).__name__}: {err}"
-        if on_error == "raise":
-            raise SegmentManyError(msg + f" ({len(results)} mask(s) computed before it are in .masks)", i, target,
-                                   list(results)) from err
-        self.last_errors.append((i, msg))
 
     # ---------------------------------------------------------- correspondence
     def match(self, ref_points, target=None, reference_image=None, debiased: bool = True, *,
@@ -498,7 +450,7 @@ class INSID3:
         Returns:
             (N, 2) float tensor of (x, y) in original target pixels (and the maps).
         """
-        with self._target_of("match", target) as target:
+        with self._target_of("match", target) as image:
             if reference_image is not None:
                 ref = self.encode(reference_image, what="reference image")
             else:
@@ -506,7 +458,7 @@ class INSID3:
                 if not refs:
                     raise RuntimeError("match() needs a reference: pass reference_image= or call set_reference(image) first")
                 ref = refs[0]
-            tgt = self.encode(target, what="target image")
+            tgt = self.encode(image, what="target image")
             pts = ref_points if isinstance(ref_points, Tensor) else torch.as_tensor(np.asarray(ref_points, np.float32))
             pts = pts.to(self.device).float().reshape(-1, 2)
             fr, ft = ref.features_norm, tgt.features_norm
