@@ -122,7 +122,9 @@ def _mask_to_grid(mask: Tensor, h: int, w: int) -> Tensor:
 
 def _resize(mask: Tensor, height: int, width: int) -> Tensor:
     """Bilinear resize of a bool mask, ``> 0.5`` (the authors' ``utils/refinement.upsample_mask``)."""
-    return F.interpolate(mask[None, None].float(), size=(height, width), mode="bilinear", align_corners=False)[0, 0] > 0.5
+    return (
+        F.interpolate(mask[None, None].float(), size=(height, width), mode="bilinear", align_corners=False)[0, 0] > 0.5
+    )
 
 
 class _Clock:
@@ -221,8 +223,9 @@ def baseline_segment(
         with clock("clustering"):
             X = tgt.reshape(C, -1).T
             D = (1.0 - (X @ X.T).clamp(-1, 1)).cpu().numpy()
-            model = AgglomerativeClustering(n_clusters=None, metric="precomputed", linkage="average",
-                                            distance_threshold=float(1.0 - tau))
+            model = AgglomerativeClustering(
+                n_clusters=None, metric="precomputed", linkage="average", distance_threshold=float(1.0 - tau)
+            )
             labels = torch.from_numpy(model.fit_predict(D).astype(np.int64)).to(device).reshape(h, w)
             K = int(labels.max()) + 1
         # _seed_and_aggregate with compute_cluster_prototypes: one cluster at a time
@@ -281,5 +284,14 @@ def segment(
     basis = baseline_basis(encoder, image_size, svd_components)
     images = torch.cat([load_image(img, image_size, device)[0] for img, _ in references])
     masks = torch.stack([load_mask(m, image_size, device) for _, m in references])
-    return baseline_segment(encoder, basis, images, masks, target, image_size=image_size, tau=tau,
-                            merge_threshold=merge_threshold, resize_to_orig_size=resize_to_orig_size)
+    return baseline_segment(
+        encoder,
+        basis,
+        images,
+        masks,
+        target,
+        image_size=image_size,
+        tau=tau,
+        merge_threshold=merge_threshold,
+        resize_to_orig_size=resize_to_orig_size,
+    )

@@ -47,8 +47,9 @@ def segment_batches(
     def fail(i: int, target, err: Exception) -> None:
         msg = f"target {i} ({describe(target)}) failed: {type(err).__name__}: {err}"
         if on_error == "raise":
-            raise SegmentManyError(msg + f" ({len(results)} mask(s) computed before it are in .masks)", i, target,
-                                   list(results)) from err
+            raise SegmentManyError(
+                msg + f" ({len(results)} mask(s) computed before it are in .masks)", i, target, list(results)
+            ) from err
         errors.append((i, msg))
 
     bar = tqdm(total=len(targets), desc="segment", unit="img", disable=not progress)

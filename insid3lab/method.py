@@ -83,8 +83,14 @@ def decode(
     k = references_deb.shape[0]
     C, h, w = target_norm.shape
     rec = recorder
-    rec.record(grid=(h, w), reference_features_deb=references_deb, reference_masks_low=masks_low,
-               prototype=prototype, target_features_norm=target_norm, target_features_deb=target_deb)
+    rec.record(
+        grid=(h, w),
+        reference_features_deb=references_deb,
+        reference_masks_low=masks_low,
+        prototype=prototype,
+        target_features_norm=target_norm,
+        target_features_deb=target_deb,
+    )
 
     # ---- 4. Candidate localisation, forward: cells similar to the prototype, s(x) = <tgt_deb(x), p>.
     with rec.stage("forward"):
@@ -98,16 +104,18 @@ def decode(
         if target_deb.device.type == "cpu":
             # only the forward cells, in chunks: the same argmax as the whole matrix, less work
             cells = forward.reshape(-1).nonzero()[:, 0]
-            votes = matching.backward_votes(references_deb, target_deb, masks_low, cells=cells,
-                                            chunk_size=BACKWARD_CHUNK)
+            votes = matching.backward_votes(
+                references_deb, target_deb, masks_low, cells=cells, chunk_size=BACKWARD_CHUNK
+            )
         else:
             # every cell at once (no host synchronisation), then the same restriction
             votes = matching.backward_votes(references_deb, target_deb, masks_low) * forward
         backward = matching.backward_mask(votes, k)
         # candidates = forward ∧ backward
         candidates = matching.candidates(forward, backward)
-    rec.record(forward_similarity=similarity, forward_mask=forward, votes=votes, backward_mask=backward,
-               candidates=candidates)
+    rec.record(
+        forward_similarity=similarity, forward_mask=forward, votes=votes, backward_mask=backward, candidates=candidates
+    )
 
     # No candidate: the prediction is the empty mask.
     if not bool(candidates.any()):
@@ -131,13 +139,22 @@ def decode(
         # seed = the cluster overlapping the candidates with the largest <p, P_deb[k]>;
         # score[k] = cross[k] · intra[k] · a_k, a_seed = 1
         sc = aggregation.seed_and_scores(candidates, labels, K, P_deb, P_orig, prototype, similarity)
-    rec.record(cluster_labels=labels, num_clusters=K, cluster_prototypes_deb=P_deb, cluster_prototypes_orig=P_orig,
-               cluster_overlap=sc["overlap"], cluster_seed_similarity=sc["seed_similarity"], cluster_cross=sc["cross"],
-               cluster_intra=sc["intra"], cluster_area=sc["area"], cluster_score=sc["score"], seed=int(sc["seed"]))
+    rec.record(
+        cluster_labels=labels,
+        num_clusters=K,
+        cluster_prototypes_deb=P_deb,
+        cluster_prototypes_orig=P_orig,
+        cluster_overlap=sc["overlap"],
+        cluster_seed_similarity=sc["seed_similarity"],
+        cluster_cross=sc["cross"],
+        cluster_intra=sc["intra"],
+        cluster_area=sc["area"],
+        cluster_score=sc["score"],
+        seed=int(sc["seed"]),
+    )
 
     # ---- 7. Finalisation: clusters scoring above the merge threshold, upsampled, refined.
-    return finalize(labels, sc["score"], params.merge_threshold, params, image=image, out_size=out_size,
-                    recorder=rec)
+    return finalize(labels, sc["score"], params.merge_threshold, params, image=image, out_size=out_size, recorder=rec)
 
 
 def finalize(

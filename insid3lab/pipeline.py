@@ -106,8 +106,15 @@ class INSID3:
         ps = encoder.patch_size
         self.patch_size = int(ps[0] if isinstance(ps, (tuple, list)) else ps)
         self.embed_dim = int(encoder.embed_dim)
-        given = {"image_size": image_size, "svd_components": svd_components, "tau": tau, "merge_threshold":
-                 merge_threshold, "clustering": clustering, "debias": debias, "refine": refine}
+        given = {
+            "image_size": image_size,
+            "svd_components": svd_components,
+            "tau": tau,
+            "merge_threshold": merge_threshold,
+            "clustering": clustering,
+            "debias": debias,
+            "refine": refine,
+        }
         self.params = (params or Params()).replace(**{k: v for k, v in given.items() if v is not None})
         self.resize_to_orig_size = bool(resize_to_orig_size)
         if isinstance(autocast_dtype, str):
@@ -116,7 +123,9 @@ class INSID3:
             autocast_dtype = resolve_dtype(autocast_dtype)
         self.autocast_dtype = None if autocast_dtype == torch.float32 else autocast_dtype
         self.exif_transpose = bool(exif_transpose)
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise ValueError(f"batch_size={batch_size!r}: must be a positive integer or None")
         self.batch_size = batch_size
         self.progress = bool(progress)
@@ -149,8 +158,10 @@ class INSID3:
         if not isinstance(params, Params):
             raise TypeError(f"params must be an insid3lab.params.Params, got {type(params).__name__}")
         if params.image_size % self.patch_size:
-            raise ValueError(f"image_size={params.image_size!r}: must be a positive multiple of the patch size "
-                             f"{self.patch_size} (e.g. 512, 768, 1024)")
+            raise ValueError(
+                f"image_size={params.image_size!r}: must be a positive multiple of the patch size "
+                f"{self.patch_size} (e.g. 512, 768, 1024)"
+            )
         self._params = params
 
     @property
@@ -192,8 +203,9 @@ class INSID3:
 
     def encode(self, image, *, what: str = "image") -> Encoded:
         """Preprocess and encode one image at the current size (no state is changed): an :class:`Encoded`."""
-        x, orig = preprocess_image(image, self.image_size, device=self.device, exif_transpose=self.exif_transpose,
-                                   what=what)
+        x, orig = preprocess_image(
+            image, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what=what
+        )
         return self._encoded(x, orig, self._encode_batch(x)[0], image)
 
     # ------------------------------------------------------ positional basis
@@ -259,11 +271,20 @@ class INSID3:
 
     def _attach_mask(self, enc: Encoded, mask, mask_value, shot: int) -> None:
         what = f"reference mask {shot} ({describe(mask)})"
-        m = preprocess_mask(mask, self.image_size, mask_value=mask_value, device=self.device,
-                            exif_transpose=self.exif_transpose, image_size_hw=enc.orig_size, what=what)[0]
+        m = preprocess_mask(
+            mask,
+            self.image_size,
+            mask_value=mask_value,
+            device=self.device,
+            exif_transpose=self.exif_transpose,
+            image_size_hw=enc.orig_size,
+            what=what,
+        )[0]
         if not bool(m.any()):
             sel = f"== {mask_value}" if mask_value is not None else "> 0"
-            raise proto.EmptyMaskError(f"{what} is empty: no pixel is foreground ({sel}); every shot needs a non-empty mask")
+            raise proto.EmptyMaskError(
+                f"{what} is empty: no pixel is foreground ({sel}); every shot needs a non-empty mask"
+            )
         enc.mask, enc.mask_source, enc.mask_value = m, mask, mask_value
         enc.mask_low = proto.downsample_mask(m, *enc.features.shape[-2:])
 
@@ -318,9 +339,13 @@ class INSID3:
         deb = self.debias_features(norm)
         masks_low = torch.stack([r.mask_low for r in refs])
         state = {
-            "images": torch.cat([r.image for r in refs]), "masks": torch.stack([r.mask for r in refs]),
-            "masks_low": masks_low, "features": torch.stack([r.features for r in refs]), "features_norm": norm,
-            "features_deb": deb, "shot_prototypes": proto.shot_prototypes(deb, masks_low),
+            "images": torch.cat([r.image for r in refs]),
+            "masks": torch.stack([r.mask for r in refs]),
+            "masks_low": masks_low,
+            "features": torch.stack([r.features for r in refs]),
+            "features_norm": norm,
+            "features_deb": deb,
+            "shot_prototypes": proto.shot_prototypes(deb, masks_low),
             "prototype": proto.reference_prototype(deb, masks_low),
         }
         self._ref_state = (key, state)
@@ -349,8 +374,9 @@ class INSID3:
                 raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
             rec = self._recorder(return_trace, timings is not None or return_trace)
             with rec.stage("preprocess"):
-                x, orig = preprocess_image(image, self.image_size, device=self.device,
-                                           exif_transpose=self.exif_transpose, what="target image")
+                x, orig = preprocess_image(
+                    image, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what="target image"
+                )
             with rec.stage("features"):
                 enc = self._encoded(x, orig, self._encode_batch(x)[0], image)
             return self._run(enc, rec, timings=timings)
@@ -368,40 +394,67 @@ class INSID3:
         finally:
             self.clear_reference()
 
-    def decode(self, target: Encoded, *, return_trace: bool = False, labels: Tensor | None = None,
-               timings: dict[str, float] | None = None):
+    def decode(
+        self,
+        target: Encoded,
+        *,
+        return_trace: bool = False,
+        labels: Tensor | None = None,
+        timings: dict[str, float] | None = None,
+    ):
         """Every step after the backbone, for a target from :meth:`encode` at the current image size.
 
         ``labels``: the target's (h, w) cluster labels for the current τ when already known
         (``trace.cluster_labels``; the clustering depends on neither r nor the merge threshold).
         ``return_trace`` and ``timings`` as in :meth:`segment`. Returns the mask, or ``(mask, trace)``.
         """
-        return self._run(target, self._recorder(return_trace, timings is not None or return_trace), timings=timings,
-                         labels=labels)
+        return self._run(
+            target, self._recorder(return_trace, timings is not None or return_trace), timings=timings, labels=labels
+        )
 
     def _recorder(self, trace: bool, timed: bool) -> Recorder:
-        return Recorder(Trace(settings=self.settings()) if trace else None, timings={} if timed else None,
-                        device=self.device)
+        return Recorder(
+            Trace(settings=self.settings()) if trace else None, timings={} if timed else None, device=self.device
+        )
 
     def _run(self, enc: Encoded, rec: Recorder, *, timings: dict | None = None, labels: Tensor | None = None):
         """The decode of one encoded target: reference state, debiasing, then :func:`method.decode`."""
         if enc.size != self.image_size:
-            raise ValueError(f"the target was encoded at image_size={enc.size} but the model is at {self.image_size}: "
-                             "encode it again with model.encode(image)")
+            raise ValueError(
+                f"the target was encoded at image_size={enc.size} but the model is at {self.image_size}: "
+                "encode it again with model.encode(image)"
+            )
         with rec.stage("references"):
             ref = self.reference_state()
         with rec.stage("debias"):
             target_deb = self.debias_features(enc.features_norm)
         r = self.effective_components() if self.debias else 0
         svd = self.positional_svd() if r else None
-        rec.record(reference_images=ref["images"], reference_masks=ref["masks"], target_image=enc.image[0],
-                   reference_sizes=[s.orig_size for s in self.references], target_size=enc.orig_size,
-                   reference_features=ref["features"], reference_features_norm=ref["features_norm"],
-                   target_features=enc.features, shot_prototypes=ref["shot_prototypes"],
-                   basis=None if svd is None else svd["U"][:, :r], singular_values=None if svd is None else svd["S"])
-        mask = method.decode(ref["features_deb"], ref["masks_low"], ref["prototype"], enc.features_norm, target_deb,
-                             self.params, image=denormalize(enc.image[0]),
-                             out_size=enc.orig_size if self.resize_to_orig_size else None, labels=labels, recorder=rec)
+        rec.record(
+            reference_images=ref["images"],
+            reference_masks=ref["masks"],
+            target_image=enc.image[0],
+            reference_sizes=[s.orig_size for s in self.references],
+            target_size=enc.orig_size,
+            reference_features=ref["features"],
+            reference_features_norm=ref["features_norm"],
+            target_features=enc.features,
+            shot_prototypes=ref["shot_prototypes"],
+            basis=None if svd is None else svd["U"][:, :r],
+            singular_values=None if svd is None else svd["S"],
+        )
+        mask = method.decode(
+            ref["features_deb"],
+            ref["masks_low"],
+            ref["prototype"],
+            enc.features_norm,
+            target_deb,
+            self.params,
+            image=denormalize(enc.image[0]),
+            out_size=enc.orig_size if self.resize_to_orig_size else None,
+            labels=labels,
+            recorder=rec,
+        )
         if timings is not None:
             timings.update(rec.timings)
         if rec.trace is None:
@@ -409,8 +462,15 @@ class INSID3:
         rec.trace.timings = rec.timings
         return mask, rec.trace
 
-    def segment_many(self, targets: Iterable, *, batch_size: int | None = None, return_traces: bool = False,
-                     on_error: str = "raise", progress: bool | None = None) -> list:
+    def segment_many(
+        self,
+        targets: Iterable,
+        *,
+        batch_size: int | None = None,
+        return_traces: bool = False,
+        on_error: str = "raise",
+        progress: bool | None = None,
+    ) -> list:
         """Segment many targets against the cached reference, with batched backbone passes.
 
         ``batch_size`` targets per backbone pass (default ``self.batch_size``, else 1 on CPU, 8 on GPU);
@@ -423,18 +483,31 @@ class INSID3:
         self.reference_state()  # fail early without a reference
         bs = batch_size or self.batch_size or (8 if self.device.type == "cuda" else 1)
         results, self.last_errors = segment_batches(
-            list(targets), bs, prepare=lambda t, i: preprocess_image(t, self.image_size, device=self.device,
-                                                                     exif_transpose=self.exif_transpose,
-                                                                     what=f"target {i}"),
+            list(targets),
+            bs,
+            prepare=lambda t, i: preprocess_image(
+                t, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what=f"target {i}"
+            ),
             encode=self._encode_batch,
-            decode=lambda x, orig, f, t: self._run(self._encoded(x, orig, f, t),
-                                                   self._recorder(return_traces, return_traces)),
-            on_error=on_error, progress=self.progress if progress is None else progress)
+            decode=lambda x, orig, f, t: self._run(
+                self._encoded(x, orig, f, t), self._recorder(return_traces, return_traces)
+            ),
+            on_error=on_error,
+            progress=self.progress if progress is None else progress,
+        )
         return results
 
     # ---------------------------------------------------------- correspondence
-    def match(self, ref_points, target=None, reference_image=None, debiased: bool = True, *,
-              svd_components: int | None = None, return_maps: bool = False):
+    def match(
+        self,
+        ref_points,
+        target=None,
+        reference_image=None,
+        debiased: bool = True,
+        *,
+        svd_components: int | None = None,
+        return_maps: bool = False,
+    ):
         """Keypoint correspondence: where do the reference keypoints land in the target?
 
         Args:
@@ -456,7 +529,9 @@ class INSID3:
             else:
                 refs = self.references_at_current_size()
                 if not refs:
-                    raise RuntimeError("match() needs a reference: pass reference_image= or call set_reference(image) first")
+                    raise RuntimeError(
+                        "match() needs a reference: pass reference_image= or call set_reference(image) first"
+                    )
                 ref = refs[0]
             tgt = self.encode(image, what="target image")
             pts = ref_points if isinstance(ref_points, Tensor) else torch.as_tensor(np.asarray(ref_points, np.float32))

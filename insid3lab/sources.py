@@ -28,6 +28,8 @@ def load_encoder(
         try:
             seed = int(parts[2]) if len(parts) > 2 else 0
         except ValueError:
-            raise ValueError(f"model source {source!r}: write random:ARCH or random:ARCH:SEED (SEED an integer)") from None
+            raise ValueError(
+                f"model source {source!r}: write random:ARCH or random:ARCH:SEED (SEED an integer)"
+            ) from None
         return random_backbone(arch_name, seed=seed, device=device, dtype=dtype)
     return load_backbone(source, arch=arch, device=device, dtype=dtype, rope_periods=rope_periods)

@@ -39,8 +39,15 @@ def test_decode_called_directly_equals_segment(tiny, inputs):
     ref = model.reference_state()
     for t in inputs[1]:
         enc = model.encode(t)
-        mask = method.decode(ref["features_deb"], ref["masks_low"], ref["prototype"], enc.features_norm,
-                             model.debias_features(enc.features_norm), model.params, out_size=enc.orig_size)
+        mask = method.decode(
+            ref["features_deb"],
+            ref["masks_low"],
+            ref["prototype"],
+            enc.features_norm,
+            model.debias_features(enc.features_norm),
+            model.params,
+            out_size=enc.orig_size,
+        )
         assert torch.equal(mask, model.segment(t))
 
 
@@ -66,8 +73,9 @@ def test_finalize_equals_decode_and_a_new_threshold_equals_a_new_segment(tiny, i
     t = inputs[1][0]
     mask, tr = model.segment(t, return_trace=True)
     assert tr.cluster_labels is not None, "the scene should have candidates"
-    again = method.finalize(tr.cluster_labels, tr.cluster_score, model.merge_threshold, model.params,
-                            out_size=tr.target_size)
+    again = method.finalize(
+        tr.cluster_labels, tr.cluster_score, model.merge_threshold, model.params, out_size=tr.target_size
+    )
     assert torch.equal(again, mask)
     for thr in (-0.2, 0.0, 0.4):
         other = method.finalize(tr.cluster_labels, tr.cluster_score, thr, model.params, out_size=tr.target_size)
@@ -151,8 +159,9 @@ def test_a_target_encoded_at_another_size_is_refused(tiny, inputs):
 
 def test_from_pretrained_reads_a_saved_checkpoint_and_random_sources(tiny, inputs, tmp_path):
     save_pretrained(tiny, tmp_path / "tiny")
-    loaded = INSID3.from_pretrained(tmp_path / "tiny", device="cpu", image_size=128, svd_components=20,
-                                    basis_cache=False)
+    loaded = INSID3.from_pretrained(
+        tmp_path / "tiny", device="cpu", image_size=128, svd_components=20, basis_cache=False
+    )
     rnd = INSID3.from_pretrained("random:tiny", device="cpu", image_size=128, svd_components=20, basis_cache=False)
     direct = _model(tiny, inputs)
     for m in (loaded, rnd):

@@ -53,7 +53,9 @@ def layer_features(encoder, images, layers, *, image_size: int, norm: bool = Tru
         raise ValueError(f"layers={list(layers)} names a block twice")
     order = sorted(blocks)
     device = getattr(encoder, "device", torch.device("cpu"))
-    x = torch.cat([preprocess_image(im, image_size, device=device, what=f"images[{i}]")[0] for i, im in enumerate(imgs)])
+    x = torch.cat(
+        [preprocess_image(im, image_size, device=device, what=f"images[{i}]")[0] for i, im in enumerate(imgs)]
+    )
     with torch.inference_mode():  # every block in one pass (extract_features reads one block per pass)
         outs = encoder.get_intermediate_layers(x, n=order, reshape=True, norm=norm)
     result = {b: [o[i].float().cpu() for i in range(len(imgs))] for b, o in zip(order, outs)}
@@ -94,8 +96,11 @@ def _stats(tokens: np.ndarray) -> dict[str, float]:
     """(T, C) tokens -> mean L2 norm, median and max over channels of the RMS over tokens."""
     t = tokens.astype(np.float64)
     rms = np.sqrt((t**2).mean(axis=0))
-    return {"norm_mean": float(np.linalg.norm(t, axis=1).mean()),
-            "channel_rms_median": float(np.median(rms)), "channel_rms_max": float(rms.max())}
+    return {
+        "norm_mean": float(np.linalg.norm(t, axis=1).mean()),
+        "channel_rms_median": float(np.median(rms)),
+        "channel_rms_max": float(rms.max()),
+    }
 
 
 def tokens_statistics(blocks_pre, blocks_post=None, *, num_prefix_tokens: int, block_ids=None) -> dict:
@@ -147,8 +152,9 @@ def token_statistics(encoder, image, *, image_size: int = 224) -> dict:
     out: dict = {"blocks": np.arange(n_blocks)}
     with torch.inference_mode():
         for which, norm in (("pre", False), ("post", True)):
-            layers = encoder.get_intermediate_layers(x, n=n_blocks, norm=norm, return_class_token=True,
-                                                     return_extra_tokens=True)
+            layers = encoder.get_intermediate_layers(
+                x, n=n_blocks, norm=norm, return_class_token=True, return_extra_tokens=True
+            )
             per_kind = {k: [] for k in TOKEN_KINDS}
             for patches, cls, regs in layers:
                 per_kind["patch"].append(_stats(as_numpy(patches.float())[0]))

@@ -40,7 +40,9 @@ def register_refiner(name: str, fn: Refiner, *, overwrite: bool = False) -> Refi
     if not isinstance(name, str) or not name:
         raise ValueError(f"refiner name {name!r}: must be a non-empty string")
     if not callable(fn):
-        raise TypeError(f"refiner {name!r}: {fn!r} is not callable; expected fn(mask (S, S) bool, image (3, S, S)) -> mask")
+        raise TypeError(
+            f"refiner {name!r}: {fn!r} is not callable; expected fn(mask (S, S) bool, image (3, S, S)) -> mask"
+        )
     if name in REFINERS and not overwrite and REFINERS[name] is not fn:
         raise ValueError(f"refiner {name!r} is already registered; pass overwrite=True to replace it")
     REFINERS[name] = fn
