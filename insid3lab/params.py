@@ -13,7 +13,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Params", "RANGES", "describe", "check_param"]
+__all__ = ["RANGES", "Params", "check_param", "choices", "describe"]
 
 #: Allowed range of each numeric hyper-parameter: (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
@@ -55,6 +55,13 @@ def check_param(name: str, value: Any) -> Any:
         if not isinstance(value, (bool, numbers.Integral)):
             raise ValueError(f"debias={value!r}: must be True or False")
         return bool(value)
+    elif name in ("clustering", "refine"):
+        if callable(value):
+            return value
+        names = choices(name)
+        if value not in names:
+            raise ValueError(f"{name}={value!r}: allowed {', '.join(map(repr, names))}, or a callable")
+        return value
     else:
         return value
     lo, hi, lo_in, hi_in = RANGES[name]
@@ -63,6 +70,25 @@ def check_param(name: str, value: Any) -> Any:
         extra = " (0 removes nothing)" if name == "svd_components" else ""
         raise ValueError(f"{name}={value!r}: must be {_range_text(name)}{extra}")
     return value
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The registered names of a pluggable step: ``"clustering"`` or ``"refine"``.
+
+    Read from the registries in :mod:`insid3lab.stages` each time (imported on first use,
+    so that the command lines' help does not import torch), so a newly registered clusterer
+    or refiner is accepted by name at once.
+    """
+    if name == "clustering":
+        from .stages import clustering
+
+        registered = getattr(clustering, "CLUSTERERS", clustering.CLUSTERING_METHODS)
+        return tuple(dict.fromkeys(("auto", *registered)))
+    if name == "refine":
+        from .stages.refine import REFINERS
+
+        return tuple(REFINERS)
+    raise ValueError(f"{name!r} has no list of choices; the pluggable steps are 'clustering' and 'refine'")
 
 
 def _help(text: str) -> dict[str, str]:

@@ -1,14 +1,17 @@
-"""The record of every intermediate of one INSID3 prediction."""
+"""The record of every intermediate of one INSID3 prediction, and the recorder that fills it."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["Trace"]
+__all__ = ["NO_RECORD", "Recorder", "Trace"]
 
 
 @dataclass
@@ -66,7 +69,7 @@ class Trace:
     # seconds per stage
     timings: dict[str, float] = field(default_factory=dict)
 
-    def cpu(self) -> "Trace":
+    def cpu(self) -> Trace:
         """A copy with every tensor moved to the CPU."""
         kw = {}
         for f in fields(self):
@@ -100,3 +103,52 @@ class Trace:
     def __repr__(self) -> str:
         present = [f.name for f in fields(self) if getattr(self, f.name) is not None and f.name not in ("settings", "timings")]
         return f"Trace(shots={self.shots}, grid={self.grid}, fields=[{', '.join(present)}])"
+
+
+class Recorder:
+    """What :func:`insid3lab.method.decode` reports while it runs: intermediates and stage times.
+
+    ``record(**fields)`` stores intermediates in ``trace`` (when there is one) under the
+    :class:`Trace` field names; ``stage(name)`` times a block when ``timings`` is given,
+    synchronising CUDA around it. A recorder with neither (:data:`NO_RECORD`) does nothing,
+    so asking for a trace never changes what is computed, only what is kept.
+
+    Args:
+        trace: the :class:`Trace` to fill, or None.
+        timings: a dict to add seconds per stage to, or None.
+        device: the device the stages run on (CUDA is synchronised around each timed stage).
+    """
+
+    def __init__(self, trace: Trace | None = None, *, timings: dict[str, float] | None = None, device=None):
+        self.trace = trace
+        self.timings = timings
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+
+    def record(self, **values: Any) -> None:
+        """Keep intermediates in the trace (unknown names are an error: a misspelt field is a bug)."""
+        if self.trace is None:
+            return
+        for name, value in values.items():
+            if not hasattr(self.trace, name):
+                raise AttributeError(f"Trace has no field {name!r}")
+            setattr(self.trace, name, value)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the enclosed block as ``name`` (seconds added up over repeated names)."""
+        if self.timings is None:
+            yield
+            return
+        self._sync()
+        t0 = time.perf_counter()
+        yield
+        self._sync()
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+#: The recorder that keeps nothing and times nothing.
+NO_RECORD = Recorder()

@@ -20,14 +20,14 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 
-from .stages import aggregation as agg
-from .stages.features import l2_normalize
-from .stages.upsampling import upsample_mask
-from .viz._common import REF_COLOR, as_image, as_mask, as_numpy, empty_figure, iou, pca_rgb, resize_nearest, to_png
-from .viz._draw import draw_mask, draw_rgb
+from . import method
+from .preprocess import denormalize
+from .stages.features import extract_features, l2_normalize
+from .viz.common import REF_COLOR, as_image, as_mask, as_numpy, empty_figure, iou, pca_rgb, resize_nearest, to_png
+from .viz.draw import draw_mask, draw_rgb
 from .viz.story import draw_panel, settings_line
 
-__all__ = ["Explorer", "MaskPainter", "CONTROL_NAMES", "PANEL_NAMES"]
+__all__ = ["CONTROL_NAMES", "PANEL_NAMES", "Explorer", "MaskPainter"]
 
 #: Names of the explorer's controls (CSS class ``insid3lab-control-<name>``).
 CONTROL_NAMES = ("tau", "svd", "merge", "size", "layer", "debias")
@@ -117,8 +117,7 @@ class Explorer:
 
         n_blocks = int(getattr(model.encoder, "n_blocks", 1))
         limit = self._svd_limit(model.image_size)
-        if model.svd_components > limit:
-            model.svd_components = limit
+        model.svd_components = min(model.svd_components, limit)
 
         c = {}
         c["tau"] = widgets.FloatSlider(value=model.tau, min=0.05, max=1.0, step=0.05, description="τ",
@@ -200,8 +199,7 @@ class Explorer:
             self._syncing = True
             try:
                 svd = self.controls["svd"]
-                if svd.value > limit:
-                    svd.value = limit
+                svd.value = min(svd.value, limit)
                 svd.max = limit
             finally:
                 self._syncing = False
@@ -221,7 +219,6 @@ class Explorer:
         if S in self._references:
             if any(r.size != S for r in m.references):
                 m.references = list(self._references[S])
-                m.image_size = S  # forget the prototype of the previous size
         else:
             self.counts["encode"] += sum(1 for r in m.references if r.size != S)
 
@@ -241,17 +238,17 @@ class Explorer:
         return trace
 
     def _reaggregate(self, trace):
-        """The trace with only the merge threshold changed: aggregation and upsampling again."""
+        """The trace with only the merge threshold changed: :func:`insid3lab.method.finalize` again."""
         m = self.model
         settings = dict(trace.settings, merge_threshold=m.merge_threshold)
         if trace.cluster_labels is None:
             return dataclasses.replace(trace, settings=settings)
-        low = agg.aggregate(trace.cluster_labels, trace.cluster_score, m.merge_threshold)
-        S = settings["image_size"]
-        up = upsample_mask(low, S, S)
-        out = upsample_mask(up, *trace.target_size) if m.resize_to_orig_size else up
+        new = dataclasses.replace(trace, settings=settings)
+        method.finalize(trace.cluster_labels, trace.cluster_score, m.merge_threshold, m.params,
+                        image=denormalize(trace.target_image), out_size=trace.target_size if m.resize_to_orig_size else None,
+                        recorder=method.Recorder(new))
         self.counts["aggregation"] += 1
-        return dataclasses.replace(trace, settings=settings, mask_low=low, mask_upsampled=up, mask=out)
+        return new
 
     def _layer_maps_for(self, layer: int):
         m = self.model
@@ -265,9 +262,7 @@ class Explorer:
                 maps = (ref.features_norm, tgt.features_norm)
             else:
                 x = torch.cat([ref.image, tgt.image]).to(m.device)
-                with torch.inference_mode():
-                    f = m.encoder.get_intermediate_layers(x, n=[int(layer)], reshape=True, norm=True)[0].float()
-                f = l2_normalize(f, dim=1)
+                f = l2_normalize(extract_features(m.encoder, x, layer=int(layer)), dim=1)
                 maps = (f[0], f[1])
                 self.counts["layer_features"] += 1
             self._layer_maps[key] = maps

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from insid3lab import INSID3, random_backbone
-from insid3lab.bench import baseline_basis, baseline_segment, mask_iou, synthetic_inputs
+from insid3lab.authors import baseline_basis, baseline_segment
+from insid3lab.bench import mask_iou, synthetic_inputs
 from insid3lab.preprocess import preprocess_image, preprocess_mask
 from insid3lab.stages import aggregation as agg
 from insid3lab.stages import matching as mat
@@ -220,23 +221,21 @@ def test_cuda_clustering_equals_sklearn_on_the_cpu(tiny):
 @pytest.mark.cuda
 @cuda
 def test_cuda_decode_equals_the_cpu_decode_of_the_same_features(tiny):
-    from insid3lab.pipeline import Encoded
+    from insid3lab import method
 
     refs, targets = synthetic_inputs(2, 4, seed=13, size=(120, 160))
     cpu = INSID3(tiny, image_size=128, svd_components=20, basis_cache=False)
-    gpu = INSID3(random_backbone("tiny", seed=0, device="cuda"), image_size=128, svd_components=20, basis_cache=False)
     for img, m in refs:
         cpu.set_reference(img, m)
-        gpu.set_reference(img, m)
-    # the decode alone: both sides start from the CPU's features and basis
-    gpu._svd[128] = {k: v.cuda() for k, v in cpu.positional_svd().items()}
-    for i, r in enumerate(cpu.references):
-        g = gpu.references[i]
-        g.features, g.features_norm = r.features.cuda(), r.features_norm.cuda()
+    ref = cpu.reference_state()
+    # the decode alone, a function of tensors: both sides start from the CPU's features and basis
     for t in targets:
         e = cpu.encode(t)
-        e_gpu = Encoded(e.image.cuda(), e.orig_size, e.features.cuda(), e.features_norm.cuda(), e.size, e.name, source=t)
-        assert torch.equal(gpu.decode(e_gpu).cpu(), cpu.decode(e))
+        args = (ref["features_deb"], ref["masks_low"], ref["prototype"], e.features_norm,
+                cpu.debias_features(e.features_norm))
+        want = method.decode(*args, cpu.params, out_size=e.orig_size)
+        got = method.decode(*(a.cuda() for a in args), cpu.params, out_size=e.orig_size)
+        assert got.device.type == "cuda" and torch.equal(got.cpu(), want)
 
 
 @pytest.mark.cuda

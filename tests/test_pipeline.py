@@ -7,8 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-import reference_impl
-from insid3lab import INSID3, load_backbone, random_backbone, save_meta_checkpoint, save_pretrained
+from insid3lab import INSID3, authors, load_backbone, random_backbone, save_meta_checkpoint, save_pretrained
 from insid3lab.pipeline import SegmentManyError
 from insid3lab.samples import sample_scene
 from synthetic import ColourPositionEncoder, grid_scene, iou
@@ -111,7 +110,7 @@ def test_pipeline_equals_the_literal_implementation(tiny, scenes, S, r, k, tau, 
     nonempty = 0
     for img, _ in scenes[3:]:
         ours = model.segment(img)
-        theirs = reference_impl.segment(tiny, refs, img, S, r, tau, thr)
+        theirs = authors.segment(tiny, refs, img, image_size=S, svd_components=r, tau=tau, merge_threshold=thr)
         assert torch.equal(ours, theirs)
         nonempty += int(ours.any())
     assert ours.shape == (scenes[-1][0].height, scenes[-1][0].width)
@@ -124,7 +123,7 @@ def test_hand_encoder_equals_the_literal_implementation():
     model = INSID3(enc, image_size=256, svd_components=16, basis_cache=False)
     model.set_reference(ref, ref_mask)
     ours = model.segment(tgt)
-    theirs = reference_impl.segment(enc, [(Image.fromarray(ref), ref_mask)], Image.fromarray(tgt), 256, 16, 0.6, 0.2)
+    theirs = authors.segment(enc, [(Image.fromarray(ref), ref_mask)], Image.fromarray(tgt), image_size=256, svd_components=16)
     assert torch.equal(ours, theirs) and ours.any()
 
 

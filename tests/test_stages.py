@@ -60,12 +60,10 @@ def test_positional_svd_centres_over_positions():
     assert torch.allclose(S0, torch.zeros_like(S0), atol=1e-6)
 
 
-def test_positional_basis_clamps_with_a_warning():
-    f = torch.randn(1, 6, 2, 2)
+def test_components_are_clamped_with_a_warning():
     with pytest.warns(UserWarning, match="exceeds min"):
-        U = sub.positional_basis(f, 50)
-    assert U.shape == (6, 4)
-    assert sub.positional_basis(f, 3).shape == (6, 3)
+        assert sub.clamp_components(50, 6, 4) == 4
+    assert sub.clamp_components(3, 6, 4) == 3
 
 
 def test_downsample_mask_bilinear_path():

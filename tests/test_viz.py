@@ -14,7 +14,7 @@ from matplotlib.patches import ConnectionPatch, Rectangle
 
 from insid3lab import random_backbone, viz
 from insid3lab.pipeline import INSID3
-from insid3lab.viz import _draw
+from insid3lab.viz import draw as _draw
 
 S = 128  # network input: an 8 x 8 grid with patch 16
 SCENE = 256  # side of the generated images

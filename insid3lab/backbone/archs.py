@@ -9,7 +9,7 @@ coordinate normalisation. Only the sizes and the feed-forward kind differ.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from transformers import DINOv3ViTConfig
 
@@ -184,8 +184,3 @@ def config_for_arch(arch: MetaArch | str, **overrides) -> DINOv3ViTConfig:
     )
     kwargs.update(overrides)
     return DINOv3ViTConfig(**kwargs)
-
-
-def with_sizes(arch: MetaArch, **changes) -> MetaArch:
-    """A copy of ``arch`` with some fields changed."""
-    return replace(arch, **changes)

@@ -3,13 +3,14 @@
 Use them one by one from a notebook, in the order of the method:
 
 1. :mod:`~insid3lab.stages.features` — ``extract_features``, ``l2_normalize``
-2. :mod:`~insid3lab.stages.subspace` — ``positional_svd``, ``positional_basis``, ``complement_projector``, ``debias``
+2. :mod:`~insid3lab.stages.subspace` — ``positional_svd``, ``clamp_components``, ``complement_projector``, ``debias``
 3. :mod:`~insid3lab.stages.prototype` — ``downsample_mask``, ``shot_prototypes``, ``reference_prototype``
 4. :mod:`~insid3lab.stages.matching` — ``forward_similarity``, ``forward_mask``, ``backward_votes``,
    ``backward_mask``, ``candidates``
 5. :mod:`~insid3lab.stages.clustering` — ``cosine_distances``, ``agglomerative_clustering``
 6. :mod:`~insid3lab.stages.aggregation` — ``cluster_prototypes``, ``seed_and_scores``, ``aggregate``
-7. :mod:`~insid3lab.stages.upsampling` — ``upsample_mask``
+7. :mod:`~insid3lab.stages.upsampling` — ``upsample_mask``; :mod:`~insid3lab.stages.refine` — ``REFINERS``,
+   ``register_refiner``, ``get_refiner``
 
 and :mod:`~insid3lab.stages.correspondence` for keypoint matching.
 """
@@ -17,19 +18,28 @@ and :mod:`~insid3lab.stages.correspondence` for keypoint matching.
 from .aggregation import aggregate, cluster_prototypes, cluster_sizes, seed_and_scores
 from .clustering import agglomerative_clustering, cosine_distances
 from .correspondence import match_keypoints
-from .features import extract_features, l2_normalize
-from .matching import backward_mask, backward_votes, candidates, forward_mask, forward_similarity, nearest_reference_cells
+from .features import Encoder, extract_features, l2_normalize
+from .matching import (
+    backward_mask,
+    backward_votes,
+    candidates,
+    forward_mask,
+    forward_similarity,
+    nearest_reference_cells,
+)
 from .prototype import EmptyMaskError, downsample_mask, reference_prototype, shot_prototypes
-from .subspace import complement_projector, debias, positional_basis, positional_svd
+from .subspace import clamp_components, complement_projector, debias, positional_svd
 from .upsampling import upsample_mask
 
 __all__ = [
     "EmptyMaskError",
-    "aggregate",
+    "Encoder",
     "agglomerative_clustering",
+    "aggregate",
     "backward_mask",
     "backward_votes",
     "candidates",
+    "clamp_components",
     "cluster_prototypes",
     "cluster_sizes",
     "complement_projector",
@@ -42,7 +52,6 @@ __all__ = [
     "l2_normalize",
     "match_keypoints",
     "nearest_reference_cells",
-    "positional_basis",
     "positional_svd",
     "reference_prototype",
     "seed_and_scores",

@@ -8,14 +8,13 @@ orthogonal complement removes position from the similarity between cells.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .._warn import warn as _warn
 
-__all__ = ["positional_svd", "clamp_components", "positional_basis", "complement_projector", "debias"]
+__all__ = ["positional_svd", "clamp_components", "complement_projector", "debias"]
 
 
 def positional_svd(black_features_norm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -46,16 +45,6 @@ def clamp_components(components: int, channels: int, positions: int) -> int:
         _warn(f"svd_components={components} exceeds min(C, h*w) = min({channels}, {positions}) = {limit}; using {limit}")
         return limit
     return components
-
-
-def positional_basis(black_features_norm: Tensor, components: int) -> Tensor:
-    """The first ``components`` left singular vectors: (C, r), r = min(components, C, h*w)."""
-    U, _, _ = positional_svd(black_features_norm)
-    C = U.shape[0]
-    f = black_features_norm
-    positions = f.shape[-1] * f.shape[-2] * (f.shape[0] if f.ndim == 4 else 1)
-    r = clamp_components(components, C, positions)
-    return U[:, :r].contiguous()
 
 
 def complement_projector(basis: Tensor) -> Tensor:

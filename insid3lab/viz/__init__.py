@@ -27,8 +27,8 @@ Sample scenes (:mod:`insid3lab.viz.scenes`)
     :func:`cat_pair`, :func:`lesion_scene`, :func:`defect_scene`, :func:`write_folder_dataset`
 """
 
-from ._common import iou, pca_rgb, to_png
 from .clusters import cluster_scores, clusters
+from .common import iou, pca_rgb, to_png
 from .features import feature_pca, feature_pca_debiased, feature_pca_layers, feature_pca_pair, layer_features
 from .normalisation import normalisation_statistics, token_statistics, tokens_statistics
 from .overlays import keypoint_matches, mask_grid, mask_overlay, reference_target_overlay, score_table

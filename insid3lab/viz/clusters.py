@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ._common import as_numpy, new_figure
-from ._draw import draw_clusters, draw_scores
+from .common import as_numpy, new_figure
+from .draw import draw_clusters, draw_scores
 
-__all__ = ["clusters", "cluster_scores"]
+__all__ = ["cluster_scores", "clusters"]
 
 
 def clusters(labels, *, image=None, hw=None, seed: int | None = None, title: str | None = None):

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import torch
+from ..stages.analysis import layer_features
+from .common import new_figure, pca_rgb
+from .draw import draw_image, draw_rgb
 
-from ..preprocess import preprocess_image
-from ._common import new_figure, pca_rgb
-from ._draw import draw_image, draw_rgb
-
-__all__ = ["feature_pca", "feature_pca_pair", "feature_pca_debiased", "feature_pca_layers", "layer_features"]
+__all__ = ["feature_pca", "feature_pca_debiased", "feature_pca_layers", "feature_pca_pair", "layer_features"]
 
 
 def _as_list(x) -> tuple[list, bool]:
@@ -105,41 +103,6 @@ def feature_pca_debiased(original, debiased, *, images=None, names: Sequence[str
     if title:
         fig.suptitle(title)
     return fig
-
-
-def layer_features(encoder, images, layers: Sequence[int], *, image_size: int, norm: bool = True) -> dict:
-    """Patch features of chosen blocks through Meta's ``get_intermediate_layers`` contract.
-
-    Args:
-        encoder: a backbone with ``get_intermediate_layers(x, n=[...], reshape=True, norm=...)``.
-        images: one image or a list of images (anything ``preprocess_image`` accepts).
-        layers: block indices (0-based; negative counts from the end when the encoder has ``n_blocks``).
-        image_size: side S of the network input.
-        norm: apply the final LayerNorm to every block (Meta's convention).
-
-    Returns:
-        {block: (C, h, w) float32 tensor} for one image, or {block: [one map per image]}.
-    """
-    imgs, single = _as_list(images)
-    n_blocks = getattr(encoder, "n_blocks", None)
-    blocks = []
-    for b in layers:
-        b = int(b)
-        if b < 0:
-            if n_blocks is None:
-                raise ValueError(f"layers contains {b}: negative indices need an encoder with n_blocks")
-            b += int(n_blocks)
-        blocks.append(b)
-    if len(set(blocks)) != len(blocks):
-        raise ValueError(f"layers={list(layers)} names a block twice")
-    order = sorted(blocks)
-    device = getattr(encoder, "device", torch.device("cpu"))
-    x = torch.cat([preprocess_image(im, image_size, device=device, what=f"images[{i}]")[0] for i, im in enumerate(imgs)])
-    with torch.inference_mode():
-        outs = encoder.get_intermediate_layers(x, n=order, reshape=True, norm=norm)
-    result = {b: [o[i].float().cpu() for i in range(len(imgs))] for b, o in zip(order, outs)}
-    result = {b: result[b] for b in blocks}
-    return {b: v[0] for b, v in result.items()} if single else result
 
 
 def feature_pca_layers(features_by_layer: Mapping, *, images=None, title: str | None = None):

@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.patches import ConnectionPatch
 
-from ._common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure
-from ._draw import draw_image, draw_mask
+from .common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure
+from .draw import draw_image, draw_mask
 
-__all__ = ["mask_overlay", "reference_target_overlay", "keypoint_matches", "mask_grid", "score_table", "keypoint_colors"]
+__all__ = ["keypoint_colors", "keypoint_matches", "mask_grid", "mask_overlay", "reference_target_overlay", "score_table"]
 
 
 def mask_overlay(image, mask, *, ground_truth=None, title: str | None = None, color=PRED_COLOR):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import SEED_COLOR, as_numpy, new_figure
-from ._draw import draw_candidates, draw_image, draw_similarity, draw_votes
+from ..stages.analysis import cell_similarity_map
+from .common import SEED_COLOR, as_numpy, new_figure
+from .draw import draw_candidates, draw_image, draw_similarity, draw_votes
 
-__all__ = ["similarity_map", "cell_similarity", "cell_similarity_map", "backward_votes", "candidates"]
+__all__ = ["backward_votes", "candidates", "cell_similarity", "cell_similarity_map", "similarity_map"]
 
 
 def similarity_map(similarity, *, image=None, hw=None, outline=None, title: str | None = None):
@@ -26,30 +27,6 @@ def similarity_map(similarity, *, image=None, hw=None, outline=None, title: str 
     draw_similarity(ax, similarity, image=image, hw=hw, outline=outline,
                     title=title or "forward similarity s(x) = <target, p>")
     return fig
-
-
-def cell_similarity_map(reference_features, target_features, cell: tuple[int, int]) -> np.ndarray:
-    """Cosine similarity of one reference cell to every target cell.
-
-    Args:
-        reference_features: (C, h, w) L2-normalised (optionally debiased) reference features.
-        target_features: (C, h', w') features of the same kind.
-        cell: (row, col) of the reference cell.
-
-    Returns:
-        (h', w') float64 map.
-    """
-    R = as_numpy(reference_features).astype(np.float64)
-    T = as_numpy(target_features).astype(np.float64)
-    if R.ndim == 4:
-        R = R[0]
-    if T.ndim == 4:
-        T = T[0]
-    row, col = int(cell[0]), int(cell[1])
-    _, h, w = R.shape
-    if not (0 <= row < h and 0 <= col < w):
-        raise ValueError(f"cell={tuple(cell)}: (row, col) must lie in the reference grid of {h} x {w}")
-    return np.tensordot(R[:, row, col], T, axes=(0, 0))
 
 
 def cell_similarity(reference_features, target_features, cell: tuple[int, int], *, reference_image=None,
@@ -76,7 +53,7 @@ def cell_similarity(reference_features, target_features, cell: tuple[int, int], 
     draw_similarity(axes[1], sim, image=target_image, title="similarity to that cell")
     th, tw = sim.shape
     if target_image is not None:
-        from ._common import as_image
+        from .common import as_image
 
         TH, TW = as_image(target_image).shape[:2]
     else:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._common import REF_COLOR, as_numpy, blank, empty_figure, iou, pca_rgb
-from ._draw import (
+from .common import REF_COLOR, as_numpy, blank, empty_figure, iou, pca_rgb
+from .draw import (
     draw_candidates,
     draw_clusters,
     draw_image,
@@ -14,7 +14,7 @@ from ._draw import (
     draw_votes,
 )
 
-__all__ = ["PANELS", "story", "trace_panel", "draw_panel", "settings_line"]
+__all__ = ["PANELS", "draw_panel", "settings_line", "story", "trace_panel"]
 
 #: Panel names understood by :func:`trace_panel` / :func:`draw_panel`, in the story's order.
 PANELS = ("reference", "target", "pca_reference", "pca_target", "similarity",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import as_numpy, empty_figure, new_figure, pca_rgb
-from ._draw import draw_map, draw_rgb, symmetric_limit
+from .common import as_numpy, empty_figure, new_figure, pca_rgb
+from .draw import draw_map, draw_rgb, symmetric_limit
 
-__all__ = ["singular_values", "component_maps", "positional_components", "black_image_pca", "positional_subspace"]
+__all__ = ["black_image_pca", "component_maps", "positional_components", "positional_subspace", "singular_values"]
 
 
 def _draw_spectrum(ax, S, components):

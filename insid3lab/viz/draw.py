@@ -14,7 +14,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from ._common import GT_COLOR, PRED_COLOR, SEED_COLOR, as_image, as_mask, as_numpy, blank, image_extent, iou
+from .common import GT_COLOR, PRED_COLOR, SEED_COLOR, as_image, as_mask, as_numpy, blank, image_extent, iou
 
 _CLUSTER_COLORS = np.array([
     (0.12, 0.47, 0.71), (1.00, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.58, 0.40, 0.74),

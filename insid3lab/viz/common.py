@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from ..preprocess import mask_to_numpy, to_display_array
 
-__all__ = ["new_figure", "empty_figure", "to_png", "pca_rgb", "as_numpy", "as_image", "as_mask", "resize_nearest", "iou"]
+__all__ = ["as_image", "as_mask", "as_numpy", "empty_figure", "iou", "new_figure", "pca_rgb", "resize_nearest", "to_png"]
 
 #: Colour of a predicted mask, of a reference mask and of a ground-truth outline (RGB in [0, 1]).
 PRED_COLOR = (1.0, 0.15, 0.1)

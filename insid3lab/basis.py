@@ -1,0 +1,73 @@
+"""The positional bases of one encoder: SVDs per image size and projectors per (size, r), cached.
+
+Computed once per (weights, image size) and kept in memory; on disk too (see
+:mod:`insid3lab.cache`) unless the disk cache is off, so a new process skips the extra
+forward pass and the SVD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from . import cache as _cache
+from ._warn import warn as _warn
+from .stages import subspace as sub
+from .stages.features import l2_normalize
+
+__all__ = ["PositionalBases"]
+
+
+class PositionalBases:
+    """Cached positional SVDs and complement projectors of one encoder.
+
+    Args:
+        encoder: the encoder (its weights' fingerprint keys the disk cache).
+        disk: also keep the SVDs on disk.
+    """
+
+    def __init__(self, encoder, *, disk: bool = True):
+        self.encoder = encoder
+        self.disk = bool(disk)
+        self._svd: dict[int, dict[str, Tensor]] = {}
+        self._projectors: dict[tuple[int, int], Tensor] = {}
+        self._components: dict[tuple[int, int], int] = {}
+
+    def svd(self, size: int, black_features: Callable[[], Tensor], device: torch.device) -> dict[str, Tensor]:
+        """``U`` (C, m), ``S`` (m,), ``mean`` (C,) at input side ``size``; ``black_features()`` gives the
+        (1, C, h, w) raw features of the black image when neither memory nor disk holds them."""
+        if size in self._svd:
+            return self._svd[size]
+        fp = _cache.weights_fingerprint(self.encoder) if self.disk else None
+        data = _cache.load_basis(fp, size) if fp else None
+        if data is None:
+            U, S, mean = sub.positional_svd(l2_normalize(black_features(), dim=1))
+            data = {"U": U, "S": S, "mean": mean}
+            if fp:
+                try:
+                    _cache.save_basis(fp, size, U, S, mean)
+                except OSError as e:
+                    _warn(f"could not write the basis cache ({e}); continuing without it")
+        self._svd[size] = {k: v.to(device) for k, v in data.items()}
+        return self._svd[size]
+
+    def components(self, r: int, channels: int, positions: int, size: int) -> int:
+        """r clamped to min(C, h*w), with one warning per (r, size) when it had to be reduced."""
+        key = (r, size)
+        if key not in self._components:
+            self._components[key] = sub.clamp_components(r, channels, positions)
+        return self._components[key]
+
+    def projector(self, size: int, r: int, U: Tensor) -> Tensor:
+        """I − U[:, :r] U[:, :r]ᵀ, (C, C), kept per (size, r)."""
+        key = (size, r)
+        if key not in self._projectors:
+            self._projectors[key] = sub.complement_projector(U[:, :r].contiguous())
+        return self._projectors[key]
+
+    def clear(self) -> None:
+        """Forget everything held in memory."""
+        self._svd.clear()
+        self._projectors.clear()
