@@ -34,14 +34,21 @@ class PositionalBases:
         self._svd: dict[int, dict[str, Tensor]] = {}
         self._projectors: dict[tuple[int, int], Tensor] = {}
         self._components: dict[tuple[int, int], int] = {}
+        self._version: tuple[int, ...] | None = None
 
     def svd(self, size: int, black_features: Callable[[], Tensor], device: torch.device) -> dict[str, Tensor]:
         """``U`` (C, m), ``S`` (m,), ``mean`` (C,) at input side ``size``; ``black_features()`` gives the
         (1, C, h, w) raw features of the black image when neither memory nor disk holds them."""
+        version = self._weights_version()
+        if version != self._version:
+            # the weights changed in place (load_state_dict, an optimiser step, ...): nothing cached
+            # for the old weights may be reused
+            self.clear()
+            self._version = version
         if size in self._svd:
             return self._svd[size]
         fp = _cache.weights_fingerprint(self.encoder) if self.disk else None
-        data = _cache.load_basis(fp, size) if fp else None
+        data = _cache.load_basis(fp, size, channels=getattr(self.encoder, "embed_dim", None)) if fp else None
         if data is None:
             U, S, mean = sub.positional_svd(l2_normalize(black_features(), dim=1))
             data = {"U": U, "S": S, "mean": mean}
@@ -52,6 +59,17 @@ class PositionalBases:
                     _warn(f"could not write the basis cache ({e}); continuing without it")
         self._svd[size] = {k: v.to(device) for k, v in data.items()}
         return self._svd[size]
+
+    def _weights_version(self) -> tuple[int, ...]:
+        """The version counters of every parameter and buffer: any in-place change of the weights through
+        the tensors themselves (``load_state_dict``, ``param.copy_``) bumps one. Writes through ``.data``
+        bypass the counters; call :meth:`clear` after those."""
+        tensors = []
+        for getter in ("parameters", "buffers"):
+            fn = getattr(self.encoder, getter, None)
+            if fn is not None:
+                tensors.extend(fn())
+        return tuple(t._version for t in tensors)
 
     def components(self, r: int, channels: int, positions: int, size: int) -> int:
         """r clamped to min(C, h*w), with one warning per (r, size) when it had to be reduced."""

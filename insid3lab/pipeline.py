@@ -22,7 +22,7 @@ from . import method
 from .basis import PositionalBases
 from .encoding import Encoded, SegmentManyError, describe
 from .params import Params
-from .preprocess import black_image, denormalize, preprocess_image, preprocess_mask
+from .preprocess import black_image, denormalize, preprocess_image, preprocess_mask, preprocess_points
 from .stages import correspondence as corr
 from .stages import prototype as proto
 from .stages import subspace as sub
@@ -534,8 +534,7 @@ class INSID3:
                     )
                 ref = refs[0]
             tgt = self.encode(image, what="target image")
-            pts = ref_points if isinstance(ref_points, Tensor) else torch.as_tensor(np.asarray(ref_points, np.float32))
-            pts = pts.to(self.device).float().reshape(-1, 2)
+            pts = preprocess_points(ref_points, ref.orig_size, what="reference keypoints").to(self.device)
             fr, ft = ref.features_norm, tgt.features_norm
             if debiased:
                 fr = self.debias_features(fr, components=svd_components)

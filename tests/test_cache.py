@@ -241,3 +241,14 @@ def test_clear_removes_an_emptied_folder(bb, cache_home):
     assert cache.clear_cache() == 1
     assert not cache_home.exists()
     assert cache.clear_cache() == 0 and cache.cache_info()["entries"] == 0
+
+
+def test_a_model_whose_weights_change_in_place_recomputes_its_basis(cache_home):
+    enc = random_backbone("tiny", seed=3)
+    other = random_backbone("tiny", seed=4)
+    model = INSID3(enc, image_size=S, basis_cache=True, progress=False)
+    before = model.positional_svd()["U"].clone()
+    enc.load_state_dict(other.state_dict())
+    after = model.positional_svd()["U"]
+    assert not torch.equal(before, after)
+    assert torch.equal(after, _fresh_basis(other)["U"])
