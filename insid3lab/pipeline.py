@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
