@@ -212,6 +212,23 @@ def explain_clamp(model, requested: int, say) -> None:
             f"{requested})")  # fmt: skip
 
 
+@contextmanager
+def _loading_bars(shown: bool):
+    """transformers' own progress bars while loading, off under ``--quiet``."""
+    if shown:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def build_pipeline(args: argparse.Namespace, *, device: str | None = None, svd_components: int | None = None,
                    status=None, warn=None):  # fmt: skip
     """The :class:`~insid3lab.INSID3` the options describe (``status`` receives what is being done)."""
@@ -222,8 +239,9 @@ def build_pipeline(args: argparse.Namespace, *, device: str | None = None, svd_c
     check_choices(args)
     if status:
         status(f"loading the weights: {args.model}")
-    backbone = load_model_source(args.model, device=device or args.device, dtype=args.dtype, arch=args.arch,
-                                 rope_periods=args.rope_periods)  # fmt: skip
+    with _loading_bars(shown=not getattr(args, "quiet", False)):
+        backbone = load_model_source(args.model, device=device or args.device, dtype=args.dtype, arch=args.arch,
+                                     rope_periods=args.rope_periods)  # fmt: skip
     kw = pipeline_kwargs(args, svd_components=svd_components)
     model = insid3lab.INSID3(backbone, **kw, progress=False)
     if warn is not None:
