@@ -36,17 +36,37 @@ def _env(tmp):
 def _segment(workdir, out, *extra, targets=None):
     s = workdir / "samples"
     targets = targets or [str(s / "target_1.png")]
-    return ["segment", "--model", str(workdir / "model"), "--device", "cpu", "--image-size", "64",
-            "--svd-components", "8", "--ref", str(s / "reference.png"), "--ref-mask", str(s / "reference_mask.png"),
-            *targets, "--out", str(out), *extra]
+    return [
+        "segment",
+        "--model",
+        str(workdir / "model"),
+        "--device",
+        "cpu",
+        "--image-size",
+        "64",
+        "--svd-components",
+        "8",
+        "--ref",
+        str(s / "reference.png"),
+        "--ref-mask",
+        str(s / "reference_mask.png"),
+        *targets,
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_segment_writes_masks_and_overlays(workdir):
     s = workdir / "samples"
     out = workdir / "out"
-    cmd = [sys.executable, "-m", "insid3lab", *_segment(workdir, out, targets=[str(s / "target_1.png"),
-                                                                              str(s / "target_2.png")])]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(workdir), timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "insid3lab",
+        *_segment(workdir, out, targets=[str(s / "target_1.png"), str(s / "target_2.png")]),
+    ]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env(workdir), timeout=300)
     assert r.returncode == 0, r.stderr
     for t in ("target_1", "target_2"):
         mask = np.asarray(Image.open(out / f"{t}.png.pred.png"))
@@ -54,8 +74,12 @@ def test_segment_writes_masks_and_overlays(workdir):
         assert mask.shape == (target.height, target.width)
         assert set(np.unique(mask)) <= {0, 255}
         assert (out / f"{t}.png.overlay.png").stat().st_size > 1000
-    assert sorted(p.name for p in out.iterdir()) == ["target_1.png.overlay.png", "target_1.png.pred.png",
-                                                     "target_2.png.overlay.png", "target_2.png.pred.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "target_1.png.overlay.png",
+        "target_1.png.pred.png",
+        "target_2.png.overlay.png",
+        "target_2.png.pred.png",
+    ]
     # the written mask is the library's mask
     model = INSID3(load_backbone(workdir / "model", device="cpu"), image_size=64, svd_components=8)
     model.set_reference(s / "reference.png", s / "reference_mask.png")
@@ -63,8 +87,14 @@ def test_segment_writes_masks_and_overlays(workdir):
     assert np.array_equal(np.asarray(Image.open(out / "target_2.png.pred.png")) > 0, expected)
     # status lines before the progress bar, which reached the end
     err = r.stderr
-    loading, basis, refs = (err.index(x) for x in ("insid3lab: loading the weights", "insid3lab: positional basis",
-                                                   "insid3lab: encoding 1 reference shot(s)"))
+    loading, basis, refs = (
+        err.index(x)
+        for x in (
+            "insid3lab: loading the weights",
+            "insid3lab: positional basis",
+            "insid3lab: encoding 1 reference shot(s)",
+        )
+    )
     assert loading < basis < refs < err.rindex("100%")
     assert "UserWarning" not in err and "Traceback" not in err
 
@@ -75,8 +105,10 @@ def test_quiet_silences_status_lines_and_autocast_is_accepted(workdir, capsys):
     err = capsys.readouterr().err
     assert err == ""
     mask = np.asarray(Image.open(out / "target_1.png.pred.png"))
-    assert mask.shape == (Image.open(workdir / "samples" / "target_1.png").height,
-                          Image.open(workdir / "samples" / "target_1.png").width)
+    assert mask.shape == (
+        Image.open(workdir / "samples" / "target_1.png").height,
+        Image.open(workdir / "samples" / "target_1.png").width,
+    )
 
 
 def test_a_clamped_svd_is_one_plain_warning_line(workdir, capsys):
@@ -118,9 +150,21 @@ def test_segment_error_is_one_line_and_nonzero(workdir, tmp_path, capsys):
 def test_without_weights_it_says_how_to_get_them(workdir, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     s = workdir / "samples"
-    code = main(["segment", "--model", "facebook/dinov3-vitl16-pretrain-lvd1689m", "--quiet",
-                 "--ref", str(s / "reference.png"), "--ref-mask", str(s / "reference_mask.png"),
-                 str(s / "target_1.png"), "--out", str(workdir / "o3")])
+    code = main(
+        [
+            "segment",
+            "--model",
+            "facebook/dinov3-vitl16-pretrain-lvd1689m",
+            "--quiet",
+            "--ref",
+            str(s / "reference.png"),
+            "--ref-mask",
+            str(s / "reference_mask.png"),
+            str(s / "target_1.png"),
+            "--out",
+            str(workdir / "o3"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert len(err.splitlines()) == 1
@@ -129,9 +173,22 @@ def test_without_weights_it_says_how_to_get_them(workdir, capsys, monkeypatch):
 
 def test_mismatched_reference_masks(workdir, capsys):
     s = workdir / "samples"
-    code = main(["segment", "--model", "random:tiny", "--ref", str(s / "reference.png"),
-                 "--ref", str(s / "target_1.png"), "--ref-mask", str(s / "reference_mask.png"),
-                 str(s / "target_2.png"), "--out", str(workdir / "o4")])
+    code = main(
+        [
+            "segment",
+            "--model",
+            "random:tiny",
+            "--ref",
+            str(s / "reference.png"),
+            "--ref",
+            str(s / "target_1.png"),
+            "--ref-mask",
+            str(s / "reference_mask.png"),
+            str(s / "target_2.png"),
+            "--out",
+            str(workdir / "o4"),
+        ]
+    )
     assert code == 1
     assert "one --ref-mask per --ref" in capsys.readouterr().err
 
@@ -141,9 +198,25 @@ def test_match_writes_json_and_figure(workdir, capsys):
     pts = workdir / "points.json"
     pts.write_text(json.dumps({"points": [[100, 80], [200, 150]]}))
     out = workdir / "matches"
-    code = main(["match", "--model", str(workdir / "model"), "--device", "cpu", "--image-size", "64",
-                 "--ref", str(s / "reference.png"), "--points", str(pts), str(s / "target_1.png"),
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "match",
+            "--model",
+            str(workdir / "model"),
+            "--device",
+            "cpu",
+            "--image-size",
+            "64",
+            "--ref",
+            str(s / "reference.png"),
+            "--points",
+            str(pts),
+            str(s / "target_1.png"),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     rec = json.loads((out / "target_1.png.matches.json").read_text())
     assert rec["points"] == [[100.0, 80.0], [200.0, 150.0]] and len(rec["matches"]) == 2
@@ -153,8 +226,23 @@ def test_match_writes_json_and_figure(workdir, capsys):
     assert (out / "target_1.png.matches.png").is_file()
     # bad points file
     pts.write_text('{"points": [[1, 2, 3]]}')
-    assert main(["match", "--model", "random:tiny", "--ref", str(s / "reference.png"), "--points", str(pts),
-                 str(s / "target_1.png"), "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "match",
+                "--model",
+                "random:tiny",
+                "--ref",
+                str(s / "reference.png"),
+                "--points",
+                str(pts),
+                str(s / "target_1.png"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "expected" in capsys.readouterr().err
 
 
@@ -177,14 +265,21 @@ def test_samples_and_cache_commands(tmp_path, capsys, monkeypatch):
 
 # ----------------------------------------------------------------------------- imports
 #: Modules that must import first in a fresh interpreter (the others are imported by these).
-FIRST_IMPORTS = ["insid3lab.cli", "insid3lab.cli.options", "insid3lab.cli.eval", "insid3lab.bench.coldstart",
-                 "insid3lab.viz.scenes"]
+FIRST_IMPORTS = [
+    "insid3lab.cli",
+    "insid3lab.cli.options",
+    "insid3lab.cli.eval",
+    "insid3lab.bench.coldstart",
+    "insid3lab.viz.scenes",
+]
 
 
 def test_every_module_imports_in_a_fresh_interpreter():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = {m: subprocess.Popen([sys.executable, "-c", f"import {m}"], stderr=subprocess.PIPE, text=True, env=env)
-             for m in FIRST_IMPORTS}  # one interpreter per module, so that none relies on another imported before it
+    procs = {
+        m: subprocess.Popen([sys.executable, "-c", f"import {m}"], stderr=subprocess.PIPE, text=True, env=env)
+        for m in FIRST_IMPORTS
+    }  # one interpreter per module, so that none relies on another imported before it
     for m, proc in procs.items():
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, f"{m}: {err.strip().splitlines()[-1:]}"
@@ -238,7 +333,7 @@ def test_no_import_cycle_among_insid3lab_modules():
         stack.append(m)
         for t in sorted(graph[m]):
             if state.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t]
+                cycle = stack[stack.index(t) :] + [t]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if t not in state:
                 visit(t)

@@ -29,9 +29,27 @@ def _cache(tmp_path, monkeypatch):
 
 def _segment(env, targets, out, *extra, ref_mask=None):
     s = env / "s"
-    return ["segment", "--model", str(env / "model"), "--device", "cpu", "--image-size", "64", "--svd-components", "8",
-            "--ref", str(s / "reference.png"), "--ref-mask", str(ref_mask or s / "reference_mask.png"),
-            *map(str, targets), "--out", str(out), "--no-overlay", "--quiet", *extra]
+    return [
+        "segment",
+        "--model",
+        str(env / "model"),
+        "--device",
+        "cpu",
+        "--image-size",
+        "64",
+        "--svd-components",
+        "8",
+        "--ref",
+        str(s / "reference.png"),
+        "--ref-mask",
+        str(ref_mask or s / "reference_mask.png"),
+        *map(str, targets),
+        "--out",
+        str(out),
+        "--no-overlay",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _errors(err: str) -> list[str]:
@@ -71,7 +89,8 @@ def test_existing_outputs_are_kept_unless_overwrite_and_replacements_are_reporte
     capsys.readouterr()
     assert main(_segment(env, [t], out)[:-1]) == 1  # without --quiet: refused before anything is loaded
     assert capsys.readouterr().err.splitlines() == [
-        f"insid3lab: error: {pred} exists; pass --overwrite to replace, or choose another --out"]
+        f"insid3lab: error: {pred} exists; pass --overwrite to replace, or choose another --out"
+    ]
     assert pred.read_bytes() == b"user data"
     assert main(_segment(env, [t], out, "--overwrite")) == 0
     assert capsys.readouterr().err.splitlines() == [f"insid3lab: replaced {pred}"]
@@ -85,7 +104,8 @@ def test_an_input_is_never_replaced_even_with_overwrite(env, tmp_path, capsys):
     before = mask.read_bytes()
     assert main(_segment(env, [tmp_path / "t.png"], tmp_path, "--overwrite", ref_mask=mask)) == 1
     assert capsys.readouterr().err.splitlines() == [
-        f"insid3lab: error: output {mask} would replace the input {mask}; choose another --out"]
+        f"insid3lab: error: output {mask} would replace the input {mask}; choose another --out"
+    ]
     assert mask.read_bytes() == before
 
 
@@ -125,14 +145,38 @@ def test_a_folder_target(env, tmp_path, capsys):
     (d / "notes.txt").write_text("skipped: not an image")
     (d / "old.png.pred.png").write_bytes((env / "s" / "reference_mask.png").read_bytes())  # an earlier output
     assert main(_segment(env, [d], d)) == 0
-    assert sorted(p.name for p in d.iterdir()) == ["a.png", "a.png.pred.png", "b.png", "b.png.pred.png", "notes.txt",
-                                                   "old.png.pred.png"]
+    assert sorted(p.name for p in d.iterdir()) == [
+        "a.png",
+        "a.png.pred.png",
+        "b.png",
+        "b.png.pred.png",
+        "notes.txt",
+        "old.png.pred.png",
+    ]
     # match says a folder is a folder
     pts = tmp_path / "p.json"
     pts.write_text("[[10, 10]]")
     s = env / "s"
-    assert main(["match", "--model", str(env / "model"), "--image-size", "64", "--ref", str(s / "reference.png"),
-                 "--points", str(pts), str(d), "--out", str(tmp_path / "m"), "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "match",
+                "--model",
+                str(env / "model"),
+                "--image-size",
+                "64",
+                "--ref",
+                str(s / "reference.png"),
+                "--points",
+                str(pts),
+                str(d),
+                "--out",
+                str(tmp_path / "m"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert _errors(capsys.readouterr().err) == [f"insid3lab: error: {d}: is a folder; give image files"]
 
 
@@ -140,8 +184,23 @@ def test_points_file_that_is_not_json(env, tmp_path, capsys):
     pts = tmp_path / "points.json"
     shutil.copy(env / "s" / "reference.png", pts)
     s = env / "s"
-    assert main(["match", "--model", "random:tiny", "--ref", str(s / "reference.png"), "--points", str(pts),
-                 str(s / "target_1.png"), "--out", str(tmp_path / "m")]) == 1
+    assert (
+        main(
+            [
+                "match",
+                "--model",
+                "random:tiny",
+                "--ref",
+                str(s / "reference.png"),
+                "--points",
+                str(pts),
+                str(s / "target_1.png"),
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 1
+    )
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"insid3lab: error: --points {pts}: not a JSON file")
     assert "JSON list of [x, y]" in lines[0] and "codec" not in lines[0]
@@ -158,7 +217,9 @@ def test_an_image_over_the_pixel_limit(env, tmp_path, capsys, monkeypatch):
     out = tmp_path / "o"
     assert main(_segment(env, [big, good], out, "--max-image-pixels", "78000")) == 1
     lines = _errors(capsys.readouterr().err)
-    assert len(lines) == 1 and lines[0].startswith(f"insid3lab: error: {big}: has 160,000 pixels and exceeds PIL's pixel")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"insid3lab: error: {big}: has 160,000 pixels and exceeds PIL's pixel"
+    )
     assert "PIL.Image.MAX_IMAGE_PIXELS = 78,000" in lines[0] and "--max-image-pixels" in lines[0]
     assert (out / "target_1.png.pred.png").is_file()
     assert PILImage.MAX_IMAGE_PIXELS == limit_before  # restored after the command
@@ -186,8 +247,27 @@ def test_match_writes_each_target_and_keeps_going(env, tmp_path, capsys):
     pts.write_text(json.dumps([[50, 60]]))
     missing = tmp_path / "missing.png"
     out = tmp_path / "m"
-    assert main(["match", "--model", str(env / "model"), "--image-size", "64", "--ref", str(s / "reference.png"),
-                 "--points", str(pts), str(missing), str(s / "target_1.png"), "--out", str(out), "--no-overlay",
-                 "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "match",
+                "--model",
+                str(env / "model"),
+                "--image-size",
+                "64",
+                "--ref",
+                str(s / "reference.png"),
+                "--points",
+                str(pts),
+                str(missing),
+                str(s / "target_1.png"),
+                "--out",
+                str(out),
+                "--no-overlay",
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert _errors(capsys.readouterr().err) == [f"insid3lab: error: {missing}: no such file"]
     assert [p.name for p in out.iterdir()] == ["target_1.png.matches.json"]

@@ -23,14 +23,20 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shots", type=int, default=1, help="number of synthetic reference shots (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=None,
                    help="targets per backbone pass for images/s (default 8 on CUDA, 1 else)")  # fmt: skip
-    g.add_argument("--warmup", type=int, default=1, help="untimed targets through both paths first (default %(default)s)")
+    g.add_argument(
+        "--warmup", type=int, default=1, help="untimed targets through both paths first (default %(default)s)"
+    )
     g.add_argument("--no-baseline", action="store_true", help="skip the re-encoding baseline")
     g.add_argument("--cold-start", default="all", choices=["all", "pipeline", "none"],
                    help="cold-start processes to run (default %(default)s)")  # fmt: skip
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs")
-    g.add_argument("--ref", action="append", default=None, metavar="IMG", help="a reference image instead of synthetic ones")
+    g.add_argument(
+        "--ref", action="append", default=None, metavar="IMG", help="a reference image instead of synthetic ones"
+    )
     g.add_argument("--ref-mask", action="append", default=None, metavar="MASK", help="its mask, one per --ref")
-    g.add_argument("--target", action="append", default=None, metavar="IMG", help="a target image instead of synthetic ones")
+    g.add_argument(
+        "--target", action="append", default=None, metavar="IMG", help="a target image instead of synthetic ones"
+    )
     g.add_argument("--out", default=None, metavar="FILE", help="write the results as JSON")
     g.add_argument("--quiet", action="store_true", help="no status lines")
 

@@ -27,18 +27,39 @@ __all__ = ["add_eval_parser", "build_eval_parser", "build_model", "run_eval_from
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("benchmark")
-    g.add_argument("--dataset", required=True, type=lambda s: s.lower().replace("-", "_"), choices=dataset_names(),
-                   help="benchmark name; 'folder' reads DATA_ROOT/images and DATA_ROOT/masks")
-    g.add_argument("--fold", type=int, default=None,
-                   help="fold (coco 0-3, lvis 0-9, pascal_part 0-3, paco_part 0-3, isaid 0-2; default 0); unset for the others")
-    g.add_argument("--data-root", required=True, help="folder holding the benchmark's folder (COCO2014/, LVIS/, ...) or that folder itself")
+    g.add_argument(
+        "--dataset",
+        required=True,
+        type=lambda s: s.lower().replace("-", "_"),
+        choices=dataset_names(),
+        help="benchmark name; 'folder' reads DATA_ROOT/images and DATA_ROOT/masks",
+    )
+    g.add_argument(
+        "--fold",
+        type=int,
+        default=None,
+        help="fold (coco 0-3, lvis 0-9, pascal_part 0-3, paco_part 0-3, isaid 0-2; default 0); unset for the others",
+    )
+    g.add_argument(
+        "--data-root",
+        required=True,
+        help="folder holding the benchmark's folder (COCO2014/, LVIS/, ...) or that folder itself",
+    )
     g.add_argument("--shots", type=int, default=1, help="reference images per episode (default 1)")
-    g.add_argument("--episodes", type=int, default=None, help="number of episodes (default: the benchmark's standard count)")
-    g.add_argument("--episodes-file", default=None, help="rerun exactly the episodes of this JSON file (e.g. RUN_DIR/episodes.json)")
+    g.add_argument(
+        "--episodes", type=int, default=None, help="number of episodes (default: the benchmark's standard count)"
+    )
+    g.add_argument(
+        "--episodes-file",
+        default=None,
+        help="rerun exactly the episodes of this JSON file (e.g. RUN_DIR/episodes.json)",
+    )
     g.add_argument("--seed", type=int, default=0, help="episode i is drawn from (seed, i) alone (default 0)")
 
     options.add_model_arguments(p, default=None)
-    options.add_hyperparameter_arguments(p, svd_note=f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper")
+    options.add_hyperparameter_arguments(
+        p, svd_note=f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper"
+    )
 
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, help="run folder: results.jsonl, summary.json, per_class.png")
@@ -53,7 +74,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
         "eval",
         help="evaluate on a few-shot segmentation / correspondence benchmark",
         description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (or PCK for spair); resumable; "
-                    "shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval ...",
+        "shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval ...",
     )
     _add_arguments(p)
     p.set_defaults(func=run_eval_from_args)
@@ -126,14 +147,27 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
         model = build_model(args, device, dataset.task)
         try:
             summary = run_evaluation(
-                model, dataset, args.out, episodes=args.episodes_file or args.episodes, seed=args.seed, shots=args.shots,
-                resume=args.resume, skip_bad=args.skip_bad, progress=not args.no_progress,
-                settings={"model_source": str(args.model), "device": str(device), "data_root": str(args.data_root),
-                          "command": " ".join(sys.argv)},
+                model,
+                dataset,
+                args.out,
+                episodes=args.episodes_file or args.episodes,
+                seed=args.seed,
+                shots=args.shots,
+                resume=args.resume,
+                skip_bad=args.skip_bad,
+                progress=not args.no_progress,
+                settings={
+                    "model_source": str(args.model),
+                    "device": str(device),
+                    "data_root": str(args.data_root),
+                    "command": " ".join(sys.argv),
+                },
             )
         except KeyboardInterrupt:
-            print(f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
-                  file=sys.stderr)
+            print(
+                f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
+                file=sys.stderr,
+            )
             raise
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if rank == 0:

@@ -31,7 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (each is reported)")
     p.add_argument("--no-overlay", action="store_true", help="write masks only")
-    p.add_argument("--batch-size", type=int, default=None, help="targets per backbone pass (default 1 on CPU, 8 on GPU)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="targets per backbone pass (default 1 on CPU, 8 on GPU)"
+    )
     p.add_argument("--fail-fast", action="store_true", help="stop at the first target that fails")
     p.add_argument("--quiet", action="store_true", help="no status lines, no progress bar")
     options.add_image_arguments(p)
@@ -128,7 +130,9 @@ def _run(model, targets, out, refs, args, batch: Batch, console: Console) -> Non
                     batch.fail(t, problem)
                 else:
                     chunk.append(t)
-            masks = model.segment_many(chunk, on_error="skip", progress=False) if len(chunk) > 1 else [None] * len(chunk)
+            masks = (
+                model.segment_many(chunk, on_error="skip", progress=False) if len(chunk) > 1 else [None] * len(chunk)
+            )
             for t, mask in zip(chunk, masks):
                 try:
                     if mask is None:
