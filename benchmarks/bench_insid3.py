@@ -6,8 +6,8 @@ Examples::
     # CPU: ViT-S/16 at 1024 px, 8 targets against one reference
     python benchmarks/bench_insid3.py --model random:vits16 --device cpu --targets 8 --check cpu --out cpu.json
     # GPU: ViT-L/16 at 1024 px, float32 and the bfloat16 fast mode
-    python benchmarks/bench_insid3.py --model random:vitl16 --device cuda --dtype float32 --check gpu
-    python benchmarks/bench_insid3.py --model random:vitl16 --device cuda --dtype bfloat16 --check gpu
+    python benchmarks/bench_insid3.py --model random:vitl16 --device cuda --autocast float32 --check gpu
+    python benchmarks/bench_insid3.py --model random:vitl16 --device cuda --autocast bfloat16 --check gpu
 
 Every option of ``insid3lab bench`` is accepted; ``--check`` adds one PASS/FAIL line per
 target and makes the exit status 1 when one fails.
@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from insid3lab.bench import add_bench_arguments, benchmark_from_args, format_summary  # noqa: E402
+from insid3lab.bench import format_summary  # noqa: E402
+from insid3lab.cli.bench import add_bench_arguments, benchmark_from_args  # noqa: E402
 
 GB = 1e9
 

@@ -44,10 +44,10 @@ if [ $rc -ne 0 ]; then echo "FAIL: pytest -m cuda (exit $rc)"; status=1; else ec
 for dtype in float32 bfloat16; do
     echo "== bench $MODEL, 1024 px, $dtype"
     timeout 200 "$PY" benchmarks/bench_insid3.py --model "$MODEL" --device cuda --image-size 1024 \
-        --targets "$TARGETS" --dtype "$dtype" --check gpu --quiet --out "$OUT/bench_vitl16_${dtype}.json" \
+        --targets "$TARGETS" --autocast "$dtype" --check gpu --quiet --out "$OUT/bench_vitl16_${dtype}.json" \
         > "$OUT/bench_${dtype}.log" 2>&1
     rc=$?
-    grep -v "^\[bench\]" "$OUT/bench_${dtype}.log" | tail -n 25
+    grep -v "^insid3lab: " "$OUT/bench_${dtype}.log" | tail -n 25
     if [ $rc -ne 0 ]; then echo "FAIL: bench $dtype (exit $rc)"; status=1; fi
 done
 

@@ -350,7 +350,6 @@ class INSID3:
         self._ref_state = (key, state)
         return state
 
-    _reference_state = reference_state  # the former name
 
     # ------------------------------------------------------------ segmentation
     def segment(self, target=None, *, return_trace: bool = False, timings: dict[str, float] | None = None):

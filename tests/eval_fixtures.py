@@ -445,7 +445,7 @@ def cli_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
     """Run ``insid3lab eval`` as torchrun would: the process group comes from the environment."""
     import os
 
-    from insid3lab.eval.cli import main
+    from insid3lab.cli.eval import main
 
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})

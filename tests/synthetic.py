@@ -1,4 +1,4 @@
-"""A deterministic hand-made encoder and grid-aligned scenes for pipeline tests.
+"""A deterministic hand-made encoder for pipeline tests (grid-aligned scenes: :func:`insid3lab.scenes.grid_scene`).
 
 The encoder follows Meta's ``get_intermediate_layers`` contract. Its features are a
 colour part (soft assignment of each patch's mean colour to a fixed palette) plus a
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from insid3lab.preprocess import denormalize
+from insid3lab.scenes import grid_scene  # noqa: F401 - the tests' name for it
 
 PALETTE = torch.tensor(
     [[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
@@ -48,7 +49,7 @@ class ColourPositionEncoder(nn.Module):
     def get_intermediate_layers(self, x, n=1, *, reshape=False, return_class_token=False,
                                 return_extra_tokens=False, norm=True):
         self.calls += 1
-        B, _, H, W = x.shape
+        B = x.shape[0]
         p = self.patch_size
         rgb = F.avg_pool2d(denormalize(x.float()), p)  # (B, 3, h, w) in [0, 1]
         h, w = rgb.shape[-2:]
@@ -60,25 +61,6 @@ class ColourPositionEncoder(nn.Module):
         if not reshape:
             feats = feats.flatten(2).transpose(1, 2)
         return (feats,)
-
-
-def grid_scene(objects, size=256, background=(90, 110, 140)):
-    """An image with axis-aligned rectangles on the 16-px grid.
-
-    Args:
-        objects: list of (row0, col0, row1, col1, (r, g, b)) in pixels (multiples of 16).
-
-    Returns:
-        (size, size, 3) uint8 image and a dict colour -> (size, size) bool mask.
-    """
-    img = np.zeros((size, size, 3), np.uint8)
-    img[:] = background
-    masks = {}
-    for r0, c0, r1, c1, col in objects:
-        img[r0:r1, c0:c1] = col
-        m = masks.setdefault(tuple(col), np.zeros((size, size), bool))
-        m[r0:r1, c0:c1] = True
-    return img, masks
 
 
 def iou(a, b) -> float:

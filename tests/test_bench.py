@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from insid3lab.bench import PIPELINE_STAGES, _CHILD_MARK, cold_start_child, mask_iou, synthetic_inputs
+from insid3lab.bench import PIPELINE_STAGES, cold_start_child, mask_iou, synthetic_inputs
+from insid3lab.bench.coldstart import CHILD_MARK as _CHILD_MARK
 from insid3lab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ def test_bench_command_reports_every_measure_and_identical_masks(tmp_path, capsy
 
 
 def test_bench_fast_mode_reports_agreement_with_float32(tmp_path):
-    res = _bench(tmp_path, "--dtype", "bfloat16", "--no-baseline", "--batch-size", "2")
+    res = _bench(tmp_path, "--autocast", "bfloat16", "--no-baseline", "--batch-size", "2")
     assert res["config"]["mode"] == "fast" and res["config"]["dtype"] == "bfloat16"
     fast = res["fast_mode"]
     assert fast["targets"] == 1 and len(fast["ious"]) == 1
@@ -67,7 +68,7 @@ def test_cold_start_child_reports_timestamps_in_order(tmp_path, capsys):
     refs[0][0].save(tmp_path / "r.png")
     refs[0][1].save(tmp_path / "m.png")
     targets[0].save(tmp_path / "t.png")
-    spec = {"model": "random:tiny", "device": "cpu", "weights_dtype": "float32", "autocast": None, "image_size": 64,
+    spec = {"model": "random:tiny", "loader": "insid3lab.cli.options:load_model_source", "device": "cpu", "weights_dtype": "float32", "autocast": None, "image_size": 64,
             "svd_components": 20, "tau": 0.6, "merge_threshold": 0.2, "clustering": "auto",
             "refs": [str(tmp_path / "r.png")], "ref_masks": [str(tmp_path / "m.png")], "target": str(tmp_path / "t.png")}
     reports = {}

@@ -1,9 +1,11 @@
-"""The command line: segment and match in a subprocess on generated images, errors in-process."""
+"""The command line: segment and match end to end on generated images, feedback lines, errors, the package's imports."""
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ from PIL import Image
 from insid3lab import INSID3, load_backbone, save_pretrained
 from insid3lab.cli import main
 from insid3lab.samples import write_samples
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -29,56 +33,162 @@ def _env(tmp):
     return env
 
 
+def _segment(workdir, out, *extra, targets=None):
+    s = workdir / "samples"
+    targets = targets or [str(s / "target_1.png")]
+    return [
+        "segment",
+        "--model",
+        str(workdir / "model"),
+        "--device",
+        "cpu",
+        "--image-size",
+        "64",
+        "--svd-components",
+        "8",
+        "--ref",
+        str(s / "reference.png"),
+        "--ref-mask",
+        str(s / "reference_mask.png"),
+        *targets,
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def test_segment_writes_masks_and_overlays(workdir):
     s = workdir / "samples"
     out = workdir / "out"
-    cmd = [sys.executable, "-m", "insid3lab", "segment", "--model", str(workdir / "model"), "--device", "cpu",
-           "--image-size", "64", "--svd-components", "8",
-           "--ref", str(s / "reference.png"), "--ref-mask", str(s / "reference_mask.png"),
-           str(s / "target_1.png"), str(s / "target_2.png"), "--out", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(workdir), timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "insid3lab",
+        *_segment(workdir, out, targets=[str(s / "target_1.png"), str(s / "target_2.png")]),
+    ]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env(workdir), timeout=300)
     assert r.returncode == 0, r.stderr
     for t in ("target_1", "target_2"):
-        mask = np.asarray(Image.open(out / f"{t}_mask.png"))
+        mask = np.asarray(Image.open(out / f"{t}.png.pred.png"))
         target = Image.open(s / f"{t}.png")
         assert mask.shape == (target.height, target.width)
         assert set(np.unique(mask)) <= {0, 255}
-        assert (out / f"{t}_overlay.png").stat().st_size > 1000
+        assert (out / f"{t}.png.overlay.png").stat().st_size > 1000
+    assert sorted(p.name for p in out.iterdir()) == [
+        "target_1.png.overlay.png",
+        "target_1.png.pred.png",
+        "target_2.png.overlay.png",
+        "target_2.png.pred.png",
+    ]
     # the written mask is the library's mask
     model = INSID3(load_backbone(workdir / "model", device="cpu"), image_size=64, svd_components=8)
     model.set_reference(s / "reference.png", s / "reference_mask.png")
     expected = model.segment(s / "target_2.png").numpy()
-    assert np.array_equal(np.asarray(Image.open(out / "target_2_mask.png")) > 0, expected)
-    assert "100%" in r.stderr  # the progress bar reached the end
+    assert np.array_equal(np.asarray(Image.open(out / "target_2.png.pred.png")) > 0, expected)
+    # status lines before the progress bar, which reached the end
+    err = r.stderr
+    loading, basis, refs = (
+        err.index(x)
+        for x in (
+            "insid3lab: loading the weights",
+            "insid3lab: positional basis",
+            "insid3lab: encoding 1 reference shot(s)",
+        )
+    )
+    assert loading < basis < refs < err.rindex("100%")
+    assert "UserWarning" not in err and "Traceback" not in err
 
 
-def test_segment_error_is_one_line_and_nonzero(workdir, tmp_path):
-    s = workdir / "samples"
-    cmd = [sys.executable, "-m", "insid3lab", "segment", "--model", str(workdir / "model"),
-           "--ref", str(s / "reference.png"), "--ref-mask", str(s / "reference_mask.png"),
-           str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(workdir), timeout=300)
-    assert r.returncode == 1
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert lines == [f"insid3lab: error: {tmp_path / 'missing.png'}: no such file"]
+def test_quiet_silences_status_lines_and_autocast_is_accepted(workdir, capsys):
+    out = workdir / "quiet"
+    assert main(_segment(workdir, out, "--quiet", "--no-overlay", "--autocast", "bfloat16")) == 0
+    err = capsys.readouterr().err
+    assert err == ""
+    mask = np.asarray(Image.open(out / "target_1.png.pred.png"))
+    assert mask.shape == (
+        Image.open(workdir / "samples" / "target_1.png").height,
+        Image.open(workdir / "samples" / "target_1.png").width,
+    )
+
+
+def test_a_clamped_svd_is_one_plain_warning_line(workdir, capsys):
+    out = workdir / "clamp"
+    args = _segment(workdir, out, "--no-overlay", "--quiet")
+    args[args.index("--svd-components") + 1] = "500"
+    assert main(args) == 0
+    lines = capsys.readouterr().err.splitlines()
+    # the tiny model has 64 channels; at 64 px its grid has 4 x 4 = 16 cells
+    assert lines == ["insid3lab: warning: 64 px gives 16 cells; using 16 positional components (--svd-components 500)"]
+
+
+def test_warnings_print_as_one_plain_line(capsys, monkeypatch):
+    import warnings
+
+    import insid3lab.cli.cache as cache_cmd
+
+    def warn_then_run(args):
+        warnings.warn("something to know\nacross two lines", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cache_cmd, "cmd_cache", warn_then_run)
+    parser_func = None
+    from insid3lab.cli import build_parser
+
+    parser_func = build_parser().parse_args(["cache", "info"]).func
+    assert parser_func is warn_then_run
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().err == "insid3lab: warning: something to know across two lines\n"
+
+
+def test_segment_error_is_one_line_and_nonzero(workdir, tmp_path, capsys):
+    missing = tmp_path / "missing.png"
+    assert main(_segment(workdir, tmp_path / "o", targets=[str(missing)])) == 1
+    assert capsys.readouterr().err.splitlines() == [f"insid3lab: error: {missing}: no such file"]
+    assert not (tmp_path / "o").exists()  # nothing was created, nothing was loaded
 
 
 def test_without_weights_it_says_how_to_get_them(workdir, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     s = workdir / "samples"
-    code = main(["segment", "--model", "facebook/dinov3-vitl16-pretrain-lvd1689m",
-                 "--ref", str(s / "reference.png"), "--ref-mask", str(s / "reference_mask.png"),
-                 str(s / "target_1.png"), "--out", str(workdir / "o3")])
+    code = main(
+        [
+            "segment",
+            "--model",
+            "facebook/dinov3-vitl16-pretrain-lvd1689m",
+            "--quiet",
+            "--ref",
+            str(s / "reference.png"),
+            "--ref-mask",
+            str(s / "reference_mask.png"),
+            str(s / "target_1.png"),
+            "--out",
+            str(workdir / "o3"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
+    assert len(err.splitlines()) == 1
     assert "gated" in err and "accept the licence" in err and ".pth" in err
 
 
 def test_mismatched_reference_masks(workdir, capsys):
     s = workdir / "samples"
-    code = main(["segment", "--model", "random:tiny", "--ref", str(s / "reference.png"),
-                 "--ref", str(s / "target_1.png"), "--ref-mask", str(s / "reference_mask.png"),
-                 str(s / "target_2.png"), "--out", str(workdir / "o4")])
+    code = main(
+        [
+            "segment",
+            "--model",
+            "random:tiny",
+            "--ref",
+            str(s / "reference.png"),
+            "--ref",
+            str(s / "target_1.png"),
+            "--ref-mask",
+            str(s / "reference_mask.png"),
+            str(s / "target_2.png"),
+            "--out",
+            str(workdir / "o4"),
+        ]
+    )
     assert code == 1
     assert "one --ref-mask per --ref" in capsys.readouterr().err
 
@@ -88,20 +198,59 @@ def test_match_writes_json_and_figure(workdir, capsys):
     pts = workdir / "points.json"
     pts.write_text(json.dumps({"points": [[100, 80], [200, 150]]}))
     out = workdir / "matches"
-    code = main(["match", "--model", str(workdir / "model"), "--device", "cpu", "--image-size", "64",
-                 "--ref", str(s / "reference.png"), "--points", str(pts), str(s / "target_1.png"),
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "match",
+            "--model",
+            str(workdir / "model"),
+            "--device",
+            "cpu",
+            "--image-size",
+            "64",
+            "--ref",
+            str(s / "reference.png"),
+            "--points",
+            str(pts),
+            str(s / "target_1.png"),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
-    rec = json.loads((out / "target_1_matches.json").read_text())
+    rec = json.loads((out / "target_1.png.matches.json").read_text())
     assert rec["points"] == [[100.0, 80.0], [200.0, 150.0]] and len(rec["matches"]) == 2
+    assert rec["settings"]["svd_components"] == 20  # the correspondence default
     tw, th = Image.open(s / "target_1.png").size
     assert all(0 <= x <= tw and 0 <= y <= th for x, y in rec["matches"])
-    assert (out / "target_1_matches.png").is_file()
+    assert (out / "target_1.png.matches.png").is_file()
     # bad points file
     pts.write_text('{"points": [[1, 2, 3]]}')
-    assert main(["match", "--model", "random:tiny", "--ref", str(s / "reference.png"), "--points", str(pts),
-                 str(s / "target_1.png"), "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "match",
+                "--model",
+                "random:tiny",
+                "--ref",
+                str(s / "reference.png"),
+                "--points",
+                str(pts),
+                str(s / "target_1.png"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "expected" in capsys.readouterr().err
+
+
+def test_bad_option_values_are_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["segment", "--tau", "1.5", "--ref", "r", "--ref-mask", "m", "t", "--out", "o"])
+    assert e.value.code == 2
+    assert "argument --tau: 1.5: must be in (0, 1]" in capsys.readouterr().err
 
 
 def test_samples_and_cache_commands(tmp_path, capsys, monkeypatch):
@@ -112,3 +261,92 @@ def test_samples_and_cache_commands(tmp_path, capsys, monkeypatch):
     assert main(["cache", "info"]) == 0
     assert "0 cached basis" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0
+
+
+# ----------------------------------------------------------------------------- imports
+#: Modules that must import first in a fresh interpreter (the others are imported by these).
+FIRST_IMPORTS = [
+    "insid3lab.cli",
+    "insid3lab.cli.options",
+    "insid3lab.cli.eval",
+    "insid3lab.bench.coldstart",
+    "insid3lab.viz.scenes",
+]
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = {
+        m: subprocess.Popen([sys.executable, "-c", f"import {m}"], stderr=subprocess.PIPE, text=True, env=env)
+        for m in FIRST_IMPORTS
+    }  # one interpreter per module, so that none relies on another imported before it
+    for m, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{m}: {err.strip().splitlines()[-1:]}"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> insid3lab modules it imports (anywhere in the file, functions included).
+
+    ``import a.b.c`` also imports the packages ``a`` and ``a.b``, except those the importer is
+    itself inside (a package importing its own children and a child its parent are how packages work).
+    """
+    files = {_module_name(p): p for p in (ROOT / "insid3lab").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for mod, path in files.items():
+        is_pkg = path.name == "__init__.py"
+        here = mod.split(".") if is_pkg else mod.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(here[: len(here) - node.level + 1]) if node.level else ""
+                full = ".".join(x for x in (base, node.module or "") if x)
+                names = [full] + [f"{full}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                for i in range(1, len(parts) + 1):
+                    t = ".".join(parts[:i])
+                    if t in files and t != mod and not (mod + ".").startswith(t + "."):
+                        targets.add(t)
+        graph[mod] = targets
+    return graph
+
+
+def test_no_import_cycle_among_insid3lab_modules():
+    graph = import_graph()
+    assert "insid3lab.cli.options" in graph["insid3lab.cli.segment"]
+    assert "insid3lab.cli.segment" in graph["insid3lab.cli"]
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                cycle = stack[stack.index(t) :] + [t]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_command_modules_do_not_import_each_other():
+    graph = import_graph()
+    commands = {"insid3lab.cli." + c for c in ("segment", "match", "eval", "bench", "samples", "cache")}
+    for c in commands:
+        assert not graph[c] & commands, c

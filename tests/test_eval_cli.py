@@ -9,9 +9,9 @@ import os
 import pytest
 
 import insid3lab
-import insid3lab.cli
+import insid3lab.cli.options
 from eval_fixtures import FakeModel, cli_worker, comparable, eval_data, free_port  # noqa: F401
-from insid3lab.eval.cli import add_eval_parser, build_eval_parser, run_eval_from_args
+from insid3lab.cli.eval import add_eval_parser, build_eval_parser, run_eval_from_args
 
 
 def _parser():
@@ -65,7 +65,7 @@ def stand_in_pipeline(monkeypatch):
             kw["image_size"], kw["svd_components"], kw["tau"], kw["merge_threshold"])
         return m
 
-    monkeypatch.setattr(insid3lab.cli, "load_model_source", fake_load_model_source)
+    monkeypatch.setattr(insid3lab.cli.options, "load_model_source", fake_load_model_source)
     monkeypatch.setattr(insid3lab, "INSID3", fake_insid3, raising=False)
     return built
 
@@ -96,7 +96,7 @@ def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipe
 
 
 def test_missing_benchmark_prints_the_layout(tmp_path, stand_in_pipeline, capsys):
-    from insid3lab.eval.cli import main
+    from insid3lab.cli.eval import main
 
     rc = main(["eval", "--dataset", "isaid", "--fold", "1", "--data-root", str(tmp_path), "--model", "w",
                "--out", str(tmp_path / "o")])
@@ -112,7 +112,7 @@ def test_torchrun_environment_two_processes_equal_one(eval_data, tmp_path, stand
 
     common = ["eval", "--dataset", "folder", "--data-root", str(eval_data / "defects"), "--model", "w", "--episodes", "5",
               "--seed", "4", "--device", "cpu", "--no-progress"]
-    from insid3lab.eval.cli import main
+    from insid3lab.cli.eval import main
 
     assert "WORLD_SIZE" not in os.environ
     main(common + ["--out", str(tmp_path / "one")])
@@ -135,7 +135,7 @@ def _tiny_args(tiny_saved, data_root, dataset, out, *extra):
 
 def test_end_to_end_with_a_tiny_backbone(eval_data, tmp_path, tiny_saved, capsys):
     from insid3lab import INSID3
-    from insid3lab.eval.cli import main
+    from insid3lab.cli.eval import main
     from insid3lab.eval import build_dataset, run_evaluation
 
     out = tmp_path / "cli"
@@ -153,7 +153,7 @@ def test_end_to_end_with_a_tiny_backbone(eval_data, tmp_path, tiny_saved, capsys
 
 
 def test_end_to_end_keypoints_with_a_tiny_backbone(eval_data, tmp_path, tiny_saved):
-    from insid3lab.eval.cli import main
+    from insid3lab.cli.eval import main
 
     out = tmp_path / "spair"
     assert main(_tiny_args(tiny_saved, eval_data, "spair", out, "--episodes", "2")) == 0
@@ -167,7 +167,7 @@ def test_end_to_end_keypoints_with_a_tiny_backbone(eval_data, tmp_path, tiny_sav
 def test_tiny_backbone_two_processes_equal_one(eval_data, tmp_path, tiny_saved):
     import torch.multiprocessing as mp
 
-    from insid3lab.eval.cli import main
+    from insid3lab.cli.eval import main
 
     argv = lambda out: _tiny_args(tiny_saved, eval_data / "defects", "folder", out, "--episodes", "4")  # noqa: E731
     assert main(argv(tmp_path / "one")) == 0

@@ -19,41 +19,47 @@ import math
 import os
 import sys
 
-from .datasets import DatasetNotFoundError, dataset_names
+from ..eval.datasets import DatasetNotFoundError, dataset_names
+from . import options
 
 __all__ = ["add_eval_parser", "build_eval_parser", "build_model", "run_eval_from_args"]
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("benchmark")
-    g.add_argument("--dataset", required=True, type=lambda s: s.lower().replace("-", "_"), choices=dataset_names(),
-                   help="benchmark name; 'folder' reads DATA_ROOT/images and DATA_ROOT/masks")
-    g.add_argument("--fold", type=int, default=None,
-                   help="fold (coco 0-3, lvis 0-9, pascal_part 0-3, paco_part 0-3, isaid 0-2; default 0); unset for the others")
-    g.add_argument("--data-root", required=True, help="folder holding the benchmark's folder (COCO2014/, LVIS/, ...) or that folder itself")
+    g.add_argument(
+        "--dataset",
+        required=True,
+        type=lambda s: s.lower().replace("-", "_"),
+        choices=dataset_names(),
+        help="benchmark name; 'folder' reads DATA_ROOT/images and DATA_ROOT/masks",
+    )
+    g.add_argument(
+        "--fold",
+        type=int,
+        default=None,
+        help="fold (coco 0-3, lvis 0-9, pascal_part 0-3, paco_part 0-3, isaid 0-2; default 0); unset for the others",
+    )
+    g.add_argument(
+        "--data-root",
+        required=True,
+        help="folder holding the benchmark's folder (COCO2014/, LVIS/, ...) or that folder itself",
+    )
     g.add_argument("--shots", type=int, default=1, help="reference images per episode (default 1)")
-    g.add_argument("--episodes", type=int, default=None, help="number of episodes (default: the benchmark's standard count)")
-    g.add_argument("--episodes-file", default=None, help="rerun exactly the episodes of this JSON file (e.g. RUN_DIR/episodes.json)")
+    g.add_argument(
+        "--episodes", type=int, default=None, help="number of episodes (default: the benchmark's standard count)"
+    )
+    g.add_argument(
+        "--episodes-file",
+        default=None,
+        help="rerun exactly the episodes of this JSON file (e.g. RUN_DIR/episodes.json)",
+    )
     g.add_argument("--seed", type=int, default=0, help="episode i is drawn from (seed, i) alone (default 0)")
 
-    m = p.add_argument_group("model")
-    m.add_argument("--model", required=True,
-                   help="DINOv3 weights: Hugging Face id, transformers folder, Meta .pth/.safetensors checkpoint, "
-                        "or random:ARCH for random weights")
-    m.add_argument("--arch", default=None, help="architecture override for Meta files (vits16, vitb16, vitl16, ...)")
-    m.add_argument("--rope-periods", default="auto", choices=["auto", "checkpoint", "bf16", "fp32"],
-                   help="RoPE periods (see load_backbone)")
-    m.add_argument("--image-size", type=int, default=1024, help="input side S, a multiple of the patch size (default 1024)")
-    m.add_argument("--svd-components", type=int, default=None,
-                   help="positional-subspace components removed (default 500; 20 for spair, as in the paper)")
-    m.add_argument("--tau", type=float, default=0.6, help="clustering similarity threshold tau (default 0.6)")
-    m.add_argument("--merge-threshold", type=float, default=0.2, help="cluster aggregation threshold (default 0.2)")
-    m.add_argument("--clustering", default="auto", choices=["auto", "sklearn", "scipy", "torch"],
-                   help="agglomerative clustering implementation (all give the same partition)")
-    m.add_argument("--no-debias", action="store_true", help="keep the positional subspace (ablation)")
-    m.add_argument("--no-cache", action="store_true", help="do not read or write the positional-basis disk cache")
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (under torchrun: cuda:LOCAL_RANK)")
-    m.add_argument("--dtype", default=None, help="backbone weights dtype: float32 (default), bfloat16, float16")
+    options.add_model_arguments(p, default=None)
+    options.add_hyperparameter_arguments(
+        p, svd_note=f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper"
+    )
 
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, help="run folder: results.jsonl, summary.json, per_class.png")
@@ -68,7 +74,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
         "eval",
         help="evaluate on a few-shot segmentation / correspondence benchmark",
         description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (or PCK for spair); resumable; "
-                    "shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval ...",
+        "shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval ...",
     )
     _add_arguments(p)
     p.set_defaults(func=run_eval_from_args)
@@ -109,15 +115,13 @@ def _init_distributed(device_arg: str):
 
 def build_model(args: argparse.Namespace, device: str, task: str):
     """The INSID3 pipeline described by the command-line arguments, on ``device``."""
-    from insid3lab import INSID3
-    from insid3lab.cli import load_model_source
+    import insid3lab
 
-    backbone = load_model_source(args.model, device=device, dtype=args.dtype, arch=args.arch,
-                                 rope_periods=args.rope_periods)
-    svd = args.svd_components if args.svd_components is not None else (20 if task == "keypoints" else 500)
-    return INSID3(backbone, image_size=args.image_size, svd_components=svd, tau=args.tau,
-                  merge_threshold=args.merge_threshold, clustering=args.clustering, debias=not args.no_debias,
-                  basis_cache=not args.no_cache, progress=False)
+    options.check_choices(args)
+    backbone = options.load_model_source(args.model, device=device, dtype=args.dtype, arch=args.arch,
+                                         rope_periods=args.rope_periods)  # fmt: skip
+    svd = options.CORRESPONDENCE_SVD_COMPONENTS if task == "keypoints" else None
+    return insid3lab.INSID3(backbone, **options.pipeline_kwargs(args, svd_components=svd), progress=False)
 
 
 def run_eval_from_args(args: argparse.Namespace) -> int:
@@ -128,8 +132,8 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
     """
     import torch.distributed as dist
 
-    from .datasets import build_dataset
-    from .runner import run_evaluation
+    from ..eval.datasets import build_dataset
+    from ..eval.runner import run_evaluation
 
     if args.episodes_file and args.episodes is not None:
         raise ValueError("--episodes and --episodes-file exclude each other: the file fixes the episodes")
@@ -143,14 +147,27 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
         model = build_model(args, device, dataset.task)
         try:
             summary = run_evaluation(
-                model, dataset, args.out, episodes=args.episodes_file or args.episodes, seed=args.seed, shots=args.shots,
-                resume=args.resume, skip_bad=args.skip_bad, progress=not args.no_progress,
-                settings={"model_source": str(args.model), "device": str(device), "data_root": str(args.data_root),
-                          "command": " ".join(sys.argv)},
+                model,
+                dataset,
+                args.out,
+                episodes=args.episodes_file or args.episodes,
+                seed=args.seed,
+                shots=args.shots,
+                resume=args.resume,
+                skip_bad=args.skip_bad,
+                progress=not args.no_progress,
+                settings={
+                    "model_source": str(args.model),
+                    "device": str(device),
+                    "data_root": str(args.data_root),
+                    "command": " ".join(sys.argv),
+                },
             )
         except KeyboardInterrupt:
-            print(f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
-                  file=sys.stderr)
+            print(
+                f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
+                file=sys.stderr,
+            )
             raise
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if rank == 0:
@@ -175,7 +192,7 @@ def _headline(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m insid3lab.eval.cli eval ...``"""
+    """``python -m insid3lab.cli.eval eval ...``"""
     args = build_eval_parser().parse_args(argv)
     return args.func(args)
 

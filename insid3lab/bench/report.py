@@ -1,0 +1,124 @@
+"""The text report of ``insid3lab bench``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["format_summary"]
+
+_COLD = (
+    ("pipeline_cold_cache", "empty basis cache"),
+    ("pipeline_warm_cache", "warm basis cache"),
+    ("baseline", "baseline"),
+)
+_COLD_PHASES = (
+    ("import_s", "imports"),
+    ("weights_s", "weights"),
+    ("basis_s", "basis"),
+    ("reference_s", "references"),
+    ("first_target_s", "first target"),
+)
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{1000 * x:.1f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def _gb(x: int | None) -> str:
+    return "-" if x is None else f"{x / 1e9:.2f} GB"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _headline(res: dict[str, Any]) -> list[str]:
+    c = res["config"]
+    return [
+        (
+            f"insid3lab bench: {c['model']} on {c['device']} ({c['device_name']}), {c['dtype']} ({c['mode']} mode), "
+            f"S={c['image_size']} ({c['grid'][0]}x{c['grid'][1]} cells), {c['shots']} shot(s), {c['targets']} target(s)"
+        ),
+        (
+            f"  ready: weights {_ms(res['load_s'])} | basis {_ms(res['basis_s'])} | "
+            f"reference encoding {_ms(res['reference_encoding_s'])}"
+        ),
+    ]
+
+
+def _per_target(res: dict[str, Any]) -> list[str]:
+    b, pt, dec, n = res.get("baseline"), res["per_target"], res["decode"], res["config"]["targets"]
+    if not b:
+        return [f"  per target: {_ms(pt['mean_s'])} (median {_ms(pt['median_s'])}); decode {_ms(dec['mean_s'])}"]
+    r = res["ratios"]
+    return [
+        (
+            f"  per target: {_ms(pt['mean_s'])} (median {_ms(pt['median_s'])}) vs baseline "
+            f"{_ms(b['per_target']['mean_s'])}  -> ratio {r['per_target']:.3f} "
+            f"(CPU-time ratio {r['per_target_cpu_time']:.3f})"
+        ),
+        f"  decode:     {_ms(dec['mean_s'])} vs baseline {_ms(b['decode']['mean_s'])}  -> ratio {r['decode']:.3f}",
+        f"  masks identical to the baseline: {b['identical']}/{n} (mean IoU {b['mean_iou']:.4f})",
+    ]
+
+
+def _stages(res: dict[str, Any]) -> list[str]:
+    lines = ["  stages:   " + ", ".join(f"{k} {_ms(v)}" for k, v in res["stages"].items())]
+    dv = res.get("decode_vs_encoding")
+    if dv:
+        parts = ", ".join(f"{k} {_pct(v)}" for k, v in dv["stages"].items())
+        lines.append(f"  decode / target encoding ({_ms(dv['encoding_s'])}): {_pct(dv['decode'])} = {parts}")
+    b = res.get("baseline")
+    if b:
+        lines.append("  baseline: " + ", ".join(f"{k} {_ms(v)}" for k, v in b["stages"].items()))
+    return lines
+
+
+def _throughput_memory(res: dict[str, Any]) -> list[str]:
+    tp, mem, n = res["throughput"], res["memory"], res["config"]["targets"]
+    what = "CUDA max allocated" if mem["kind"] == "cuda_max_allocated" else "peak RSS of a fresh process"
+    return [
+        (
+            f"  throughput: {tp['images_per_s']:.3f} images/s (batch {tp['batch_size']}, {tp['source']}); "
+            f"masks equal to segment(): {tp['masks_identical_to_segment']}/{n}"
+        ),
+        (
+            f"  peak memory ({what}), one target: {_gb(mem.get('pipeline_one_target_bytes'))}"
+            f" vs baseline {_gb(mem.get('baseline_one_target_bytes'))}"
+        ),
+    ]
+
+
+def _cold_start(res: dict[str, Any]) -> list[str]:
+    cold = res.get("cold_start")
+    if not cold:
+        return []
+    lines = ["  cold start to first mask:"]
+    for key, label in _COLD:
+        if key not in cold:
+            continue
+        v = cold[key]
+        if "error" in v:
+            lines.append(f"    {label}: {v['error']}")
+            continue
+        phases = ", ".join(f"{name} {_ms(v.get(k))}" for k, name in _COLD_PHASES)
+        lines.append(f"    {label}: {_ms(v['total_s'])} ({phases})")
+    return lines
+
+
+def _fast(res: dict[str, Any]) -> list[str]:
+    f = res.get("fast_mode")
+    if not f:
+        return []
+    line = (
+        f"  fast mode ({f['dtype']}) vs float32: mean IoU {f['mean_iou_vs_float32']:.4f} "
+        f"(min {f['min_iou_vs_float32']:.4f}), {f['identical']}/{f['targets']} identical, "
+        f"{f['nonempty_float32']} non-empty float32 masks"
+    )
+    return [line]
+
+
+def format_summary(res: dict[str, Any]) -> str:
+    """A compact text report of :func:`~insid3lab.bench.run_benchmark`'s result."""
+    parts = (_headline, _per_target, _stages, _throughput_memory, _cold_start, _fast)
+    return "\n".join(line for part in parts for line in part(res))

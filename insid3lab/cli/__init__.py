@@ -1,0 +1,70 @@
+"""Command line: ``insid3lab segment | match | eval | bench | samples | cache``.
+
+One module per command (each adds its parser and runs it); the options they share are
+written once in :mod:`insid3lab.cli.options`; what they print goes through
+:mod:`insid3lab.cli.console`; output files through :mod:`insid3lab.cli.output`. Command
+modules import the library and those helpers, never each other.
+
+Every command ends with exit status 0 on success; on an error it prints one line
+(``insid3lab: error: ...``) to stderr and exits with status 1 (2 for bad usage).
+Warnings print as one line (``insid3lab: warning: ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import bench, cache, match, samples, segment
+from .console import Console, one_line, plain_warnings
+from .eval import add_eval_parser
+from .options import CLIError, load_model_source, pixel_limit
+
+__all__ = ["CLIError", "build_parser", "load_model_source", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``insid3lab`` parser with every command."""
+    parser = argparse.ArgumentParser(
+        prog="insid3lab",
+        description="Training-free one-shot in-context segmentation with a frozen DINOv3 backbone (INSID3).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    segment.add_parser(sub)
+    match.add_parser(sub)
+    add_eval_parser(sub)
+    bench.add_parser(sub)
+    samples.add_parser(sub)
+    cache.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``insid3lab`` console script; returns the exit status."""
+    from PIL import Image
+
+    args = build_parser().parse_args(argv)
+    console = Console()
+    with plain_warnings():
+        try:
+            with pixel_limit(args):
+                return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            console.note("interrupted")
+            return 130
+        except Image.DecompressionBombError as e:
+            from .options import bomb_message
+
+            console.error(bomb_message("an image", e))
+            return 1
+        except (CLIError, OSError, ValueError, RuntimeError, TypeError, ImportError) as e:
+            console.error(one_line(e) or type(e).__name__)
+            if os.environ.get("INSID3LAB_DEBUG"):
+                raise
+            return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""``insid3lab match``: where reference keypoints land in target images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import options
+from .console import Console
+from .output import OutputFolder, expand_targets
+from .targets import Batch, read_problem, reason
+
+__all__ = ["add_parser", "cmd_match", "read_points"]
+
+JSON, FIGURE = ".matches.json", ".matches.png"
+_POINTS_FORM = 'a JSON list of [x, y] pixel pairs ([[x, y], ...] or {"points": [[x, y], ...]})'
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "match", help="keypoint correspondence from a reference to target images",
+        description="Writes OUT/NAME.matches.json and OUT/NAME.matches.png per target (NAME as for segment: the "
+        "target's path, extension kept, relative to the folder holding all targets). Existing files are kept unless "
+        "--overwrite; inputs are never replaced. A target that fails is reported and the others are written.",
+    )  # fmt: skip
+    p.add_argument("--ref", required=True, metavar="IMG", help="reference image")
+    p.add_argument("--points", required=True, metavar="JSON", help="reference keypoints: " + _POINTS_FORM)
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="target images")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (each is reported)")
+    p.add_argument("--no-overlay", action="store_true", help="write JSON only")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first target that fails")
+    p.add_argument("--quiet", action="store_true", help="no status lines, no progress bar")
+    options.add_image_arguments(p)
+    options.add_model_arguments(p)
+    options.add_hyperparameter_arguments(
+        p, svd_note=f"; match uses {options.CORRESPONDENCE_SVD_COMPONENTS} unless given, as the paper does"
+    )
+    p.set_defaults(func=cmd_match)
+    return p
+
+
+def read_points(path: str) -> list[list[float]]:
+    """(x, y) reference keypoints from a JSON file; one-line errors name the file and the expected form."""
+    p = Path(path)
+    if p.is_dir():
+        raise options.CLIError(f"--points {path}: is a folder; give {_POINTS_FORM}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise options.CLIError(f"--points {path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise options.CLIError(f"--points {path}: not a JSON file; it must hold {_POINTS_FORM}") from None
+    pts = data.get("points") if isinstance(data, dict) else data
+    ok = isinstance(pts, list) and pts and all(isinstance(q, (list, tuple)) and len(q) == 2 for q in pts)
+    if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for q in pts for v in q):
+        raise options.CLIError(f"--points {path}: expected {_POINTS_FORM} with at least one point")
+    return [[float(x), float(y)] for x, y in pts]
+
+
+def cmd_match(args) -> int:
+    console = Console(quiet=args.quiet)
+    pts = read_points(args.points)
+    problem = read_problem(args.ref)
+    if problem:
+        raise options.CLIError(f"{args.ref}: {problem}")
+    targets, problems = expand_targets(args.targets, folders=False)
+    batch = Batch(console, fail_fast=args.fail_fast, total=len(targets) + len(problems))
+    try:
+        for t, why in problems:
+            batch.fail(t, why)
+    except Batch.Stop:
+        return 1
+    if not targets:
+        return 1
+    suffixes = (JSON,) if args.no_overlay else (JSON, FIGURE)
+    out = OutputFolder(args.out, targets, suffixes, [args.ref, args.points, *targets], overwrite=args.overwrite,
+                       report=console.note)  # fmt: skip
+    out.check()
+    model = options.build_pipeline(args, svd_components=options.CORRESPONDENCE_SVD_COMPONENTS, status=console.status,
+                                   warn=console.warning)  # fmt: skip
+    console.status(f"encoding the reference {args.ref}")
+    model.set_reference(args.ref)
+    try:
+        _run(model, pts, targets, out, args, batch)
+    except Batch.Stop:
+        pass
+    except KeyboardInterrupt:
+        console.note(f"interrupted: {batch.done} target(s) written to {out.folder}")
+        raise
+    return batch.finish("match file(s)", out.folder)
+
+
+def _run(model, pts, targets, out: OutputFolder, args, batch: Batch) -> None:
+    from tqdm.auto import tqdm
+
+    random_weights = args.model.startswith("random:")
+    for target in tqdm(targets, desc="match", disable=args.quiet):
+        problem = read_problem(target)
+        if problem:
+            batch.fail(target, problem)
+            continue
+        try:
+            matches = model.match(pts, target, debiased=not args.no_debias).cpu().tolist()
+            record = {"reference": str(args.ref), "target": str(target), "points": pts, "matches": matches,
+                      "debiased": not args.no_debias, "settings": model.settings()}  # fmt: skip
+            text = (json.dumps(record, indent=2) + "\n").encode()
+            out.write(target, JSON, lambda fh, text=text: fh.write(text))
+            if not args.no_overlay:
+                _figure(out, target, pts, matches, args, random_weights)
+            batch.done += 1
+        except Exception as e:  # noqa: BLE001 - reported with the target, the others go on
+            batch.fail(target, reason(e))
+
+
+def _figure(out: OutputFolder, target: str, pts, matches, args, random_weights: bool) -> None:
+    from ..preprocess import to_pil_rgb
+    from ..viz import keypoint_matches
+    from .figures import RANDOM_WEIGHTS_NOTE
+
+    title = str(target) + (f"\n{RANDOM_WEIGHTS_NOTE}" if random_weights else "")
+    fig = keypoint_matches(to_pil_rgb(args.ref), pts, to_pil_rgb(target), matches, title=title)
+    out.write(target, FIGURE, lambda fh: fig.savefig(fh, format="png", dpi=100))

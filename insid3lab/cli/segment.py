@@ -1,0 +1,145 @@
+"""``insid3lab segment``: the reference concept in target images, one mask and one overlay per target."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import options
+from .console import Console
+from .output import OutputFolder, expand_targets
+from .targets import Batch, read_problem, reason
+
+__all__ = ["add_parser", "cmd_segment"]
+
+PRED, OVERLAY = ".pred.png", ".overlay.png"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "segment", help="segment the reference concept in target images",
+        description="Writes OUT/NAME.pred.png (0/255, the target's size) and OUT/NAME.overlay.png per target, NAME "
+        "being the target's path (extension kept) relative to the folder holding all targets: a.png -> a.png.pred.png. "
+        "A folder target means its image files, sorted by name. Existing files are kept unless --overwrite; inputs "
+        "are never replaced. A target that fails is reported and the others are written; the exit status is 1 "
+        "when any failed.",
+    )  # fmt: skip
+    p.add_argument("--ref", action="append", required=True, metavar="IMG", help="reference image (repeat for k shots)")
+    p.add_argument("--ref-mask", action="append", required=True, metavar="MASK",
+                   help="its mask (foreground > 0), one per --ref")  # fmt: skip
+    p.add_argument("--mask-value", type=int, default=None, help="select this label of a label-map mask")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="target images or folders of images")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (each is reported)")
+    p.add_argument("--no-overlay", action="store_true", help="write masks only")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="targets per backbone pass (default 1 on CPU, 8 on GPU)"
+    )
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first target that fails")
+    p.add_argument("--quiet", action="store_true", help="no status lines, no progress bar")
+    options.add_image_arguments(p)
+    options.add_model_arguments(p)
+    options.add_hyperparameter_arguments(p)
+    p.set_defaults(func=cmd_segment)
+    return p
+
+
+def _references(args, console: Console):
+    """(image, mask) arrays of every shot, for the overlays."""
+    from ..preprocess import mask_to_numpy, to_display_array
+
+    refs = []
+    for img, msk in zip(args.ref, args.ref_mask):
+        problem = read_problem(img) or read_problem(msk)
+        if problem:
+            raise options.CLIError(f"{img if read_problem(img) else msk}: {problem}")
+        refs.append((to_display_array(img), mask_to_numpy(msk, mask_value=args.mask_value).astype(bool)))
+    return refs
+
+
+def _write(out: OutputFolder, target: str, mask, refs, args, random_weights: bool) -> None:
+    import numpy as np
+    from PIL import Image
+
+    arr = mask.cpu().numpy().astype(bool)
+    out.write(target, PRED, lambda fh: Image.fromarray(arr.astype(np.uint8) * 255).save(fh, format="PNG"))
+    if args.no_overlay:
+        return
+    from ..preprocess import to_display_array
+    from .figures import segment_overlay
+
+    image = to_display_array(target)
+    if image.shape[:2] != arr.shape:  # the library's mask is at the displayed (EXIF-rotated) size
+        image = np.asarray(Image.fromarray(image).resize(arr.shape[::-1]))
+    fig = segment_overlay(refs, image, arr, title=str(target), random_weights=random_weights)
+    out.write(target, OVERLAY, lambda fh: fig.savefig(fh, format="png", dpi=100))
+
+
+def cmd_segment(args) -> int:
+    console = Console(quiet=args.quiet)
+    if len(args.ref) != len(args.ref_mask):
+        raise options.CLIError(
+            f"give one --ref-mask per --ref (got {len(args.ref)} --ref and {len(args.ref_mask)} --ref-mask)"
+        )
+    for p in [*args.ref, *args.ref_mask]:
+        problem = read_problem(p)
+        if problem:
+            raise options.CLIError(f"{p}: {problem}")
+    targets, problems = expand_targets(args.targets, folders=True)
+    batch = Batch(console, fail_fast=args.fail_fast, total=len(targets) + len(problems))
+    try:
+        for t, why in problems:
+            batch.fail(t, why)
+    except Batch.Stop:
+        return 1
+    if not targets:
+        return 1
+    suffixes = (PRED,) if args.no_overlay else (PRED, OVERLAY)
+    out = OutputFolder(args.out, targets, suffixes, [*args.ref, *args.ref_mask, *targets],
+                       overwrite=args.overwrite, report=console.note)  # fmt: skip
+    out.check()
+    refs = _references(args, console)
+    model = options.build_pipeline(args, status=console.status, warn=console.warning)
+    console.status(f"positional basis at {model.image_size} px")
+    model.positional_svd()
+    console.status(f"encoding {len(args.ref)} reference shot(s)")
+    for img, msk in zip(args.ref, args.ref_mask):
+        model.set_reference(img, msk, mask_value=args.mask_value)
+    try:
+        _run(model, targets, out, refs, args, batch, console)
+    except Batch.Stop:
+        pass
+    except KeyboardInterrupt:
+        console.note(f"interrupted: {batch.done} target(s) written to {out.folder}")
+        raise
+    return batch.finish("mask(s)", out.folder)
+
+
+def _run(model, targets, out, refs, args, batch: Batch, console: Console) -> None:
+    """Segment in batches and write each target's files as soon as it is done (memory does not grow)."""
+    from tqdm.auto import tqdm
+
+    bs = args.batch_size or (8 if model.device.type == "cuda" else 1)
+    random_weights = args.model.startswith("random:")
+    with tqdm(total=len(targets), desc="segment", unit="img", disable=args.quiet) as bar:
+        for start in range(0, len(targets), bs):
+            chunk = []
+            for t in targets[start : start + bs]:
+                problem = read_problem(t)
+                if problem:
+                    bar.update(1)
+                    batch.fail(t, problem)
+                else:
+                    chunk.append(t)
+            masks = (
+                model.segment_many(chunk, on_error="skip", progress=False) if len(chunk) > 1 else [None] * len(chunk)
+            )
+            for t, mask in zip(chunk, masks):
+                try:
+                    if mask is None:
+                        mask = model.segment(t)  # alone, so that a failure names its own cause
+                    _write(out, t, mask, refs, args, random_weights)
+                    batch.done += 1
+                except Exception as e:  # noqa: BLE001 - reported with the target, the others go on
+                    batch.fail(t, reason(e))
+                finally:
+                    bar.update(1)
