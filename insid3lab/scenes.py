@@ -25,17 +25,19 @@ __all__ = [
     "SCENES",
     "cat_pair",
     "defect_scene",
+    "draw_object",
     "grid_scene",
     "lesion_scene",
     "object_scene",
     "sample_scene",
+    "textured_background",
     "write_folder_dataset",
     "write_samples",
 ]
 
 
 # --------------------------------------------------------------------------- the sample object
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def textured_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     base = rng.uniform(60, 190, size=3).astype(np.float32)
     ramp = (0.25 * (yy / h) + 0.15 * (xx / w))[..., None] * rng.uniform(-90, 90, size=3)
@@ -43,7 +45,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return base + ramp + noise
 
 
-def _object(
+def draw_object(
     img: np.ndarray, mask: np.ndarray, cy: float, cx: float, ry: float, rx: float, angle: float, colour: np.ndarray
 ) -> None:
     h, w = mask.shape
@@ -78,7 +80,7 @@ def sample_scene(
     """
     rng = np.random.default_rng(seed)
     h, w = size
-    img = _background(rng, h, w)
+    img = textured_background(rng, h, w)
     for _ in range(distractors):
         cy, cx = rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w
         r = rng.uniform(0.06, 0.14) * min(h, w)
@@ -94,7 +96,7 @@ def sample_scene(
     rx = ry * rng.uniform(1.2, 1.6)
     cy = rng.uniform(ry + 2, h - ry - 2) if h > 2 * ry + 4 else h / 2
     cx = rng.uniform(rx + 2, w - rx - 2) if w > 2 * rx + 4 else w / 2
-    _object(img, mask, cy, cx, ry, rx, rng.uniform(-0.6, 0.6), np.array([205.0, 60.0, 40.0]))
+    draw_object(img, mask, cy, cx, ry, rx, rng.uniform(-0.6, 0.6), np.array([205.0, 60.0, 40.0]))
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .samples import _background, _object
+from .scenes import draw_object, textured_background
 
 __all__ = ["moving_object_sequence", "write_moving_sequences"]
 
@@ -48,7 +48,7 @@ def moving_object_sequence(
     if h < 32 or w < 32:
         raise ValueError(f"size={size}: each side must be at least 32 pixels")
     rng = np.random.default_rng(seed)
-    background = _background(rng, h, w)
+    background = textured_background(rng, h, w)
     yy, xx = np.mgrid[:h, :w]
     for _ in range(5):  # clutter
         cy, cx = rng.uniform(0.05, 0.95) * h, rng.uniform(0.05, 0.95) * w
@@ -82,7 +82,7 @@ def moving_object_sequence(
         for k in reversed(range(objects)):  # object 2 is drawn first: object 1 passes in front of it
             cy, cx, ry, angle = paths[k]
             m = np.zeros((h, w), dtype=bool)
-            _object(img, m, cy, cx, ry, 1.5 * ry, angle, _COLOURS[k])
+            draw_object(img, m, cy, cx, ry, 1.5 * ry, angle, _COLOURS[k])
             labels[m] = k + 1
         if t > 0:  # the post: off-frame at t = 0, then sweeping from the right edge to the left
             x0 = round(w * (1.0 - 1.1 * u))
