@@ -117,8 +117,9 @@ def crf_features(image: Tensor, alpha: float, beta: float, gamma: float) -> tupl
     return pos / gamma, torch.cat([pos / alpha, colour / beta], dim=1)
 
 
-def crf_energy(x_fg: Tensor, unary: Tensor, k_spatial: Tensor, k_bilateral: Tensor, spatial_weight: float,
-               bilateral_weight: float) -> float:
+def crf_energy(
+    x_fg: Tensor, unary: Tensor, k_spatial: Tensor, k_bilateral: Tensor, spatial_weight: float, bilateral_weight: float
+) -> float:
     """The regularised energy Frank-Wolfe lowers, at a foreground probability map.
 
     ``E(x) = sum_i sum_l x_il (P x / 2 - U)_il + sum_i sum_l x_il^2 / 2`` with two labels (bg, fg),
@@ -174,6 +175,7 @@ def crf_inference(
     if filter == "lattice":
         k_s, k_b = PermutohedralLattice(spatial).filter, PermutohedralLattice(bilateral).filter
     else:
+
         def k_s(v):
             return dense_gaussian_filter(spatial, v).float()
 
@@ -217,7 +219,9 @@ def _check_inputs(image: Tensor, mask: Tensor) -> None:
         )
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != tuple(image.shape[1:]):
         got = f"{tuple(mask.shape)} {mask.dtype}" if isinstance(mask, Tensor) else type(mask).__name__
-        raise ValueError(f"crf_refine: mask must be a bool tensor of the image's size {tuple(image.shape[1:])}; got {got}")
+        raise ValueError(
+            f"crf_refine: mask must be a bool tensor of the image's size {tuple(image.shape[1:])}; got {got}"
+        )
     if mask.device != image.device:
         raise ValueError(f"crf_refine: mask and image must be on one device; got {mask.device} and {image.device}")
 
@@ -273,8 +277,14 @@ def crf_refine(
     if not in_band.any():  # nothing to decide: the mask is its own core (or empty)
         return mask.clone()
     t = crf_inference(
-        image, crf_unary(core, outside, p_core), iterations=iterations, alpha=alpha, beta=float(beta),
-        gamma=gamma, spatial_weight=float(spatial_weight), bilateral_weight=float(bilateral_weight),
+        image,
+        crf_unary(core, outside, p_core),
+        iterations=iterations,
+        alpha=alpha,
+        beta=float(beta),
+        gamma=gamma,
+        spatial_weight=float(spatial_weight),
+        bilateral_weight=float(bilateral_weight),
     )
     return torch.where(in_band, t > 0, core)
 

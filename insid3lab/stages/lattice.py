@@ -97,11 +97,12 @@ class PermutohedralLattice:
 
         # Rank of each coordinate of the residual (ties: the later coordinate ranks higher).
         diff = elevated - rem0.to(torch.float32)
-        later = torch.ones(d1, d1, dtype=torch.bool, device=dev).triu(1)  # later[i, j]: j > i
-        greater = diff[:, None, :] > diff[:, :, None]  # [p, i, j]: diff_j > diff_i
-        geq = diff[:, None, :] >= diff[:, :, None]
-        rank = torch.where(later, greater, geq & ~later & ~torch.eye(d1, dtype=torch.bool, device=dev)).sum(2)
-        del greater, geq
+        rank = torch.zeros(n, d1, dtype=torch.int64, device=dev)
+        for i in range(d):
+            for j in range(i + 1, d1):
+                later_greater = diff[:, i] < diff[:, j]
+                rank[:, i] += later_greater
+                rank[:, j] += ~later_greater
         rank = rank + shift
         low, high = rank < 0, rank > d
         rank = torch.where(low, rank + d1, torch.where(high, rank - d1, rank))
@@ -134,9 +135,9 @@ class PermutohedralLattice:
         base = ((key0 - lo) * place_t).sum(1)  # (n,)
         all_ones = int(sum(place))
         r = torch.arange(d1, device=dev)
-        wraps = rank[:, None, :d] > (d - r)[None, :, None]  # (n, d+1 vertices, d coordinates)
-        codes = base[:, None] + r * all_ones - d1 * (wraps.to(torch.int64) * place_t).sum(2)  # (n, d+1)
-        del wraps
+        codes = base[:, None] + r * all_ones  # (n, d+1)
+        for i in range(d):
+            codes -= (d1 * place[i]) * (rank[:, i : i + 1] > (d - r)).to(torch.int64)
 
         uniq, inverse = torch.unique(codes.reshape(-1), sorted=True, return_inverse=True)
         del codes
