@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "--repeats",
             str(args.repeats),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return proc.returncode

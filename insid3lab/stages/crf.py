@@ -30,6 +30,7 @@ one channel per kernel and iteration, which is the same computation as the libra
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +41,12 @@ from insid3lab.stages.lattice import PermutohedralLattice, dense_gaussian_filter
 __all__ = [
     "CRF_DEFAULTS",
     "band_regions",
-    "crf_unary",
-    "crf_features",
     "crf_energy",
+    "crf_features",
     "crf_inference",
     "crf_refine",
     "crf_refiner",
+    "crf_unary",
 ]
 
 #: The authors' settings (``init_crf``): band width in pixels, core probability, Frank-Wolfe
@@ -151,7 +152,7 @@ def crf_inference(
     gamma: float,
     spatial_weight: float = CRF_DEFAULTS["spatial_weight"],
     bilateral_weight: float = CRF_DEFAULTS["bilateral_weight"],
-    filter: str = "lattice",
+    filtering: str = "lattice",
     energies: list[float] | None = None,
 ) -> Tensor:
     """Two-label dense Gaussian CRF by regularised Frank-Wolfe (l2, lambda 1, step 1), as ``frank_wolfe``.
@@ -162,17 +163,17 @@ def crf_inference(
         iterations: Frank-Wolfe steps (each filters once with each kernel, built once).
         alpha, beta, gamma: kernel standard deviations (pixels, colour, pixels).
         spatial_weight, bilateral_weight: kernel weights.
-        filter: "lattice" (permutohedral, any size) or "dense" (exact brute force, small images).
+        filtering: "lattice" (permutohedral, any size) or "dense" (exact brute force, small images).
         energies: if a list, the energy (``crf_energy``) of the start and of every iterate is appended.
 
     Returns:
         (H, W) float32, the final score difference fg - bg; the label is foreground where it is > 0.
     """
-    if filter not in FILTERS:
-        raise ValueError(f"crf_inference: filter must be one of {FILTERS}; got {filter!r}")
+    if filtering not in FILTERS:
+        raise ValueError(f"crf_inference: filtering must be one of {FILTERS}; got {filtering!r}")
     _, h, w = image.shape
     spatial, bilateral = crf_features(image, alpha, beta, gamma)
-    if filter == "lattice":
+    if filtering == "lattice":
         k_s, k_b = PermutohedralLattice(spatial).filter, PermutohedralLattice(bilateral).filter
     else:
 
@@ -199,7 +200,7 @@ def crf_inference(
 
 
 def _positive(name: str, value, *, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
+    kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or not math.isfinite(value):
         what = "a positive integer" if integer else "a positive finite number"
         raise ValueError(f"crf_refine: {name} must be {what}; got {value!r}")
@@ -263,10 +264,10 @@ def crf_refine(
     for name, value in (("alpha", alpha), ("gamma", gamma)):
         if value is not None:
             _positive(name, value)
-    if isinstance(p_core, bool) or not isinstance(p_core, (int, float)) or not 0.5 < p_core < 1.0:
+    if isinstance(p_core, bool) or not isinstance(p_core, numbers.Real) or not 0.5 < p_core < 1.0:
         raise ValueError(f"crf_refine: p_core must lie in (0.5, 1); got {p_core!r}")
     for name, value in (("spatial_weight", spatial_weight), ("bilateral_weight", bilateral_weight)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and math.isfinite(value)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value >= 0 and math.isfinite(value)):
             raise ValueError(f"crf_refine: {name} must be a finite number >= 0; got {value!r}")
 
     scale = max(mask.shape) / 512.0

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["PermutohedralLattice", "permutohedral_filter", "dense_gaussian_filter"]
+__all__ = ["PermutohedralLattice", "dense_gaussian_filter", "permutohedral_filter"]
 
 #: Largest product of per-coordinate key ranges that still encodes into a non-negative int64.
 _MAX_CODE = 2**62
