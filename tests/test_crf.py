@@ -50,9 +50,9 @@ def _edge_image(h: int = 48, w: int = 64, edge: int = 30, seed: int = 0) -> torc
 
 @pytest.mark.parametrize("colour_std", [None, 0.1, 0.3])
 def test_lattice_filter_matches_dense_filter(colour_std):
-    # The permutohedral lattice approximates the Gaussian by splatting onto simplex vertices, three
-    # [1/4, 1/2, 1/4] blurs per dimension and slicing; Adams, Baek and Davis (2010) report errors of a
-    # few percent of the signal range against the exact filter. Measured here: mean |error| ~0.003-0.007,
+    # The permutohedral lattice approximates the Gaussian by splatting onto simplex vertices, one
+    # [1/4, 1/2, 1/4] blur along each of the d+1 lattice directions and slicing; Adams, Baek and Davis
+    # (2010) report errors of a few percent of the signal range against the exact filter. Measured here: mean |error| ~0.003-0.007,
     # max ~0.02-0.05 on a 0/1 signal. Tolerances: mean 0.015, max 0.1 (a tenth of the signal range), and a
     # relative L2 error (to the signal's deviation from its mean) under 5%.
     image = _edge_image(40, 48)
