@@ -93,6 +93,7 @@ class PermutohedralLattice:
         up = torch.ceil(v) * d1
         down = torch.floor(v) * d1
         rem0 = torch.where(up - elevated < elevated - down, up, down).to(torch.int64)
+        del v, up, down, cf, suffix
         shift = rem0.sum(1, keepdim=True) // d1  # how far off the hyperplane the rounding went
 
         # Rank of each coordinate of the residual (ties: the later coordinate ranks higher).
@@ -103,6 +104,7 @@ class PermutohedralLattice:
                 later_greater = diff[:, i] < diff[:, j]
                 rank[:, i] += later_greater
                 rank[:, j] += ~later_greater
+        del diff
         rank = rank + shift
         low, high = rank < 0, rank > d
         rank = torch.where(low, rank + d1, torch.where(high, rank - d1, rank))
@@ -115,6 +117,7 @@ class PermutohedralLattice:
         bary.scatter_add_(1, d + 1 - rank, -delta)
         bary[:, 0] += 1.0 + bary[:, d + 1]
         self.weight = bary[:, :d1].contiguous()
+        del delta, bary, elevated
 
         # Vertex r of the simplex has key rem0[:d] + r, minus (d+1) where rank > d - r. Encode the d
         # stored coordinates (the last is redundant) in mixed radix, with a margin of d+1 on both
@@ -139,6 +142,7 @@ class PermutohedralLattice:
         for i in range(d):
             codes -= (d1 * place[i]) * (rank[:, i : i + 1] > (d - r)).to(torch.int64)
 
+        del base, rank, rem0
         uniq, inverse = torch.unique(codes.reshape(-1), sorted=True, return_inverse=True)
         del codes
         m = uniq.numel()
