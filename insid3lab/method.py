@@ -201,11 +201,19 @@ def upsample(
     S = params.image_size
     with recorder.stage("upsampling"):
         up = upsample_mask(low, S, S)
-        refiner = get_refiner(params.refine)
-        if refiner is not bilinear:
-            if image is None:
-                raise ValueError(f"refine={params.refine!r} needs the target image: pass image=(3, S, S) in [0, 1]")
-            up = refiner(up, image.to(up.device)).to(torch.bool)
+    recorder.record(mask_upsampled=up)
+    refiner = get_refiner(params.refine)
+    if refiner is not bilinear:
+        if image is None:
+            raise ValueError(f"refine={params.refine!r} needs the target image: pass image=(3, S, S) in [0, 1]")
+        before = up
+        with recorder.stage("refinement"):
+            up = refiner(before, image.to(before.device)).to(torch.bool)
+        if recorder.keeps:
+            # a refiner may say which pixels it is allowed to change (the CRF's band)
+            band = getattr(refiner, "band", None)
+            recorder.record(mask_refined=up, refine_band=None if band is None else band(before))
+    with recorder.stage("upsampling"):
         out = up if out_size is None else upsample_mask(up, *out_size)
-    recorder.record(mask_upsampled=up, mask=out)
+    recorder.record(mask=out)
     return out

@@ -64,7 +64,9 @@ class Trace:
     seed: int | None = None
     # masks
     mask_low: Tensor | None = None  # (h, w) bool
-    mask_upsampled: Tensor | None = None  # (S, S) bool
+    mask_upsampled: Tensor | None = None  # (S, S) bool, bilinear, before refinement
+    refine_band: Tensor | None = None  # (S, S) bool, the pixels the refiner may change (when it has a band)
+    mask_refined: Tensor | None = None  # (S, S) bool, after refinement (None without a refiner)
     mask: Tensor | None = None  # (H, W) bool, the prediction
     # seconds per stage
     timings: dict[str, float] = field(default_factory=dict)
@@ -123,6 +125,11 @@ class Recorder:
         self.trace = trace
         self.timings = timings
         self.device = torch.device("cpu") if device is None else torch.device(device)
+
+    @property
+    def keeps(self) -> bool:
+        """Whether intermediates are kept (a caller may skip work done only for the trace)."""
+        return self.trace is not None
 
     def record(self, **values: Any) -> None:
         """Keep intermediates in the trace (unknown names are an error: a misspelt field is a bug)."""

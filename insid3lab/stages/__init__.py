@@ -10,7 +10,8 @@ Use them one by one from a notebook, in the order of the method:
 5. :mod:`~insid3lab.stages.clustering` — ``cosine_distances``, ``agglomerative_clustering``
 6. :mod:`~insid3lab.stages.aggregation` — ``cluster_prototypes``, ``seed_and_scores``, ``aggregate``
 7. :mod:`~insid3lab.stages.upsampling` — ``upsample_mask``; :mod:`~insid3lab.stages.refine` — ``REFINERS``,
-   ``register_refiner``, ``get_refiner``
+   ``register_refiner``, ``get_refiner``; :mod:`~insid3lab.stages.crf` — ``crf_refine`` (the dense CRF on a
+   band around the boundary, built on the permutohedral lattice of :mod:`~insid3lab.stages.lattice`)
 
 and :mod:`~insid3lab.stages.correspondence` for keypoint matching.
 """
@@ -18,6 +19,7 @@ and :mod:`~insid3lab.stages.correspondence` for keypoint matching.
 from .aggregation import aggregate, cluster_prototypes, cluster_sizes, seed_and_scores
 from .clustering import agglomerative_clustering, cosine_distances
 from .correspondence import match_keypoints
+from .crf import crf_refine
 from .features import Encoder, extract_features, l2_normalize
 from .matching import (
     backward_mask,
@@ -29,11 +31,16 @@ from .matching import (
 )
 from .prototype import EmptyMaskError, downsample_mask, reference_prototype, shot_prototypes
 from .subspace import clamp_components, complement_projector, debias, positional_svd
+from .refine import REFINERS, get_refiner, register_refiner
 from .upsampling import upsample_mask
 
 __all__ = [
+    "REFINERS",
     "EmptyMaskError",
     "Encoder",
+    "crf_refine",
+    "get_refiner",
+    "register_refiner",
     "agglomerative_clustering",
     "aggregate",
     "backward_mask",

@@ -291,5 +291,17 @@ def crf_refine(
 
 
 def crf_refiner(mask: Tensor, image: Tensor) -> Tensor:
-    """The CRF as a mask refiner with the authors' settings: (S, S) bool, (3, S, S) in [0, 1] -> (S, S) bool."""
+    """The CRF as a mask refiner with the authors' settings: (S, S) bool, (3, S, S) in [0, 1] -> (S, S) bool.
+
+    Registered as ``refine="crf"`` (:mod:`insid3lab.stages.refine`); the authors' ``mask_refiner="crf"``.
+    """
     return crf_refine(image, mask)
+
+
+def _crf_band(mask: Tensor) -> Tensor:
+    """(S, S) bool -> (S, S) bool: the band whose pixels the CRF decides (the rest is kept)."""
+    return band_regions(mask)[2]
+
+
+#: The pixels the refiner may change, recorded in the trace as ``refine_band``.
+crf_refiner.band = _crf_band

@@ -6,7 +6,10 @@ returns a refined mask of the same size::
     fn(mask: Tensor (S, S) bool, image: Tensor (3, S, S) float in [0, 1]) -> Tensor (S, S) bool
 
 ``image`` is the network input before ImageNet normalisation. ``"bilinear"`` returns the
-mask unchanged: the method without refinement (the authors' ``mask_refiner="bilinear"``).
+mask unchanged: the method without refinement (the authors' ``mask_refiner="bilinear"``);
+``"crf"`` is the authors' dense-CRF refinement of a band around the boundary
+(:func:`insid3lab.stages.crf.crf_refiner`, pure torch, any device). A refiner may carry a
+``band`` attribute, ``band(mask) -> (S, S) bool``: the pixels it may change, kept in the trace.
 Add one with :func:`register_refiner`; :data:`REFINERS` is the one list of choices, used
 both to validate a name and to report the choices.
 """
@@ -16,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import Tensor
+
+from .crf import crf_refiner
 
 __all__ = ["REFINERS", "Refiner", "bilinear", "get_refiner", "register_refiner"]
 
@@ -28,7 +33,7 @@ def bilinear(mask: Tensor, image: Tensor) -> Tensor:
 
 
 #: Refiners by name.
-REFINERS: dict[str, Refiner] = {"bilinear": bilinear}
+REFINERS: dict[str, Refiner] = {"bilinear": bilinear, "crf": crf_refiner}
 
 
 def register_refiner(name: str, fn: Refiner, *, overwrite: bool = False) -> Refiner:
