@@ -164,8 +164,8 @@ class INSID3:
         self._svd_components = self._check_components(svd_components)
         self._tau = self._check_tau(tau)
         self._merge_threshold = self._check_merge(merge_threshold)
-        if clustering not in ("auto", "sklearn", "scipy", "torch"):
-            raise ValueError(f"clustering={clustering!r}: allowed 'auto', 'sklearn', 'scipy', 'torch'")
+        if not callable(clustering) and clustering not in clu.CLUSTERERS:
+            raise ValueError(f"clustering={clustering!r}: allowed {', '.join(map(repr, clu.CLUSTERERS))} or a callable")
         self.clustering = clustering
         self._debias = bool(debias)
         self.resize_to_orig_size = bool(resize_to_orig_size)

@@ -6,7 +6,9 @@ by average-linkage agglomerative clustering on the cosine distance
 (the mean of all pairwise distances between their members) is strictly below
 ``1 - tau``.
 
-Three implementations give the same labels (for exact ties between distances, see
+The implementations live in the registry :data:`CLUSTERERS` (``fn(X, threshold) -> labels``,
+see :data:`Clusterer`; add one with :func:`register_clusterer`, or pass any callable as
+``method``). The built-in ones give the same labels (for exact ties between distances, see
 :func:`cluster_average_linkage_torch`):
 
 ``"sklearn"``
@@ -20,10 +22,19 @@ Three implementations give the same labels (for exact ties between distances, se
     float32 distance matrix, its strict upper triangle handed to scipy's linkage as float64,
     the same cut — without scikit-learn's input checks and index bookkeeping (about twice
     as fast at N = 4096). The partition is identical to ``"sklearn"``'s by construction.
+``"components"``
+    :func:`~insid3lab.stages.clustering_components.cluster_average_linkage_components`:
+    no cluster spans two connected components of the graph "distance below the
+    threshold", so scipy's linkage runs on each component's sub-matrix (singletons and
+    pairs need none). Quadratic in the component sizes instead of N; a single giant
+    component falls back to the full-matrix run.
 ``"torch"``
     :func:`cluster_average_linkage_torch`, a parallel reciprocal-nearest-neighbour
     algorithm written with tensor operations, which runs on the device that holds the
     features (CPU, CUDA; MPS computes on the CPU because it has no float64).
+``"auto"``
+    ``"components"`` for CPU tensors, ``"torch"`` otherwise: the fastest exact path
+    measured on each (``benchmarks/bench_clustering.py``).
 
 Average linkage is *reducible*: merging clusters a and b never brings the result closer
 to a third cluster c than min(d(a, c), d(b, c)). Hence a pair of reciprocal nearest
@@ -31,7 +42,7 @@ neighbours stays reciprocal until it is merged, and merging every such pair belo
 threshold in parallel, round after round, produces the same clusters as the sequential
 algorithm stopped at the threshold.
 
-Labels are canonical in both paths: clusters are numbered 0..K-1 in the order of their
+Labels are canonical in every path: clusters are numbered 0..K-1 in the order of their
 smallest member index (cell 0 is always in cluster 0, the first cell not in cluster 0
 opens cluster 1, ...). The numbering that scikit-learn itself produces depends on the
 shape of the dendrogram; the canonical numbering depends only on the partition.
@@ -50,6 +61,7 @@ from torch import Tensor
 from .clustering_components import (
     as_numpy_distances,
     cluster_average_linkage_components,
+    cosine_asymmetry_bound,
     cut_average_linkage,
     strict_upper,
 )
@@ -57,14 +69,14 @@ from .clustering_components import (
 __all__ = [
     "CLUSTERERS",
     "Clusterer",
+    "agglomerative_clustering",
+    "canonical_labels",
+    "cluster_average_linkage_components",
+    "cluster_average_linkage_scipy",
+    "cluster_average_linkage_torch",
+    "cosine_distances",
     "register_clusterer",
     "resolve_clusterer",
-    "cosine_distances",
-    "agglomerative_clustering",
-    "cluster_average_linkage_torch",
-    "cluster_average_linkage_scipy",
-    "cluster_average_linkage_components",
-    "canonical_labels",
 ]
 
 
@@ -305,7 +317,7 @@ def _torch(X: Tensor, threshold: float) -> Tensor:
 
 
 def _components(X: Tensor, threshold: float) -> Tensor:
-    return cluster_average_linkage_components(cosine_distances(X), threshold)
+    return cluster_average_linkage_components(cosine_distances(X), threshold, asymmetry=cosine_asymmetry_bound(X))
 
 
 def _auto(X: Tensor, threshold: float) -> Tensor:

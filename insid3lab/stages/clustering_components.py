@@ -43,7 +43,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["threshold_components", "cut_average_linkage", "cluster_average_linkage_components"]
+__all__ = [
+    "cluster_average_linkage_components",
+    "cosine_asymmetry_bound",
+    "cut_average_linkage",
+    "threshold_components",
+]
 
 #: Graphs with at most this many edges per cell go to scipy's sparse connected components;
 #: denser ones are searched breadth-first on the dense adjacency matrix.
@@ -89,33 +94,46 @@ def cut_average_linkage(condensed: np.ndarray, threshold: float) -> np.ndarray:
     return fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance").astype(np.int64)
 
 
-def _edge_bound(dtype: np.dtype, threshold: float) -> np.generic:
+def _edge_bound(dtype: np.dtype, threshold: float) -> float:
     """The value that ``D < bound`` compares against so that edges are ``D < threshold`` (exactly)."""
     if dtype == np.float64:
-        return np.float64(threshold + 2.0**-30)  # margin for float64 rounding, see the module docstring
+        return threshold + 2.0**-30  # margin for float64 rounding, see the module docstring
     # For float16/float32 values, d < t (real numbers) <=> d < the smallest float32 >= t.
     bound = np.float32(threshold)
     if float(bound) < threshold:
         bound = np.nextafter(bound, np.float32(np.inf))
-    return bound
+    return float(bound)
 
 
-def threshold_components(Dn: np.ndarray, threshold: float) -> np.ndarray:
+def threshold_components(Dn: np.ndarray, threshold: float, *, asymmetry: float | None = None) -> np.ndarray:
     """Connected components of the graph with an edge where ``D[i, j] < threshold`` (i < j).
 
     Args:
-        Dn: (N, N) numpy distance matrix; only its strict upper triangle is read.
+        Dn: (N, N) numpy distance matrix; only its strict upper triangle decides edges.
         threshold: edge when the distance is strictly below this value (float64 matrices get
             the margin of the module docstring).
+        asymmetry: a bound on ``|D[i, j] - D[j, i]|`` (for :func:`cosine_distances`, see
+            :func:`cosine_asymmetry_bound`). With it, the graph takes every entry of both
+            triangles below ``threshold + asymmetry``, a superset of the edges in both
+            directions, and the components are still exact: extra edges only join components
+            (no cluster is ever split by them), and each upper-triangle edge appears in both
+            rows. This saves transposing the adjacency matrix. None: the strict upper triangle
+            is compared and mirrored.
 
     Returns:
         (N,) int64 numpy array of component ids numbered 0..K-1 in the order of each
-        component's smallest member (canonical).
+        component's smallest member (canonical). Every cluster at ``threshold`` lies inside one
+        component; with ``asymmetry``, a component can be a union of several exact ones.
     """
     N = Dn.shape[0]
     Dc = Dn if Dn.dtype == np.float64 else Dn.astype(np.float32, copy=False)
-    adjacency = Dc < _edge_bound(Dc.dtype, threshold)
-    adjacency &= strict_upper(N)
+    bound = _edge_bound(Dc.dtype, threshold)
+    if asymmetry is None:
+        adjacency = Dc < Dc.dtype.type(bound)
+        adjacency &= strict_upper(N)
+        adjacency |= adjacency.T
+    else:
+        adjacency = Dc < Dc.dtype.type(np.nextafter(bound + asymmetry, np.inf))
     edges = int(np.count_nonzero(adjacency))
     comp = np.full(N, -1, dtype=np.int64)
     if edges <= SPARSE_EDGES_PER_CELL * N:
@@ -124,9 +142,8 @@ def threshold_components(Dn: np.ndarray, threshold: float) -> np.ndarray:
 
         i, j = np.nonzero(adjacency)
         graph = coo_matrix((np.ones(edges, dtype=np.int8), (i, j)), shape=(N, N)).tocsr()
-        _, comp = connected_components(graph, directed=False)
+        _, comp = connected_components(graph, directed=True, connection="weak")
     else:
-        adjacency |= adjacency.T
         unseen = np.ones(N, dtype=bool)
         c = 0
         for seed in range(N):
@@ -140,15 +157,35 @@ def threshold_components(Dn: np.ndarray, threshold: float) -> np.ndarray:
                 unseen[frontier] = False
                 comp[frontier] = c
             c += 1
-    # Renumber by smallest member (scipy numbers components by discovery order already, but say so once).
+    # Renumber by smallest member (whatever order the search found them in).
     _, first = np.unique(comp, return_index=True)
     rank = np.empty_like(first)
     rank[np.argsort(first)] = np.arange(first.size)
     return rank[comp]
 
 
+def cosine_asymmetry_bound(X: Tensor) -> float:
+    """A bound on ``|D[i, j] - D[j, i]|`` for ``D = cosine_distances(X)``.
+
+    Both entries approximate the same dot product; each is within ``(C + 2) u |x_i| |x_j|`` of
+    it (the standard bound for a length-C dot product in precision ``u``, plus the clamp and
+    ``1 - s``), so they differ by at most twice that. Doubled once more for safety.
+
+    Args:
+        X: (N, C) floating tensor.
+    """
+    C = X.shape[1]
+    u = torch.finfo(X.dtype).eps
+    norm2 = float((X.float() ** 2).sum(1).max()) if X.numel() else 0.0
+    return 4.0 * (C + 2) * u * max(norm2, 1.0)
+
+
 def cluster_average_linkage_components(
-    D: Tensor, threshold: float, *, full_run_fraction: float | None = FULL_RUN_FRACTION
+    D: Tensor,
+    threshold: float,
+    *,
+    asymmetry: float | None = None,
+    full_run_fraction: float | None = FULL_RUN_FRACTION,
 ) -> Tensor:
     """Average-linkage clusters, computed per connected component of the threshold graph.
 
@@ -159,6 +196,7 @@ def cluster_average_linkage_components(
         D: (N, N) distance matrix (any device; read on the CPU), N >= 2. Only its strict upper
             triangle is read.
         threshold: merge while the linkage distance is strictly below this value.
+        asymmetry: a bound on ``|D[i, j] - D[j, i]|`` (see :func:`threshold_components`).
         full_run_fraction: when the largest component holds at least this fraction of the
             N (N - 1) / 2 cell pairs, cluster the whole matrix in one scipy run instead;
             None always works component by component.
@@ -168,7 +206,7 @@ def cluster_average_linkage_components(
     """
     Dn = as_numpy_distances(D)
     N = Dn.shape[0]
-    comp = threshold_components(Dn, threshold)
+    comp = threshold_components(Dn, threshold, asymmetry=asymmetry)
     sizes = np.bincount(comp)
     if full_run_fraction is not None and sizes.max() ** 2 >= full_run_fraction * N * N:
         return torch.from_numpy(cut_average_linkage(np.asarray(Dn[strict_upper(N)], dtype=np.float64), threshold))
@@ -180,7 +218,7 @@ def cluster_average_linkage_components(
         idx = order[starts[c] : starts[c + 1]]
         n = idx.size
         if n == 2:
-            if not float(Dn[idx[0], idx[1]]) < threshold:  # float64 margin edge: the pair stays apart
+            if not float(Dn[idx[0], idx[1]]) < threshold:  # an edge of the margin only: the pair stays apart
                 labels[idx[1]] = next_id
                 next_id += 1
             continue
