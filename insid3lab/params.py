@@ -82,8 +82,7 @@ def choices(name: str) -> tuple[str, ...]:
     if name == "clustering":
         from .stages import clustering
 
-        registered = getattr(clustering, "CLUSTERERS", clustering.CLUSTERING_METHODS)
-        return tuple(dict.fromkeys(("auto", *registered)))
+        return tuple(clustering.CLUSTERERS)
     if name == "refine":
         from .stages.refine import REFINERS
 

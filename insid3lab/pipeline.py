@@ -137,14 +137,14 @@ class INSID3:
 
     @classmethod
     def from_pretrained(cls, source, *, device="auto", dtype=None, arch=None, rope_periods="auto", **kwargs) -> INSID3:
-        """An INSID3 on the backbone from ``source`` (anything :func:`~insid3lab.sources.load_encoder` reads:
+        """An INSID3 on the backbone from ``source`` (anything :func:`~insid3lab.load_backbone` reads:
         a hub id, a transformers folder, a Meta ``.pth``/``.safetensors`` file, ``random:ARCH``).
 
         ``kwargs`` go to the constructor (``image_size=768``, ``tau=0.5``, ``params=...``, ...).
         """
-        from .sources import load_encoder
+        from .backbone import load_backbone
 
-        return cls(load_encoder(source, device=device, dtype=dtype, arch=arch, rope_periods=rope_periods), **kwargs)
+        return cls(load_backbone(source, device=device, dtype=dtype, arch=arch, rope_periods=rope_periods), **kwargs)
 
     # ------------------------------------------------------------ settings
     @property

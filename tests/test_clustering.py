@@ -12,10 +12,18 @@ import torch.nn.functional as F
 from sklearn.cluster import AgglomerativeClustering
 
 from insid3lab.stages.clustering import (
+    CLUSTERERS,
     agglomerative_clustering,
     canonical_labels,
+    cluster_average_linkage_scipy,
     cluster_average_linkage_torch,
     cosine_distances,
+    register_clusterer,
+)
+from insid3lab.stages.clustering_components import (
+    cluster_average_linkage_components,
+    cosine_asymmetry_bound,
+    threshold_components,
 )
 
 
@@ -39,11 +47,23 @@ def same_partition(a, b) -> bool:
     return len(a) == len(b) and len(pairs) == len(set(a)) == len(set(b))
 
 
+def per_component(X: torch.Tensor, tau: float, asymmetry: bool = True) -> torch.Tensor:
+    """The components path forced to cluster component by component (never one full run)."""
+    bound = cosine_asymmetry_bound(X) if asymmetry else None
+    labels = cluster_average_linkage_components(cosine_distances(X), 1.0 - tau, asymmetry=bound, full_run_fraction=None)
+    return canonical_labels(labels)
+
+
 def assert_paths_agree(X: torch.Tensor, tau: float) -> torch.Tensor:
-    """Both methods give identical labels, and they are scikit-learn's partition."""
+    """All methods give identical labels, and they are scikit-learn's partition."""
     by_sklearn = agglomerative_clustering(X, tau, method="sklearn")
     by_torch = agglomerative_clustering(X, tau, method="torch")
     assert torch.equal(agglomerative_clustering(X, tau, method="scipy"), by_sklearn)
+    assert torch.equal(agglomerative_clustering(X, tau, method="components"), by_sklearn)
+    assert torch.equal(agglomerative_clustering(X, tau, method="auto"), by_sklearn)
+    if X.shape[0] >= 2:
+        assert torch.equal(per_component(X, tau), by_sklearn)
+        assert torch.equal(per_component(X, tau, asymmetry=False), by_sklearn)
     assert by_sklearn.dtype == by_torch.dtype == torch.long
     assert by_sklearn.shape == by_torch.shape == (X.shape[0],)
     assert torch.equal(by_sklearn, by_torch)
@@ -118,7 +138,7 @@ def test_hand_computed_features_on_a_circle():
     assert first < 0.05 < second < 0.1 < third < 0.2 and last > 1
     cases = {0.99: [0, 1, 2, 3, 4], 0.95: [0, 1, 2, 2, 3], 0.9: [0, 0, 1, 1, 2], 0.8: [0, 0, 1, 1, 1]}
     for tau, expected in cases.items():
-        for method in ("sklearn", "scipy", "torch", "auto"):
+        for method in CLUSTERERS:
             assert agglomerative_clustering(X, tau, method=method).tolist() == expected, (tau, method)
     # Even the smallest tau keeps the two groups apart: their linkage exceeds 1.
     assert agglomerative_clustering(X, 1e-6, method="torch").tolist() == [0, 0, 1, 1, 1]
@@ -197,6 +217,7 @@ def test_exact_duplicates():
     assert agglomerative_clustering(X, 1.0, method="torch").tolist() == list(range(256))
     assert agglomerative_clustering(X, 1.0, method="sklearn").tolist() == list(range(256))
     assert agglomerative_clustering(X, 1.0, method="scipy").tolist() == list(range(256))
+    assert agglomerative_clustering(X, 1.0, method="components").tolist() == list(range(256))
 
 
 def test_exact_distance_ties_between_duplicate_groups():
@@ -253,7 +274,7 @@ def test_nothing_merges():
 
 
 def test_tiny_inputs():
-    for method in ("sklearn", "scipy", "torch"):
+    for method in ("sklearn", "scipy", "torch", "components", "auto"):
         assert agglomerative_clustering(torch.ones(1, 4) / 2, 0.6, method=method).tolist() == [0]
         assert agglomerative_clustering(torch.zeros(0, 4), 0.6, method=method).tolist() == []
         two = torch.tensor([[1.0, 0.0], [0.8, 0.6]])  # distance 0.2
@@ -270,13 +291,15 @@ def test_lower_triangle_and_diagonal_are_ignored():
     assert torch.equal(cluster_average_linkage_torch(noisy, 0.4), agglomerative_clustering(X, 0.6, method="sklearn"))
 
 
-def test_labels_stay_on_input_device_and_auto_is_scipy_on_cpu(monkeypatch):
+def test_labels_stay_on_input_device_and_auto_is_components_on_cpu(monkeypatch):
     import insid3lab.stages.clustering as clu
 
     X = normalised((64, 8), seed=17)
     calls = []
-    real = clu.cluster_average_linkage_scipy
-    monkeypatch.setattr(clu, "cluster_average_linkage_scipy", lambda D, t: calls.append(t) or real(D, t))
+    real = clu.cluster_average_linkage_components
+    monkeypatch.setattr(
+        clu, "cluster_average_linkage_components", lambda D, t, **kw: calls.append(t) or real(D, t, **kw)
+    )
     labels = agglomerative_clustering(X, 0.6)
     assert calls == [pytest.approx(0.4)]
     assert labels.device == X.device and labels.dtype == torch.long
@@ -293,8 +316,13 @@ def test_tau_is_validated(tau):
 
 
 def test_method_is_validated():
-    with pytest.raises(ValueError, match="method must be one of 'auto', 'sklearn', 'scipy', 'torch', got 'kmeans'"):
+    with pytest.raises(
+        ValueError,
+        match="unknown clustering method 'kmeans'. Try one of 'auto', 'sklearn', 'scipy', 'torch', 'components'",
+    ):
         agglomerative_clustering(normalised((8, 4), seed=0), 0.6, method="kmeans")
+    with pytest.raises(ValueError, match="unknown clustering method None"):
+        agglomerative_clustering(normalised((8, 4), seed=0), 0.6, method=None)
 
 
 def test_features_are_validated():
@@ -321,3 +349,118 @@ def test_distance_matrix_is_validated():
         cluster_average_linkage_torch(torch.zeros(3, 3, dtype=torch.long), 0.4)
     with pytest.raises(ValueError, match="threshold must be a real number"):
         cluster_average_linkage_torch(torch.zeros(3, 3), float("nan"))
+
+
+# ------------------------------------------------------------- connected components
+
+
+def test_threshold_components_by_hand():
+    # Cells 0-1 and 2-3-4 (a chain) are linked below 0.3; cell 5 is alone; 0.3 itself is no edge.
+    D = torch.full((6, 6), 0.9)
+    for i, j, d in [(0, 1, 0.1), (2, 3, 0.2), (3, 4, 0.29), (1, 5, 0.3)]:
+        D[i, j] = D[j, i] = d
+    D.fill_diagonal_(0)
+    Dn = D.numpy()
+    assert threshold_components(Dn, 0.3).tolist() == [0, 0, 1, 1, 1, 2]
+    assert threshold_components(Dn, 0.3, asymmetry=0.0).tolist() == [0, 0, 1, 1, 1, 2]
+    assert threshold_components(Dn, 0.30001).tolist() == [0, 0, 1, 1, 1, 0]
+    # Only the strict upper triangle decides: a small value below the diagonal is ignored.
+    Dn[5, 2] = 0.0
+    assert threshold_components(Dn, 0.3).tolist() == [0, 0, 1, 1, 1, 2]
+    assert threshold_components(Dn, 0.3, asymmetry=0.0).tolist() == [0, 0, 1, 1, 1, 1]  # a superset
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_components_are_scipys_and_no_cluster_spans_two(seed):
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    g = torch.Generator().manual_seed(seed)
+    centres = normalised((20, 16), seed=100 + seed)
+    X = F.normalize(centres[torch.randint(0, 20, (300,), generator=g)] + 0.3 * torch.randn(300, 16, generator=g), dim=1)
+    D = cosine_distances(X)
+    Dn = D.numpy()
+    for tau in (0.6, 0.8, 0.9):
+        t = 1.0 - tau
+        upper = np.triu(Dn.astype(np.float64) < t, 1)
+        _, expected = connected_components(csr_matrix(upper), directed=False)
+        comp = threshold_components(Dn, t)
+        assert same_partition(comp, expected)
+        assert comp[0] == 0 and set(comp.tolist()) == set(range(int(comp.max()) + 1))
+        # The graph used for cosine distances: every exact component lies inside one of its components.
+        loose = threshold_components(Dn, t, asymmetry=cosine_asymmetry_bound(X))
+        assert len(set(zip(comp.tolist(), loose.tolist()))) == int(comp.max()) + 1
+        labels = agglomerative_clustering(X, tau, method="sklearn").numpy()
+        assert len(set(zip(labels.tolist(), comp.tolist()))) == int(labels.max()) + 1  # clusters nest in components
+        assert int(labels.max()) >= int(comp.max()) >= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_components_at_thresholds_equal_to_a_distance(dtype):
+    # The threshold is exactly one of the distances (that pair must not merge) at several
+    # quantiles, on random and on duplicated rows.
+    for seed in range(8):
+        g = torch.Generator().manual_seed(seed)
+        N = 60 + 30 * seed
+        X = torch.randn(N, 6, generator=g)
+        if seed % 2:
+            X = X[torch.randint(0, N, (N,), generator=g)]
+        D = cosine_distances(F.normalize(X, dim=1).to(dtype))
+        values = torch.unique(D[torch.triu(torch.ones(N, N, dtype=torch.bool), 1)])
+        for q in (0.01, 0.05, 0.2, 0.5):
+            t = float(values[int(q * (values.numel() - 1))])
+            expected = cluster_average_linkage_scipy(D, t)
+            got = canonical_labels(cluster_average_linkage_components(D, t, full_run_fraction=None))
+            assert torch.equal(got, expected), (seed, q)
+            assert torch.equal(cluster_average_linkage_torch(D, t), expected), (seed, q)
+
+
+@pytest.mark.parametrize("N, C", [(150, 4), (400, 8), (400, 64), (900, 32)])
+def test_components_path_on_groups_of_many_sizes(N, C):
+    # Groups of 1..~40 cells at several spreads: singletons, pairs, small and large components.
+    g = torch.Generator().manual_seed(N + C)
+    centres = normalised((N // 8, C), seed=N * C)
+    which = torch.randint(0, N // 8, (N,), generator=g)
+    spread = 0.02 + 0.5 * torch.rand(N // 8, generator=g)
+    X = F.normalize(centres[which] + spread[which, None] * torch.randn(N, C, generator=g), dim=1)
+    for tau in (0.5, 0.7, 0.9, 0.97):
+        sizes = np.bincount(threshold_components(cosine_distances(X).numpy(), 1 - tau))
+        labels = assert_paths_agree(X, tau)
+        assert int(labels.max()) + 1 >= sizes.size
+
+
+# ------------------------------------------------------------------------------ registry
+
+
+def test_a_custom_callable_is_used_and_its_labels_made_canonical():
+    X = normalised((50, 4), seed=20)
+    seen = []
+
+    def halves(X, threshold):
+        seen.append((X.shape, threshold))
+        return torch.tensor([7] * 25 + [3] * 25)
+
+    labels = agglomerative_clustering(X, 0.75, method=halves)
+    assert seen == [((50, 4), 0.25)]
+    assert labels.tolist() == [0] * 25 + [1] * 25
+
+
+def test_register_clusterer_makes_a_name_selectable(monkeypatch):
+    monkeypatch.setitem(CLUSTERERS, "placeholder", None)  # restored after the test
+    register_clusterer("placeholder", lambda X, t: torch.arange(X.shape[0]).flip(0))
+    X = normalised((10, 4), seed=21)
+    assert agglomerative_clustering(X, 0.5, method="placeholder").tolist() == list(range(10))
+    with pytest.raises(ValueError, match="Try one of .*'components', 'placeholder'"):
+        agglomerative_clustering(X, 0.5, method="nope")
+
+
+def test_register_clusterer_and_clusterer_output_are_validated():
+    with pytest.raises(ValueError, match="non-empty string"):
+        register_clusterer("", lambda X, t: X)
+    with pytest.raises(TypeError, match="must be callable"):
+        register_clusterer("x", 3)
+    X = normalised((10, 4), seed=22)
+    with pytest.raises(ValueError, match=r"must return an \(N,\) = \(10,\) integer tensor"):
+        agglomerative_clustering(X, 0.5, method=lambda X, t: torch.zeros(9, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"must return an \(N,\) = \(10,\) integer tensor"):
+        agglomerative_clustering(X, 0.5, method=lambda X, t: torch.zeros(10))

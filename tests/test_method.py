@@ -108,19 +108,34 @@ def test_a_custom_refiner_registered_by_name_is_used(tiny, inputs):
         Params(refine="top-half")
 
 
-@pytest.mark.skipif(not hasattr(clu, "register_clusterer"), reason="needs the clusterer registry")
 def test_a_custom_clusterer_callable_is_used(tiny, inputs):
     calls = []
 
-    def counting(X, tau):
+    def counting(X, threshold):
         calls.append(X.shape)
-        return clu.agglomerative_clustering(X, tau, method="scipy")
+        return clu.agglomerative_clustering(X, 1.0 - threshold, method="scipy")
 
     model = _model(tiny, inputs, clustering=counting)
     reference = _model(tiny, inputs)
     for t in inputs[1]:
         assert torch.equal(model.segment(t), reference.segment(t))
     assert len(calls) >= 1 and all(s == (64, 64) for s in calls)
+
+
+def test_a_clusterer_registered_by_name_is_used(tiny, inputs):
+    calls = []
+
+    def counting(X, threshold):
+        calls.append(threshold)
+        return clu.agglomerative_clustering(X, 1.0 - threshold, method="sklearn")
+
+    clu.register_clusterer("counting-test", counting)
+    try:
+        model = _model(tiny, inputs, clustering="counting-test")
+        assert torch.equal(model.segment(inputs[1][0]), _model(tiny, inputs).segment(inputs[1][0]))
+        assert calls and all(abs(t - (1.0 - model.tau)) < 1e-12 for t in calls)
+    finally:
+        del clu.CLUSTERERS["counting-test"]
 
 
 def test_match_with_its_own_components_leaves_the_model_unchanged(tiny, inputs):

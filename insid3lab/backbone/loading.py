@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
+from transformers.initialization import no_init_weights
 
 from .archs import META_ARCHS, MetaArch, config_for_arch, get_arch, match_released_arch
 from .convert import (
@@ -26,6 +27,7 @@ from .model import DinoV3Backbone, default_rope_periods
 
 __all__ = [
     "load_backbone",
+    "parse_random_source",
     "save_meta_checkpoint",
     "save_pretrained",
     "random_backbone",
@@ -287,7 +289,9 @@ def load_backbone(
             * a Meta checkpoint file (``dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth`` and siblings;
               ``.pth``/``.pt``/``.safetensors`` with Meta key names), converted on load;
             * a single ``.safetensors``/``.pth`` file with transformers key names (config inferred);
-            * an already built ``DINOv3ViTModel`` or ``DinoV3Backbone``.
+            * an already built ``DINOv3ViTModel`` or ``DinoV3Backbone``;
+            * ``"random:ARCH[:SEED]"`` (``random:tiny``, ``random:vitl16:3``): random weights from
+              :func:`random_backbone` (seed 0 when omitted; ``random:`` alone is ``tiny``).
         arch: architecture name (``vits16``, ``vitb16``, ``vitl16``, ``vitl16plus``, ``vith16plus``,
             ``vit7b16``, ...) overriding what the file name says; the weights must fit it.
         device: ``"auto"`` (cuda, then mps, then cpu) or a torch device.
@@ -334,6 +338,11 @@ def load_backbone(
             f"source must be a hub id, a folder, a checkpoint file path or a DINOv3ViTModel; got {type(source).__name__}"
         )
     src = str(source)
+    if isinstance(source, str) and source.startswith(RANDOM_SCHEME):
+        arch_name, seed = parse_random_source(source)
+        return load_backbone(
+            random_backbone(arch_name, seed=seed), arch=arch, device=dev, dtype=dt, rope_periods=rope_periods
+        )
     path = Path(src).expanduser()
     stored_periods: Tensor | None = None
     extras: dict[str, Tensor] = {}
@@ -426,6 +435,38 @@ def save_pretrained(backbone: DinoV3Backbone, folder: str | os.PathLike) -> Path
     return folder
 
 
+RANDOM_SCHEME = "random:"
+
+
+def parse_random_source(spec: str) -> tuple[str, int]:
+    """``"random:ARCH[:SEED]"`` as ``(arch, seed)``: the one parser of the random-weights source.
+
+    ``random:`` alone means ``tiny``, a missing seed means 0.
+
+    Raises:
+        ValueError: naming the source, for an unknown architecture (listing the allowed ones),
+            a seed that is not an integer, or extra fields.
+    """
+    if not isinstance(spec, str) or not spec.startswith(RANDOM_SCHEME):
+        raise ValueError(f"source={spec!r}: a random-weights source has the form random:ARCH[:SEED]")
+    parts = spec[len(RANDOM_SCHEME) :].split(":")
+    if len(parts) > 2:
+        raise ValueError(f"source={spec!r}: expected random:ARCH[:SEED], e.g. random:vitl16:3")
+    name = parts[0] or "tiny"
+    try:
+        get_arch(name)
+    except ValueError:
+        raise ValueError(
+            f"source={spec!r}: unknown architecture {name!r}; allowed: {', '.join(sorted(META_ARCHS))}"
+        ) from None
+    seed_text = parts[1].strip() if len(parts) == 2 else "0"
+    try:
+        seed = int(seed_text)
+    except ValueError:
+        raise ValueError(f"source={spec!r}: the seed must be an integer, got {seed_text!r} (random:ARCH[:SEED])") from None
+    return name, seed
+
+
 def random_backbone(
     arch: str = "tiny",
     *,
@@ -446,10 +487,18 @@ def random_backbone(
         config_overrides: passed to the ``DINOv3ViTConfig`` (``num_hidden_layers=2``...).
 
     Masks from random weights are meaningless: they only exercise the mechanics.
+
+    The model is built without running any initialiser and each parameter is filled once, in
+    name order, from one ``torch.Generator`` seeded with ``seed``: LayerNorm weights
+    ``1 + 0.1 N(0, 1)``, layer scales ``U(0.1, 0.15)``, the mask token 0, everything else
+    ``N(0, 0.02²)`` (then the embeddings scaled as above). A random ViT-L takes about a second.
     """
     config = config_for_arch(arch, **config_overrides)
     g = torch.Generator().manual_seed(seed)
-    model = DINOv3ViTModel(config)
+    # Every parameter is filled below, so the initialisers (transformers' and torch's) are skipped:
+    # the parameters are allocated but not initialised, and buffers are computed as usual.
+    with no_init_weights():
+        model = DINOv3ViTModel(config)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
@@ -459,7 +508,7 @@ def random_backbone(
             elif name.endswith("mask_token"):
                 p.zero_()
             else:
-                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+                p.normal_(0.0, 0.02, generator=g)
         model.embeddings.cls_token.mul_(residual_scale * 50)
         model.embeddings.register_tokens.mul_(residual_scale * 50)
         model.embeddings.patch_embeddings.weight.mul_(residual_scale * 10)

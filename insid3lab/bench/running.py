@@ -415,7 +415,7 @@ def run_benchmark(
     if targets < 1 or shots < 1:
         raise ValueError(f"targets={targets}, shots={shots}: both must be at least 1")
     if load is None:
-        from ..sources import load_encoder as load
+        from ..backbone import load_backbone as load
     loader = f"{load.__module__}:{load.__qualname__}"
     refs, tgts = load_inputs(
         shots, targets, seed=seed, ref_images=ref_images, ref_masks=ref_masks, target_images=target_images

@@ -50,10 +50,11 @@ class CLIError(Exception):
 def load_model_source(
     spec: str, *, device: str = "auto", dtype: str | None = None, arch: str | None = None, rope_periods: str = "auto"
 ):
-    """A backbone from a command-line ``--model`` value (see :func:`insid3lab.sources.load_encoder`)."""
-    from ..sources import load_encoder
+    """A backbone from a command-line ``--model`` value: anything :func:`insid3lab.load_backbone` reads,
+    ``random:ARCH[:SEED]`` included."""
+    from ..backbone import load_backbone
 
-    return load_encoder(spec, device=device, dtype=dtype, arch=arch, rope_periods=rope_periods)
+    return load_backbone(spec, device=device, dtype=dtype, arch=arch, rope_periods=rope_periods)
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL) -> None:

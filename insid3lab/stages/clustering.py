@@ -6,7 +6,9 @@ by average-linkage agglomerative clustering on the cosine distance
 (the mean of all pairwise distances between their members) is strictly below
 ``1 - tau``.
 
-Three implementations give the same labels (for exact ties between distances, see
+The implementations live in the registry :data:`CLUSTERERS` (``fn(X, threshold) -> labels``,
+see :data:`Clusterer`; add one with :func:`register_clusterer`, or pass any callable as
+``method``). The built-in ones give the same labels (for exact ties between distances, see
 :func:`cluster_average_linkage_torch`):
 
 ``"sklearn"``
@@ -20,10 +22,19 @@ Three implementations give the same labels (for exact ties between distances, se
     float32 distance matrix, its strict upper triangle handed to scipy's linkage as float64,
     the same cut — without scikit-learn's input checks and index bookkeeping (about twice
     as fast at N = 4096). The partition is identical to ``"sklearn"``'s by construction.
+``"components"``
+    :func:`~insid3lab.stages.clustering_components.cluster_average_linkage_components`:
+    no cluster spans two connected components of the graph "distance below the
+    threshold", so scipy's linkage runs on each component's sub-matrix (singletons and
+    pairs need none). Quadratic in the component sizes instead of N; a single giant
+    component falls back to the full-matrix run.
 ``"torch"``
     :func:`cluster_average_linkage_torch`, a parallel reciprocal-nearest-neighbour
     algorithm written with tensor operations, which runs on the device that holds the
     features (CPU, CUDA; MPS computes on the CPU because it has no float64).
+``"auto"``
+    ``"components"`` for CPU tensors, ``"torch"`` otherwise: the fastest exact path
+    measured on each (``benchmarks/bench_clustering.py``).
 
 Average linkage is *reducible*: merging clusters a and b never brings the result closer
 to a third cluster c than min(d(a, c), d(b, c)). Hence a pair of reciprocal nearest
@@ -31,7 +42,7 @@ neighbours stays reciprocal until it is merged, and merging every such pair belo
 threshold in parallel, round after round, produces the same clusters as the sequential
 algorithm stopped at the threshold.
 
-Labels are canonical in both paths: clusters are numbered 0..K-1 in the order of their
+Labels are canonical in every path: clusters are numbered 0..K-1 in the order of their
 smallest member index (cell 0 is always in cluster 0, the first cell not in cluster 0
 opens cluster 1, ...). The numbering that scikit-learn itself produces depends on the
 shape of the dendrogram; the canonical numbering depends only on the partition.
@@ -39,24 +50,34 @@ shape of the dendrogram; the canonical numbering depends only on the partition.
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Callable
 from numbers import Real
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "CLUSTERING_METHODS",
-    "cosine_distances",
-    "agglomerative_clustering",
-    "cluster_average_linkage_torch",
-    "cluster_average_linkage_scipy",
-    "canonical_labels",
-]
+from .clustering_components import (
+    as_numpy_distances,
+    cluster_average_linkage_components,
+    cosine_asymmetry_bound,
+    cut_average_linkage,
+    strict_upper,
+)
 
-CLUSTERING_METHODS = ("auto", "sklearn", "scipy", "torch")
+__all__ = [
+    "CLUSTERERS",
+    "Clusterer",
+    "agglomerative_clustering",
+    "canonical_labels",
+    "cluster_average_linkage_components",
+    "cluster_average_linkage_scipy",
+    "cluster_average_linkage_torch",
+    "cosine_distances",
+    "register_clusterer",
+    "resolve_clusterer",
+]
 
 
 def cosine_distances(X: Tensor) -> Tensor:
@@ -235,74 +256,6 @@ def _check_tau(tau: float) -> float:
     return float(tau)
 
 
-def _sklearn_labels(D: Tensor, threshold: float) -> Tensor:
-    from sklearn.cluster import AgglomerativeClustering
-
-    if D.dtype not in (torch.float16, torch.float32, torch.float64):
-        D = D.to(torch.float32)  # bfloat16 has no numpy dtype; float32 holds it exactly
-    model = AgglomerativeClustering(
-        n_clusters=None,
-        metric="precomputed",
-        linkage="average",
-        distance_threshold=threshold,
-    )
-    labels = model.fit_predict(D.cpu().numpy())
-    return torch.from_numpy(np.asarray(labels, dtype=np.int64))
-
-
-def agglomerative_clustering(X: Tensor, tau: float, *, method: str = "auto") -> Tensor:
-    """Partition the target cells by average-linkage clustering on cosine distance.
-
-    Clusters are merged while their average-linkage cosine distance is strictly below
-    ``1 - tau``; a larger tau therefore gives more, smaller clusters (tau = 1: every cell
-    alone).
-
-    Args:
-        X: (N, C) floating tensor, the L2-normalised features of the N = h*w target cells.
-        tau: similarity threshold in (0, 1]; the distance threshold is ``1 - tau``.
-        method: ``"sklearn"`` runs scikit-learn's ``AgglomerativeClustering`` on the
-            distance matrix moved to the CPU (the reference computation); ``"scipy"`` runs
-            the same computation without scikit-learn's overheads; ``"torch"`` runs
-            :func:`cluster_average_linkage_torch` on X's device; ``"auto"`` picks
-            ``"scipy"`` for CPU tensors and ``"torch"`` otherwise (CUDA, MPS), the faster
-            exact path measured on each.
-
-    Returns:
-        (N,) int64 tensor of cluster labels 0..K-1 on X's device, numbered canonically
-        (clusters in the order of their smallest member index), identical for both
-        methods.
-    """
-    if method not in CLUSTERING_METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, CLUSTERING_METHODS))}, got {method!r}")
-    tau = _check_tau(tau)
-    if not isinstance(X, Tensor) or X.ndim != 2:
-        shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
-        raise ValueError(f"X must be a 2-D (N, C) tensor of features, got {shape}")
-    if not X.is_floating_point():
-        raise TypeError(f"X must be a floating-point tensor, got dtype {X.dtype}")
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError("X must contain only finite values")
-    if method == "auto":
-        method = "scipy" if X.device.type == "cpu" else "torch"
-
-    threshold = float(1.0 - tau)
-    N = X.shape[0]
-    if N <= 1:  # scikit-learn needs two samples; a single cell is a single cluster
-        return torch.zeros(N, dtype=torch.long, device=X.device)
-    D = cosine_distances(X)
-    if method == "torch":
-        return cluster_average_linkage_torch(D, threshold)
-    if method == "scipy":
-        return cluster_average_linkage_scipy(D, threshold).to(X.device)
-    return canonical_labels(_sklearn_labels(D, threshold)).to(X.device)
-
-
-@functools.lru_cache(maxsize=2)
-def _strict_upper(n: int) -> np.ndarray:
-    """(n, n) bool mask of the strict upper triangle (cached: the grid size rarely changes)."""
-    return np.triu(np.ones((n, n), dtype=bool), 1)
-
-
 def cluster_average_linkage_scipy(D: Tensor, threshold: float) -> Tensor:
     """scikit-learn's average-linkage computation, called on scipy directly.
 
@@ -313,7 +266,8 @@ def cluster_average_linkage_scipy(D: Tensor, threshold: float) -> Tensor:
     (the number of clusters is ``count(distance >= t) + 1``; the merges are sorted by
     distance). This function builds the same float64 vector (the strict upper triangle in
     row-major order, selected with a cached boolean mask), so the linkage matrix is
-    identical, and cuts it at the same place with ``fcluster``: the partition is identical.
+    identical, and cuts it at the same place (:func:`cut_average_linkage`): the partition is
+    identical.
 
     Args:
         D: (N, N) distance matrix (any device; copied to the CPU), N >= 2.
@@ -322,15 +276,133 @@ def cluster_average_linkage_scipy(D: Tensor, threshold: float) -> Tensor:
     Returns:
         (N,) int64 canonical labels on the CPU.
     """
-    from scipy.cluster.hierarchy import fcluster, linkage
+    Dn = as_numpy_distances(D)
+    condensed = np.asarray(Dn[strict_upper(Dn.shape[0])], dtype=np.float64)  # strict upper triangle, row-major
+    return canonical_labels(torch.from_numpy(cut_average_linkage(condensed, threshold)))
 
-    N = D.shape[0]
-    if D.dtype not in (torch.float16, torch.float32, torch.float64):
-        D = D.to(torch.float32)  # bfloat16 has no numpy dtype; float32 holds it exactly
-    Dn = D.detach().cpu().numpy()
-    condensed = np.asarray(Dn[_strict_upper(N)], dtype=np.float64)  # strict upper triangle, row-major
-    Z = linkage(condensed, method="average")
-    # Keep the merges strictly below the threshold: clusters whose cophenetic distances are all
-    # <= the largest float64 below it (average linkage is monotone, so this cuts the same tree).
-    labels = fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance")
-    return canonical_labels(torch.from_numpy(labels.astype(np.int64)))
+
+# ------------------------------------------------------------------------------ registry
+
+#: A clusterer: ``fn(X, threshold) -> labels``.
+#:
+#: * ``X``: (N, C) floating tensor of L2-normalised features, N >= 2, finite, on any device;
+#: * ``threshold``: Python float ``1 - tau`` in [0, 1); clusters merge while their average
+#:   linkage cosine distance is strictly below it;
+#: * ``labels``: (N,) integer tensor of cluster ids, any numbering, on any device.
+#:
+#: :func:`agglomerative_clustering` checks the shape, renumbers canonically and moves the
+#: labels to X's device, so every clusterer's output is compared and used in one form.
+Clusterer = Callable[[Tensor, float], Tensor]
+
+
+def _sklearn(X: Tensor, threshold: float) -> Tensor:
+    from sklearn.cluster import AgglomerativeClustering
+
+    model = AgglomerativeClustering(
+        n_clusters=None,
+        metric="precomputed",
+        linkage="average",
+        distance_threshold=threshold,
+    )
+    labels = model.fit_predict(as_numpy_distances(cosine_distances(X)))
+    return torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def _scipy(X: Tensor, threshold: float) -> Tensor:
+    return cluster_average_linkage_scipy(cosine_distances(X), threshold)
+
+
+def _torch(X: Tensor, threshold: float) -> Tensor:
+    return cluster_average_linkage_torch(cosine_distances(X), threshold)
+
+
+def _components(X: Tensor, threshold: float) -> Tensor:
+    return cluster_average_linkage_components(cosine_distances(X), threshold, asymmetry=cosine_asymmetry_bound(X))
+
+
+def _auto(X: Tensor, threshold: float) -> Tensor:
+    # The fastest exact path measured on each device (benchmarks/bench_clustering.py): on the
+    # CPU the component decomposition (never slower than one scipy run by more than the cost
+    # of the threshold graph); elsewhere the tensor path on the features' device.
+    return (_components if X.device.type == "cpu" else _torch)(X, threshold)
+
+
+#: Registered clusterers by name (see :data:`Clusterer` for the signature). All built-in
+#: entries give the same partition.
+CLUSTERERS: dict[str, Clusterer] = {
+    "auto": _auto,
+    "sklearn": _sklearn,
+    "scipy": _scipy,
+    "torch": _torch,
+    "components": _components,
+}
+
+
+def register_clusterer(name: str, fn: Clusterer) -> None:
+    """Make ``fn`` selectable as ``method=name`` (replaces an entry of the same name).
+
+    Args:
+        name: a non-empty string.
+        fn: a :data:`Clusterer`, ``fn(X (N, C), threshold) -> (N,) labels``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"clusterer name must be a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"clusterer {name!r} must be callable fn(X, threshold) -> labels, got {type(fn).__name__}")
+    CLUSTERERS[name] = fn
+
+
+def resolve_clusterer(method: str | Clusterer) -> Clusterer:
+    """The clusterer for a registered name or a callable.
+
+    Raises:
+        ValueError: for an unknown name, listing the registered ones.
+    """
+    if callable(method):
+        return method
+    if isinstance(method, str) and method in CLUSTERERS:
+        return CLUSTERERS[method]
+    raise ValueError(f"unknown clustering method {method!r}. Try one of {', '.join(map(repr, CLUSTERERS))}")
+
+
+def agglomerative_clustering(X: Tensor, tau: float, *, method: str | Clusterer = "auto") -> Tensor:
+    """Partition the target cells by average-linkage clustering on cosine distance.
+
+    Clusters are merged while their average-linkage cosine distance is strictly below
+    ``1 - tau``; a larger tau therefore gives more, smaller clusters (tau = 1: every cell
+    alone).
+
+    Args:
+        X: (N, C) floating tensor, the L2-normalised features of the N = h*w target cells.
+        tau: similarity threshold in (0, 1]; the distance threshold is ``1 - tau``.
+        method: a name from :data:`CLUSTERERS` or a :data:`Clusterer` callable.
+            ``"sklearn"`` runs scikit-learn's ``AgglomerativeClustering`` on the distance
+            matrix moved to the CPU (the reference computation); ``"scipy"`` runs the same
+            computation without scikit-learn's overheads; ``"torch"`` runs
+            :func:`cluster_average_linkage_torch` on X's device; ``"components"`` runs
+            scipy's linkage per connected component of the threshold graph
+            (:mod:`~insid3lab.stages.clustering_components`); ``"auto"`` picks
+            ``"components"`` for CPU tensors and ``"torch"`` otherwise (CUDA, MPS).
+
+    Returns:
+        (N,) int64 tensor of cluster labels 0..K-1 on X's device, numbered canonically
+        (clusters in the order of their smallest member), identical for every built-in method.
+    """
+    fn = resolve_clusterer(method)
+    tau = _check_tau(tau)
+    if not isinstance(X, Tensor) or X.ndim != 2:
+        shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
+        raise ValueError(f"X must be a 2-D (N, C) tensor of features, got {shape}")
+    if not X.is_floating_point():
+        raise TypeError(f"X must be a floating-point tensor, got dtype {X.dtype}")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("X must contain only finite values")
+
+    N = X.shape[0]
+    if N <= 1:  # scikit-learn needs two samples; a single cell is a single cluster
+        return torch.zeros(N, dtype=torch.long, device=X.device)
+    labels = fn(X, float(1.0 - tau))
+    if not isinstance(labels, Tensor) or labels.shape != (N,) or labels.is_floating_point() or labels.is_complex():
+        got = f"{labels.dtype} tensor of shape {tuple(labels.shape)}" if isinstance(labels, Tensor) else type(labels)
+        raise ValueError(f"clusterer {method!r} must return an (N,) = ({N},) integer tensor of labels, got {got}")
+    return canonical_labels(labels.to(X.device))

@@ -1,0 +1,229 @@
+"""Exact average-linkage clustering, one connected component of the threshold graph at a time.
+
+Let ``t`` be the distance threshold (clusters merge while their average linkage is strictly
+below ``t``) and ``G`` the graph on the N cells with an edge ``i - j`` (``i < j``) when the
+distance ``D[i, j]`` read from the strict upper triangle (the entries every clustering path
+reads) is strictly below ``t``.
+
+**No cluster spans two components of G.** A merge of clusters A and B that lie in different
+components has every member pair at distance ``>= m``, where ``m >= t`` is the smallest of
+those pair distances. Its linkage is an average of values ``>= m``, so it is ``>= m >= t``
+and the merge is never kept. This holds for the float64 arithmetic of scipy's linkage too:
+its Lance-Williams update ``(n_a d(c, a) + n_b d(c, b)) / (n_a + n_b)`` is a composition of
+correctly rounded, monotone operations, so by induction over the merges every linkage
+between A's and B's sub-clusters is at least the value the same operations give when every
+input equals ``m``; for a float32 (or float16, bfloat16) distance matrix ``m`` has at most
+24 significant bits, every product ``n m``, sum and quotient in that computation is exact
+(for N < 2**29), and the result is ``m`` itself. For a float64 distance matrix those
+operations can round, so the graph is built with a margin (edges below ``t + 2**-30``):
+extra edges only join components, which never changes the clusters.
+
+Hence the clusters are found component by component: a cell without an edge is alone; a
+component of two cells is one cluster; larger components run scipy's average linkage on
+their own sub-matrix (the very same float values, taken from the one distance matrix) and
+are cut at ``t`` as scikit-learn cuts. Within a component the merges are those of the
+full-matrix run: merges inside it involve only its members. The order in which scipy's
+nearest-neighbour chain visits them can differ between the full-matrix run and the
+component's run, and the float64 rounding of a linkage depends on that order, so the two
+can differ where a linkage lies within a few float64 ulps of the threshold or of a
+competing linkage (the same caveat as for the torch path); the tests compare the two paths
+on random, structured, tied and borderline inputs.
+
+The cost is the threshold graph (one pass over D), its components, and the linkage of each
+component, quadratic in the component's size: a scene that splits into many components is
+clustered much faster than with one N x N linkage; one that forms a single giant component
+is clustered by the full-matrix run (no gain, little overhead).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "cluster_average_linkage_components",
+    "cosine_asymmetry_bound",
+    "cut_average_linkage",
+    "threshold_components",
+]
+
+#: Graphs with at most this many edges per cell go to scipy's sparse connected components;
+#: denser ones are searched breadth-first on the dense adjacency matrix.
+SPARSE_EDGES_PER_CELL = 8
+
+#: When the largest component holds at least this fraction of all cell pairs, the full
+#: matrix is clustered in one run (cutting out the sub-matrix would cost more than it saves).
+FULL_RUN_FRACTION = 0.8
+
+
+@functools.lru_cache(maxsize=4)
+def strict_upper(n: int) -> np.ndarray:
+    """(n, n) bool mask of the strict upper triangle (cached: the grid size rarely changes)."""
+    return np.triu(np.ones((n, n), dtype=bool), 1)
+
+
+def as_numpy_distances(D: Tensor) -> np.ndarray:
+    """D on the CPU as a numpy array (bfloat16, which numpy lacks, widened exactly to float32)."""
+    if D.dtype not in (torch.float16, torch.float32, torch.float64):
+        D = D.to(torch.float32)
+    return D.detach().cpu().numpy()
+
+
+def cut_average_linkage(condensed: np.ndarray, threshold: float) -> np.ndarray:
+    """scipy's average linkage of a condensed distance vector, cut as scikit-learn cuts it.
+
+    scikit-learn's ``AgglomerativeClustering(linkage="average", distance_threshold=t)`` runs
+    ``scipy.cluster.hierarchy.linkage(method="average")`` on the float64 condensed matrix and
+    keeps the merges whose distance is strictly below ``t``. ``fcluster`` at the largest
+    float64 below ``t`` keeps the clusters whose cophenetic distances are all below ``t``:
+    average linkage is monotone, so this cuts the same tree.
+
+    Args:
+        condensed: (n (n - 1) / 2,) float64 strict upper triangle in row-major order, n >= 2.
+        threshold: merge while the linkage distance is strictly below this value.
+
+    Returns:
+        (n,) int64 numpy array of cluster ids (1-based, not canonical).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    Z = linkage(condensed, method="average")
+    return fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance").astype(np.int64)
+
+
+def _edge_bound(dtype: np.dtype, threshold: float) -> float:
+    """The value that ``D < bound`` compares against so that edges are ``D < threshold`` (exactly)."""
+    if dtype == np.float64:
+        return threshold + 2.0**-30  # margin for float64 rounding, see the module docstring
+    # For float16/float32 values, d < t (real numbers) <=> d < the smallest float32 >= t.
+    bound = np.float32(threshold)
+    if float(bound) < threshold:
+        bound = np.nextafter(bound, np.float32(np.inf))
+    return float(bound)
+
+
+def threshold_components(Dn: np.ndarray, threshold: float, *, asymmetry: float | None = None) -> np.ndarray:
+    """Connected components of the graph with an edge where ``D[i, j] < threshold`` (i < j).
+
+    Args:
+        Dn: (N, N) numpy distance matrix; only its strict upper triangle decides edges.
+        threshold: edge when the distance is strictly below this value (float64 matrices get
+            the margin of the module docstring).
+        asymmetry: a bound on ``|D[i, j] - D[j, i]|`` (for :func:`cosine_distances`, see
+            :func:`cosine_asymmetry_bound`). With it, the graph takes every entry of both
+            triangles below ``threshold + asymmetry``, a superset of the edges in both
+            directions, and the components are still exact: extra edges only join components
+            (no cluster is ever split by them), and each upper-triangle edge appears in both
+            rows. This saves transposing the adjacency matrix. None: the strict upper triangle
+            is compared and mirrored.
+
+    Returns:
+        (N,) int64 numpy array of component ids numbered 0..K-1 in the order of each
+        component's smallest member (canonical). Every cluster at ``threshold`` lies inside one
+        component; with ``asymmetry``, a component can be a union of several exact ones.
+    """
+    N = Dn.shape[0]
+    Dc = Dn if Dn.dtype == np.float64 else Dn.astype(np.float32, copy=False)
+    bound = _edge_bound(Dc.dtype, threshold)
+    if asymmetry is None:
+        adjacency = Dc < Dc.dtype.type(bound)
+        adjacency &= strict_upper(N)
+        adjacency |= adjacency.T
+    else:
+        adjacency = Dc < Dc.dtype.type(np.nextafter(bound + asymmetry, np.inf))
+    edges = int(np.count_nonzero(adjacency))
+    comp = np.full(N, -1, dtype=np.int64)
+    if edges <= SPARSE_EDGES_PER_CELL * N:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        i, j = np.nonzero(adjacency)
+        graph = coo_matrix((np.ones(edges, dtype=np.int8), (i, j)), shape=(N, N)).tocsr()
+        _, comp = connected_components(graph, directed=True, connection="weak")
+    else:
+        unseen = np.ones(N, dtype=bool)
+        c = 0
+        for seed in range(N):
+            if not unseen[seed]:
+                continue
+            unseen[seed] = False
+            comp[seed] = c
+            frontier = np.array([seed])
+            while frontier.size:  # breadth-first: every row is read once in all
+                frontier = np.flatnonzero(adjacency[frontier].any(0) & unseen)
+                unseen[frontier] = False
+                comp[frontier] = c
+            c += 1
+    # Renumber by smallest member (whatever order the search found them in).
+    _, first = np.unique(comp, return_index=True)
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(first.size)
+    return rank[comp]
+
+
+def cosine_asymmetry_bound(X: Tensor) -> float:
+    """A bound on ``|D[i, j] - D[j, i]|`` for ``D = cosine_distances(X)``.
+
+    Both entries approximate the same dot product; each is within ``(C + 2) u |x_i| |x_j|`` of
+    it (the standard bound for a length-C dot product in precision ``u``, plus the clamp and
+    ``1 - s``), so they differ by at most twice that. Doubled once more for safety.
+
+    Args:
+        X: (N, C) floating tensor.
+    """
+    C = X.shape[1]
+    u = torch.finfo(X.dtype).eps
+    norm2 = float((X.float() ** 2).sum(1).max()) if X.numel() else 0.0
+    return 4.0 * (C + 2) * u * max(norm2, 1.0)
+
+
+def cluster_average_linkage_components(
+    D: Tensor,
+    threshold: float,
+    *,
+    asymmetry: float | None = None,
+    full_run_fraction: float | None = FULL_RUN_FRACTION,
+) -> Tensor:
+    """Average-linkage clusters, computed per connected component of the threshold graph.
+
+    The partition is scipy's full-matrix average linkage cut at ``threshold`` (see the module
+    docstring for the argument and its float64 caveat).
+
+    Args:
+        D: (N, N) distance matrix (any device; read on the CPU), N >= 2. Only its strict upper
+            triangle is read.
+        threshold: merge while the linkage distance is strictly below this value.
+        asymmetry: a bound on ``|D[i, j] - D[j, i]|`` (see :func:`threshold_components`).
+        full_run_fraction: when the largest component holds at least this fraction of the
+            N (N - 1) / 2 cell pairs, cluster the whole matrix in one scipy run instead;
+            None always works component by component.
+
+    Returns:
+        (N,) int64 labels on the CPU, not canonical (one block of ids per component).
+    """
+    Dn = as_numpy_distances(D)
+    N = Dn.shape[0]
+    comp = threshold_components(Dn, threshold, asymmetry=asymmetry)
+    sizes = np.bincount(comp)
+    if full_run_fraction is not None and sizes.max() ** 2 >= full_run_fraction * N * N:
+        return torch.from_numpy(cut_average_linkage(np.asarray(Dn[strict_upper(N)], dtype=np.float64), threshold))
+    labels = comp.copy()  # singletons and two-cell components: the component is the cluster
+    next_id = sizes.size
+    order = np.argsort(comp, kind="stable")  # members of each component, ascending
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    for c in np.flatnonzero(sizes >= 2):
+        idx = order[starts[c] : starts[c + 1]]
+        n = idx.size
+        if n == 2:
+            if not float(Dn[idx[0], idx[1]]) < threshold:  # an edge of the margin only: the pair stays apart
+                labels[idx[1]] = next_id
+                next_id += 1
+            continue
+        sub = Dn[np.ix_(idx, idx)]
+        part = cut_average_linkage(np.asarray(sub[strict_upper(n)], dtype=np.float64), threshold)
+        labels[idx] = next_id + part - 1
+        next_id += int(part.max())
+    return torch.from_numpy(labels)
