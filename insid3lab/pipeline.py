@@ -496,6 +496,22 @@ class INSID3:
         )
         return results
 
+    # ------------------------------------------------------------------ video
+    def track(self, frames, first_mask, *, memory: int = 4, min_confidence: float = 0.5, labels: bool = False,
+              mask_value: int | None = None, progress: bool | None = None):
+        """Propagate ``first_mask`` through ``frames``: a generator of one mask per frame (the first is ``first_mask``).
+
+        Each frame is encoded once, segmented against the first frame and the last ``memory`` remembered
+        frames, then remembered itself when its prediction is non-empty and its confidence reaches
+        ``min_confidence`` (see :mod:`insid3lab.tracking`). ``labels=True`` reads ``first_mask`` as a
+        label map and tracks every object (yielding uint8 label maps). The references set with
+        :meth:`set_reference` are not used or changed. Yields (H, W) bool masks on the encoder's device.
+        """
+        from .tracking import track
+
+        return track(self, frames, first_mask, memory=memory, min_confidence=min_confidence, labels=labels,
+                     mask_value=mask_value, progress=progress)
+
     # ---------------------------------------------------------- correspondence
     def match(
         self,
