@@ -59,7 +59,16 @@ from .stages.upsampling import upsample_mask
 from .trace import Recorder, Trace
 from .video import count_frames, iter_frames
 
-__all__ = ["MEMORY", "MIN_CONFIDENCE", "FrameRecord", "ObjectMemory", "Tracker", "read_label_map", "track"]
+__all__ = [
+    "MEMORY",
+    "MIN_CONFIDENCE",
+    "FrameRecord",
+    "ObjectMemory",
+    "Tracker",
+    "check_memory",
+    "read_label_map",
+    "track",
+]
 
 #: Past frames kept as extra shots by default.
 MEMORY = 4
@@ -69,7 +78,8 @@ MIN_CONFIDENCE = 0.5
 VOID = 255
 
 
-def _check_memory(memory, min_confidence) -> tuple[int, float]:
+def check_memory(memory, min_confidence) -> tuple[int, float]:
+    """``memory`` (an int >= 0) and ``min_confidence`` (a finite float) checked; a ValueError naming the bad one."""
     if isinstance(memory, bool) or not isinstance(memory, int) or memory < 0:
         raise ValueError(f"memory={memory!r}: must be an integer >= 0 (past frames kept as extra shots)")
     try:
@@ -151,7 +161,7 @@ class FrameRecord:
         name: the frame's name (file stem or ``00000``).
         confidence: per object id, the frame's confidence (1 for the first frame).
         remembered: per object id, whether the frame joined that object's memory.
-        shots: per object id, the number of shots its prediction was decoded with.
+        shots: per object id, the number of shots its prediction was decoded with (0 for the first frame).
     """
 
     index: int
@@ -186,7 +196,9 @@ def read_label_map(mask, *, what: str = "first mask") -> np.ndarray:
     elif isinstance(mask, np.ndarray):
         arr = mask
     else:
-        raise TypeError(f"{what}: expected a file path, PIL image, numpy array or torch tensor; got {type(mask).__name__}")
+        raise TypeError(
+            f"{what}: expected a file path, PIL image, numpy array or torch tensor; got {type(mask).__name__}"
+        )
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
     if arr.ndim == 3 and arr.shape[0] == 1:
@@ -231,7 +243,7 @@ class Tracker:
         name: str = "00000",
     ):
         self.model = model
-        self.memory, self.min_confidence = _check_memory(memory, min_confidence)
+        self.memory, self.min_confidence = check_memory(memory, min_confidence)
         self.labels = bool(labels)
         enc = model.encode(first_frame, what=f"frame {name}")
         H, W = enc.orig_size
@@ -241,7 +253,9 @@ class Tracker:
             ids = [int(i) for i in np.unique(lab) if i != 0]
             per_object = {i: lab == i for i in ids}
         else:
-            arr = mask_to_numpy(first_mask, mask_value=mask_value, exif_transpose=model.exif_transpose, what="first mask")
+            arr = mask_to_numpy(
+                first_mask, mask_value=mask_value, exif_transpose=model.exif_transpose, what="first mask"
+            )
             ids, per_object = [1], {1: arr}
         shape = next(iter(per_object.values())).shape if per_object else lab.shape
         if tuple(shape) != (H, W):
@@ -264,9 +278,7 @@ class Tracker:
         if model.resize_to_orig_size:
             full = {i: torch.from_numpy(np.ascontiguousarray(m)) for i, m in per_object.items()}
         self.first_output = self._output(full)
-        self.records = [
-            FrameRecord(0, name, {i: 1.0 for i in ids}, {i: True for i in ids}, {i: 0 for i in ids})
-        ]
+        self.records = [FrameRecord(0, name, {i: 1.0 for i in ids}, {i: True for i in ids}, {i: 0 for i in ids})]
 
     def _output(self, masks: dict[int, Tensor]) -> Tensor:
         """Per-object disjoint (H, W) masks -> (H, W) bool (one object) or uint8 label map (``labels``)."""
@@ -348,7 +360,7 @@ def track(
     Yields:
         (H, W) bool masks, or (H, W) uint8 label maps with ``labels=True``, on the model's device.
     """
-    _check_memory(memory, min_confidence)
+    check_memory(memory, min_confidence)
     from tqdm.auto import tqdm
 
     show = model.progress if progress is None else bool(progress)
