@@ -153,7 +153,6 @@ def cmd_track(args) -> int:
     from .video import iter_frames
 
     masks_dir = out / MASKS_DIR
-    masks_dir.mkdir(parents=True, exist_ok=True)
     palette = davis_palette().astype(np.float32)
     if not several:
         palette[1] = (255, 40, 40)  # one object: a bright red that shows on any frame
@@ -185,6 +184,7 @@ def cmd_track(args) -> int:
             if path.resolve() in inputs:
                 raise ValueError(f"{str(path)!r} is an input; choose another --out")
             arr = mask.cpu().numpy()
+            masks_dir.mkdir(parents=True, exist_ok=True)  # not before the first mask: a bad input leaves nothing
             if several:
                 save_palette_png(arr, path)
                 labels = arr
