@@ -27,6 +27,7 @@ from .stages import prototype as proto
 from .stages import subspace as sub
 from .stages.features import check_encoder, extract_features, l2_normalize
 from .trace import Recorder, Trace
+from .tracking import MEMORY, MIN_CONFIDENCE
 
 __all__ = ["INSID3", "Encoded", "Params", "SegmentManyError"]
 
@@ -497,16 +498,11 @@ class INSID3:
         return results
 
     # ------------------------------------------------------------------ video
-    def track(self, frames, first_mask, *, memory: int = 4, min_confidence: float = 0.5, labels: bool = False,
+    def track(self, frames, first_mask, *, memory: int = MEMORY, min_confidence: float = MIN_CONFIDENCE, labels=False,
               mask_value: int | None = None, progress: bool | None = None):
-        """Propagate ``first_mask`` through ``frames``: a generator of one mask per frame (the first is ``first_mask``).
-
-        Each frame is encoded once, segmented against the first frame and the last ``memory`` remembered
-        frames, then remembered itself when its prediction is non-empty and its confidence reaches
-        ``min_confidence`` (see :mod:`insid3lab.tracking`). ``labels=True`` reads ``first_mask`` as a
-        label map and tracks every object (yielding uint8 label maps). The references set with
-        :meth:`set_reference` are not used or changed. Yields (H, W) bool masks on the encoder's device.
-        """
+        """A generator of one (H, W) bool mask per frame (uint8 label maps with ``labels=True``), the first being
+        ``first_mask``; each frame is encoded once and remembered as a shot when confident. The references of
+        :meth:`set_reference` are left alone. See :func:`insid3lab.tracking.track` for the memory rule."""
         from .tracking import track
 
         return track(self, frames, first_mask, memory=memory, min_confidence=min_confidence, labels=labels,
