@@ -69,14 +69,14 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
 def first_mask_objects(path: str | Path) -> list[int]:
     """The object ids of a first-mask file: its values other than 0 and 255 when it is a lossless
     palette or grayscale label map with several of them, else ``[1]`` (one object, foreground > 0)."""
-    from .tracking import VOID, read_label_map
+    from .tracking import VOID, label_map_array
 
     with Image.open(path) as img:
         lossless = img.format not in ("JPEG", "WEBP", "MPO")
         mode = img.mode
     if not lossless or mode not in ("P", "L", "I", "I;16"):
         return [1]
-    ids = [int(i) for i in np.unique(read_label_map(path)) if i not in (0, VOID)]
+    ids = [int(i) for i in np.unique(label_map_array(path)) if i not in (0, VOID)]
     return ids if len(ids) > 1 else [1]
 
 

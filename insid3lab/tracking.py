@@ -66,7 +66,7 @@ __all__ = [
     "ObjectMemory",
     "Tracker",
     "check_memory",
-    "read_label_map",
+    "label_map_array",
     "track",
 ]
 
@@ -119,7 +119,7 @@ class ObjectMemory:
 
     def __init__(self, first: Shot, memory: int):
         self.first = first
-        self.recent: deque[Shot] = deque(maxlen=memory) if memory > 0 else deque(maxlen=0)
+        self.recent: deque[Shot] = deque(maxlen=memory)
         deb, low = first.features_deb, first.encoded.mask_low
         # p₀ and the first frame's self-similarity, the yardstick of every later confidence
         self.first_prototype = proto.reference_prototype(deb[None], low[None])
@@ -171,7 +171,7 @@ class FrameRecord:
     shots: dict[int, int] = field(default_factory=dict)
 
 
-def read_label_map(mask, *, what: str = "first mask") -> np.ndarray:
+def label_map_array(mask, *, what: str = "first mask") -> np.ndarray:
     """An (H, W) integer array of object ids from a path, PIL image, array or tensor.
 
     Palette PNGs give their indices (the DAVIS convention); an RGB image is refused.
@@ -248,7 +248,7 @@ class Tracker:
         enc = model.encode(first_frame, what=f"frame {name}")
         H, W = enc.orig_size
         if self.labels:
-            lab = read_label_map(first_mask)
+            lab = label_map_array(first_mask)
             lab = np.where(lab == VOID, 0, lab)
             ids = [int(i) for i in np.unique(lab) if i != 0]
             per_object = {i: lab == i for i in ids}

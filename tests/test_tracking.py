@@ -64,6 +64,10 @@ def test_every_frame_is_encoded_once(sequence, labels):
         for s in mem.recent:
             assert s.encoded.features.shape == (enc.embed_dim, 16, 16)
             assert s.features_deb.data_ptr() != mem.first.features_deb.data_ptr()
+    if labels:  # the objects' memories hold the same frame encodings, not one per object
+        m1, m2 = tr.memories[1], tr.memories[2]
+        assert all(a.features_deb is b.features_deb for a, b in zip(m1.shots, m2.shots))
+        assert all(a.encoded.features is b.encoded.features for a, b in zip(m1.shots, m2.shots))
     shots = [r.shots[tr.ids[0]] for r in tr.records]
     assert shots == [0, 1, 2, 3, 4, 5, 5, 5]  # every frame remembered here, the memory holds 4
 
