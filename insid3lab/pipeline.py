@@ -27,6 +27,7 @@ from .stages import prototype as proto
 from .stages import subspace as sub
 from .stages.features import check_encoder, extract_features, l2_normalize
 from .trace import Recorder, Trace
+from .tracking import MEMORY, MIN_CONFIDENCE
 
 __all__ = ["INSID3", "Encoded", "Params", "SegmentManyError"]
 
@@ -494,6 +495,17 @@ class INSID3:
             progress=self.progress if progress is None else progress,
         )
         return results
+
+    # ------------------------------------------------------------------ video
+    def track(self, frames, first_mask, *, memory: int = MEMORY, min_confidence: float = MIN_CONFIDENCE, labels=False,
+              mask_value: int | None = None, progress: bool | None = None):
+        """A generator of one (H, W) bool mask per frame (uint8 label maps with ``labels=True``), the first being
+        ``first_mask``; each frame is encoded once and remembered as a shot when confident. The references of
+        :meth:`set_reference` are left alone. See :func:`insid3lab.tracking.track` for the memory rule."""
+        from .tracking import track
+
+        return track(self, frames, first_mask, memory=memory, min_confidence=min_confidence, labels=labels,
+                     mask_value=mask_value, progress=progress)
 
     # ---------------------------------------------------------- correspondence
     def match(
