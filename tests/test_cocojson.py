@@ -13,7 +13,7 @@ import pytest
 from eval_fixtures import FakeModel
 from PIL import Image
 
-from insid3lab.cli_data import add_data_parser
+from insid3lab.cli.data import add_parser as add_data_parser
 from insid3lab.eval.cocojson import CocoJsonDataset, in_reference_pool
 from insid3lab.eval.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
 from insid3lab.eval.episodes import Episode, sample_episodes

@@ -17,7 +17,8 @@ from insid3lab.eval.davis import write_davis_sequence
 from insid3lab.eval.davis_eval import evaluate_davis
 from insid3lab.scenes_video import moving_object_sequence
 from insid3lab.stages.prototype import EmptyMaskError
-from insid3lab.track_cli import ANIMATION, MASKS_DIR, add_track_parser, first_mask_objects
+from insid3lab.cli.track import ANIMATION, MASKS_DIR, first_mask_objects
+from insid3lab.cli.track import add_parser as add_track_parser
 from insid3lab.tracking import track
 
 RED, YELLOW = (230, 30, 30), (240, 230, 40)

@@ -1,4 +1,4 @@
-"""Command line: ``insid3lab segment | match | eval | bench | samples | cache``.
+"""Command line: ``insid3lab segment | match | track | eval | bench | samples | cache | data``.
 
 One module per command (each adds its parser and runs it); the options they share are
 written once in :mod:`insid3lab.cli.options`; what they print goes through
@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from . import bench, cache, match, samples, segment
+from . import bench, cache, data, match, samples, segment, track
 from .console import Console, one_line, plain_warnings
 from .eval import add_eval_parser
 from .options import CLIError, load_model_source, pixel_limit
@@ -35,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_parser(sub)
     match.add_parser(sub)
     add_eval_parser(sub)
+    track.add_parser(sub)
     bench.add_parser(sub)
     samples.add_parser(sub)
     cache.add_parser(sub)
+    data.add_parser(sub)
     return parser
 
 

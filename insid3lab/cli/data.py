@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from insid3lab.eval.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
+from ..eval.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
 
-__all__ = ["add_data_parser", "cmd_data_check"]
+__all__ = ["add_parser", "cmd_data_check"]
 
 
-def add_data_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``data`` command (subcommand ``check``) to an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
         "data",

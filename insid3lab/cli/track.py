@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["add_track_parser", "cmd_track", "first_mask_objects"]
+from . import options
+from .console import Console
+
+__all__ = ["add_parser", "cmd_track", "first_mask_objects"]
 
 MASKS_DIR = "masks"
 ANIMATION = "overlay.gif"
@@ -29,10 +32,9 @@ ANIMATION_SIDE = 320
 ANIMATION_MS = 100
 
 
-def add_track_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``track`` subcommand to an argparse ``subparsers`` object; sets ``func=cmd_track``."""
-    from .cli import add_hyperparameter_arguments, add_model_arguments
-    from .tracking import MEMORY, MIN_CONFIDENCE
+    from ..tracking import MEMORY, MIN_CONFIDENCE
 
     p = subparsers.add_parser(
         "track",
@@ -41,7 +43,7 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
         "OUT/overlay.gif. Each frame is encoded once and segmented against the first frame and the last "
         "--memory confidently predicted frames.",
     )
-    add_model_arguments(p)
+    options.add_model_arguments(p)
     p.add_argument("--frames", required=True, metavar="DIR_OR_VIDEO", help="a folder of frames or a video file")
     p.add_argument(
         "--mask",
@@ -61,7 +63,7 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-animation", action="store_true", help=f"write the masks only, no {ANIMATION}")
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_hyperparameter_arguments(p)
+    options.add_hyperparameter_arguments(p)
     p.set_defaults(func=cmd_track)
     return p
 
@@ -69,7 +71,7 @@ def add_track_parser(subparsers) -> argparse.ArgumentParser:
 def first_mask_objects(path: str | Path) -> list[int]:
     """The object ids of a first-mask file: its values other than 0 and 255 when it is a lossless
     palette or grayscale label map with several of them, else ``[1]`` (one object, foreground > 0)."""
-    from .tracking import VOID, label_map_array
+    from ..tracking import VOID, label_map_array
 
     with Image.open(path) as img:
         lossless = img.format not in ("JPEG", "WEBP", "MPO")
@@ -113,10 +115,8 @@ def _overlay(frame: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> Imag
 
 def cmd_track(args) -> int:
     """Run ``insid3lab track`` from parsed arguments; returns the exit status (errors are raised as one line)."""
-    from .cli import load_model_source
-    from .eval.davis import davis_palette, save_palette_png
-    from .pipeline import INSID3
-    from .video import list_frame_files
+    from ..eval.davis import davis_palette, save_palette_png
+    from ..video import list_frame_files
 
     mask_path = Path(args.mask).expanduser()
     if not mask_path.is_file():
@@ -137,20 +137,9 @@ def cmd_track(args) -> int:
         raise ValueError(f"--mask {args.mask} cannot be read as an image ({type(e).__name__}: {e})") from None
     several = len(ids) > 1
 
-    backbone = load_model_source(
-        args.model, device=args.device, dtype=args.dtype, arch=args.arch, rope_periods=args.rope_periods
-    )
-    model = INSID3(
-        backbone,
-        image_size=args.image_size,
-        svd_components=args.svd_components,
-        tau=args.tau,
-        merge_threshold=args.merge_threshold,
-        clustering=args.clustering,
-        basis_cache=not args.no_cache,
-        progress=not args.quiet,
-    )
-    from .video import iter_frames
+    console = Console(quiet=args.quiet)
+    model = options.build_pipeline(args, status=console.status, warn=console.warning)
+    from ..video import iter_frames
 
     masks_dir = out / MASKS_DIR
     palette = davis_palette().astype(np.float32)
