@@ -196,3 +196,23 @@ def test_story_shows_the_refined_mask(traces):
     assert "prediction, refined (crf)" in titles
     assert "prediction" in {ax.get_title() for ax in story(plain).axes}
     assert "refine=crf" in story(t)._suptitle.get_text()
+
+
+def test_cold_start_processes_refine_too(workdir, capsys):
+    import time
+
+    from insid3lab.bench import cold_start_child
+    from insid3lab.bench.coldstart import CHILD_MARK
+
+    s = workdir / "samples"
+    spec = {"model": str(workdir / "model"), "loader": "insid3lab.cli.options:load_model_source", "device": "cpu",
+            "weights_dtype": None, "autocast": None, "image_size": S, "svd_components": 8, "tau": 0.6,
+            "merge_threshold": 0.2, "clustering": "auto", "refine": "crf", "refs": [str(s / "reference.png")],
+            "ref_masks": [str(s / "reference_mask.png")], "target": str(s / "target_1.png")}  # fmt: skip
+    pixels = []
+    for mode in ("pipeline", "baseline"):
+        cold_start_child(time.time(), json.dumps({**spec, "mode": mode}))
+        line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(CHILD_MARK)][-1]
+        pixels.append(json.loads(line[len(CHILD_MARK) :])["mask_pixels"])
+    expected = int(_library_mask(workdir, "crf").sum())
+    assert pixels == [expected, expected] and expected != int(_library_mask(workdir, "bilinear").sum())
