@@ -216,3 +216,17 @@ def test_cold_start_processes_refine_too(workdir, capsys):
         pixels.append(json.loads(line[len(CHILD_MARK) :])["mask_pixels"])
     expected = int(_library_mask(workdir, "crf").sum())
     assert pixels == [expected, expected] and expected != int(_library_mask(workdir, "bilinear").sum())
+
+
+def test_spatial_lattice_is_shared_by_images_of_one_size_and_equal_to_a_fresh_one():
+    from insid3lab.stages.crf import crf_features, spatial_lattice
+    from insid3lab.stages.lattice import PermutohedralLattice
+
+    cpu = torch.device("cpu")
+    a = spatial_lattice(40, 56, 1.5, cpu)
+    assert spatial_lattice(40, 56, 1.5, cpu) is a and spatial_lattice(40, 56, 2.0, cpu) is not a
+    spatial, _ = crf_features(torch.rand(3, 40, 56), 4.0, 0.03, 1.5)
+    fresh = PermutohedralLattice(spatial)
+    assert torch.equal(a.index, fresh.index) and torch.equal(a.weight, fresh.weight)
+    values = torch.rand(40 * 56, 1)
+    assert torch.equal(a.filter(values), fresh.filter(values))
