@@ -94,6 +94,10 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         assert "cell i holds patch i - 4: True" in text
     if path.stem == "08_evaluation":
         assert "mIoU" in text and "episode  class" in text
+    if path.stem == "12_refinement":
+        assert "crisp colour edge: IoU coarse" in text and "(helps)" in text
+        assert "low-contrast boundary: IoU coarse" in text and "(hurts)" in text
+        assert "stem pixels kept 0/" in text and "lesion, whole method: IoU bilinear" in text
     if path.stem in ("06_small_objects", "09_explorer"):
         assert widgets >= 1, f"{path.name}: the explorer widget was not displayed"
         state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})

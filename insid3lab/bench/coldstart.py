@@ -137,8 +137,9 @@ def cold_start_child(t_start: float, spec_json: str) -> None:
     is printed with wall-clock timestamps (``time.time()``) and peak memory.
     """
     from .. import cache as _cache
+    from ..authors import baseline_basis
     from ..preprocess import preprocess_image, preprocess_mask
-    from ..authors import baseline_basis, baseline_segment
+    from .refinement import baseline_refined
 
     spec = json.loads(spec_json)
     marks = {"start": t_start, "imported": time.time()}
@@ -166,6 +167,7 @@ def cold_start_child(t_start: float, spec_json: str) -> None:
             tau=spec["tau"],
             merge_threshold=spec["merge_threshold"],
             clustering=spec["clustering"],
+            refine=spec.get("refine", "bilinear"),
             basis_cache=True,
             autocast_dtype=autocast,
             progress=False,
@@ -190,12 +192,13 @@ def cold_start_child(t_start: float, spec_json: str) -> None:
         ms = torch.cat([preprocess_mask(m, S, device=device) for m in spec["ref_masks"]])
         sync(device)
         marks["reference"] = time.time()
-        mask = baseline_segment(
+        mask = baseline_refined(
             backbone,
             basis,
             xs,
             ms,
             spec["target"],
+            refine=spec.get("refine", "bilinear"),
             image_size=S,
             tau=spec["tau"],
             merge_threshold=spec["merge_threshold"],

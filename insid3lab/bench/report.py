@@ -38,6 +38,7 @@ def _headline(res: dict[str, Any]) -> list[str]:
         (
             f"insid3lab bench: {c['model']} on {c['device']} ({c['device_name']}), {c['dtype']} ({c['mode']} mode), "
             f"S={c['image_size']} ({c['grid'][0]}x{c['grid'][1]} cells), {c['shots']} shot(s), {c['targets']} target(s)"
+            + (f", refine {c['refine']}" if c.get("refine") else "")
         ),
         (
             f"  ready: weights {_ms(res['load_s'])} | basis {_ms(res['basis_s'])} | "
@@ -89,6 +90,21 @@ def _throughput_memory(res: dict[str, Any]) -> list[str]:
     ]
 
 
+def _refinement(res: dict[str, Any]) -> list[str]:
+    r = res.get("refinement")
+    if not r:
+        return []
+    mem = r["memory"]
+    what = "CUDA max allocated" if mem["kind"] == "cuda_max_allocated" else "peak RSS growth"
+    shown = f"{mem['bytes'] / 2**20:.1f} MiB" if mem["bytes"] is not None else f"not measured ({mem.get('note', '')})"
+    band = "" if r.get("band_pixels") is None else f", band {r['band_pixels']} px"
+    line = (
+        f"  refinement ({r['name']}): {_ms(r['time']['mean_s'])} per target (median {_ms(r['time']['median_s'])}), "
+        f"{_pct(r['fraction_of_decode'])} of the decode; peak memory ({what}), one target: {shown}{band}"
+    )
+    return [line]
+
+
 def _cold_start(res: dict[str, Any]) -> list[str]:
     cold = res.get("cold_start")
     if not cold:
@@ -120,5 +136,5 @@ def _fast(res: dict[str, Any]) -> list[str]:
 
 def format_summary(res: dict[str, Any]) -> str:
     """A compact text report of :func:`~insid3lab.bench.run_benchmark`'s result."""
-    parts = (_headline, _per_target, _stages, _throughput_memory, _cold_start, _fast)
+    parts = (_headline, _per_target, _stages, _refinement, _throughput_memory, _cold_start, _fast)
     return "\n".join(line for part in parts for line in part(res))

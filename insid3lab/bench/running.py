@@ -20,12 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..authors import baseline_basis, baseline_segment
+from ..authors import baseline_basis
+from ..params import Params, check_param
+from ..preprocess import denormalize
 from .coldstart import cold_starts
 from .inputs import load_inputs
+from .refinement import REFINEMENT_STAGE, baseline_refined, refinement_memory, refines
 from .timing import encoder_device, peak_rss_bytes, ratio, stage_means, summary, sync
 
-__all__ = ["BASELINE_STAGES", "DECODE_STAGES", "PIPELINE_STAGES", "mask_iou", "run_benchmark"]
+__all__ = ["BASELINE_STAGES", "DECODE_STAGES", "PIPELINE_STAGES", "mask_iou", "run_benchmark", "stage_names"]
 
 #: Stages timed for the pipeline; everything after ``features`` is the decode.
 PIPELINE_STAGES = (
@@ -54,6 +57,13 @@ BASELINE_STAGES = (
 #: The pipeline's decode stages (what follows the target's encoding).
 DECODE_STAGES = PIPELINE_STAGES[2:]
 _NOT_DECODE = ("preprocess", "features")
+
+
+def stage_names(refine=Params.refine, *, baseline: bool = False) -> tuple[str, ...]:
+    """The stages timed for the pipeline (or the baseline): :data:`PIPELINE_STAGES` (:data:`BASELINE_STAGES`),
+    and ``"refinement"`` last when ``refine`` changes the mask (a name from ``REFINERS`` or a callable)."""
+    names = BASELINE_STAGES if baseline else PIPELINE_STAGES
+    return (*names, REFINEMENT_STAGE) if refines(refine) else names
 
 
 def mask_iou(a: Tensor, b: Tensor) -> float:
@@ -96,7 +106,7 @@ class _Run:
         from ..pipeline import INSID3
 
         s = self.settings
-        keys = ("image_size", "svd_components", "tau", "merge_threshold", "clustering")
+        keys = ("image_size", "svd_components", "tau", "merge_threshold", "clustering", "refine")
         kw = {k: s[k] for k in keys} | {"basis_cache": False, "autocast_dtype": self.autocast, "progress": False}
         kw.update(changes)
         return INSID3(self.backbone, **kw)
@@ -104,12 +114,13 @@ class _Run:
     def baseline(self, target, times=None) -> Tensor:
         s = self.settings
         basis, ref_x, ref_m = self.baseline_inputs
-        return baseline_segment(
+        return baseline_refined(
             self.backbone,
             basis,
             ref_x,
             ref_m,
             target,
+            refine=s["refine"],
             image_size=s["image_size"],
             tau=s["tau"],
             merge_threshold=s["merge_threshold"],
@@ -280,6 +291,22 @@ def _fast_mode_agreement(run: _Run, masks: list) -> dict[str, Any]:
     }
 
 
+def _refinement(run: _Run, stages: dict[str, float], runs: list[dict[str, float]]) -> dict[str, Any]:
+    """The refinement's own time (per target, and as a fraction of the decode) and peak memory on one target."""
+    run.say("peak memory of one refinement")
+    _, trace = run.pipe.segment(run.targets[0], return_trace=True)
+    image = denormalize(trace.target_image).to(trace.mask_upsampled.device)
+    memory = refinement_memory(run.settings["refine"], trace.mask_upsampled, image)
+    decode = sum(v for k, v in stages.items() if k not in _NOT_DECODE)
+    return {
+        "name": run.settings["refine"] if isinstance(run.settings["refine"], str) else "callable",
+        "time": summary([r.get(REFINEMENT_STAGE, 0.0) for r in runs]),
+        "fraction_of_decode": ratio(stages[REFINEMENT_STAGE], decode),
+        "memory": memory,
+        "band_pixels": None if trace.refine_band is None else int(trace.refine_band.sum()),
+    }
+
+
 def decode_vs_encoding(stages: dict[str, float]) -> dict[str, Any]:
     """Each decode stage, and the whole decode, as a fraction of the target's encoding (``features``) time."""
     enc = stages.get("features") or 0.0
@@ -291,13 +318,13 @@ def decode_vs_encoding(stages: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def _baseline_report(m: dict[str, list]) -> dict[str, Any]:
+def _baseline_report(m: dict[str, list], refine) -> dict[str, Any]:
     identical = sum(bool(torch.equal(a.cpu(), b.cpu())) for a, b in zip(m["masks"], m["b_masks"]))
     return {
         "procedure": "backbone over [reference shots, target] for every target; prototype rebuilt; full similarity "
         "matrices; scikit-learn clustering on the CPU; per-cluster loops",
         "per_target": {**summary(m["b_wall"]), "cpu_s": m["b_cpu"], "cpu_mean_s": statistics.fmean(m["b_cpu"])},
-        "stages": stage_means(m["b_stages"], BASELINE_STAGES),
+        "stages": stage_means(m["b_stages"], stage_names(refine, baseline=True)),
         "decode": summary(_decode_times(m["b_stages"])),
         "masks_identical": identical == len(m["masks"]),
         "identical": identical,
@@ -340,6 +367,7 @@ def _config(run: _Run, batch_size: int, warmup: int, synthetic: bool) -> dict[st
         "tau": s["tau"],
         "merge_threshold": s["merge_threshold"],
         "clustering": s["clustering"],
+        "refine": s["refine"] if isinstance(s["refine"], str) else getattr(s["refine"], "__name__", repr(s["refine"])),
         "batch_size": batch_size,
         "warmup": warmup,
         "inputs": f"synthetic (seed {s['seed']})" if synthetic else "files",
@@ -374,6 +402,7 @@ def run_benchmark(
     tau: float = 0.6,
     merge_threshold: float = 0.2,
     clustering: str = "auto",
+    refine=Params.refine,
     batch_size: int | None = None,
     warmup: int | None = None,
     baseline: bool = True,
@@ -398,6 +427,10 @@ def run_benchmark(
             mode: the backbone under autocast in that dtype, the decode in float32).
         weights_dtype: dtype the weights are stored in (None: float32).
         svd_components, tau, merge_threshold, clustering: as in :class:`~insid3lab.INSID3`.
+        refine: the refiner after upsampling, as in :class:`~insid3lab.INSID3`; when it is not
+            ``"bilinear"`` the baseline applies it too (as the authors' ``_finalize_mask``), both
+            report its time as the stage ``"refinement"`` and ``refinement`` holds its own time
+            and peak memory.
         batch_size: targets per backbone pass for the throughput (default 8 on CUDA, 1 elsewhere).
         warmup: untimed targets (through both paths) before timing; default 1.
         baseline: also run the baseline.
@@ -414,6 +447,9 @@ def run_benchmark(
         raise ValueError(f"cold_start={cold_start!r}: allowed 'all', 'pipeline', 'none'")
     if targets < 1 or shots < 1:
         raise ValueError(f"targets={targets}, shots={shots}: both must be at least 1")
+    refine = check_param("refine", refine)
+    if cold_start != "none" and not isinstance(refine, str):
+        raise ValueError(f"refine={refine!r}: cold-start processes take a registered name; pass cold_start='none'")
     if load is None:
         from ..backbone import load_backbone as load
     loader = f"{load.__module__}:{load.__qualname__}"
@@ -431,6 +467,7 @@ def run_benchmark(
         "tau": tau,
         "merge_threshold": merge_threshold,
         "clustering": clustering,
+        "refine": refine,
         "seed": seed,
     }
     run = _Run(settings, log or (lambda msg: None), _autocast_of(autocast), refs, tgts)
@@ -445,7 +482,9 @@ def run_benchmark(
     throughput = _throughput(run, bs, m["masks"], m["wall"])
     fast = _fast_mode_agreement(run, m["masks"]) if run.autocast is not None else None
 
-    stages = stage_means(m["stages"], PIPELINE_STAGES)
+    stages = stage_means(m["stages"], stage_names(refine))
+    peak_rss = peak_rss_bytes()  # the refinement's memory resets this process's peak on the CPU
+    refinement = _refinement(run, stages, m["stages"]) if refines(refine) else None
     res: dict[str, Any] = {
         "config": _config(run, bs, n_warm, synthetic=not target_images),
         **{k: run.results[k] for k in ("load_s", "init_s", "basis_s", "reference_encoding_s")},
@@ -458,11 +497,12 @@ def run_benchmark(
         "memory": memory,
         "mask_pixels": [int(x.sum()) for x in m["masks"]],
         "fast_mode": fast,
+        "refinement": refinement,
         "baseline": None,
         "ratios": None,
     }
     if baseline:
-        b = res["baseline"] = {"basis_s": run.results["baseline_basis_s"], **_baseline_report(m)}
+        b = res["baseline"] = {"basis_s": run.results["baseline_basis_s"], **_baseline_report(m, refine)}
         res["ratios"] = {
             "per_target": ratio(res["per_target"]["mean_s"], b["per_target"]["mean_s"]),
             "per_target_cpu_time": ratio(res["per_target"]["cpu_mean_s"], b["per_target"]["cpu_mean_s"]),
@@ -477,5 +517,6 @@ def run_benchmark(
                 memory["baseline_one_target_bytes"] = cold["baseline"].get("peak_rss_bytes")
             memory["note"] = "peak resident set size of a fresh process that loads the model and segments one target"
     res["cold_start"] = cold
-    memory["this_process_peak_rss_bytes"] = peak_rss_bytes()
+    now = peak_rss_bytes()
+    memory["this_process_peak_rss_bytes"] = None if now is None else max(now, peak_rss or 0)
     return res

@@ -91,6 +91,30 @@ def _param_type(name: str, convert):
     return parse
 
 
+class _RegistryChoice(argparse.Action):
+    """Stores the value; the help lists the registered names (:func:`insid3lab.params.choices`), read when shown.
+
+    Reading the registry only for ``--help`` keeps building the parser free of the stages' imports.
+    """
+
+    def __init__(self, option_strings, dest, *, registry: str, text: str, **kw):
+        self.registry, self.text = registry, text
+        super().__init__(option_strings, dest, **kw)
+
+    @property
+    def help(self) -> str:
+        from ..params import choices
+
+        return f"{self.text}; one of: {', '.join(choices(self.registry))}".replace("%", "%%")
+
+    @help.setter
+    def help(self, value) -> None:  # argparse.Action.__init__ assigns it; the text is built when shown
+        pass
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+
+
 def add_hyperparameter_arguments(p: argparse.ArgumentParser, *, svd_note: str = "") -> None:
     """``--image-size``, ``--svd-components``, ``--tau``, ``--merge-threshold``, ``--clustering``, ``--no-debias``,
     ``--refine``: defaults and help from :class:`~insid3lab.params.Params`.
@@ -104,7 +128,8 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, *, svd_note: str = 
     g.add_argument("--svd-components", type=_param_type("svd_components", int), default=None,
                    help=describe("svd_components") + svd_note)  # fmt: skip
     g.add_argument("--clustering", default=_DEFAULTS["clustering"], help=describe("clustering"))
-    g.add_argument("--refine", default=None, help=describe("refine"))
+    g.add_argument("--refine", default=None, action=_RegistryChoice, registry="refine", metavar="NAME",
+                   text=describe("refine"))  # fmt: skip
     g.add_argument("--no-debias", action="store_true", help="keep the positional subspace (ablation)")
 
 

@@ -29,6 +29,7 @@ one channel per kernel and iteration, which is the same computation as the libra
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -47,6 +48,7 @@ __all__ = [
     "crf_refine",
     "crf_refiner",
     "crf_unary",
+    "spatial_lattice",
 ]
 
 #: The authors' settings (``init_crf``): band width in pixels, core probability, Frank-Wolfe
@@ -61,6 +63,9 @@ CRF_DEFAULTS = {
     "spatial_weight": 3.0,
     "bilateral_weight": 20.0,
 }
+
+#: Spatial lattices kept (:func:`spatial_lattice`): one per recent (H, W, gamma, device).
+SPATIAL_CACHE_SIZE = 2
 
 #: The filters ``crf_inference`` knows: the lattice (any size) and the exact brute force (small images).
 FILTERS = ("lattice", "dense")
@@ -108,14 +113,29 @@ def crf_features(image: Tensor, alpha: float, beta: float, gamma: float) -> tupl
         bilateral: (H W, 5) float32, (row / alpha, col / alpha, r / beta, g / beta, b / beta).
     """
     _, h, w = image.shape
-    rows, cols = torch.meshgrid(
-        torch.arange(h, device=image.device, dtype=torch.float32),
-        torch.arange(w, device=image.device, dtype=torch.float32),
-        indexing="ij",
-    )
-    pos = torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=1)
+    pos = _positions(h, w, image.device)
     colour = image.to(torch.float32).reshape(3, -1).T
     return pos / gamma, torch.cat([pos / alpha, colour / beta], dim=1)
+
+
+def _positions(h: int, w: int, device) -> Tensor:
+    """(H W, 2) float32 (row, col) of every pixel, row-major."""
+    rows, cols = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    return torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=1)
+
+
+@functools.lru_cache(maxsize=SPATIAL_CACHE_SIZE)
+def spatial_lattice(h: int, w: int, gamma: float, device: torch.device) -> PermutohedralLattice:
+    """The spatial kernel's lattice, on (row, col) / gamma: it depends only on the size and gamma, not the image.
+
+    Built once per (H, W, gamma, device) and kept for the :data:`SPATIAL_CACHE_SIZE` most recent ones
+    (about 40 MB each at 1024 x 1024), so a series of images of one size builds it once. Read-only.
+    """
+    return PermutohedralLattice(_positions(h, w, device) / gamma)
 
 
 def crf_energy(
@@ -160,7 +180,8 @@ def crf_inference(
     Args:
         image: (3, H, W) float in [0, 1].
         unary: (H, W) float, the score difference fg - bg (``crf_unary``).
-        iterations: Frank-Wolfe steps (each filters once with each kernel, built once).
+        iterations: Frank-Wolfe steps (each filters once with each kernel, built once; the spatial
+            lattice is shared by images of one size, :func:`spatial_lattice`).
         alpha, beta, gamma: kernel standard deviations (pixels, colour, pixels).
         spatial_weight, bilateral_weight: kernel weights.
         filtering: "lattice" (permutohedral, any size) or "dense" (exact brute force, small images).
@@ -174,7 +195,8 @@ def crf_inference(
     _, h, w = image.shape
     spatial, bilateral = crf_features(image, alpha, beta, gamma)
     if filtering == "lattice":
-        k_s, k_b = PermutohedralLattice(spatial).filter, PermutohedralLattice(bilateral).filter
+        k_s = spatial_lattice(h, w, float(gamma), image.device).filter
+        k_b = PermutohedralLattice(bilateral).filter
     else:
 
         def k_s(v):

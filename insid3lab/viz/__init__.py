@@ -23,6 +23,8 @@ Normalisation
     :func:`token_statistics`, :func:`tokens_statistics`, :func:`normalisation_statistics`
 A whole trace
     :func:`story`, :func:`trace_panel`, :data:`PANELS`
+Boundary refinement
+    :func:`refinement`, :data:`REFINEMENT_PANELS`
 Sample scenes (:mod:`insid3lab.viz.scenes`)
     :func:`cat_pair`, :func:`lesion_scene`, :func:`defect_scene`, :func:`write_folder_dataset`
 """
@@ -32,6 +34,7 @@ from .common import iou, pca_rgb, to_png
 from .features import feature_pca, feature_pca_debiased, feature_pca_layers, feature_pca_pair, layer_features
 from .normalisation import normalisation_statistics, token_statistics, tokens_statistics
 from .overlays import keypoint_matches, mask_grid, mask_overlay, reference_target_overlay, score_table
+from .refinement import REFINEMENT_PANELS, refinement
 from .scenes import cat_pair, defect_scene, lesion_scene, write_folder_dataset
 from .similarity import backward_votes, candidates, cell_similarity, cell_similarity_map, similarity_map
 from .story import PANELS, story, trace_panel
@@ -39,6 +42,7 @@ from .subspace import black_image_pca, component_maps, positional_components, po
 
 __all__ = [
     "PANELS",
+    "REFINEMENT_PANELS",
     "backward_votes",
     "black_image_pca",
     "candidates",
@@ -64,6 +68,7 @@ __all__ = [
     "positional_components",
     "positional_subspace",
     "reference_target_overlay",
+    "refinement",
     "score_table",
     "similarity_map",
     "singular_values",

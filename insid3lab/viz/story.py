@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from .common import REF_COLOR, as_numpy, blank, empty_figure, iou, pca_rgb
+from .common import REF_COLOR, as_mask, as_numpy, blank, empty_figure, iou, pca_rgb
 from .draw import (
     draw_candidates,
     draw_clusters,
     draw_image,
     draw_mask,
+    draw_outline,
     draw_rgb,
     draw_scores,
     draw_similarity,
@@ -22,7 +23,7 @@ PANELS = ("reference", "target", "pca_reference", "pca_target", "similarity",
 
 
 def settings_line(settings: dict) -> str:
-    """A one-line summary of a trace's settings (S, r, τ, merge threshold, debiasing)."""
+    """A one-line summary of a trace's settings (S, r, τ, merge threshold, debiasing, refiner unless bilinear)."""
     if not settings:
         return ""
     parts = []
@@ -36,6 +37,8 @@ def settings_line(settings: dict) -> str:
         parts.append(f"merge={settings['merge_threshold']:.2f}")
     if "debias" in settings:
         parts.append("debiased" if settings["debias"] else "not debiased")
+    if settings.get("refine") not in (None, "bilinear"):
+        parts.append(f"refine={settings['refine']}")
     return ", ".join(parts)
 
 
@@ -97,7 +100,15 @@ def draw_panel(ax, trace, name: str, *, ground_truth=None, shot: int = 0) -> Non
                         overlap=t.cluster_overlap, title="cluster scores (clusters with candidates)")
     elif name == "prediction":
         _require(t, "mask", "target_image")
-        draw_mask(ax, t.target_image, t.mask, hw=thw, ground_truth=ground_truth, title="prediction")
+        if t.mask_refined is None:
+            draw_mask(ax, t.target_image, t.mask, hw=thw, ground_truth=ground_truth, title="prediction")
+        else:  # the refined mask, the boundary before refinement as a thin white line
+            name = t.settings.get("refine", "refiner") if t.settings else "refiner"
+            draw_mask(ax, t.target_image, t.mask, hw=thw, ground_truth=ground_truth,
+                      title=f"prediction, refined ({name})")
+            before = as_mask(t.mask_upsampled, "mask_upsampled") if t.mask_upsampled is not None else None
+            if before is not None:
+                draw_outline(ax, before, thw or before.shape, color=(1.0, 1.0, 1.0), linewidth=0.7)
 
 
 def trace_panel(trace, name: str, *, ground_truth=None, panel: float = 3.2):
@@ -113,7 +124,9 @@ def story(trace, *, ground_truth=None, title: str | None = None, panel: float = 
 
     Row 1: reference + mask, target, joint PCA of the reference and target features, forward
     similarity. Row 2: backward votes, candidates, clusters with the seed, cluster scores with the
-    merge threshold, the prediction (with the ground truth outlined and its IoU, when given).
+    merge threshold, the prediction (with the ground truth outlined and its IoU, when given). With a
+    refiner the prediction is the refined mask, the boundary before refinement a thin white line
+    (:func:`insid3lab.viz.refinement` shows the refinement itself).
 
     Args:
         trace: from ``model.segment(target, return_trace=True)``.
