@@ -10,7 +10,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from .common import as_image, as_numpy, new_figure, resize_nearest
 
-__all__ = ["concept_colours", "colour_label_map", "label_overlay", "labels", "instances"]
+__all__ = ["colour_label_map", "concept_colours", "instances", "label_overlay", "labels"]
 
 
 def concept_colours(n: int) -> np.ndarray:
@@ -64,8 +64,12 @@ def labels(label_map, names: Sequence[str], scores: dict[str, float] | None = No
     ax.imshow(colour_label_map(label_map, len(names), image))
     ax.set_title("label map", fontsize=9)
     ax.set_axis_off()
-    ax.legend(handles=[Patch(facecolor=colours[i], label=f"{i + 1} {n}") for i, n in enumerate(names)],
-              loc="lower left", fontsize=7, framealpha=0.8)
+    ax.legend(
+        handles=[Patch(facecolor=colours[i], label=f"{i + 1} {n}") for i, n in enumerate(names)],
+        loc="lower left",
+        fontsize=7,
+        framealpha=0.8,
+    )
     values = [float((scores or {}).get(n, 0.0)) for n in names]
     y = np.arange(len(names))
     bars.barh(y, values, color=colours)
@@ -94,8 +98,15 @@ def instances(image, found: Sequence[dict], names: Sequence[str]) -> Figure:
         x0, y0, x1, y1 = inst["box"]
         col = colours[list(names).index(inst["label"])]
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=col, linewidth=1.5))
-        ax.text(x0, y0, f"{inst['label']} {inst['score']:.2f}", color="white", fontsize=7, va="bottom",
-                bbox={"facecolor": col, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+        ax.text(
+            x0,
+            y0,
+            f"{inst['label']} {inst['score']:.2f}",
+            color="white",
+            fontsize=7,
+            va="bottom",
+            bbox={"facecolor": col, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
+        )
     ax.set_title(f"{len(found)} instance(s)", fontsize=9)
     ax.set_axis_off()
     _legend(ax, names, colours)
