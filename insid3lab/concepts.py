@@ -251,9 +251,10 @@ def _resolve(masks: Tensor, scores: Tensor | None, labels: Tensor | None, grid: 
     """(N, H, W) bool concept masks -> (H, W) long label map; a pixel in several masks goes to the
     concept with the highest score at its feature cell (ties to the earlier)."""
     N, H, W = masks.shape
-    index = torch.arange(1, N + 1, device=masks.device)[:, None, None]
-    label_map = (masks.long() * index).amax(dim=0) if N else torch.zeros(H, W, dtype=torch.long)
-    overlap = masks.sum(dim=0) > 1
+    label_map = torch.zeros(H, W, dtype=torch.long, device=masks.device)
+    for c in range(N):
+        label_map.masked_fill_(masks[c], c + 1)
+    overlap = masks.sum(dim=0, dtype=torch.uint8) > 1
     if scores is None or not bool(overlap.any()):
         return label_map
     h, w = grid
