@@ -372,9 +372,11 @@ class INSID3:
         refs = self.references_at_current_size()
         if not refs:
             raise RuntimeError("no concept yet: call set_reference(image, mask, label=...) before segment_labels()")
+        groups = list(_concepts.concept_shots(refs).values())
+        if len(groups) == 1:  # the single-concept state itself (one cache for segment and segment_labels)
+            return [{**self.reference_state(), "shots": groups[0]}]
         key = (self.image_size, self.effective_components() if self.debias else 0, tuple(map(id, refs)), "concepts")
         if self._ref_state is None or self._ref_state[0] != key:
-            groups = _concepts.concept_shots(refs).values()
             self._ref_state = (key, [{**self._stack_state([refs[i] for i in g]), "shots": g} for g in groups])
         return self._ref_state[1]
 
