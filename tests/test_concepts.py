@@ -285,3 +285,28 @@ def test_bad_input_errors(tiny):
         model.segment(tgt)
     with pytest.raises(RuntimeError, match="segment_labels"):
         model.segment_many([tgt])
+
+
+def test_concept_explorer_shows_the_label_map_and_reclusters_only_for_tau():
+    from insid3lab.widgets import ConceptExplorer
+
+    ref, rm, label_map, tgt, tm = _two_object_scenes()
+    model = _hand()
+    app = ConceptExplorer(model, ref, label_map, {1: "red", 2: "green"}, tgt, panel_px=120)
+    assert app.last_error is None and model.labels == ["red", "green"]
+    direct = _hand()
+    direct.set_reference(ref, label_map, labels={1: "red", 2: "green"})
+    assert torch.equal(app.label_map, direct.segment_labels(tgt)[0])
+    assert app.counts["clustering"] == 1 and len(app.instances) == 2
+    assert all(p.value[:4] == b"\x89PNG" for p in app.panels.values())
+    assert "insid3lab-labels" in app.panels["labels"]._dom_classes
+    assert {f"insid3lab-concepts-control-{n}" for n in ("tau", "svd", "merge", "debias")} <= {
+        c for w in app.controls.values() for c in w._dom_classes
+    }
+    app.controls["merge"].value = 0.95
+    assert app.counts["clustering"] == 1 and app.counts["decode"] == 2 and app.last_error is None
+    app.controls["merge"].value = 0.2
+    app.controls["tau"].value = 0.8
+    assert app.counts["clustering"] == 2 and app.last_error is None
+    app.controls["tau"].value = 0.6
+    assert app.counts["clustering"] == 2 and torch.equal(app.label_map, direct.segment_labels(tgt)[0])
