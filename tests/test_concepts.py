@@ -290,7 +290,7 @@ def test_bad_input_errors(tiny):
 def test_concept_explorer_shows_the_label_map_and_reclusters_only_for_tau():
     from insid3lab.widgets import ConceptExplorer
 
-    ref, rm, label_map, tgt, tm = _two_object_scenes()
+    ref, _rm, label_map, tgt, _tm = _two_object_scenes()
     model = _hand()
     app = ConceptExplorer(model, ref, label_map, {1: "red", 2: "green"}, tgt, panel_px=120)
     assert app.last_error is None and model.labels == ["red", "green"]
