@@ -415,6 +415,9 @@ class INSID3:
         Returns:
             (H, W) bool mask on the encoder's device at the target's original size
             (S x S with ``resize_to_orig_size=False``); with ``return_trace``, ``(mask, trace)``.
+
+        Raises:
+            RuntimeError: when several concepts are set (``labels``): use :meth:`segment_labels`.
         """
         with self._target_of("segment", target) as image:
             if not self.references:
