@@ -28,6 +28,7 @@ class Encoded:
         mask_low: (h, w) bool reference mask on the feature grid, or None.
         mask_source: the mask object the user passed.
         mask_value: the label selected from a label map, or None.
+        label: the name of the concept the shot belongs to, or None (the unnamed concept).
     """
 
     image: Tensor
@@ -41,6 +42,7 @@ class Encoded:
     mask_low: Tensor | None = None
     mask_source: Any = None
     mask_value: int | None = None
+    label: str | None = None
 
 
 class SegmentManyError(RuntimeError):

@@ -12,6 +12,11 @@ shares it: the target's normalised and debiased features, and its cluster labels
 (:func:`cluster_target`; the clustering does not depend on the reference, the number of
 SVD components or the merge threshold). :func:`finalize` is the last step on its own: a
 caller that changes only the merge threshold or the refiner reruns just that.
+
+The per-concept part of the decode is written as its own functions so that several
+concepts can share one target encoding and one clustering (:mod:`insid3lab.concepts`):
+:func:`localise` (stage 4), :func:`cluster_prototypes` (target only) and
+:func:`score_clusters` (stage 6). :func:`decode` is these, in order.
 """
 
 from __future__ import annotations
@@ -26,7 +31,18 @@ from .stages.refine import bilinear, get_refiner
 from .stages.upsampling import upsample_mask
 from .trace import NO_RECORD, Recorder
 
-__all__ = ["BACKWARD_CHUNK", "Params", "Recorder", "cluster_target", "decode", "finalize", "upsample"]
+__all__ = [
+    "BACKWARD_CHUNK",
+    "Params",
+    "Recorder",
+    "cluster_prototypes",
+    "cluster_target",
+    "decode",
+    "finalize",
+    "localise",
+    "score_clusters",
+    "upsample",
+]
 
 #: Target cells per similarity product of the backward matching on the CPU (bounds its
 #: memory at 4 * hr*wr * BACKWARD_CHUNK bytes per shot; one product at S = 1024, patch 16).
@@ -80,42 +96,13 @@ def decode(
     The backward votes are counted at the forward cells only (0 elsewhere, and so in a
     trace): the other cells can never become candidates.
     """
-    k = references_deb.shape[0]
-    C, h, w = target_norm.shape
+    h, w = target_norm.shape[-2:]
     rec = recorder
-    rec.record(
-        grid=(h, w),
-        reference_features_deb=references_deb,
-        reference_masks_low=masks_low,
-        prototype=prototype,
-        target_features_norm=target_norm,
-        target_features_deb=target_deb,
-    )
+    rec.record(target_features_norm=target_norm)
 
-    # ---- 4. Candidate localisation, forward: cells similar to the prototype, s(x) = <tgt_deb(x), p>.
-    with rec.stage("forward"):
-        similarity = matching.forward_similarity(target_deb, prototype)
-        # forward = s > 0; if no cell passes, s above its 0.9 quantile.
-        forward = matching.forward_mask(similarity)
-
-    # ---- 4. Candidate localisation, backward: a shot votes for a target cell whose most similar
-    # reference cell lies in that shot's mask; backward = votes >= ceil(k / 2).
-    with rec.stage("backward"):
-        if target_deb.device.type == "cpu":
-            # only the forward cells, in chunks: the same argmax as the whole matrix, less work
-            cells = forward.reshape(-1).nonzero()[:, 0]
-            votes = matching.backward_votes(
-                references_deb, target_deb, masks_low, cells=cells, chunk_size=BACKWARD_CHUNK
-            )
-        else:
-            # every cell at once (no host synchronisation), then the same restriction
-            votes = matching.backward_votes(references_deb, target_deb, masks_low) * forward
-        backward = matching.backward_mask(votes, k)
-        # candidates = forward ∧ backward
-        candidates = matching.candidates(forward, backward)
-    rec.record(
-        forward_similarity=similarity, forward_mask=forward, votes=votes, backward_mask=backward, candidates=candidates
-    )
+    # ---- 4. Candidate localisation (forward and backward matching).
+    found = localise(references_deb, masks_low, prototype, target_deb, recorder=rec)
+    candidates = found["candidates"]
 
     # No candidate: the prediction is the empty mask.
     if not bool(candidates.any()):
@@ -132,16 +119,122 @@ def decode(
         K = int(labels.max()) + 1
 
     # ---- 6. Seed selection and aggregation.
-    with rec.stage("aggregation"):
-        # cluster prototypes P_deb (debiased features) and P_orig (original features)
-        P_deb = aggregation.cluster_prototypes(target_deb.reshape(C, -1).T, labels, K)
-        P_orig = aggregation.cluster_prototypes(target_norm.reshape(C, -1).T, labels, K)
+    P_deb, P_orig = cluster_prototypes(target_norm, target_deb, labels, K, recorder=rec)
+    sc = score_clusters(candidates, labels, K, P_deb, P_orig, prototype, found["similarity"], recorder=rec)
+
+    # ---- 7. Finalisation: clusters scoring above the merge threshold, upsampled, refined.
+    return finalize(labels, sc["score"], params.merge_threshold, params, image=image, out_size=out_size, recorder=rec)
+
+
+def localise(
+    references_deb: Tensor,
+    masks_low: Tensor,
+    prototype: Tensor,
+    target_deb: Tensor,
+    *,
+    similarity: Tensor | None = None,
+    recorder: Recorder = NO_RECORD,
+) -> dict[str, Tensor]:
+    """Candidate localisation of one concept (stage 4): forward and backward matching.
+
+    Args:
+        references_deb: (k, C, hr, wr) debiased reference features of the concept's shots.
+        masks_low: (k, hr, wr) bool reference masks on the feature grid.
+        prototype: (C,) the concept's prototype p.
+        target_deb: (C, h, w) debiased target features.
+        similarity: (h, w) s(x) = <tgt_deb(x), p> when already computed; else computed here.
+        recorder: receives the inputs and ``forward_similarity`` ... ``candidates``.
+
+    Returns:
+        dict of (h, w) tensors: ``similarity`` (float), ``forward``, ``votes`` (int32),
+        ``backward``, ``candidates`` (bool). The backward votes are counted at the forward
+        cells only (0 elsewhere): the other cells can never become candidates.
+    """
+    k = references_deb.shape[0]
+    h, w = target_deb.shape[-2:]
+    rec = recorder
+    rec.record(
+        grid=(h, w),
+        reference_features_deb=references_deb,
+        reference_masks_low=masks_low,
+        prototype=prototype,
+        target_features_deb=target_deb,
+    )
+
+    # Forward: cells similar to the prototype, s(x) = <tgt_deb(x), p>.
+    with rec.stage("forward"):
+        if similarity is None:
+            similarity = matching.forward_similarity(target_deb, prototype)
+        # forward = s > 0; if no cell passes, s above its 0.9 quantile.
+        forward = matching.forward_mask(similarity)
+
+    # Backward: a shot votes for a target cell whose most similar reference cell lies in that
+    # shot's mask; backward = votes >= ceil(k / 2).
+    with rec.stage("backward"):
+        if target_deb.device.type == "cpu":
+            # only the forward cells, in chunks: the same argmax as the whole matrix, less work
+            cells = forward.reshape(-1).nonzero()[:, 0]
+            votes = matching.backward_votes(
+                references_deb, target_deb, masks_low, cells=cells, chunk_size=BACKWARD_CHUNK
+            )
+        else:
+            # every cell at once (no host synchronisation), then the same restriction
+            votes = matching.backward_votes(references_deb, target_deb, masks_low) * forward
+        backward = matching.backward_mask(votes, k)
+        # candidates = forward ∧ backward
+        candidates = matching.candidates(forward, backward)
+    rec.record(
+        forward_similarity=similarity, forward_mask=forward, votes=votes, backward_mask=backward, candidates=candidates
+    )
+    return {"similarity": similarity, "forward": forward, "votes": votes, "backward": backward, "candidates": candidates}
+
+
+def cluster_prototypes(
+    target_norm: Tensor, target_deb: Tensor, labels: Tensor, num_clusters: int, *, recorder: Recorder = NO_RECORD
+) -> tuple[Tensor, Tensor]:
+    """The clusters' prototypes (stage 6, target only): P_deb and P_orig, each (K, C) unit rows.
+
+    Args:
+        target_norm, target_deb: (C, h, w) normalised and debiased target features.
+        labels: (h, w) long cluster labels in [0, K).
+        num_clusters: K.
+    """
+    C = target_norm.shape[0]
+    with recorder.stage("aggregation"):
+        P_deb = aggregation.cluster_prototypes(target_deb.reshape(C, -1).T, labels, num_clusters)
+        P_orig = aggregation.cluster_prototypes(target_norm.reshape(C, -1).T, labels, num_clusters)
+    return P_deb, P_orig
+
+
+def score_clusters(
+    candidates: Tensor,
+    labels: Tensor,
+    num_clusters: int,
+    P_deb: Tensor,
+    P_orig: Tensor,
+    prototype: Tensor,
+    similarity: Tensor,
+    *,
+    recorder: Recorder = NO_RECORD,
+) -> dict[str, Tensor]:
+    """Seed selection and aggregation scores of one concept (stage 6).
+
+    Args:
+        candidates: (h, w) bool candidate cells (at least one).
+        labels: (h, w) long cluster labels; num_clusters: K.
+        P_deb, P_orig: (K, C) cluster prototypes (:func:`cluster_prototypes`).
+        prototype: (C,) the concept's prototype p; similarity: (h, w) its s(x).
+
+    Returns:
+        :func:`insid3lab.stages.aggregation.seed_and_scores`'s dict (``score`` (K,), ``seed`` (), ...).
+    """
+    with recorder.stage("aggregation"):
         # seed = the cluster overlapping the candidates with the largest <p, P_deb[k]>;
         # score[k] = cross[k] · intra[k] · a_k, a_seed = 1
-        sc = aggregation.seed_and_scores(candidates, labels, K, P_deb, P_orig, prototype, similarity)
-    rec.record(
+        sc = aggregation.seed_and_scores(candidates, labels, num_clusters, P_deb, P_orig, prototype, similarity)
+    recorder.record(
         cluster_labels=labels,
-        num_clusters=K,
+        num_clusters=num_clusters,
         cluster_prototypes_deb=P_deb,
         cluster_prototypes_orig=P_orig,
         cluster_overlap=sc["overlap"],
@@ -152,9 +245,7 @@ def decode(
         cluster_score=sc["score"],
         seed=int(sc["seed"]),
     )
-
-    # ---- 7. Finalisation: clusters scoring above the merge threshold, upsampled, refined.
-    return finalize(labels, sc["score"], params.merge_threshold, params, image=image, out_size=out_size, recorder=rec)
+    return sc
 
 
 def finalize(

@@ -9,6 +9,7 @@ is :func:`insid3lab.method.decode`. Like SAM's predictor, the expensive part is 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from . import cache as _cache
+from . import concepts as _concepts
 from . import method
 from .basis import PositionalBases
 from .encoding import Encoded, SegmentManyError, describe
@@ -71,6 +73,11 @@ class INSID3:
         >>> model.set_reference("ref.jpg", "ref_mask.png")
         >>> mask = model.segment("target.jpg")            # (H, W) bool
         >>> mask, trace = model.segment("target.jpg", return_trace=True)
+
+    Several concepts (see :mod:`insid3lab.concepts`): name each shot's concept with ``label=``,
+    or pass a label map with ``labels={1: "cat", 2: "dog"}``; then :meth:`segment_labels` gives a
+    label map and :meth:`segment_instances` separate objects, from one target encoding and one
+    clustering.
     """
 
     image_size = _param("image_size", "Side S of the network input (a multiple of the patch size).")
@@ -255,19 +262,33 @@ class INSID3:
         return _cache.clear_cache()
 
     # -------------------------------------------------------------- references
-    def set_reference(self, image, mask=None, *, mask_value: int | None = None) -> None:
+    def set_reference(self, image, mask=None, *, mask_value: int | None = None, label: str | None = None,
+                      labels=None) -> None:
         """Add a reference shot (call again for k shots): encode it now and keep its features.
 
         ``image``: path, PIL image, numpy array or normalised tensor; ``mask``: path, PIL image, array or
         tensor, foreground ``> 0`` (or ``== mask_value`` in a label map); None for keypoint matching only.
+        ``label``: the name of the shot's concept; shots with the same label pool as k-shot for it,
+        whichever call they came from (shots without one form the concept ``"object"``).
+        ``labels``: ``mask`` is a label map and each ``{value: name}`` adds one shot of concept ``name``
+        from a single encoding of the image (``"all"`` or ``True``: every non-zero value, named by it).
         Raises :class:`~insid3lab.stages.EmptyMaskError` (a ValueError naming the shot) for an empty mask.
         """
-        shot = len(self.references)
-        enc = self.encode(image, what=f"reference image {shot}")
-        if mask is not None:
-            self._attach_mask(enc, mask, mask_value, shot)
-        self.references.append(enc)
+        if labels is not None and labels is not False:
+            shots = _concepts.label_map_shots(self, image, mask, labels, label=label, mask_value=mask_value)
+        else:
+            label = _concepts.check_label(label)
+            shots = [self.encode(image, what=f"reference image {len(self.references)}")]
+            shots[0].label = label
+            if mask is not None:
+                self._attach_mask(shots[0], mask, mask_value, len(self.references))
+        self.references.extend(shots)
         self._ref_state = None
+
+    @property
+    def labels(self) -> list[str]:
+        """The concepts' names in label order (label i of :meth:`segment_labels` is ``labels[i - 1]``)."""
+        return list(_concepts.concept_shots(self.references))
 
     def _attach_mask(self, enc: Encoded, mask, mask_value, shot: int) -> None:
         what = f"reference mask {shot} ({describe(mask)})"
@@ -310,9 +331,12 @@ class INSID3:
         The one place where a changed ``image_size`` re-encodes: a shot encoded at another size is
         encoded again from the image (and mask) it was given with, and replaces the old record.
         """
+        fresh: dict[int, Encoded] = {}  # shots of one label map share one encoding
         for i, ref in enumerate(self.references):
             if ref.size != self.image_size:
-                enc = self.encode(ref.source, what=f"reference image {i}")
+                if id(ref.features) not in fresh:
+                    fresh[id(ref.features)] = self.encode(ref.source, what=f"reference image {i}")
+                enc = dataclasses.replace(fresh[id(ref.features)], label=ref.label)
                 if ref.mask_source is not None:
                     self._attach_mask(enc, ref.mask_source, ref.mask_value, i)
                 self.references[i] = enc
@@ -329,16 +353,42 @@ class INSID3:
         refs = self.references_at_current_size()
         if not refs:
             raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
+        names = self.labels
+        if len(names) > 1:
+            raise RuntimeError(
+                f"{len(names)} concepts are set ({', '.join(names)}) but segment() gives one mask: "
+                "call segment_labels(target) for a label map, or segment_instances(target)"
+            )
         key = (self.image_size, self.effective_components() if self.debias else 0, tuple(map(id, refs)))
         if self._ref_state is not None and self._ref_state[0] == key:
             return self._ref_state[1]
-        missing = [i for i, r in enumerate(refs) if r.mask is None]
+        state = self._stack_state(refs)
+        self._ref_state = (key, state)
+        return state
+
+    def concept_states(self) -> list[dict[str, Tensor]]:
+        """Per concept (in :attr:`labels` order), :meth:`reference_state`'s tensors over its shots, plus
+        ``shots`` (their indices). Computed once per settings; one concept gives ``[reference_state()]``'s values.
+        """
+        refs = self.references_at_current_size()
+        if not refs:
+            raise RuntimeError("no concept yet: call set_reference(image, mask, label=...) before segment_labels()")
+        groups = list(_concepts.concept_shots(refs).values())
+        if len(groups) == 1:  # the single-concept state itself (one cache for segment and segment_labels)
+            return [{**self.reference_state(), "shots": groups[0]}]
+        key = (self.image_size, self.effective_components() if self.debias else 0, tuple(map(id, refs)), "concepts")
+        if self._ref_state is None or self._ref_state[0] != key:
+            self._ref_state = (key, [{**self._stack_state([refs[i] for i in g]), "shots": g} for g in groups])
+        return self._ref_state[1]
+
+    def _stack_state(self, refs: list[Encoded]) -> dict[str, Tensor]:
+        missing = [i for i, r in enumerate(self.references) if r.mask is None]
         if missing:
             raise RuntimeError(f"reference shot(s) {missing} have no mask: pass a mask to set_reference() to segment")
         norm = torch.stack([r.features_norm for r in refs])
         deb = self.debias_features(norm)
         masks_low = torch.stack([r.mask_low for r in refs])
-        state = {
+        return {
             "images": torch.cat([r.image for r in refs]),
             "masks": torch.stack([r.mask for r in refs]),
             "masks_low": masks_low,
@@ -348,8 +398,6 @@ class INSID3:
             "shot_prototypes": proto.shot_prototypes(deb, masks_low),
             "prototype": proto.reference_prototype(deb, masks_low),
         }
-        self._ref_state = (key, state)
-        return state
 
 
     # ------------------------------------------------------------ segmentation
@@ -367,6 +415,9 @@ class INSID3:
         Returns:
             (H, W) bool mask on the encoder's device at the target's original size
             (S x S with ``resize_to_orig_size=False``); with ``return_trace``, ``(mask, trace)``.
+
+        Raises:
+            RuntimeError: when several concepts are set (``labels``): use :meth:`segment_labels`.
         """
         with self._target_of("segment", target) as image:
             if not self.references:
@@ -495,6 +546,31 @@ class INSID3:
             progress=self.progress if progress is None else progress,
         )
         return results
+
+    # ------------------------------------------------------------ many concepts
+    def segment_labels(self, target=None, *, return_trace: bool = False, timings: dict[str, float] | None = None):
+        """Segment every concept at once: one target encoding and one clustering shared by all.
+
+        Returns:
+            ``(label_map, scores)``: (H, W) int64 on the encoder's device (0 background, i the concept
+            ``labels[i - 1]``; S x S with ``resize_to_orig_size=False``) and ``{name: score}``, the mean
+            aggregation score of the cells each concept took (0 when none). With ``return_trace``,
+            ``(label_map, scores, trace)`` with a :class:`~insid3lab.trace.ConceptsTrace`.
+            A cluster claimed by several concepts goes to the higher score (see :mod:`insid3lab.concepts`).
+        """
+        result = _concepts.segment_concepts(self, "segment_labels", target, return_trace, timings)
+        out = (result.label_map, dict(result.scores))
+        return (*out, result) if return_trace else out
+
+    def segment_instances(self, target=None, *, return_trace: bool = False):
+        """Separate objects of every concept: a list of ``{label, label_id, mask, score, box}``.
+
+        See :func:`insid3lab.concepts.split_instances` for the rule (connected components on the
+        feature grid) and the score; with ``return_trace``, ``(instances, trace)``.
+        """
+        result = _concepts.segment_concepts(self, "segment_instances", target, return_trace, None)
+        instances = _concepts.split_instances(result)
+        return (instances, result) if return_trace else instances
 
     # ------------------------------------------------------------------ video
     def track(self, frames, first_mask, *, memory: int = MEMORY, min_confidence: float = MIN_CONFIDENCE, labels=False,

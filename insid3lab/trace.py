@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["NO_RECORD", "Recorder", "Trace"]
+__all__ = ["NO_RECORD", "ConceptsTrace", "Recorder", "Trace"]
 
 
 @dataclass
@@ -159,3 +159,50 @@ class Recorder:
 
 #: The recorder that keeps nothing and times nothing.
 NO_RECORD = Recorder()
+
+
+@dataclass
+class ConceptsTrace:
+    """The record of one many-concept prediction (:meth:`~insid3lab.INSID3.segment_labels`).
+
+    One target encoding and one clustering serve every concept; ``concepts`` holds one
+    :class:`Trace` per concept with its own intermediates (prototype, forward similarity,
+    votes, candidates, cluster scores, seed) and the masks it was given after the
+    competition (``mask_low``, ``mask``). N concepts, K clusters, (h, w) grid, (H, W) output.
+    """
+
+    names: list[str] = field(default_factory=list)  # the concepts, in label order (label i = names[i - 1])
+    settings: dict[str, Any] = field(default_factory=dict)
+    concepts: list[Trace] = field(default_factory=list)  # per concept (empty without return_trace)
+    target_image: Tensor | None = None  # (3, S, S) normalised
+    target_size: tuple[int, int] | None = None  # original (H, W)
+    cluster_labels: Tensor | None = None  # (h, w) long; None when no concept had a candidate
+    num_clusters: int | None = None
+    similarity: Tensor | None = None  # (N, h, w) forward similarity s_c(x) of every concept
+    has_candidates: Tensor | None = None  # (N,) bool
+    cluster_scores: Tensor | None = None  # (N, K) aggregation scores (0 for a concept without candidates)
+    claims: Tensor | None = None  # (N, K) bool: concept c claims cluster k (score > merge threshold)
+    owner: Tensor | None = None  # (K,) long: the concept index that takes cluster k, -1 for none
+    label_map_low: Tensor | None = None  # (h, w) long, 0 = background, i = names[i - 1]
+    label_map: Tensor | None = None  # (H, W) long, the prediction
+    scores: dict[str, float] = field(default_factory=dict)  # per concept: mean score of the cells it took
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def cpu(self) -> ConceptsTrace:
+        """A copy with every tensor (and every per-concept trace) on the CPU."""
+        kw = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            kw[f.name] = v.detach().cpu() if isinstance(v, torch.Tensor) else v
+        kw["concepts"] = [t.cpu() for t in self.concepts]
+        return ConceptsTrace(**kw)
+
+    def summary(self) -> str:
+        """A short text report: the concepts, their cells and scores, the stage times."""
+        lines = [f"INSID3 concepts trace: {len(self.names)} concept(s), clusters: {self.num_clusters}"]
+        for i, name in enumerate(self.names, start=1):
+            cells = 0 if self.label_map_low is None else int((self.label_map_low == i).sum())
+            lines.append(f"  {i} {name}: {cells} cells, score {self.scores.get(name, 0.0):.3f}")
+        if self.timings:
+            lines.append("stage times (ms): " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in self.timings.items()))
+        return "\n".join(lines)

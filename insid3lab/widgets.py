@@ -6,6 +6,9 @@ DOM contract of the explorer (a browser test relies on it): every image panel is
 ``ipywidgets.Image`` with CSS class ``insid3lab-panel``, the predicted-mask panel also has
 ``insid3lab-mask``; every control has ``insid3lab-control-<name>`` with names ``tau`` (a
 ``FloatSlider``), ``svd``, ``merge`` (sliders), ``size``, ``layer``, ``debias`` (dropdowns).
+
+Several concepts at once (a label map, per-concept scores, instances):
+:class:`~insid3lab.concept_explorer.ConceptExplorer`, also importable from here.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import numpy as np
 import torch
 
 from . import method
+from .concept_explorer import ConceptExplorer
 from .preprocess import denormalize
 from .stages.features import extract_features, l2_normalize
 from .viz.common import REF_COLOR, as_image, as_mask, as_numpy, empty_figure, iou, pca_rgb, resize_nearest, to_png
 from .viz.draw import draw_mask, draw_rgb
 from .viz.story import draw_panel, settings_line
 
-__all__ = ["CONTROL_NAMES", "PANEL_NAMES", "Explorer", "MaskPainter"]
+__all__ = ["CONTROL_NAMES", "PANEL_NAMES", "ConceptExplorer", "Explorer", "MaskPainter"]
 
 #: Names of the explorer's controls (CSS class ``insid3lab-control-<name>``).
 CONTROL_NAMES = ("tau", "svd", "merge", "size", "layer", "debias")

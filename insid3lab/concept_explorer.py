@@ -1,0 +1,192 @@
+"""An ipywidgets explorer for several concepts at once: the label map, per-concept scores and instances.
+
+DOM contract: image panels are ``ipywidgets.Image`` with CSS class ``insid3lab-concepts-panel``
+(the label-map panel also ``insid3lab-labels``); controls have
+``insid3lab-concepts-control-<name>`` with names ``tau``, ``svd``, ``merge`` (sliders) and
+``debias`` (a dropdown).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+import traceback
+from collections import Counter
+
+import ipywidgets as widgets
+import torch
+
+from . import concepts as _concepts
+from .viz.common import to_png
+from .viz.labels import instances as draw_instances
+from .viz.labels import label_overlay
+from .viz.labels import labels as draw_labels
+
+__all__ = ["CONCEPT_CONTROL_NAMES", "CONCEPT_PANEL_NAMES", "ConceptExplorer"]
+
+#: Names of the controls (CSS class ``insid3lab-concepts-control-<name>``).
+CONCEPT_CONTROL_NAMES = ("tau", "svd", "merge", "debias")
+#: Names of the image panels, in display order; ``labels`` is the label map with the score bars.
+CONCEPT_PANEL_NAMES = ("reference", "labels", "instances")
+
+
+class ConceptExplorer:
+    """Turn τ, the SVD components, the merge threshold and debiasing, and watch every concept's share.
+
+    The target is encoded once; its cluster labels are kept per τ, so only a new τ re-clusters
+    (``counts["clustering"]``); every update re-runs the per-concept matching and the competition
+    (``counts["decode"]``) through :func:`insid3lab.concepts.run_concepts`, as ``segment_labels`` does.
+
+    Args:
+        model: an :class:`~insid3lab.INSID3`; its references are replaced by the label map's concepts.
+        reference_image: the reference image; reference_labels: its label map.
+        labels: ``{value: name}`` (or ``"all"``), as for ``set_reference(..., labels=...)``.
+        target_image: the image to segment.
+        panel_px: width in pixels of a panel.
+
+    Attributes:
+        widget, controls, panels, status; ``result`` (the last :class:`~insid3lab.trace.ConceptsTrace`),
+        ``instances`` (the last instance list), ``last_error``.
+    """
+
+    def __init__(self, model, reference_image, reference_labels, labels, target_image, *, panel_px: int = 300):
+        self.model = model
+        self.panel_px = int(panel_px)
+        self.counts: Counter = Counter({"encode": 0, "clustering": 0, "decode": 0})
+        self.last_error: BaseException | None = None
+        self._clusters: dict[float, torch.Tensor] = {}
+        model.clear_reference()
+        model.set_reference(reference_image, reference_labels, labels=labels)
+        self._reference = (reference_image, reference_labels)
+        self._target_image = target_image
+        self._target = model.encode(target_image, what="target image")
+        self.counts["encode"] += 2
+        limit = min(model.embed_dim, (model.image_size // model.patch_size) ** 2)
+        model.svd_components = min(model.svd_components, limit)
+
+        c = {
+            "tau": widgets.FloatSlider(
+                value=model.tau,
+                min=0.05,
+                max=1.0,
+                step=0.05,
+                description="τ",
+                continuous_update=False,
+                readout_format=".2f",
+            ),
+            "svd": widgets.IntSlider(
+                value=model.svd_components, min=0, max=limit, description="SVD r", continuous_update=False
+            ),
+            "merge": widgets.FloatSlider(
+                value=model.merge_threshold,
+                min=-0.5,
+                max=1.0,
+                step=0.05,
+                description="merge",
+                continuous_update=False,
+                readout_format=".2f",
+            ),
+            "debias": widgets.Dropdown(
+                options=[("on", True), ("off", False)], value=bool(model.debias), description="debias"
+            ),
+        }
+        for name, w in c.items():
+            w.add_class(f"insid3lab-concepts-control-{name}")
+            w.observe(self._handler(name), names="value")
+        self.controls = c
+        self.panels = {}
+        for name in CONCEPT_PANEL_NAMES:
+            img = widgets.Image(format="png")
+            img.add_class("insid3lab-concepts-panel")
+            if name == "labels":
+                img.add_class("insid3lab-labels")
+            self.panels[name] = img
+        self.status = widgets.HTML()
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([c["tau"], c["svd"]]),
+                widgets.HBox([c["merge"], c["debias"]]),
+                widgets.HBox([self.panels[n] for n in CONCEPT_PANEL_NAMES]),
+                self.status,
+            ]
+        )
+        self.widget.add_class("insid3lab-concept-explorer")
+        self.panels["reference"].value = to_png(
+            label_overlay(reference_labels_map(model), model.labels, image=reference_image, title="reference concepts"),
+            dpi=max(40, round(self.panel_px / 4.0)),
+        )
+        self._refresh("init")
+
+    def display(self) -> None:
+        """Show the app in the notebook."""
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _ipython_display_(self) -> None:
+        self.display()
+
+    @property
+    def label_map(self) -> torch.Tensor:
+        """The current (H, W) int64 label map."""
+        return self.result.label_map
+
+    def _handler(self, name):
+        def on_change(change):
+            m = self.model
+            value = change["new"]
+            if name == "tau":
+                m.tau = float(value)
+            elif name == "svd":
+                m.svd_components = int(value)
+            elif name == "merge":
+                m.merge_threshold = float(value)
+            else:
+                m.debias = bool(value)
+            self._refresh(name)
+
+        return on_change
+
+    def _refresh(self, changed: str) -> None:
+        t0 = time.perf_counter()
+        m = self.model
+        try:
+            key = round(m.tau, 6)
+            cached = self._clusters.get(key)
+            self.result = _concepts.run_concepts(m, self._target, trace=False, labels=cached).cpu()
+            self.counts["decode"] += 1
+            if cached is None and self.result.cluster_labels is not None:
+                self._clusters[key] = self.result.cluster_labels
+                self.counts["clustering"] += 1
+            self.instances = _concepts.split_instances(self.result)
+            dpi = max(40, round(self.panel_px / 4.0))
+            self.panels["labels"].value = to_png(
+                draw_labels(self.result.label_map, m.labels, self.result.scores, image=self._target_image), dpi=dpi
+            )
+            self.panels["instances"].value = to_png(
+                draw_instances(self._target_image, self.instances, m.labels), dpi=dpi
+            )
+            self.last_error = None
+            shares = ", ".join(
+                f"{n} {100 * float((self.result.label_map == i + 1).float().mean()):.1f}%"
+                for i, n in enumerate(m.labels)
+            )
+            self.status.value = (
+                f"<span style='font-size:90%'>{html.escape(shares)}; {len(self.instances)} instance(s)"
+                f" — updated in {1000 * (time.perf_counter() - t0):.0f} ms</span>"
+            )
+        except Exception as e:  # noqa: BLE001 - shown in the app; kept in last_error
+            self.last_error = e
+            tb = html.escape("".join(traceback.format_exception_only(type(e), e)).strip())
+            self.status.value = f"<span style='color:#c00'>update after changing {changed} failed: {tb}</span>"
+
+
+def reference_labels_map(model) -> torch.Tensor:
+    """The reference's concepts as one (S, S) label map (from the shots' masks, in label order)."""
+    out = None
+    for i, name in enumerate(model.labels, start=1):
+        for ref in model.references:
+            if (ref.label or _concepts.DEFAULT_LABEL) == name and ref.mask is not None:
+                out = torch.zeros(ref.mask.shape, dtype=torch.long) if out is None else out
+                out[ref.mask.cpu()] = i
+    return out
