@@ -22,12 +22,12 @@ from .runner import read_records, run_evaluation
 
 __all__ = [
     "BENCHMARKS",
+    "PCK_ALPHAS",
     "BadSampleError",
     "DatasetNotFoundError",
     "Episode",
     "KeypointMeter",
     "KeypointPair",
-    "PCK_ALPHAS",
     "Sample",
     "SegmentationMeter",
     "build_dataset",

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runfiles import write_atomic
+
 __all__ = ["Episode", "episode_rng", "episodes_digest", "load_episodes", "sample_episode", "sample_episodes", "save_episodes"]
 
 EPISODES_FORMAT = "insid3lab-episodes/1"
@@ -44,7 +46,7 @@ class Episode:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Episode":
+    def from_json(cls, d: dict) -> Episode:
         try:
             return cls(int(d["index"]), int(d["class_index"]), str(d["class_name"]), dict(d["target"]),
                        tuple(dict(r) for r in d["references"]))
@@ -92,9 +94,7 @@ def save_episodes(path: str | os.PathLike, episodes: list[Episode], *, meta: dic
     path = Path(path)
     doc = {"format": EPISODES_FORMAT, "meta": meta or {}, "digest": episodes_digest(episodes),
            "episodes": [e.to_json() for e in episodes]}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=1))
     return path
 
 
