@@ -116,8 +116,10 @@ def read_run_file(path: Path) -> dict:
     try:
         doc = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{str(path)!r} is not a run description (invalid JSON: {e}); remove the folder or "
-                         "choose another output folder") from None
+        raise ValueError(
+            f"{str(path)!r} is not a run description (invalid JSON: {e}); remove the folder or "
+            "choose another output folder"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("identity", {}), dict):
         raise ValueError(f"{str(path)!r} is not a run description (expected an object with 'identity')")  # noqa: TRY004
     return doc

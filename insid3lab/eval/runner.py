@@ -285,9 +285,9 @@ def run_evaluation(
 
 
 def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool, started: str, lock: RunLock) -> dict:
-    """Lock the run folder and make it ready; on resume, keep the good records in one clean file.
+    """Lock the run folder and make it ready; on resume, repair the records' tails and check their settings.
 
-    Returns what the resume found: ``{"retried": number of bad records set aside to evaluate again}``.
+    Returns what the resume found: ``{"retried": number of bad records that will be evaluated again}``.
     """
     out.mkdir(parents=True, exist_ok=True)
     lock.acquire()
@@ -318,13 +318,7 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
                 f"other run settings (digest {records[foreign[0]]['run']}, this run {digest}); two runs wrote into "
                 "this folder, so its numbers cannot be trusted: start again in a new folder"
             )
-        good = {i: r for i, r in records.items() if "bad" not in r}
-        retried = len(records) - len(good)
-        if files and (retried or len(files) > 1):
-            write_atomic(out / RESULTS, "".join(json_line(good[i]) for i in sorted(good)))
-            for f in files:
-                if f.name != RESULTS:
-                    f.unlink()
+        retried = sum("bad" in r for r in records.values())  # evaluated again below; the newer record counts
     if not run_file.exists():
         write_json(run_file, {"identity": identity, "created": started})
     save_episodes(out / "episodes.json", eps, meta={k: identity[k] for k in ("dataset", "fold", "shots", "seed")})
@@ -376,7 +370,7 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
         raise error
 
     # ── what is already done (bad records were set aside: they are evaluated again) ──
-    done = read_records(out) if resume else {}
+    done = {i: r for i, r in read_records(out).items() if "bad" not in r} if resume else {}
     for idx, rec in done.items():
         if idx in by_index and rec.get("episode") != by_index[idx].digest():
             raise ValueError(f"cannot resume {str(out)!r}: the stored result of episode {idx} belongs to a different episode")

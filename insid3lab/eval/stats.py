@@ -27,8 +27,9 @@ def _bounds(values: np.ndarray, level: float) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def segmentation_interval(per_episode, num_classes: int, *, resamples: int = 1000, seed: int = 0,
-                          level: float = 0.95) -> dict:
+def segmentation_interval(
+    per_episode, num_classes: int, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
     """Bootstrap intervals of mIoU and FB-IoU (percent) over the evaluated episodes.
 
     Args:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from insid3lab._warn import warn
+
 from .base import (
     IGNORE,
     Sample,
@@ -48,15 +50,14 @@ or
         else:
             groups = [(self.root.resolve().name or "foreground", img_dir, mask_dir)]
         self.class_names, self.pairs = [], []
+        self.images_without_mask: list[str] = []
         for cname, idir, mdir in groups:
             require_paths(self.title, self.data_root, self.layout, mdir)
             masks = {p.stem: p.name for p in sorted(mdir.iterdir()) if p.suffix.lower() in MASK_EXTENSIONS}
             prefix = f"{cname}/" if class_dirs else ""
-            pairs = [
-                (prefix + p.name, prefix + masks[p.stem])
-                for p in sorted(idir.iterdir())
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem in masks
-            ]
+            images = [p for p in sorted(idir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
+            pairs = [(prefix + p.name, prefix + masks[p.stem]) for p in images if p.stem in masks]
+            self.images_without_mask += [prefix + p.name for p in images if p.stem not in masks]
             if len(pairs) <= self.shots:
                 raise ValueError(
                     f"{self.title}: {str(idir)!r} has {len(pairs)} image(s) with a mask of the same stem in "
@@ -65,6 +66,16 @@ or
             self.class_names.append(cname)
             self.pairs.append(pairs)
         self.default_episodes = sum(len(p) for p in self.pairs)
+        if self.images_without_mask:
+            n = len(self.images_without_mask)
+            warn(f"{self.title} {str(self.root)!r}: {n} image(s) have no mask of the same stem and are not used "
+                 f"(e.g. {self.images_without_mask[0]!r}); see images_without_mask")
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["images_without_mask"] = len(self.images_without_mask)
+        d["ignore_value"] = self.ignore_value
+        return d
 
     def sample(self, rng, index):
         ci = index % len(self.class_names)

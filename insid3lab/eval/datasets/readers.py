@@ -82,7 +82,7 @@ def _unpickle(fh, path) -> object:
             raise SplitFileError(
                 f"{path}: {e}; split files may hold only builtin containers, scalars and numpy arrays"
             ) from None
-        raise SplitFileError(f"{path}: not a readable pickle ({e})") from None
+        raise SplitFileError(f"{path}: truncated or not a pickle ({e})") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError, ImportError) as e:
         raise SplitFileError(f"{path}: truncated or not a pickle ({type(e).__name__}: {e})") from None
 
