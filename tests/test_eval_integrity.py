@@ -1,5 +1,6 @@
 """Harness integrity: 16-bit images, safe split files, one writer per run folder, resume, threads, protocol, intervals."""
 
+# ruff: noqa: F811  (eval_data is a fixture imported by name)
 from __future__ import annotations
 
 import json
@@ -275,7 +276,8 @@ def test_ignore_value_of_the_ground_truth(eval_data, tmp_path):
     tgt = ds.load(ep.target, ep.class_index)
     assert (tgt.mask == 255).any()
     model = FakeModel()
-    model.set_reference(*(lambda r: (r.image, r.foreground))(ds.load(ep.references[0], ep.class_index)))
+    ref = ds.load(ep.references[0], ep.class_index)
+    model.set_reference(ref.image, ref.foreground)
     pred = model.segment(tgt.image).numpy()
     for value, name in ((255, "a"), (None, "b")):
         run_evaluation(FakeModel(), ds, tmp_path / name, episodes=1, ignore_value=value, progress=False)

@@ -34,8 +34,9 @@ import torch
 from insid3lab._warn import warn
 
 from .datasets import IGNORE, BadSampleError
-from .episodes import Episode, episodes_digest, load_episodes, sample_episodes, save_episodes
+from .episodes import Episode, episodes_digest, resolve_episodes, save_episodes
 from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
+from .plots import plot_per_class
 from .runfiles import (
     RESULTS,
     RunLock,
@@ -102,29 +103,6 @@ def model_settings(model) -> dict:
     return out
 
 
-def plot_per_class(names: list[str], values: list[float], *, title: str, ylabel: str, mean: float | None = None,
-                   mean_label: str = "mean"):
-    """Bar chart of one score per class; returns the matplotlib Figure (Agg canvas, never shown)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n = len(names)
-    fig = Figure(figsize=(max(6.0, 0.28 * n + 2.0), 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    vals = [0.0 if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in values]
-    ax.bar(range(n), vals, color="#4878a8")
-    if mean is not None and not math.isnan(mean):
-        ax.axhline(mean, color="#c44e52", lw=1.2, ls="--", label=f"{mean_label} {mean:.1f}")
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_xticks(range(n))
-    ax.set_xticklabels(names, rotation=90 if n > 8 else 0, fontsize=7 if n > 30 else 8)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
 # ───────────────────────── one episode ─────────────────────────
 
 
@@ -174,27 +152,6 @@ def _keypoint_episode(model, dataset, ep: Episode, ignore_value: int | None) -> 
 
 
 # ───────────────────────── the run ─────────────────────────
-
-
-def _resolve_episodes(dataset, episodes, seed: int) -> list[Episode]:
-    if episodes is None or isinstance(episodes, (int, np.integer)):
-        return sample_episodes(dataset, None if episodes is None else int(episodes), seed)
-    if isinstance(episodes, (str, os.PathLike)):
-        episodes, _ = load_episodes(episodes)
-    eps = list(episodes)
-    if not eps or not all(isinstance(e, Episode) for e in eps):
-        raise TypeError("episodes: expected None, a count, a path to an episodes JSON file or a non-empty list of Episode")
-    for e in eps:
-        if not 0 <= e.class_index < len(dataset.class_names) or dataset.class_names[e.class_index] != e.class_name:
-            raise ValueError(
-                f"episode {e.index} is of class {e.class_name!r} (#{e.class_index}), which is not that class of {dataset!r}; "
-                "were the episodes drawn from another benchmark or fold?"
-            )
-        if len(e.references) != dataset.shots:
-            raise ValueError(f"episode {e.index} has {len(e.references)} references but the benchmark is set to shots={dataset.shots}")
-    if len({e.index for e in eps}) != len(eps):
-        raise ValueError("episodes: indices must be distinct")
-    return eps
 
 
 def run_evaluation(
@@ -336,7 +293,7 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
     dist, rank, world = _dist_info()
     started, t0 = _now(), time.perf_counter()
 
-    eps = _resolve_episodes(dataset, episodes, seed)
+    eps = resolve_episodes(dataset, episodes, seed)
     by_index = {e.index: e for e in eps}
     msettings = model_settings(model)
     identity = {
