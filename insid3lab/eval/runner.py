@@ -49,7 +49,7 @@ from .runfiles import (
     write_json,
 )
 from .stats import pck_interval, segmentation_interval
-from .threads import eval_num_threads
+from .threads import eval_num_threads, threads_requested
 
 __all__ = ["PROTOCOLS", "model_settings", "plot_per_class", "read_records", "run_evaluation"]
 
@@ -221,9 +221,12 @@ def run_evaluation(
     if protocol == "paper" and task == "segmentation" and not hasattr(model, "resize_to_orig_size"):
         raise ValueError("protocol='paper' scores the prediction at S x S; the model has no resize_to_orig_size "
                          "to ask for it (use an insid3lab.INSID3 model or protocol='native')")
-    previous_threads = torch.get_num_threads()
     previous_resize = getattr(model, "resize_to_orig_size", None)
-    torch.set_num_threads(threads)
+    # torch's own default is already one thread per usable core: the pool is touched only to change that
+    # (resizing it costs, and a process forked from one that used it must not touch it needlessly)
+    previous_threads = torch.get_num_threads() if threads_requested(num_threads) else None
+    if previous_threads is not None and previous_threads != threads:
+        torch.set_num_threads(threads)
     if protocol == "paper" and task == "segmentation":
         model.resize_to_orig_size = False
     _, rank, _ = _dist_info()
@@ -236,7 +239,8 @@ def run_evaluation(
     finally:
         if lock is not None:
             lock.release()
-        torch.set_num_threads(previous_threads)
+        if previous_threads is not None and previous_threads != threads:
+            torch.set_num_threads(previous_threads)
         if previous_resize is not None:
             model.resize_to_orig_size = previous_resize
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-__all__ = ["ENV_NUM_THREADS", "eval_num_threads"]
+__all__ = ["ENV_NUM_THREADS", "eval_num_threads", "threads_requested"]
 
 ENV_NUM_THREADS = "INSID3LAB_NUM_THREADS"
 
@@ -57,3 +57,11 @@ def eval_num_threads(
             cpus = os.cpu_count() or 1
     local = _positive_int(env.get("LOCAL_WORLD_SIZE", "1") or "1", "LOCAL_WORLD_SIZE")
     return max(1, int(cpus) // local)
+
+
+def threads_requested(num_threads: int | None = None, *, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the count differs in intent from torch's default (one per usable core): an explicit count, the
+    environment override, or several local processes sharing the cores."""
+    env = os.environ if env is None else env
+    local = str(env.get("LOCAL_WORLD_SIZE", "1") or "1").strip()
+    return num_threads is not None or bool(env.get(ENV_NUM_THREADS, "").strip()) or local not in ("", "1")
