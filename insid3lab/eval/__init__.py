@@ -17,26 +17,33 @@ from .datasets import (
     dataset_names,
 )
 from .episodes import Episode, episode_rng, load_episodes, sample_episode, sample_episodes, save_episodes
+from .folds import run_all_folds
 from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_union, pck_hits
-from .runner import read_records, run_evaluation
+from .runfiles import RunFolderBusyError
+from .runner import PROTOCOLS, read_records, run_evaluation
+from .threads import eval_num_threads
 
 __all__ = [
     "BENCHMARKS",
+    "PCK_ALPHAS",
+    "PROTOCOLS",
     "BadSampleError",
     "DatasetNotFoundError",
     "Episode",
     "KeypointMeter",
     "KeypointPair",
-    "PCK_ALPHAS",
+    "RunFolderBusyError",
     "Sample",
     "SegmentationMeter",
     "build_dataset",
     "dataset_names",
     "episode_rng",
+    "eval_num_threads",
     "intersection_union",
     "load_episodes",
     "pck_hits",
     "read_records",
+    "run_all_folds",
     "run_evaluation",
     "sample_episode",
     "sample_episodes",

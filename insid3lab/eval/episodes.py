@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Episode", "episode_rng", "episodes_digest", "load_episodes", "sample_episode", "sample_episodes", "save_episodes"]
+from .runfiles import write_atomic
+
+__all__ = ["Episode", "episode_rng", "episodes_digest", "load_episodes", "resolve_episodes", "sample_episode", "sample_episodes", "save_episodes"]
 
 EPISODES_FORMAT = "insid3lab-episodes/1"
 
@@ -44,7 +46,7 @@ class Episode:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Episode":
+    def from_json(cls, d: dict) -> Episode:
         try:
             return cls(int(d["index"]), int(d["class_index"]), str(d["class_name"]), dict(d["target"]),
                        tuple(dict(r) for r in d["references"]))
@@ -92,9 +94,7 @@ def save_episodes(path: str | os.PathLike, episodes: list[Episode], *, meta: dic
     path = Path(path)
     doc = {"format": EPISODES_FORMAT, "meta": meta or {}, "digest": episodes_digest(episodes),
            "episodes": [e.to_json() for e in episodes]}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=1))
     return path
 
 
@@ -114,3 +114,25 @@ def load_episodes(path: str | os.PathLike) -> tuple[list[Episode], dict]:
     if len(set(indices)) != len(indices) or min(indices, default=0) < 0:
         raise ValueError(f"episodes file {str(path)!r}: episode indices must be distinct and >= 0")
     return episodes, dict(doc.get("meta", {}))
+
+
+def resolve_episodes(dataset, episodes, seed: int) -> list[Episode]:
+    """The episodes of a run: None (standard count), a count, a list of Episode or an episodes JSON file."""
+    if episodes is None or isinstance(episodes, (int, np.integer)):
+        return sample_episodes(dataset, None if episodes is None else int(episodes), seed)
+    if isinstance(episodes, (str, os.PathLike)):
+        episodes, _ = load_episodes(episodes)
+    eps = list(episodes)
+    if not eps or not all(isinstance(e, Episode) for e in eps):
+        raise TypeError("episodes: expected None, a count, a path to an episodes JSON file or a non-empty list of Episode")
+    for e in eps:
+        if not 0 <= e.class_index < len(dataset.class_names) or dataset.class_names[e.class_index] != e.class_name:
+            raise ValueError(
+                f"episode {e.index} is of class {e.class_name!r} (#{e.class_index}), which is not that class of {dataset!r}; "
+                "were the episodes drawn from another benchmark or fold?"
+            )
+        if len(e.references) != dataset.shots:
+            raise ValueError(f"episode {e.index} has {len(e.references)} references but the benchmark is set to shots={dataset.shots}")
+    if len({e.index for e in eps}) != len(eps):
+        raise ValueError("episodes: indices must be distinct")
+    return eps

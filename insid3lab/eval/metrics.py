@@ -124,7 +124,7 @@ class SegmentationMeter:
         self.union[:, class_index] += np.asarray(union, dtype=np.int64)
         self.episodes[class_index] += 1
 
-    def merge(self, other: "SegmentationMeter") -> None:
+    def merge(self, other: SegmentationMeter) -> None:
         if list(other.class_names) != list(self.class_names):
             raise ValueError("cannot merge meters over different class sets")
         self.intersection += other.intersection
@@ -136,7 +136,7 @@ class SegmentationMeter:
         return torch.from_numpy(np.concatenate([self.intersection, self.union, self.episodes[None]], axis=0).copy())
 
     @classmethod
-    def from_tensor(cls, class_names: list[str], t: torch.Tensor) -> "SegmentationMeter":
+    def from_tensor(cls, class_names: list[str], t: torch.Tensor) -> SegmentationMeter:
         a = t.cpu().numpy().astype(np.int64)
         return cls(list(class_names), a[0:2].copy(), a[2:4].copy(), a[4].copy())
 

@@ -22,7 +22,6 @@ process 0 writes the summary. The numbers equal those of a single process.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import platform
@@ -32,13 +31,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets import BadSampleError
-from .episodes import Episode, episodes_digest, load_episodes, sample_episodes, save_episodes
+from insid3lab._warn import warn
+
+from .datasets import IGNORE, BadSampleError
+from .episodes import Episode, episodes_digest, resolve_episodes, save_episodes
 from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
+from .plots import plot_per_class
+from .runfiles import (
+    RESULTS,
+    RunLock,
+    json_line,
+    read_records,
+    read_run_file,
+    repair_tail,
+    settings_digest,
+    write_atomic,
+    write_json,
+)
+from .stats import pck_interval, segmentation_interval
+from .threads import eval_num_threads, threads_requested
 
-__all__ = ["model_settings", "plot_per_class", "read_records", "run_evaluation"]
+__all__ = ["PROTOCOLS", "model_settings", "plot_per_class", "read_records", "run_evaluation"]
 
-RESULTS = "results.jsonl"
+PROTOCOLS = ("native", "paper")
 
 
 # ───────────────────────── helpers ─────────────────────────
@@ -88,75 +103,10 @@ def model_settings(model) -> dict:
     return out
 
 
-def _json_line(rec: dict) -> str:
-    return json.dumps(rec, sort_keys=True, allow_nan=True) + "\n"
-
-
-def read_records(out_dir: str | os.PathLike) -> dict[int, dict]:
-    """All per-episode records found in ``out_dir`` (``results.jsonl`` and per-rank files), by episode index.
-
-    Lines that do not parse (an interrupted write) are skipped.
-    """
-    out: dict[int, dict] = {}
-    files = sorted(Path(out_dir).glob("results*.jsonl"))
-    for f in files:
-        with open(f) as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                    idx = int(rec["index"])
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue
-                out.setdefault(idx, rec)
-    return out
-
-
-def _repair_tail(path: Path) -> None:
-    """Drop an unterminated last line (left by an interrupted write) so appends start on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data.endswith(b"\n"):
-            return
-        cut = data.rfind(b"\n") + 1
-        f.seek(cut)
-        f.truncate()
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=True))
-    os.replace(tmp, path)
-
-
-def plot_per_class(names: list[str], values: list[float], *, title: str, ylabel: str, mean: float | None = None,
-                   mean_label: str = "mean"):
-    """Bar chart of one score per class; returns the matplotlib Figure (Agg canvas, never shown)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n = len(names)
-    fig = Figure(figsize=(max(6.0, 0.28 * n + 2.0), 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    vals = [0.0 if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in values]
-    ax.bar(range(n), vals, color="#4878a8")
-    if mean is not None and not math.isnan(mean):
-        ax.axhline(mean, color="#c44e52", lw=1.2, ls="--", label=f"{mean_label} {mean:.1f}")
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_xticks(range(n))
-    ax.set_xticklabels(names, rotation=90 if n > 8 else 0, fontsize=7 if n > 30 else 8)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    return fig
-
-
 # ───────────────────────── one episode ─────────────────────────
 
 
-def _segment_episode(model, dataset, ep: Episode) -> dict:
+def _segment_episode(model, dataset, ep: Episode, ignore_value: int | None) -> dict:
     refs = [dataset.load(r, ep.class_index) for r in ep.references]
     tgt = dataset.load(ep.target, ep.class_index)
     model.clear_reference()
@@ -166,9 +116,12 @@ def _segment_episode(model, dataset, ep: Episode) -> dict:
     pred = torch.as_tensor(pred).detach().cpu()
     if pred.ndim != 2:
         raise ValueError(f"model.segment returned shape {tuple(pred.shape)}; expected (H, W)")
+    # the ground truth (and its ignore region) is brought to the prediction's size with nearest-neighbour
+    # F.interpolate, as the authors' inference_segmentation.evaluate does; the prediction is S x S under
+    # protocol "paper" and at the target's own size under "native"
     gt = match_size(tgt.mask, tuple(pred.shape))
-    ignore = gt == 255
-    inter, union = intersection_union(pred, gt == 1, ignore if bool(ignore.any()) else None)
+    ignore = None if ignore_value is None else gt == ignore_value
+    inter, union = intersection_union(pred, gt == 1, ignore if ignore is not None and bool(ignore.any()) else None)
     i, u = inter.tolist(), union.tolist()
     return {
         "target": tgt.image_path,
@@ -179,7 +132,7 @@ def _segment_episode(model, dataset, ep: Episode) -> dict:
     }
 
 
-def _keypoint_episode(model, dataset, ep: Episode) -> dict:
+def _keypoint_episode(model, dataset, ep: Episode, ignore_value: int | None) -> dict:
     pair = dataset.load_pair(ep.target, list(ep.references))
     kw = {"debiased": bool(model.debias)} if isinstance(getattr(model, "debias", None), bool) else {}
     pts = model.match(torch.from_numpy(pair.source_points), pair.target, reference_image=pair.source, **kw)
@@ -201,27 +154,6 @@ def _keypoint_episode(model, dataset, ep: Episode) -> dict:
 # ───────────────────────── the run ─────────────────────────
 
 
-def _resolve_episodes(dataset, episodes, seed: int) -> list[Episode]:
-    if episodes is None or isinstance(episodes, (int, np.integer)):
-        return sample_episodes(dataset, None if episodes is None else int(episodes), seed)
-    if isinstance(episodes, (str, os.PathLike)):
-        episodes, _ = load_episodes(episodes)
-    eps = list(episodes)
-    if not eps or not all(isinstance(e, Episode) for e in eps):
-        raise TypeError("episodes: expected None, a count, a path to an episodes JSON file or a non-empty list of Episode")
-    for e in eps:
-        if not 0 <= e.class_index < len(dataset.class_names) or dataset.class_names[e.class_index] != e.class_name:
-            raise ValueError(
-                f"episode {e.index} is of class {e.class_name!r} (#{e.class_index}), which is not that class of {dataset!r}; "
-                "were the episodes drawn from another benchmark or fold?"
-            )
-        if len(e.references) != dataset.shots:
-            raise ValueError(f"episode {e.index} has {len(e.references)} references but the benchmark is set to shots={dataset.shots}")
-    if len({e.index for e in eps}) != len(eps):
-        raise ValueError("episodes: indices must be distinct")
-    return eps
-
-
 def run_evaluation(
     model,
     dataset,
@@ -234,6 +166,11 @@ def run_evaluation(
     skip_bad: bool = False,
     settings: dict | None = None,
     progress: bool = True,
+    protocol: str = "native",
+    ignore_value: int | None = IGNORE,
+    num_threads: int | None = None,
+    bootstrap: int = 1000,
+    bootstrap_seed: int = 0,
 ) -> dict:
     """Evaluate ``model`` on ``dataset`` and write the run to ``out_dir``; returns the summary dict.
 
@@ -243,16 +180,29 @@ def run_evaluation(
             ``match(points, target, reference_image=...) -> (N, 2)`` (keypoints), such as
             :class:`insid3lab.INSID3`.
         dataset: a benchmark from :func:`insid3lab.eval.datasets.build_dataset`.
-        out_dir: the run folder (created).
+        out_dir: the run folder (created). One run writes into it at a time: a second
+            fails with "run folder ... is in use by process N".
         episodes: None (the benchmark's standard count), a count, a list of
             :class:`Episode`, or the path of an episodes JSON file.
         seed: episode ``i`` is drawn from ``(seed, i)`` alone.
         shots: must equal ``dataset.shots`` when given (the benchmark is built for it).
         resume: continue the run in ``out_dir``, skipping finished episodes; without it a
-            folder that already holds a run is an error.
+            folder that already holds a run is an error. Episodes recorded as bad are
+            evaluated again (the files may have been fixed).
         skip_bad: count and list episodes with an unusable sample instead of stopping.
         settings: extra JSON-serialisable facts to record (model source, device, ...).
         progress: show a tqdm bar (process 0 only).
+        protocol: ``"native"`` scores each prediction at the target's own size;
+            ``"paper"`` scores as the authors' evaluation does: the prediction at S x S
+            (the model's ``resize_to_orig_size`` is set to False for the run) and the
+            ground truth resized to it with nearest-neighbour. Recorded; a resumed run
+            must use the same.
+        ignore_value: the ground-truth mask value whose pixels count in neither
+            intersection nor union (255, the benchmarks' ignore label); None: ignore nothing.
+        num_threads: torch intra-op threads for the run (default: see
+            :func:`insid3lab.eval.threads.eval_num_threads`); restored afterwards.
+        bootstrap: resamples of the 95% bootstrap interval in the summary (0: none).
+        bootstrap_seed: seed of the resampling.
 
     Returns:
         The summary (also written to ``out_dir/summary.json``); every process returns it.
@@ -261,12 +211,93 @@ def run_evaluation(
         raise ValueError(f"shots={shots} but the dataset was built with shots={dataset.shots}; build it with the same shots")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r}: must be an integer >= 0")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol={protocol!r}: allowed: {', '.join(PROTOCOLS)}")
+    if ignore_value is not None and (isinstance(ignore_value, bool) or not isinstance(ignore_value, (int, np.integer))
+                                     or not 2 <= ignore_value <= 255):
+        raise ValueError(f"ignore_value={ignore_value!r}: must be None or an integer 2..255 (0 and 1 are the classes)")
+    threads = eval_num_threads(num_threads)
+    task = getattr(dataset, "task", "segmentation")
+    if protocol == "paper" and task == "segmentation" and not hasattr(model, "resize_to_orig_size"):
+        raise ValueError("protocol='paper' scores the prediction at S x S; the model has no resize_to_orig_size "
+                         "to ask for it (use an insid3lab.INSID3 model or protocol='native')")
+    previous_resize = getattr(model, "resize_to_orig_size", None)
+    # torch's own default is already one thread per usable core: the pool is touched only to change that
+    # (resizing it costs, and a process forked from one that used it must not touch it needlessly)
+    previous_threads = torch.get_num_threads() if threads_requested(num_threads) else None
+    if previous_threads is not None and previous_threads != threads:
+        torch.set_num_threads(threads)
+    if protocol == "paper" and task == "segmentation":
+        model.resize_to_orig_size = False
+    _, rank, _ = _dist_info()
+    lock = RunLock(out_dir) if rank == 0 else None
+    try:
+        return _run(model, dataset, Path(out_dir), episodes=episodes, seed=int(seed), resume=resume,
+                    skip_bad=skip_bad, settings=settings, progress=progress, protocol=protocol,
+                    ignore_value=None if ignore_value is None else int(ignore_value), threads=threads, lock=lock,
+                    bootstrap=int(bootstrap), bootstrap_seed=int(bootstrap_seed))
+    finally:
+        if lock is not None:
+            lock.release()
+        if previous_threads is not None and previous_threads != threads:
+            torch.set_num_threads(previous_threads)
+        if previous_resize is not None:
+            model.resize_to_orig_size = previous_resize
+
+
+def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool, started: str, lock: RunLock) -> dict:
+    """Lock the run folder and make it ready; on resume, repair the records' tails and check their settings.
+
+    Returns what the resume found: ``{"retried": number of bad records that will be evaluated again}``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
+    run_file = out / "run.json"
+    existing = run_file.exists() or any(out.glob("results*.jsonl"))
+    if existing and not resume:
+        raise FileExistsError(
+            f"{str(out)!r} already holds an evaluation run; pass resume=True (--resume) to continue it "
+            "or choose another output folder"
+        )
+    if resume and run_file.exists():
+        old = read_run_file(run_file).get("identity", {})
+        diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
+        if diff:
+            lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"cannot resume {str(out)!r}: the stored run differs ({lines})")
+    retried = 0
+    if resume:
+        files = sorted(out.glob("results*.jsonl"))
+        for f in files:
+            repair_tail(f)
+        records = read_records(out)
+        digest = identity_digest(identity)
+        foreign = sorted(i for i, r in records.items() if r.get("run", digest) != digest)
+        if foreign:
+            raise ValueError(
+                f"cannot resume {str(out)!r}: {len(foreign)} record(s) (episodes {foreign[:5]}...) were written with "
+                f"other run settings (digest {records[foreign[0]]['run']}, this run {digest}); two runs wrote into "
+                "this folder, so its numbers cannot be trusted: start again in a new folder"
+            )
+        retried = sum("bad" in r for r in records.values())  # evaluated again below; the newer record counts
+    if not run_file.exists():
+        write_json(run_file, {"identity": identity, "created": started})
+    save_episodes(out / "episodes.json", eps, meta={k: identity[k] for k in ("dataset", "fold", "shots", "seed")})
+    return {"retried": retried}
+
+
+def identity_digest(identity: dict) -> str:
+    """The settings digest every record of a run carries."""
+    return settings_digest(identity)
+
+
+def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, settings, progress, protocol, ignore_value,
+         threads, lock, bootstrap, bootstrap_seed) -> dict:
     task = getattr(dataset, "task", "segmentation")
     dist, rank, world = _dist_info()
-    out = Path(out_dir)
     started, t0 = _now(), time.perf_counter()
 
-    eps = _resolve_episodes(dataset, episodes, int(seed))
+    eps = resolve_episodes(dataset, episodes, seed)
     by_index = {e.index: e for e in eps}
     msettings = model_settings(model)
     identity = {
@@ -274,45 +305,33 @@ def run_evaluation(
         "dataset": dataset.name,
         "fold": dataset.fold,
         "shots": dataset.shots,
-        "seed": int(seed),
+        "seed": seed,
         "episodes": len(eps),
         "episodes_digest": episodes_digest(eps),
+        "protocol": protocol,
+        "ignore_value": ignore_value,
         "model": msettings,
     }
+    digest = identity_digest(identity)
 
-    # ── the run folder ──
-    error = None
+    # ── the run folder: locked by process 0 for the run's life ──
+    error, found = None, {"retried": 0}
     if rank == 0:
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            run_file = out / "run.json"
-            existing = run_file.exists() or any(out.glob("results*.jsonl"))
-            if existing and not resume:
-                raise FileExistsError(
-                    f"{str(out)!r} already holds an evaluation run; pass resume=True (--resume) to continue it "
-                    "or choose another output folder"
-                )
-            if resume and run_file.exists():
-                old = json.loads(run_file.read_text()).get("identity", {})
-                diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
-                if diff:
-                    lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
-                    raise ValueError(f"cannot resume {str(out)!r}: the stored run differs ({lines})")
-            if not run_file.exists():
-                _write_json(run_file, {"identity": identity, "created": started})
-            save_episodes(out / "episodes.json", eps, meta={k: identity[k] for k in ("dataset", "fold", "shots", "seed")})
-        except Exception as e:  # reported on every process below
+            found = _prepare_folder(out, identity, eps, resume, started, lock)
+        except Exception as e:  # noqa: BLE001  (reported on every process below)
             error = e
     if dist is not None:
-        flag = [None if error is None else f"{type(error).__name__}: {error}"]
+        flag = [None if error is None else f"{type(error).__name__}: {error}", found]
         dist.broadcast_object_list(flag, src=0)
         if flag[0] is not None and error is None:
             raise RuntimeError(f"process 0 could not prepare {str(out)!r}: {flag[0]}")
+        found = flag[1]
     if error is not None:
         raise error
 
-    # ── what is already done ──
-    done = read_records(out) if resume else {}
+    # ── what is already done (bad records were set aside: they are evaluated again) ──
+    done = {i: r for i, r in read_records(out).items() if "bad" not in r} if resume else {}
     for idx, rec in done.items():
         if idx in by_index and rec.get("episode") != by_index[idx].digest():
             raise ValueError(f"cannot resume {str(out)!r}: the stored result of episode {idx} belongs to a different episode")
@@ -323,7 +342,7 @@ def run_evaluation(
         dist.barrier()  # every process has read the old files before anyone appends
 
     live = out / (RESULTS if world == 1 else f"results.rank{rank}.jsonl")
-    _repair_tail(live)
+    repair_tail(live)
 
     # ── evaluate ──
     records: dict[int, dict] = {e.index: done[e.index] for e in mine if e.index in done}
@@ -339,15 +358,16 @@ def run_evaluation(
     with open(live, "a") as fh, torch.no_grad():
         for ep in todo:
             ts = time.perf_counter()
-            base = {"index": ep.index, "episode": ep.digest(), "class_index": ep.class_index, "class": ep.class_name}
+            base = {"index": ep.index, "episode": ep.digest(), "class_index": ep.class_index, "class": ep.class_name,
+                    "run": digest}
             try:
-                rec = {**base, **run_one(model, dataset, ep)}
+                rec = {**base, **run_one(model, dataset, ep, ignore_value)}
             except BadSampleError as e:
                 if not skip_bad:
                     raise BadSampleError(e.path, f"{e.reason} (episode {ep.index}; pass skip_bad=True / --skip-bad to count and skip such episodes)") from e
                 rec = {**base, "bad": {"file": e.path, "reason": e.reason}}
             rec["seconds"] = round(time.perf_counter() - ts, 4)
-            fh.write(_json_line(rec))
+            fh.write(json_line(rec))
             fh.flush()
             records[ep.index] = rec
             _add(meter, rec, task)
@@ -361,13 +381,13 @@ def run_evaluation(
     # ── reduce across processes ──
     bad_local = [{"index": r["index"], "class": r["class"], **r["bad"]} for r in records.values() if "bad" in r]
     secs_local = [float(r.get("seconds", 0.0)) for r in records.values()]
-    if task == "segmentation":
-        if dist is not None:
-            dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-            t = meter.as_tensor().to(dev)
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-            meter = SegmentationMeter.from_tensor(list(dataset.class_names), t)
-    extras = {"bad": bad_local, "seconds": secs_local, "resumed": resumed,
+    if task == "segmentation" and dist is not None:
+        dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        t = meter.as_tensor().to(dev)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        meter = SegmentationMeter.from_tensor(list(dataset.class_names), t)
+    good_local = [_episode_counts(r) for r in records.values() if "bad" not in r] if task == "segmentation" else []
+    extras = {"bad": bad_local, "seconds": secs_local, "resumed": resumed, "good": good_local,
               "pairs": meter.pairs if task == "keypoints" else None}
     if dist is not None:
         gathered = [None] * world
@@ -377,30 +397,37 @@ def run_evaluation(
     bad = sorted((b for g in gathered for b in g["bad"]), key=lambda b: b["index"])
     episode_seconds = math.fsum(s for g in gathered for s in g["seconds"])
     n_resumed = sum(g["resumed"] for g in gathered)
+    per_episode = sorted((c for g in gathered for c in g["good"]), key=lambda c: c[0])
     if task == "keypoints":
         meter = KeypointMeter(list(dataset.class_names), pairs=[p for g in gathered for p in g["pairs"]])
 
     summary = {
         "task": task,
+        "protocol": protocol,
         "dataset": dataset.describe(),
         "settings": {**identity, "model": msettings, **({} if settings is None else {k: _plain(v) for k, v in settings.items()}),
-                     "skip_bad": bool(skip_bad), "world_size": world},
+                     "skip_bad": bool(skip_bad), "world_size": world, "num_threads": threads},
         "weights": {"fingerprint": msettings.get("weights_fingerprint"),
                     **({"source": settings["model_source"]} if settings and "model_source" in settings else {})},
     }
     n_total = len(eps)
     if task == "segmentation":
         iou = meter.class_iou() * 100.0
+        without = [n for n, k in zip(dataset.class_names, meter.episodes) if k == 0]
         summary.update({
             "miou": meter.miou(),
             "fb_iou": meter.fb_iou(),
             "miou_visited_classes": meter.miou_visited(),
             "classes_visited": int((meter.episodes > 0).sum()),
+            "classes_without_episodes": without,
             "per_class_iou": {n: float(v) for n, v in zip(dataset.class_names, iou)},
             "per_class_episodes": {n: int(v) for n, v in zip(dataset.class_names, meter.episodes)},
             "intersection": meter.intersection.tolist(),
             "union": meter.union.tolist(),
         })
+        if bootstrap:
+            summary["interval"] = segmentation_interval(per_episode, len(dataset.class_names), resamples=bootstrap,
+                                                        seed=bootstrap_seed)
     else:
         summary.update({
             "pck": meter.pck(),
@@ -408,15 +435,22 @@ def run_evaluation(
             "per_class_pck": meter.pck_per_class(),
             "alphas": list(PCK_ALPHAS),
         })
+        if bootstrap:
+            summary["interval"] = pck_interval(meter.pairs, meter.alphas, resamples=bootstrap, seed=bootstrap_seed)
     summary.update({
         "episodes": {"total": n_total, "evaluated": n_total - len(bad), "bad": len(bad), "resumed": n_resumed},
         "bad_samples": bad,
+        "bad_retried": int(found["retried"]),
         "time": {"started": started, "finished": _now(), "wall_seconds": round(time.perf_counter() - t0, 3),
                  "episode_seconds": round(episode_seconds, 3),
                  "seconds_per_episode": round(episode_seconds / max(n_total, 1), 4)},
         "versions": {"insid3lab": _version(), "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
     })
+    if rank == 0 and task == "segmentation" and summary["classes_without_episodes"]:
+        names = summary["classes_without_episodes"]
+        warn(f"{len(names)} of {len(dataset.class_names)} classes have no evaluated episode and count as IoU 0 in "
+             f"the mIoU: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
 
     if dist is not None:
         dist.barrier()  # all per-process files are complete
@@ -425,6 +459,11 @@ def run_evaluation(
     if dist is not None:
         dist.barrier()
     return summary
+
+
+def _episode_counts(rec: dict) -> tuple:
+    """(index, class index, (2,) intersection, (2,) union) of a segmentation record."""
+    return int(rec["index"]), int(rec["class_index"]), list(rec["intersection"]), list(rec["union"])
 
 
 def _add(meter, rec: dict, task: str) -> None:
@@ -447,14 +486,10 @@ def _version() -> str:
 
 def _finalise_files(out: Path, summary: dict, dataset, task: str) -> None:
     records = read_records(out)
-    tmp = out / (RESULTS + ".tmp")
-    with open(tmp, "w") as fh:
-        for idx in sorted(records):
-            fh.write(_json_line(records[idx]))
-    os.replace(tmp, out / RESULTS)
+    write_atomic(out / RESULTS, "".join(json_line(records[idx]) for idx in sorted(records)))
     for f in out.glob("results.rank*.jsonl"):
         f.unlink()
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     if task == "segmentation":
         fig = plot_per_class(list(summary["per_class_iou"]), list(summary["per_class_iou"].values()),
                              title=f"{dataset.title}" + ("" if dataset.fold is None else f" fold {dataset.fold}")

@@ -1,0 +1,55 @@
+"""The benchmarks by name: the one list that :func:`build_dataset` validates against and reports."""
+
+from __future__ import annotations
+
+import os
+
+from .chest_xray import ChestXray
+from .coco20i import COCO20i
+from .folder import FolderDataset
+from .isaid import ISAID5i
+from .isic import ISIC2018
+from .lvis92i import LVIS92i
+from .paco_part import PACOPart
+from .pascal_part import PascalPart
+from .permis import PerMIS
+from .spair import SPair71k
+from .suim import SUIM
+
+__all__ = ["BENCHMARKS", "build_dataset", "dataset_names"]
+
+BENCHMARKS: dict[str, type] = {
+    "coco": COCO20i,
+    "lvis": LVIS92i,
+    "pascal_part": PascalPart,
+    "paco_part": PACOPart,
+    "isic": ISIC2018,
+    "lung": ChestXray,
+    "suim": SUIM,
+    "isaid": ISAID5i,
+    "permis": PerMIS,
+    "spair": SPair71k,
+    "folder": FolderDataset,
+}
+
+
+def dataset_names() -> list[str]:
+    """The names ``build_dataset`` (and ``insid3lab eval --dataset``) accepts."""
+    return list(BENCHMARKS)
+
+
+def build_dataset(name: str, data_root: str | os.PathLike, *, fold: int | None = None, shots: int = 1, **kwargs):
+    """Build benchmark ``name`` (see :func:`dataset_names`) from ``data_root``.
+
+    ``data_root`` may be the folder that holds the benchmark's folder (``COCO2014/``,
+    ``LVIS/``, ...) as in the authors' ``data/`` layout, or that folder itself. For
+    ``folder`` it is the folder with ``images/`` and ``masks/``. ``fold`` is required to
+    lie in the benchmark's folds (default 0) and must be unset for benchmarks without folds.
+    """
+    key = str(name).lower().replace("-", "_")
+    if key not in BENCHMARKS:
+        raise ValueError(f"dataset={name!r} is not known; allowed: {', '.join(BENCHMARKS)}")
+    cls = BENCHMARKS[key]
+    if cls.folds is None and fold == 0:
+        fold = None
+    return cls(data_root, fold=fold, shots=shots, **kwargs)

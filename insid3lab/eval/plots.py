@@ -1,0 +1,30 @@
+"""The run's figure: one bar per class."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["plot_per_class"]
+
+
+def plot_per_class(names: list[str], values: list[float], *, title: str, ylabel: str, mean: float | None = None,
+                   mean_label: str = "mean"):
+    """Bar chart of one score per class; returns the matplotlib Figure (Agg canvas, never shown)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(names)
+    fig = Figure(figsize=(max(6.0, 0.28 * n + 2.0), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    vals = [0.0 if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in values]
+    ax.bar(range(n), vals, color="#4878a8")
+    if mean is not None and not math.isnan(mean):
+        ax.axhline(mean, color="#c44e52", lw=1.2, ls="--", label=f"{mean_label} {mean:.1f}")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(names, rotation=90 if n > 8 else 0, fontsize=7 if n > 30 else 8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    return fig

@@ -1,0 +1,73 @@
+"""Uncertainty of the benchmark numbers: 95% bootstrap intervals over episodes.
+
+The episodes of a run are resampled with replacement (``resamples`` times, seeded) and
+the metric is recomputed from the resampled per-episode counts exactly as the meter
+computes it (mIoU over the whole class set, FB-IoU from the summed counts; PCK as the
+mean over pairs). The interval is the percentile interval (2.5th and 97.5th percentiles
+for ``level=0.95``); the seed, the number of resamples and the level are recorded with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["bootstrap_weights", "pck_interval", "segmentation_interval"]
+
+
+def bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) int64: how often each of ``n`` items is drawn in each resample (multinomial, seeded)."""
+    if n < 1 or resamples < 1:
+        raise ValueError(f"n={n}, resamples={resamples}: both must be >= 1")
+    rng = np.random.default_rng(int(seed))
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=int(resamples)).astype(np.int64)
+
+
+def _bounds(values: np.ndarray, level: float) -> list[float]:
+    lo, hi = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
+def segmentation_interval(
+    per_episode, num_classes: int, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
+    """Bootstrap intervals of mIoU and FB-IoU (percent) over the evaluated episodes.
+
+    Args:
+        per_episode: (index, class index, (2,) intersection, (2,) union) per evaluated episode;
+            background at 0, foreground at 1.
+        num_classes: size of the benchmark's class set (classes no resample visits count as IoU 0).
+
+    Returns:
+        ``{"level", "resamples", "seed", "miou": [lo, hi], "fb_iou": [lo, hi]}`` (nan bounds without episodes).
+    """
+    out = {"level": level, "resamples": int(resamples), "seed": int(seed), "method": "percentile, episodes resampled"}
+    if not per_episode:
+        return {**out, "miou": [float("nan")] * 2, "fb_iou": [float("nan")] * 2}
+    cls = np.array([p[1] for p in per_episode], dtype=np.int64)
+    inter = np.array([p[2] for p in per_episode], dtype=np.float64)  # (E, 2)
+    union = np.array([p[3] for p in per_episode], dtype=np.float64)
+    w = bootstrap_weights(len(cls), resamples, seed).astype(np.float64)  # (B, E)
+    onehot = np.zeros((len(cls), num_classes))
+    onehot[np.arange(len(cls)), cls] = 1.0
+    fg_i = (w * inter[:, 1]) @ onehot  # (B, C)
+    fg_u = (w * union[:, 1]) @ onehot
+    miou = (fg_i / np.maximum(fg_u, 1.0)).mean(axis=1) * 100.0
+    tot_i, tot_u = w @ inter, w @ union  # (B, 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fb = np.where((tot_u > 0).all(axis=1), (tot_i / np.maximum(tot_u, 1.0)).mean(axis=1) * 100.0, np.nan)
+    return {**out, "miou": _bounds(miou, level), "fb_iou": _bounds(fb, level)}
+
+
+def pck_interval(pairs, alphas, *, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Bootstrap intervals of PCK@alpha (percent, mean over pairs) for each alpha.
+
+    pairs: (class index, number of keypoints, hits per alpha) per evaluated pair.
+    """
+    out = {"level": level, "resamples": int(resamples), "seed": int(seed), "method": "percentile, pairs resampled"}
+    keys = [f"pck@{a:.2f}" for a in alphas]
+    if not pairs:
+        return {**out, **{k: [float("nan")] * 2 for k in keys}}
+    frac = np.array([[h / p[1] for h in p[2]] for p in pairs], dtype=np.float64)  # (P, A)
+    w = bootstrap_weights(len(pairs), resamples, seed).astype(np.float64)
+    pck = (w @ frac) / len(pairs) * 100.0  # (B, A)
+    return {**out, **{k: _bounds(pck[:, j], level) for j, k in enumerate(keys)}}
