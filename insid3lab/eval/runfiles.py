@@ -24,7 +24,11 @@ __all__ = [
     "RESULTS",
     "RunFolderBusyError",
     "RunLock",
+    "dist_info",
     "json_line",
+    "now",
+    "package_version",
+    "plain",
     "read_records",
     "read_run_file",
     "repair_tail",
@@ -171,3 +175,40 @@ def read_records(out_dir: str | os.PathLike) -> dict[int, dict]:
                 if idx not in out or "bad" in out[idx]:
                     out[idx] = rec
     return out
+
+
+def dist_info():
+    """``(torch.distributed or None, rank, world size)`` of the running process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second (for run files)."""
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def plain(v):
+    """A numpy scalar, torch dtype or device as a JSON-serialisable value (anything else unchanged)."""
+    import numpy as np
+    import torch
+
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, (torch.dtype, torch.device)):
+        return str(v).replace("torch.", "")
+    return v
+
+
+def package_version() -> str:
+    """insid3lab's version, recorded in run summaries."""
+    from insid3lab import __version__
+
+    return __version__

@@ -21,7 +21,6 @@ process 0 writes the summary. The numbers equal those of a single process.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import os
 import platform
@@ -40,7 +39,11 @@ from .plots import plot_per_class
 from .runfiles import (
     RESULTS,
     RunLock,
+    dist_info,
     json_line,
+    now,
+    package_version,
+    plain,
     read_records,
     read_run_file,
     repair_tail,
@@ -59,45 +62,21 @@ PROTOCOLS = ("native", "paper")
 # ───────────────────────── helpers ─────────────────────────
 
 
-def _dist_info():
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist, dist.get_rank(), dist.get_world_size()
-    return None, 0, 1
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _plain(v):
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, torch.dtype):
-        return str(v).replace("torch.", "")
-    if isinstance(v, torch.device):
-        return str(v)
-    return v
-
-
 def model_settings(model) -> dict:
     """The model's hyperparameters and weights identity, as far as it exposes them."""
     out = {}
     settings = getattr(model, "settings", None)
     if callable(settings):
-        out.update({k: _plain(v) for k, v in settings().items()})
+        out.update({k: plain(v) for k, v in settings().items()})
     else:
         for k in ("image_size", "svd_components", "tau", "merge_threshold"):
             v = getattr(model, k, None)
             if v is not None:
-                out[k] = _plain(v)
+                out[k] = plain(v)
     enc = getattr(model, "encoder", None) or getattr(model, "backbone", None)
     dtype = getattr(enc, "dtype", None)
     if dtype is not None:
-        out["dtype"] = _plain(dtype)
+        out["dtype"] = plain(dtype)
     fp = getattr(enc, "fingerprint", None)
     out["weights_fingerprint"] = str(fp()) if callable(fp) else None
     return out
@@ -229,7 +208,7 @@ def run_evaluation(
         torch.set_num_threads(threads)
     if protocol == "paper" and task == "segmentation":
         model.resize_to_orig_size = False
-    _, rank, _ = _dist_info()
+    _, rank, _ = dist_info()
     lock = RunLock(out_dir) if rank == 0 else None
     try:
         return _run(model, dataset, Path(out_dir), episodes=episodes, seed=int(seed), resume=resume,
@@ -294,8 +273,8 @@ def identity_digest(identity: dict) -> str:
 def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, settings, progress, protocol, ignore_value,
          threads, lock, bootstrap, bootstrap_seed) -> dict:
     task = getattr(dataset, "task", "segmentation")
-    dist, rank, world = _dist_info()
-    started, t0 = _now(), time.perf_counter()
+    dist, rank, world = dist_info()
+    started, t0 = now(), time.perf_counter()
 
     eps = resolve_episodes(dataset, episodes, seed)
     by_index = {e.index: e for e in eps}
@@ -405,7 +384,7 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
         "task": task,
         "protocol": protocol,
         "dataset": dataset.describe(),
-        "settings": {**identity, "model": msettings, **({} if settings is None else {k: _plain(v) for k, v in settings.items()}),
+        "settings": {**identity, "model": msettings, **({} if settings is None else {k: plain(v) for k, v in settings.items()}),
                      "skip_bad": bool(skip_bad), "world_size": world, "num_threads": threads},
         "weights": {"fingerprint": msettings.get("weights_fingerprint"),
                     **({"source": settings["model_source"]} if settings and "model_source" in settings else {})},
@@ -441,10 +420,10 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
         "episodes": {"total": n_total, "evaluated": n_total - len(bad), "bad": len(bad), "resumed": n_resumed},
         "bad_samples": bad,
         "bad_retried": int(found["retried"]),
-        "time": {"started": started, "finished": _now(), "wall_seconds": round(time.perf_counter() - t0, 3),
+        "time": {"started": started, "finished": now(), "wall_seconds": round(time.perf_counter() - t0, 3),
                  "episode_seconds": round(episode_seconds, 3),
                  "seconds_per_episode": round(episode_seconds / max(n_total, 1), 4)},
-        "versions": {"insid3lab": _version(), "torch": torch.__version__, "numpy": np.__version__,
+        "versions": {"insid3lab": package_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
     })
     if rank == 0 and task == "segmentation" and summary["classes_without_episodes"]:
@@ -473,15 +452,6 @@ def _add(meter, rec: dict, task: str) -> None:
         meter.add(int(rec["class_index"]), rec["intersection"], rec["union"])
     else:
         meter.add(int(rec["class_index"]), int(rec["n_points"]), rec["hits"])
-
-
-def _version() -> str:
-    try:
-        from insid3lab import __version__
-
-        return __version__
-    except ImportError:  # pragma: no cover
-        return "unknown"
 
 
 def _finalise_files(out: Path, summary: dict, dataset, task: str) -> None:

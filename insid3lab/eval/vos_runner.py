@@ -23,7 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import RESULTS, _dist_info, _json_line, _now, _plain, _repair_tail, _version, _write_json, read_records
+from .runfiles import (
+    RESULTS,
+    dist_info,
+    json_line,
+    now,
+    package_version,
+    plain,
+    read_records,
+    repair_tail,
+    write_json,
+)
 from .vos import BOUND_TH, evaluate_sequence, summarise
 
 __all__ = ["evaluate_sequences"]
@@ -83,16 +93,16 @@ def evaluate_sequences(
     Returns:
         The summary (also written to ``out_dir/summary.json``); every process returns it.
     """
-    dist, rank, world = _dist_info()
+    dist, rank, world = dist_info()
     out = Path(out_dir)
-    started, t0 = _now(), time.perf_counter()
+    started, t0 = now(), time.perf_counter()
     seqs = list(dataset.sequences)
     identity = {
         "task": "vos-semi-supervised",
         "dataset": {k: v for k, v in dataset.describe().items() if k != "root"},  # the data may move
         "sequences": seqs,
         "bound_th": float(bound_th),
-        "settings": {} if settings is None else {k: _plain(v) for k, v in settings.items()},
+        "settings": {} if settings is None else {k: plain(v) for k, v in settings.items()},
     }
 
     # ── the run folder ──
@@ -113,7 +123,7 @@ def evaluate_sequences(
                     keys = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
                     raise ValueError(f"cannot resume {str(out)!r}: the stored run differs in {', '.join(keys)}")
             else:
-                _write_json(run_file, {"identity": identity, "created": started})
+                write_json(run_file, {"identity": identity, "created": started})
         except Exception as e:  # noqa: BLE001 - reported on every process below
             error = e
     if dist is not None:
@@ -139,7 +149,7 @@ def evaluate_sequences(
         dist.barrier()  # every process has read the old files before anyone appends
 
     live = out / (RESULTS if world == 1 else f"results.rank{rank}.jsonl")
-    _repair_tail(live)
+    repair_tail(live)
 
     from tqdm.auto import tqdm
 
@@ -166,7 +176,7 @@ def evaluate_sequences(
                 **{k: v for k, v in scores.items() if k != "frames"},
                 "seconds": round(time.perf_counter() - ts, 4),
             }
-            fh.write(_json_line(rec))
+            fh.write(json_line(rec))
             fh.flush()
             records[i] = rec
             bar.update(1)
@@ -191,11 +201,11 @@ def evaluate_sequences(
         "resumed": sum(g["resumed"] for g in gathered),
         "time": {
             "started": started,
-            "finished": _now(),
+            "finished": now(),
             "wall_seconds": round(time.perf_counter() - t0, 3),
             "sequence_seconds": round(seconds, 3),
         },
-        "versions": {"insid3lab": _version(), "numpy": np.__version__},
+        "versions": {"insid3lab": package_version(), "numpy": np.__version__},
     }
 
     if dist is not None:
@@ -204,11 +214,11 @@ def evaluate_sequences(
         tmp = out / (RESULTS + ".tmp")
         with open(tmp, "w") as fh:
             for rec in ordered:
-                fh.write(_json_line(rec))
+                fh.write(json_line(rec))
         os.replace(tmp, out / RESULTS)
         for f in out.glob("results.rank*.jsonl"):
             f.unlink()
-        _write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     if dist is not None:
         dist.barrier()
     return summary

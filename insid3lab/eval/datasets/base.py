@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "IGNORE",
@@ -126,33 +125,24 @@ def require_paths(title: str, root: Path, layout: str, *paths: Path) -> None:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB pixels of an image file, in stored order (no EXIF rotation).
+    """(H, W, 3) uint8 RGB pixels of an image file, in stored order (no EXIF rotation, as the authors' loaders).
 
-    Every image the benchmarks load is read here. Gray, palette, RGBA and CMYK files are
-    converted to RGB. 16-bit files (PIL modes ``I;16*``, and ``I`` holding values up to
-    65535) are scaled by their bit depth, ``v * 255 / 65535`` rounded, as the package's
-    own reader does; 32-bit integer files with larger values are scaled by their maximum.
+    Every image the benchmarks load is read here, through the package's one image reader
+    (:func:`insid3lab.imageio.read_rgb_array`): gray, palette, RGBA and CMYK files become RGB,
+    16-bit files are scaled by their bit depth (see :mod:`insid3lab.imageio`), and an image over
+    PIL's pixel limit is a bad sample rather than a crash.
     """
+    from ...imageio import read_rgb_array
+
     try:
-        with Image.open(path) as im:
-            if im.mode.startswith("I"):
-                return _gray_to_rgb8(np.asarray(im))
-            return np.asarray(im.convert("RGB")).copy()
+        return read_rgb_array(path, exif_transpose=False, what="image")
     except FileNotFoundError as e:
         raise BadSampleError(path, "image file does not exist") from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (OSError, ValueError, SyntaxError) as e:
         raise BadSampleError(path, f"cannot be read as an image ({type(e).__name__}: {e})") from e
 
 
 read_rgb = read_image  # the same reader under its earlier name
-
-
-def _gray_to_rgb8(arr: np.ndarray) -> np.ndarray:
-    """(H, W) integer gray levels of a 16/32-bit file as (H, W, 3) uint8 (see :func:`read_image`)."""
-    top = float(arr.max(initial=0))
-    scale = 65535.0 if top <= 65535 else top
-    gray = np.clip(np.round(arr.astype(np.float64) * (255.0 / scale)), 0, 255).astype(np.uint8)
-    return np.repeat(gray[..., None], 3, axis=2)
 
 
 def check_pair(image: np.ndarray, mask: np.ndarray, image_path: str, mask_path: str, what: str) -> None:
