@@ -5,6 +5,7 @@ all of the call's targets, with a suffix appended to the whole file name (extens
 
     segment a.png b.jpg --out o         ->  o/a.png.pred.png  o/a.png.overlay.png  o/b.jpg.pred.png ...
     segment x/a.png y/a.png a-1.png     ->  o/x/a.png.pred.png  o/y/a.png.pred.png  o/a-1.png.pred.png
+    segment --label cat ... a.png       ->  o/a.png.labels.png  o/a.png.instances.json  o/a.png.overlay.png
 
 Distinct targets have distinct relative paths, and the suffixes differ from each other, so two
 outputs of one call never share a name. An output that would replace an input of the call is
@@ -26,7 +27,7 @@ from .options import CLIError
 __all__ = ["OUTPUT_SUFFIXES", "OutputFolder", "expand_targets", "relative_names"]
 
 #: Every suffix the command line appends to a target's name.
-OUTPUT_SUFFIXES = (".pred.png", ".overlay.png", ".matches.json", ".matches.png")
+OUTPUT_SUFFIXES = (".pred.png", ".overlay.png", ".labels.png", ".instances.json", ".matches.json", ".matches.png")
 
 
 def _image_extensions() -> set[str]:
