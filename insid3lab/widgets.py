@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import method
-from .concept_explorer import ConceptExplorer
+from .concept_explorer import ConceptExplorer, refine_options
 from .mask_painter import MaskPainter
 from .preprocess import denormalize
 from .stages.features import extract_features, l2_normalize
@@ -100,8 +100,8 @@ class Explorer:
         self.model = model
         self.ground_truth = None if ground_truth is None else as_mask(ground_truth, "ground_truth")
         self.panel_px = int(panel_px)
-        self.counts: Counter = Counter({k: 0 for k in ("encode", "layer_features", "clustering", "decode", "aggregation",
-                                                   "refinement")})
+        stages = ("encode", "layer_features", "clustering", "decode", "aggregation", "refinement")
+        self.counts: Counter = Counter({k: 0 for k in stages})
         self.renders: Counter = Counter({k: 0 for k in PANEL_NAMES})
         self.last_error: BaseException | None = None
         self.trace = None
@@ -348,13 +348,3 @@ class Explorer:
             self.last_error = e
             tb = html.escape("".join(traceback.format_exception_only(type(e), e)).strip())
             self.status.value = f"<span style='color:#c00'>update after changing {changed} failed: {tb}</span>"
-
-
-def refine_options(current) -> list[tuple[str, object]]:
-    """The refiner dropdown's (label, value) pairs: every name of ``REFINERS``, and ``current`` when it is a callable."""
-    from .stages.refine import REFINERS
-
-    options = [(name, name) for name in REFINERS]
-    if not isinstance(current, str):
-        options.append((getattr(current, "__name__", "custom"), current))
-    return options

@@ -272,3 +272,22 @@ def test_painter_mask_feeds_the_explorer(backbone, scene):
     from insid3lab.preprocess import preprocess_mask
 
     assert torch.equal(ex.model.references[0].mask, preprocess_mask(scene[1], 64)[0])
+
+
+def test_concept_explorer_refine_keeps_the_clustering(backbone, scene):
+    from insid3lab.widgets import ConceptExplorer
+
+    ref, ref_mask, tgt, _ = scene
+    lm = np.asarray(ref_mask).astype(np.uint8)
+    lm[:40, :] = np.where(lm[:40, :] == 0, 2, lm[:40, :])  # a second concept: the top rows of the background
+    labels = {1: "lesion", 2: "top"}
+    app = ConceptExplorer(INSID3(backbone, image_size=S, svd_components=8, basis_cache=False, progress=False),
+                          ref, lm, labels, tgt, panel_px=120)  # fmt: skip
+    assert app.last_error is None and "insid3lab-concepts-control-refine" in app.controls["refine"]._dom_classes
+    counts = dict(app.counts)
+    app.controls["refine"].value = "crf"
+    assert app.last_error is None, app.status.value
+    assert app.counts["clustering"] == counts["clustering"] and app.counts["decode"] == counts["decode"] + 1
+    direct = INSID3(backbone, image_size=S, svd_components=8, refine="crf", basis_cache=False, progress=False)
+    direct.set_reference(ref, lm, labels=labels)
+    assert torch.equal(app.label_map, direct.segment_labels(tgt)[0])
