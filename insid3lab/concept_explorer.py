@@ -2,8 +2,8 @@
 
 DOM contract: image panels are ``ipywidgets.Image`` with CSS class ``insid3lab-concepts-panel``
 (the label-map panel also ``insid3lab-labels``); controls have
-``insid3lab-concepts-control-<name>`` with names ``tau``, ``svd``, ``merge`` (sliders) and
-``debias`` (a dropdown).
+``insid3lab-concepts-control-<name>`` with names ``tau``, ``svd``, ``merge`` (sliders),
+``debias`` and ``refine`` (dropdowns).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from .viz.labels import instances as draw_instances
 from .viz.labels import label_overlay
 from .viz.labels import labels as draw_labels
 
-__all__ = ["CONCEPT_CONTROL_NAMES", "CONCEPT_PANEL_NAMES", "ConceptExplorer"]
+__all__ = ["CONCEPT_CONTROL_NAMES", "CONCEPT_PANEL_NAMES", "ConceptExplorer", "refine_options"]
 
 #: Names of the controls (CSS class ``insid3lab-concepts-control-<name>``).
-CONCEPT_CONTROL_NAMES = ("tau", "svd", "merge", "debias")
+CONCEPT_CONTROL_NAMES = ("tau", "svd", "merge", "debias", "refine")
 #: Names of the image panels, in display order; ``labels`` is the label map with the score bars.
 CONCEPT_PANEL_NAMES = ("reference", "labels", "instances")
 
 
 class ConceptExplorer:
-    """Turn τ, the SVD components, the merge threshold and debiasing, and watch every concept's share.
+    """Turn τ, the SVD components, the merge threshold, debiasing and the refiner, and watch every concept's share.
 
     The target is encoded once; its cluster labels are kept per τ, so only a new τ re-clusters
     (``counts["clustering"]``); every update re-runs the per-concept matching and the competition
@@ -89,6 +89,7 @@ class ConceptExplorer:
             "debias": widgets.Dropdown(
                 options=[("on", True), ("off", False)], value=bool(model.debias), description="debias"
             ),
+            "refine": widgets.Dropdown(options=refine_options(model.refine), value=model.refine, description="refine"),
         }
         for name, w in c.items():
             w.add_class(f"insid3lab-concepts-control-{name}")
@@ -105,7 +106,7 @@ class ConceptExplorer:
         self.widget = widgets.VBox(
             [
                 widgets.HBox([c["tau"], c["svd"]]),
-                widgets.HBox([c["merge"], c["debias"]]),
+                widgets.HBox([c["merge"], c["debias"], c["refine"]]),
                 widgets.HBox([self.panels[n] for n in CONCEPT_PANEL_NAMES]),
                 self.status,
             ]
@@ -141,6 +142,8 @@ class ConceptExplorer:
                 m.svd_components = int(value)
             elif name == "merge":
                 m.merge_threshold = float(value)
+            elif name == "refine":
+                m.refine = value
             else:
                 m.debias = bool(value)
             self._refresh(name)
@@ -179,6 +182,16 @@ class ConceptExplorer:
             self.last_error = e
             tb = html.escape("".join(traceback.format_exception_only(type(e), e)).strip())
             self.status.value = f"<span style='color:#c00'>update after changing {changed} failed: {tb}</span>"
+
+
+def refine_options(current) -> list[tuple[str, object]]:
+    """The refiner dropdown's (label, value) pairs: every name of ``REFINERS``, and ``current`` when it is a callable."""
+    from .params import choices
+
+    options = [(name, name) for name in choices("refine")]
+    if not isinstance(current, str):
+        options.append((getattr(current, "__name__", "custom"), current))
+    return options
 
 
 def reference_labels_map(model) -> torch.Tensor:

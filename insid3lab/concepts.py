@@ -34,7 +34,6 @@ Instances (:func:`split_instances`)
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
 import os
 from collections.abc import Sequence
@@ -57,6 +56,7 @@ __all__ = [
     "instance_score",
     "label_map_shots",
     "label_values",
+    "labels_and_instances",
     "run_concepts",
     "segment_concepts",
     "split_instances",
@@ -341,69 +341,36 @@ def write_label_outputs(
         image: the target image (path, PIL, array) to draw the overlay on; without it the overlay
             shows the label map's colours alone.
 
-    Files:
-        ``<stem>_labels.png``: a palette PNG whose pixel values are the labels (colours from
-        :func:`insid3lab.viz.labels.concept_colours`); ``<stem>_instances.json``: COCO-style
-        results, one entry per instance with ``segmentation`` as RLE (pycocotools ``mask.encode``),
-        ``bbox`` [x, y, width, height], ``box`` [x0, y0, x1, y1], ``score``, ``category_id`` (the
-        label) and ``category`` (its name), plus ``categories`` and ``image_size``;
-        ``<stem>_overlay.png``: the overlay with a legend.
+    Files (encoded by :func:`insid3lab.label_files.label_files`, which describes their content):
+        ``<stem>_labels.png`` (palette PNG, pixel values = labels), ``<stem>_instances.json``
+        (COCO-style RLE) and ``<stem>_overlay.png``.
 
     Returns:
         ``{"labels": path, "instances": path, "overlay": path}``.
     """
-    from PIL import Image
-    from pycocotools import mask as mask_utils
+    from .label_files import label_files
 
-    from .viz.common import to_png
-    from .viz.labels import concept_colours, label_overlay
-
-    lm = label_map.detach().cpu().numpy() if isinstance(label_map, Tensor) else np.asarray(label_map)
-    if lm.ndim != 2 or not np.issubdtype(lm.dtype, np.integer):
-        raise ValueError(f"label_map: expected an (H, W) integer array; got {lm.dtype} of shape {lm.shape}")
-    if lm.size and (lm.min() < 0 or lm.max() > len(names)):
-        raise ValueError(f"label_map holds values in [{lm.min()}, {lm.max()}] but names has {len(names)} concepts")
-    if len(names) > 255:
-        raise ValueError(f"names: a palette PNG holds at most 255 concepts; got {len(names)}")
     if not isinstance(stem, str) or not stem or os.sep in stem:
         raise ValueError(f"stem={stem!r}: must be a non-empty file name without a folder")
+    files = label_files(label_map, instances, names, image=image)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / f"{stem}_{k}.{ext}" for k, ext in (("labels", "png"), ("instances", "json"), ("overlay", "png"))}
-
-    png = Image.fromarray(lm.astype(np.uint8), mode="P")
-    colours = (np.asarray(concept_colours(len(names)), dtype=np.float64) * 255).round().astype(np.uint8)
-    palette = np.zeros((256, 3), np.uint8)
-    palette[1 : len(names) + 1] = colours
-    png.putpalette(palette.reshape(-1).tolist())
-    png.save(paths["labels"])
-
-    H, W = lm.shape
-    records = []
-    for i, inst in enumerate(instances):
-        m = inst["mask"].detach().cpu().numpy() if isinstance(inst["mask"], Tensor) else np.asarray(inst["mask"])
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-        x0, y0, x1, y1 = (int(v) for v in inst["box"])
-        records.append(
-            {
-                "id": i + 1,
-                "category_id": int(inst.get("label_id", list(names).index(inst["label"]) + 1)),
-                "category": inst["label"],
-                "score": float(inst["score"]),
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "box": [x0, y0, x1, y1],
-                "area": int(m.sum()),
-                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
-            }
-        )
-    doc = {
-        "image_size": [H, W],
-        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
-        "instances": records,
-    }
-    paths["instances"].write_text(json.dumps(doc, indent=1))
-    paths["overlay"].write_bytes(to_png(label_overlay(lm, names, image=image), dpi=100))
+    ext = {"labels": "png", "instances": "json", "overlay": "png"}
+    paths = {k: out / f"{stem}_{k}.{ext[k]}" for k in files}
+    for k, data in files.items():
+        paths[k].write_bytes(data)
     return paths
+
+
+def labels_and_instances(model, target) -> tuple[Tensor, dict[str, float], list[dict]]:
+    """``segment_labels`` and ``segment_instances`` of one target from one pass (one encoding, one clustering).
+
+    Returns:
+        ``(label_map, scores, instances)`` as :meth:`~insid3lab.INSID3.segment_labels` and
+        :meth:`~insid3lab.INSID3.segment_instances` return them.
+    """
+    result = segment_concepts(model, "segment_instances", target, False, None)
+    return result.label_map, dict(result.scores), split_instances(result)
 
 
 # ------------------------------------------------------------------ the façade's part

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,3 +143,38 @@ def test_bench_command_on_cuda(tmp_path):
     assert res["memory"]["pipeline_one_target_bytes"] > 0 and res["memory"]["baseline_one_target_bytes"] > 0
     assert res["baseline"]["masks_identical"] is True
     assert res["throughput"]["masks_identical_to_segment"] == 1
+
+
+def test_bench_concepts_and_frames_report_their_ratios(tmp_path, capsys):
+    res = _bench(tmp_path, "--concepts", "3", "--frames", "3", "--no-baseline")
+    c = res["concepts"]
+    assert c["concepts"] == 3 and c["targets"] == 1 and c["goal"] == 1.3
+    per, dec = c["per_target_s"], c["after_encoding_s"]
+    assert set(per) == {"segment", "one_concept", "concepts"} and set(dec) == {"one_concept", "concepts"}
+    assert c["ratio"] == pytest.approx(per["concepts"] / per["one_concept"])
+    assert c["ratio_segment"] == pytest.approx(per["one_concept"] / per["segment"])
+    encoding = per["one_concept"] - dec["one_concept"]
+    assert c["ratio_from_decode"] == pytest.approx((encoding + dec["concepts"]) / per["one_concept"])
+    t = res["tracking"]
+    assert t["frames"] == 3 and t["memory"] == 4 and t["pairs"] == 2 and t["goal"] == 1.15
+    assert t["shots_last_frame"] == 2  # the first frame and frame 1 (every frame is remembered)
+    printed = capsys.readouterr().out
+    assert "3 concepts vs 1 per target: " in printed and f"ratio {c['ratio']:.3f} (" in printed
+    assert "track (memory 4, 2 shots) vs segment per frame" in printed and f"ratio {t['ratio']:.3f} (" in printed
+
+
+def test_concept_label_map_regions():
+    from insid3lab.bench.concepts import concept_label_map
+
+    mask = np.zeros((8, 12), bool)
+    mask[2:5, 3:6] = True
+    lm = concept_label_map(mask, 4)
+    assert (lm[mask] == 1).all()
+    # the background in three strips of 4 columns: values 2, 3, 4
+    np.testing.assert_array_equal(lm[0], [2] * 4 + [3] * 4 + [4] * 4)
+    assert set(np.unique(concept_label_map(mask, 1))) == {0, 1}
+    with pytest.raises(ValueError, match="empty"):
+        concept_label_map(np.zeros((4, 4)), 2)
+    full = np.ones((8, 12), bool)
+    with pytest.raises(ValueError, match="covers a whole strip"):
+        concept_label_map(full, 2)

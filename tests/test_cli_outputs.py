@@ -271,3 +271,22 @@ def test_match_writes_each_target_and_keeps_going(env, tmp_path, capsys):
     )
     assert _errors(capsys.readouterr().err) == [f"insid3lab: error: {missing}: no such file"]
     assert [p.name for p in out.iterdir()] == ["target_1.png.matches.json"]
+
+
+def test_write_atomic_keeps_the_old_file_on_failure_and_reports_a_replacement(tmp_path):
+    from insid3lab.cli.output import write_atomic
+
+    said = []
+    target = tmp_path / "sub" / "m.png"
+    write_atomic(target, lambda tmp: Image.fromarray(np.full((4, 5), 255, np.uint8)).save(tmp), said.append)
+    assert said == [] and np.asarray(Image.open(target)).shape == (4, 5)  # the format follows the extension
+
+    def fail(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(target, fail, said.append)
+    assert np.asarray(Image.open(target)).shape == (4, 5) and sorted(p.name for p in target.parent.iterdir()) == ["m.png"]
+    write_atomic(target, lambda tmp: tmp.write_bytes(b"x"), said.append)
+    assert target.read_bytes() == b"x" and said == [f"replaced {target}"]

@@ -117,6 +117,33 @@ def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
     assert explorer.trace.settings["merge_threshold"] == -0.5
 
 
+def test_refine_reruns_only_the_final_step(explorer, backbone, scene):
+    counts, panels, calls = snapshot(explorer)
+    assert explorer.controls["refine"].options == (("bilinear", "bilinear"), ("crf", "crf"))
+    explorer.controls["refine"].value = "crf"
+    assert explorer.last_error is None, explorer.status.value
+    assert explorer.model.refine == "crf" and explorer.trace.settings["refine"] == "crf"
+    assert explorer.counts["refinement"] == counts["refinement"] + 1
+    for stage in ("encode", "clustering", "decode", "aggregation", "layer_features"):
+        assert explorer.counts[stage] == counts[stage], stage
+    assert backbone_passes(explorer) == calls, "the backbone must not run for a refiner change"
+    crf = fresh_mask(backbone, scene, image_size=S, svd_components=8, refine="crf")
+    assert (crf != fresh_mask(backbone, scene, image_size=S, svd_components=8)).sum() > 100, "the CRF changes the mask"
+    np.testing.assert_array_equal(explorer.mask, crf)
+    assert explorer.trace.mask_refined is not None and explorer.trace.refine_band is not None
+    assert explorer.panels["similarity"].value == panels["similarity"]  # not redrawn
+    # the merge threshold keeps the refiner; back to bilinear gives the first mask again
+    explorer.controls["merge"].value = 0.0
+    np.testing.assert_array_equal(
+        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, refine="crf", merge_threshold=0.0))
+    explorer.controls["merge"].value = 0.2
+    explorer.controls["refine"].value = "bilinear"
+    assert explorer.trace.mask_refined is None
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
+    assert explorer.panels["mask"].value == panels["mask"]
+    assert explorer.counts["decode"] == counts["decode"] and explorer.counts["refinement"] == counts["refinement"] + 2
+
+
 def test_tau_reclusters_once_per_value(explorer, backbone, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["tau"].value = 0.8
@@ -245,3 +272,22 @@ def test_painter_mask_feeds_the_explorer(backbone, scene):
     from insid3lab.preprocess import preprocess_mask
 
     assert torch.equal(ex.model.references[0].mask, preprocess_mask(scene[1], 64)[0])
+
+
+def test_concept_explorer_refine_keeps_the_clustering(backbone, scene):
+    from insid3lab.widgets import ConceptExplorer
+
+    ref, ref_mask, tgt, _ = scene
+    lm = np.asarray(ref_mask).astype(np.uint8)
+    lm[:40, :] = np.where(lm[:40, :] == 0, 2, lm[:40, :])  # a second concept: the top rows of the background
+    labels = {1: "lesion", 2: "top"}
+    app = ConceptExplorer(INSID3(backbone, image_size=S, svd_components=8, basis_cache=False, progress=False),
+                          ref, lm, labels, tgt, panel_px=120)  # fmt: skip
+    assert app.last_error is None and "insid3lab-concepts-control-refine" in app.controls["refine"]._dom_classes
+    counts = dict(app.counts)
+    app.controls["refine"].value = "crf"
+    assert app.last_error is None, app.status.value
+    assert app.counts["clustering"] == counts["clustering"] and app.counts["decode"] == counts["decode"] + 1
+    direct = INSID3(backbone, image_size=S, svd_components=8, refine="crf", basis_cache=False, progress=False)
+    direct.set_reference(ref, lm, labels=labels)
+    assert torch.equal(app.label_map, direct.segment_labels(tgt)[0])

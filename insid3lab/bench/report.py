@@ -134,7 +134,46 @@ def _fast(res: dict[str, Any]) -> list[str]:
     return [line]
 
 
+def _verdict(r: float | None, goal: float) -> str:
+    return "-" if r is None else f"{r:.3f} ({'within' if r <= goal else 'above'} the goal <= {goal})"
+
+
+def _concepts(res: dict[str, Any]) -> list[str]:
+    c = res.get("concepts")
+    if not c:
+        return []
+    n, per, dec = c["concepts"], c["per_target_s"], c["after_encoding_s"]
+    lines = [
+        (
+            f"  {n} concepts vs 1 per target: {_ms(per['concepts'])} vs {_ms(per['one_concept'])}  -> ratio "
+            f"{_verdict(c['ratio'], c['goal'])}"
+        ),
+        (
+            f"    after the encoding: {_ms(dec['concepts'])} vs {_ms(dec['one_concept'])}; encoding + {n} concepts' "
+            f"decode / 1 concept: {c['ratio_from_decode']:.3f}; 1 concept / segment: {c['ratio_segment']:.3f}"
+        ),
+    ]
+    if c.get("ratio_images") is not None:
+        lines.append(f"    {n} concepts from {n} reference images: {_ms(per['concepts_images'])}, ratio "
+                     f"{c['ratio_images']:.3f}")  # fmt: skip
+    return lines
+
+
+def _tracking(res: dict[str, Any]) -> list[str]:
+    t = res.get("tracking")
+    if not t:
+        return []
+    return [
+        (
+            f"  track (memory {t['memory']}, {t['shots_last_frame']} shots) vs segment per frame: "
+            f"{_ms(t['track_s_per_frame'])} vs {_ms(t['segment_s_per_frame'])} over {t['pairs']} frame pairs  -> "
+            f"ratio {_verdict(t['ratio'], t['goal'])}"
+        )
+    ]
+
+
 def format_summary(res: dict[str, Any]) -> str:
     """A compact text report of :func:`~insid3lab.bench.run_benchmark`'s result."""
-    parts = (_headline, _per_target, _stages, _refinement, _throughput_memory, _cold_start, _fast)
+    parts = (_headline, _per_target, _stages, _refinement, _concepts, _tracking, _throughput_memory, _cold_start,
+             _fast)  # fmt: skip
     return "\n".join(line for part in parts for line in part(res))

@@ -24,9 +24,11 @@ from ..authors import baseline_basis
 from ..params import Params, check_param
 from ..preprocess import denormalize
 from .coldstart import cold_starts
+from .concepts import measure_concepts
 from .inputs import load_inputs
 from .refinement import REFINEMENT_STAGE, baseline_refined, refinement_memory, refines
 from .timing import encoder_device, peak_rss_bytes, ratio, stage_means, summary, sync
+from .tracking import measure_tracking, sequence_inputs
 
 __all__ = ["BASELINE_STAGES", "DECODE_STAGES", "PIPELINE_STAGES", "mask_iou", "run_benchmark", "stage_names"]
 
@@ -412,6 +414,8 @@ def run_benchmark(
     ref_masks: Sequence[str] | None = None,
     target_images: Sequence[str] | None = None,
     child_timeout: float = 900.0,
+    concepts: int | None = None,
+    frames: int | None = None,
     load: Callable | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -439,14 +443,19 @@ def run_benchmark(
         seed: seed of the synthetic inputs.
         ref_images, ref_masks, target_images: real inputs instead of synthetic ones.
         child_timeout: seconds a cold-start process may take.
+        concepts: N: also time N concepts against one per target (``concepts``, see
+            :func:`~insid3lab.bench.concepts.measure_concepts`).
+        frames: N: also time ``track`` (memory 4) against ``segment`` per frame on a synthetic
+            sequence of N frames (``tracking``, see :func:`~insid3lab.bench.tracking.measure_tracking`).
         load: a module-level function ``load(source, *, device, dtype, arch, rope_periods)`` returning the
             backbone (default :func:`insid3lab.backbone.load_backbone`); cold-start processes import it by name.
         log: a callable receiving status lines (default: none).
     """
     if cold_start not in ("all", "pipeline", "none"):
         raise ValueError(f"cold_start={cold_start!r}: allowed 'all', 'pipeline', 'none'")
-    if targets < 1 or shots < 1:
-        raise ValueError(f"targets={targets}, shots={shots}: both must be at least 1")
+    if targets < 1 or shots < 1 or (concepts is not None and concepts < 1) or (frames is not None and frames < 2):
+        raise ValueError(f"targets={targets}, shots={shots}, concepts={concepts}, frames={frames}: targets, shots "
+                         "and concepts must be at least 1, frames at least 2")
     refine = check_param("refine", refine)
     if cold_start != "none" and not isinstance(refine, str):
         raise ValueError(f"refine={refine!r}: cold-start processes take a registered name; pass cold_start='none'")
@@ -517,6 +526,8 @@ def run_benchmark(
                 memory["baseline_one_target_bytes"] = cold["baseline"].get("peak_rss_bytes")
             memory["note"] = "peak resident set size of a fresh process that loads the model and segments one target"
     res["cold_start"] = cold
+    res["concepts"] = concepts and measure_concepts(run.pipeline, *run.refs[0], run.targets, concepts, log=run.say)
+    res["tracking"] = frames and measure_tracking(run.pipeline(), *sequence_inputs(frames, seed=seed), log=run.say)
     now = peak_rss_bytes()
     memory["this_process_peak_rss_bytes"] = None if now is None else max(now, peak_rss or 0)
     return res

@@ -38,6 +38,12 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--target", action="append", default=None, metavar="IMG", help="a target image instead of synthetic ones"
     )
+    g.add_argument("--concepts", type=int, default=None, metavar="N",
+                   help="also time N concepts (the reference's mask and N-1 strips of its background, one label map) "
+                        "against one concept per target (goal <= 1.3x for N = 5)")  # fmt: skip
+    g.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="also time track (memory 4) against segment per frame on a synthetic sequence of N frames "
+                        "(goal <= 1.15x)")  # fmt: skip
     g.add_argument("--out", default=None, metavar="FILE", help="write the results as JSON")
     g.add_argument("--quiet", action="store_true", help="no status lines")
 
@@ -56,7 +62,8 @@ def benchmark_from_args(args: argparse.Namespace) -> dict[str, Any]:
         svd_components=kw["svd_components"], tau=kw["tau"], merge_threshold=kw["merge_threshold"],
         clustering=kw["clustering"], refine=kw.get("refine", Params.refine), batch_size=args.batch_size,
         warmup=args.warmup, baseline=not args.no_baseline,
-        cold_start=args.cold_start, seed=args.seed, ref_images=args.ref, ref_masks=args.ref_mask,
+        cold_start=args.cold_start, seed=args.seed, concepts=args.concepts, frames=args.frames,
+        ref_images=args.ref, ref_masks=args.ref_mask,
         target_images=args.target, load=options.load_model_source, log=Console(quiet=args.quiet).status,
     )  # fmt: skip
 
@@ -82,7 +89,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Times the pipeline stage by stage and the authors' procedure on the same inputs; reports per-target "
         "time, decode time (also as a fraction of the target's encoding), images/s, peak memory, cold start (imports, "
         "weights, basis, references, first target) and mask agreement. --autocast bfloat16 measures the fast mode; "
-        "--refine crf adds the refinement (to both paths) and reports its own time and peak memory.",
+        "--refine crf adds the refinement (to both paths) and reports its own time and peak memory; --concepts N "
+        "times N concepts against one per target, --frames N tracking against segment per frame, in the same run.",
     )  # fmt: skip
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)

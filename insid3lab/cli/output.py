@@ -1,10 +1,12 @@
-"""Output files of ``segment`` and ``match``: names unique by construction, never replacing an input.
+"""Output files of ``segment`` and ``match`` (and the safe write ``track`` shares): names unique by construction,
+never replacing an input.
 
 Naming rule: a target's outputs are named after its path relative to the folder that holds
 all of the call's targets, with a suffix appended to the whole file name (extension kept)::
 
     segment a.png b.jpg --out o         ->  o/a.png.pred.png  o/a.png.overlay.png  o/b.jpg.pred.png ...
     segment x/a.png y/a.png a-1.png     ->  o/x/a.png.pred.png  o/y/a.png.pred.png  o/a-1.png.pred.png
+    segment --label cat ... a.png       ->  o/a.png.labels.png  o/a.png.instances.json  o/a.png.overlay.png
 
 Distinct targets have distinct relative paths, and the suffixes differ from each other, so two
 outputs of one call never share a name. An output that would replace an input of the call is
@@ -23,10 +25,10 @@ from pathlib import Path
 
 from .options import CLIError
 
-__all__ = ["OUTPUT_SUFFIXES", "OutputFolder", "expand_targets", "relative_names"]
+__all__ = ["OUTPUT_SUFFIXES", "OutputFolder", "expand_targets", "relative_names", "write_atomic"]
 
 #: Every suffix the command line appends to a target's name.
-OUTPUT_SUFFIXES = (".pred.png", ".overlay.png", ".matches.json", ".matches.png")
+OUTPUT_SUFFIXES = (".pred.png", ".overlay.png", ".labels.png", ".instances.json", ".matches.json", ".matches.png")
 
 
 def _image_extensions() -> set[str]:
@@ -130,18 +132,29 @@ class OutputFolder:
 
     def write(self, target: str, suffix: str, save: Callable[[object], None]) -> Path:
         """Write one output of ``target``: ``save(file_object)`` fills a temporary file that is then renamed."""
-        path = self.paths[target][suffix]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replaced = path.exists()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".insid3lab-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
+
+        def fill(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
                 save(fh)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        if replaced:
-            self.report(f"replaced {path}")
-        return path
+
+        return write_atomic(self.paths[target][suffix], fill, self.report)
+
+
+def write_atomic(path: Path, save_to: Callable[[Path], None], report: Callable[[str], None]) -> Path:
+    """Write ``path`` whole or not at all: ``save_to(tmp)`` writes a temporary file in the same folder
+    (hidden, with ``path``'s extension, so that writers choosing the format by it work) that is then
+    renamed over ``path``; a replaced file is reported."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replaced = path.exists()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".insid3lab-", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        save_to(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    if replaced:
+        report(f"replaced {path}")
+    return path

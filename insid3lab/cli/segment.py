@@ -1,4 +1,11 @@
-"""``insid3lab segment``: the reference concept in target images, one mask and one overlay per target."""
+"""``insid3lab segment``: the reference concept in target images, one mask and one overlay per target.
+
+With ``--label NAME`` (one per ``--ref``; shots with the same name pool as k-shot) or ``--labels``
+(each ``--ref-mask`` read as a label map), every concept is segmented at once
+(:func:`insid3lab.concepts.labels_and_instances`: one encoding and one clustering per target) and
+each target gets a label map, its instances and an overlay with a legend
+(:func:`insid3lab.label_files.label_files`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,11 @@ from .console import Console
 from .output import OutputFolder, expand_targets
 from .targets import Batch, read_problem, reason
 
-__all__ = ["add_parser", "cmd_segment"]
+__all__ = ["LABEL_SUFFIXES", "add_parser", "cmd_segment", "parse_labels"]
 
 PRED, OVERLAY = ".pred.png", ".overlay.png"
+#: The suffix of each file of a many-concept prediction (kinds of :data:`insid3lab.label_files.LABEL_FILES`).
+LABEL_SUFFIXES = {"labels": ".labels.png", "instances": ".instances.json", "overlay": OVERLAY}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,12 +30,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "being the target's path (extension kept) relative to the folder holding all targets: a.png -> a.png.pred.png. "
         "A folder target means its image files, sorted by name. Existing files are kept unless --overwrite; inputs "
         "are never replaced. A target that fails is reported and the others are written; the exit status is 1 "
-        "when any failed.",
+        "when any failed. With --label (one per --ref) or --labels, every concept is segmented at once and each target "
+        "gets NAME.labels.png (palette PNG, pixel value i = the i-th concept), NAME.instances.json (COCO-style RLE) "
+        "and NAME.overlay.png (with a legend) instead.",
     )  # fmt: skip
     p.add_argument("--ref", action="append", required=True, metavar="IMG", help="reference image (repeat for k shots)")
     p.add_argument("--ref-mask", action="append", required=True, metavar="MASK",
                    help="its mask (foreground > 0), one per --ref")  # fmt: skip
     p.add_argument("--mask-value", type=int, default=None, help="select this label of a label-map mask")
+    p.add_argument("--label", action="append", default=None, metavar="NAME",
+                   help="the concept of each --ref (repeat once per --ref); shots with the same name pool as k-shot")  # fmt: skip
+    p.add_argument("--labels", default=None, type=parse_labels, metavar="SPEC",
+                   help="read each --ref-mask as a label map of several concepts: 'all' (every non-zero value, "
+                        "named by it) or VALUE=NAME pairs such as 1=cat,2=dog")  # fmt: skip
     p.add_argument("targets", nargs="+", metavar="TARGET", help="target images or folders of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (each is reported)")
@@ -74,12 +90,54 @@ def _write(out: OutputFolder, target: str, mask, refs, args, random_weights: boo
     out.write(target, OVERLAY, lambda fh: fig.savefig(fh, format="png", dpi=100))
 
 
-def cmd_segment(args) -> int:
-    console = Console(quiet=args.quiet)
+def parse_labels(text: str):
+    """``--labels``: ``all``, or ``VALUE=NAME`` pairs separated by commas -> ``"all"`` or ``{value: name}``."""
+    if text.strip().lower() == "all":
+        return "all"
+    out: dict[int, str] = {}
+    for part in text.split(","):
+        value, sep, name = part.partition("=")
+        try:
+            v = int(value)
+        except ValueError:
+            v = 0
+        if not sep or v == 0 or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r}: write all, or VALUE=NAME pairs separated by commas with VALUE a non-zero integer "
+                "of the label map (e.g. 1=cat,2=dog)"
+            )
+        if v in out:
+            raise argparse.ArgumentTypeError(f"the value {v} is given twice")
+        out[v] = name.strip()
+    return out
+
+
+def _check_shots(args) -> bool:
+    """One line for --ref/--ref-mask/--label counts that do not match; True when concepts are named."""
     if len(args.ref) != len(args.ref_mask):
         raise options.CLIError(
             f"give one --ref-mask per --ref (got {len(args.ref)} --ref and {len(args.ref_mask)} --ref-mask)"
         )
+    if args.label is not None and args.labels is not None:
+        raise options.CLIError("give --label (one per --ref) or --labels (label-map masks), not both")
+    if args.label is not None and len(args.label) != len(args.ref):
+        raise options.CLIError(f"give one --label per --ref (got {len(args.ref)} --ref and {len(args.label)} --label)")
+    if args.labels is not None and args.mask_value is not None:
+        raise options.CLIError("--labels reads every value of the label map and --mask-value one of them: give one")
+    return args.label is not None or args.labels is not None
+
+
+def _set_references(model, args) -> None:
+    for i, (img, msk) in enumerate(zip(args.ref, args.ref_mask)):
+        if args.labels is not None:
+            model.set_reference(img, msk, labels=args.labels)
+        else:
+            model.set_reference(img, msk, mask_value=args.mask_value, label=args.label[i] if args.label else None)
+
+
+def cmd_segment(args) -> int:
+    console = Console(quiet=args.quiet)
+    concepts = _check_shots(args)
     for p in [*args.ref, *args.ref_mask]:
         problem = read_problem(p)
         if problem:
@@ -93,32 +151,54 @@ def cmd_segment(args) -> int:
         return 1
     if not targets:
         return 1
-    suffixes = (PRED,) if args.no_overlay else (PRED, OVERLAY)
+    if concepts:
+        kinds = [k for k in LABEL_SUFFIXES if k != "overlay" or not args.no_overlay]
+        suffixes = tuple(LABEL_SUFFIXES[k] for k in kinds)
+    else:
+        suffixes = (PRED,) if args.no_overlay else (PRED, OVERLAY)
     out = OutputFolder(args.out, targets, suffixes, [*args.ref, *args.ref_mask, *targets],
                        overwrite=args.overwrite, report=console.note)  # fmt: skip
     out.check()
-    refs = _references(args, console)
+    refs = None if concepts else _references(args, console)
     model = options.build_pipeline(args, status=console.status, warn=console.warning)
     console.status(f"positional basis at {model.image_size} px")
     model.positional_svd()
     console.status(f"encoding {len(args.ref)} reference shot(s)")
-    for img, msk in zip(args.ref, args.ref_mask):
-        model.set_reference(img, msk, mask_value=args.mask_value)
+    _set_references(model, args)
+    if concepts:
+        console.status(f"{len(model.labels)} concept(s): {', '.join(model.labels)}")
     try:
-        _run(model, targets, out, refs, args, batch, console)
+        _run(model, targets, out, refs, args, batch, concepts)
     except Batch.Stop:
         pass
     except KeyboardInterrupt:
         console.note(f"interrupted: {batch.done} target(s) written to {out.folder}")
         raise
-    return batch.finish("mask(s)", out.folder)
+    return batch.finish("label map(s)" if concepts else "mask(s)", out.folder)
 
 
-def _run(model, targets, out, refs, args, batch: Batch, console: Console) -> None:
-    """Segment in batches and write each target's files as soon as it is done (memory does not grow)."""
+def _write_labels(out: OutputFolder, target: str, model, args, random_weights: bool) -> None:
+    """One pass over the target for every concept; its label map, instances and overlay through ``out``."""
+    from ..concepts import labels_and_instances
+    from ..label_files import label_files
+    from .figures import RANDOM_WEIGHTS_NOTE
+
+    label_map, _, instances = labels_and_instances(model, target)
+    kinds = [k for k in LABEL_SUFFIXES if k != "overlay" or not args.no_overlay]
+    title = str(target) + (f"\n{RANDOM_WEIGHTS_NOTE}" if random_weights else "")
+    files = label_files(label_map, instances, model.labels, image=target, kinds=kinds, title=title)
+    for kind, data in files.items():
+        out.write(target, LABEL_SUFFIXES[kind], lambda fh, data=data: fh.write(data))
+
+
+def _run(model, targets, out, refs, args, batch: Batch, concepts: bool) -> None:
+    """Segment in batches and write each target's files as soon as it is done (memory does not grow).
+
+    Many concepts go one target at a time (one encoding and one clustering serve them all).
+    """
     from tqdm.auto import tqdm
 
-    bs = args.batch_size or (8 if model.device.type == "cuda" else 1)
+    bs = 1 if concepts else args.batch_size or (8 if model.device.type == "cuda" else 1)
     random_weights = args.model.startswith("random:")
     with tqdm(total=len(targets), desc="segment", unit="img", disable=args.quiet) as bar:
         for start in range(0, len(targets), bs):
@@ -135,9 +215,12 @@ def _run(model, targets, out, refs, args, batch: Batch, console: Console) -> Non
             )
             for t, mask in zip(chunk, masks):
                 try:
-                    if mask is None:
-                        mask = model.segment(t)  # alone, so that a failure names its own cause
-                    _write(out, t, mask, refs, args, random_weights)
+                    if concepts:
+                        _write_labels(out, t, model, args, random_weights)
+                    else:
+                        if mask is None:
+                            mask = model.segment(t)  # alone, so that a failure names its own cause
+                        _write(out, t, mask, refs, args, random_weights)
                     batch.done += 1
                 except Exception as e:  # noqa: BLE001 - reported with the target, the others go on
                     batch.fail(t, reason(e))

@@ -6,8 +6,11 @@
 
 Writes ``OUT/masks/<frame>.png`` per frame — a 0/255 PNG for one object, a DAVIS palette PNG
 (0 background, 1..n objects) when the first mask is a label map with several objects — and
-``OUT/overlay.gif``, the masks over the frames. Existing outputs are kept unless ``--overwrite``;
-an input (frame or mask) is never written over.
+``OUT/overlay.gif``, the masks over the frames. Existing outputs are kept unless ``--overwrite``
+(then each replaced file is reported); an input (frame or mask) is never written over; each file
+is written whole or not at all (:func:`insid3lab.cli.output.write_atomic`, as ``segment`` writes).
+The output names follow the frames and are known only as they are read (a video's), so the
+check before the work refuses any earlier mask in ``OUT/masks`` rather than a list of names.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from PIL import Image
 
 from . import options
 from .console import Console
+from .output import write_atomic
 
 __all__ = ["add_parser", "cmd_track", "first_mask_objects"]
 
@@ -173,12 +177,12 @@ def cmd_track(args) -> int:
             if path.resolve() in inputs:
                 raise ValueError(f"{str(path)!r} is an input; choose another --out")
             arr = mask.cpu().numpy()
-            masks_dir.mkdir(parents=True, exist_ok=True)  # not before the first mask: a bad input leaves nothing
+            # the folder is made with the first mask: a bad input leaves nothing
             if several:
-                save_palette_png(arr, path)
+                write_atomic(path, lambda tmp, a=arr: save_palette_png(a, tmp), console.note)
                 labels = arr
             else:
-                Image.fromarray(arr.astype(np.uint8) * 255).save(path)
+                write_atomic(path, lambda tmp, a=arr: Image.fromarray(a.astype(np.uint8) * 255).save(tmp), console.note)
                 labels = arr.astype(np.uint8)
             written += 1
             if not args.no_animation:
@@ -186,9 +190,9 @@ def cmd_track(args) -> int:
     except ImportError as e:  # a video format whose reader is missing: the message says how to install it
         raise ValueError(str(e)) from None
     if animation:
-        animation[0].save(
-            out / ANIMATION, save_all=True, append_images=animation[1:], duration=ANIMATION_MS, loop=0, disposal=1
-        )
+        write_atomic(out / ANIMATION, lambda tmp: animation[0].save(tmp, save_all=True, append_images=animation[1:],
+                                                                  duration=ANIMATION_MS, loop=0, disposal=1),
+                     console.note)  # fmt: skip
     if not args.quiet:
         what = f"{len(ids)} objects" if several else "one object"
         print(f"wrote {written} mask(s) ({what}) to {masks_dir}", file=sys.stderr)
