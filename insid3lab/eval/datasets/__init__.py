@@ -26,12 +26,13 @@ from .paco_part import PACOPart
 from .pascal_part import PascalPart
 from .permis import PerMIS
 from .readers import SplitFileError, decode_segmentation, load_npy, load_pickle, read_label_map
-from .registry import BENCHMARKS, build_dataset, dataset_names
+from .registry import BENCHMARKS, EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, build_dataset, dataset_names
 from .spair import SPAIR_CATEGORIES, SPair71k
 from .suim import SUIM, SUIM_CLASSES
 
 __all__ = [
     "BENCHMARKS",
+    "EXTERNAL_BENCHMARKS",
     "COCO_CLASS_NAMES",
     "IGNORE",
     "IMAGE_EXTENSIONS",
@@ -56,6 +57,7 @@ __all__ = [
     "Sample",
     "SegmentationBenchmark",
     "SplitFileError",
+    "VIDEO_BENCHMARKS",
     "build_dataset",
     "dataset_names",
     "decode_segmentation",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..cocojson import CocoJsonDataset
 from .chest_xray import ChestXray
 from .coco20i import COCO20i
 from .folder import FolderDataset
@@ -16,7 +17,7 @@ from .permis import PerMIS
 from .spair import SPair71k
 from .suim import SUIM
 
-__all__ = ["BENCHMARKS", "build_dataset", "dataset_names"]
+__all__ = ["BENCHMARKS", "EXTERNAL_BENCHMARKS", "VIDEO_BENCHMARKS", "build_dataset", "dataset_names"]
 
 BENCHMARKS: dict[str, type] = {
     "coco": COCO20i,
@@ -30,7 +31,15 @@ BENCHMARKS: dict[str, type] = {
     "permis": PerMIS,
     "spair": SPair71k,
     "folder": FolderDataset,
+    "coco_json": CocoJsonDataset,
 }
+
+# benchmarks that are not read from a --data-root alone: their own files are named by other arguments
+# (coco_json: the annotations file; the images folder takes the data root's place)
+EXTERNAL_BENCHMARKS = ("coco_json",)
+
+# video benchmarks: scored per sequence by insid3lab.eval.davis_eval, not by the episode runner
+VIDEO_BENCHMARKS = ("davis2017",)
 
 
 def dataset_names() -> list[str]:
