@@ -7,13 +7,13 @@ import json
 import shutil
 
 import pytest
+from eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
+from test_cocojson import make_export
 
 import insid3lab
 import insid3lab.cli.options
-from eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
 from insid3lab.cli import main
 from insid3lab.eval.runfiles import RunLock
-from test_cocojson import make_export
 
 
 @pytest.fixture
@@ -34,8 +34,21 @@ def stand_in(monkeypatch):
 
 
 def _argv(root, dataset, out, *extra):
-    return ["eval", "--dataset", dataset, "--data-root", str(root), "--model", "w", "--device", "cpu",
-            "--no-progress", "--out", str(out), *extra]
+    return [
+        "eval",
+        "--dataset",
+        dataset,
+        "--data-root",
+        str(root),
+        "--model",
+        "w",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _summary(out):
@@ -59,8 +72,25 @@ def test_protocol_is_recorded_printed_and_never_mixed(eval_data, tmp_path, stand
 def test_ignore_threads_and_bootstrap_are_recorded(eval_data, tmp_path, stand_in):
     root = eval_data / "defects"
     a, b = tmp_path / "a", tmp_path / "b"
-    assert main(_argv(root, "folder", a, "--episodes", "4", "--no-ignore", "--threads", "1", "--bootstrap", "50",
-                      "--bootstrap-seed", "3")) == 0
+    assert (
+        main(
+            _argv(
+                root,
+                "folder",
+                a,
+                "--episodes",
+                "4",
+                "--no-ignore",
+                "--threads",
+                "1",
+                "--bootstrap",
+                "50",
+                "--bootstrap-seed",
+                "3",
+            )
+        )
+        == 0
+    )
     assert main(_argv(root, "folder", b, "--episodes", "4", "--ignore-value", "200", "--bootstrap", "0")) == 0
     sa, sb = _summary(a), _summary(b)
     assert sa["settings"]["ignore_value"] is None and sb["settings"]["ignore_value"] == 200
@@ -70,8 +100,23 @@ def test_ignore_threads_and_bootstrap_are_recorded(eval_data, tmp_path, stand_in
     assert lo <= sa["miou"] <= hi
     assert "interval" not in sb
     # the same bootstrap seed gives the same interval
-    assert main(_argv(root, "folder", tmp_path / "c", "--episodes", "4", "--no-ignore", "--bootstrap", "50",
-                      "--bootstrap-seed", "3")) == 0
+    assert (
+        main(
+            _argv(
+                root,
+                "folder",
+                tmp_path / "c",
+                "--episodes",
+                "4",
+                "--no-ignore",
+                "--bootstrap",
+                "50",
+                "--bootstrap-seed",
+                "3",
+            )
+        )
+        == 0
+    )
     assert _summary(tmp_path / "c")["interval"] == sa["interval"]
 
 
@@ -116,9 +161,11 @@ def test_every_fold_into_its_folder_and_the_mean(eval_data, tmp_path, stand_in, 
 
 @pytest.mark.parametrize(
     ("dataset", "fold", "message"),
-    [("isic", "all", "--fold all: isic has no folds; benchmarks with folds: coco, lvis"),
-     ("coco", "7", "--fold 7: coco has folds 0..3 (or 'all')"),
-     ("isic", "2", "--fold 2: isic has no folds; leave --fold unset")],
+    [
+        ("isic", "all", "--fold all: isic has no folds; benchmarks with folds: coco, lvis"),
+        ("coco", "7", "--fold 7: coco has folds 0..3 (or 'all')"),
+        ("isic", "2", "--fold 2: isic has no folds; leave --fold unset"),
+    ],
 )
 def test_bad_folds_are_one_line(eval_data, tmp_path, stand_in, capsys, dataset, fold, message):
     rc = main(_argv(eval_data, dataset, tmp_path / "x", "--fold", fold, "--episodes", "2"))
@@ -163,9 +210,28 @@ def test_busy_and_non_empty_run_folders(eval_data, tmp_path, stand_in, capsys):
 def test_coco_json_from_the_command_line(tmp_path, stand_in, capsys):
     images, ann, _ = make_export(tmp_path)
     out = tmp_path / "cj"
-    argv = ["eval", "--dataset", "coco-json", "--annotations", str(ann), "--images", str(images), "--model", "w",
-            "--device", "cpu", "--no-progress", "--out", str(out), "--episodes", "4", "--categories", "square",
-            "--reference-split", "none"]
+    argv = [
+        "eval",
+        "--dataset",
+        "coco-json",
+        "--annotations",
+        str(ann),
+        "--images",
+        str(images),
+        "--model",
+        "w",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--episodes",
+        "4",
+        "--categories",
+        "square",
+        "--reference-split",
+        "none",
+    ]
     assert main(argv) == 0
     s = _summary(out)
     assert s["dataset"]["name"] == "coco_json" and list(s["per_class_iou"]) == ["square"]
@@ -182,11 +248,36 @@ def test_davis2017_prints_j_and_f(tmp_path, tiny_saved, capsys):
     root = tmp_path / "DAVIS"
     write_moving_sequences(root, 1, frames=3, size=(48, 64), objects=1)
     out = tmp_path / "dv"
-    assert main(["eval", "--dataset", "davis2017", "--data-root", str(root), "--model", str(tiny_saved.hf_dir),
-                 "--image-size", "64", "--svd-components", "8", "--device", "cpu", "--no-progress", "--no-cache",
-                 "--memory", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--dataset",
+                "davis2017",
+                "--data-root",
+                str(root),
+                "--model",
+                str(tiny_saved.hf_dir),
+                "--image-size",
+                "64",
+                "--svd-components",
+                "8",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--no-cache",
+                "--memory",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = _summary(out)
     printed = capsys.readouterr().out
-    assert f"J&F-Mean {100 * s['J&F-Mean']:.2f}  J-Mean {100 * s['J-Mean']:.2f}  F-Mean {100 * s['F-Mean']:.2f}" in printed
+    assert (
+        f"J&F-Mean {100 * s['J&F-Mean']:.2f}  J-Mean {100 * s['J-Mean']:.2f}  F-Mean {100 * s['F-Mean']:.2f}" in printed
+    )
     rc = main(_argv(root, "isic", tmp_path / "q", "--memory", "2"))
     assert rc == 1 and "--memory and --min-confidence belong to --dataset davis2017" in capsys.readouterr().err

@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
-
 from eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
+from test_eval_cli_flags import isaid_three_folds
+
 from insid3lab.cli import main
 from insid3lab.eval import SegmentationMeter, build_dataset, run_evaluation
 from insid3lab.eval.compare import RunsDifferError, compare_runs
@@ -15,7 +16,6 @@ from insid3lab.eval.folds import run_all_folds
 from insid3lab.eval.report import report
 from insid3lab.eval.runs import NotARunError
 from insid3lab.eval.stats import bootstrap_weights
-from test_eval_cli_flags import isaid_three_folds
 
 
 @pytest.fixture(scope="module")

@@ -44,8 +44,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     c = compare_runs(args.run_a, args.run_b, resamples=args.bootstrap, seed=args.bootstrap_seed)
     name = "mIoU" if c["metric"] == "miou" else "PCK@0.10"
     lo, hi = c["interval"]
-    print(f"A {name} {c['a']:.2f}  B {name} {c['b']:.2f}  B - A {c['difference']:+.2f} "
-          f"[{lo:+.2f}, {hi:+.2f}] (95% paired bootstrap, {c['episodes']} episodes, seed {args.bootstrap_seed})")
+    print(
+        f"A {name} {c['a']:.2f}  B {name} {c['b']:.2f}  B - A {c['difference']:+.2f} "
+        f"[{lo:+.2f}, {hi:+.2f}] (95% paired bootstrap, {c['episodes']} episodes, seed {args.bootstrap_seed})"
+    )
     ranked = sorted(c["per_class"].items(), key=lambda kv: -abs(kv[1]["difference"]))[: max(0, args.top)]
     for cls, v in ranked:
         print(f"  {cls}: {v['a']:.1f} -> {v['b']:.1f} ({v['difference']:+.1f})")

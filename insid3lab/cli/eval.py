@@ -288,7 +288,7 @@ def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
         "bootstrap": args.bootstrap,
         "bootstrap_seed": args.bootstrap_seed,
         "settings": {"model_source": str(args.model), "device": str(device), "data_root": str(_data_root(args)),
-                     "command": " ".join(sys.argv)},  # fmt: skip
+                     "command": " ".join(sys.argv)},
     }
 
 

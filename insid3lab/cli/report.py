@@ -23,7 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "mean as columns, 95%% intervals beside the numbers.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folder or --fold all folder")
-    p.add_argument("--out", default=None, metavar="FILE.md", help="also write the table here and the figure as FILE.png")
+    p.add_argument(
+        "--out", default=None, metavar="FILE.md", help="also write the table here and the figure as FILE.png"
+    )
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="resamples for the interval of the mean over folds (default %(default)s)")  # fmt: skip
     p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")

@@ -100,8 +100,12 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, resample
         "b": vb,
         "difference": vb - va,
         "interval": percentile_bounds(diff, level),
-        "bootstrap": {"resamples": int(resamples), "seed": int(seed), "level": level,
-                      "method": "percentile, episodes resampled jointly for both runs"},  # fmt: skip
+        "bootstrap": {
+            "resamples": int(resamples),
+            "seed": int(seed),
+            "level": level,
+            "method": "percentile, episodes resampled jointly for both runs",
+        },
         "episodes": len(order),
         "per_class": per_class,
     }

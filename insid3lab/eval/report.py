@@ -80,7 +80,9 @@ def report_rows(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0
 
 
 def _columns(rows: list[dict]) -> list[str]:
-    cols = sorted({c for r in rows for c in r["cells"] if c != "mean"}, key=lambda c: (not c.startswith("fold"), len(c), c))
+    cols = sorted(
+        {c for r in rows for c in r["cells"] if c != "mean"}, key=lambda c: (not c.startswith("fold"), len(c), c)
+    )
     return cols + (["mean"] if any("mean" in r["cells"] for r in rows) else [])
 
 
