@@ -32,8 +32,8 @@ from .suim import SUIM, SUIM_CLASSES
 
 __all__ = [
     "BENCHMARKS",
-    "EXTERNAL_BENCHMARKS",
     "COCO_CLASS_NAMES",
+    "EXTERNAL_BENCHMARKS",
     "IGNORE",
     "IMAGE_EXTENSIONS",
     "ISAID_CLASS_NAMES",
@@ -42,6 +42,7 @@ __all__ = [
     "SPAIR_CATEGORIES",
     "SUIM",
     "SUIM_CLASSES",
+    "VIDEO_BENCHMARKS",
     "BadSampleError",
     "COCO20i",
     "ChestXray",
@@ -57,7 +58,6 @@ __all__ = [
     "Sample",
     "SegmentationBenchmark",
     "SplitFileError",
-    "VIDEO_BENCHMARKS",
     "build_dataset",
     "dataset_names",
     "decode_segmentation",
