@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from ..cocojson import CocoJsonDataset
 from .chest_xray import ChestXray
 from .coco20i import COCO20i
 from .folder import FolderDataset
@@ -31,11 +30,12 @@ BENCHMARKS: dict[str, type] = {
     "permis": PerMIS,
     "spair": SPair71k,
     "folder": FolderDataset,
-    "coco_json": CocoJsonDataset,
 }
 
 # benchmarks that are not read from a --data-root alone: their own files are named by other arguments
-# (coco_json: the annotations file; the images folder takes the data root's place)
+# (coco_json: the annotations file; the images folder takes the data root's place). coco_json's class
+# lives in insid3lab.eval.cocojson, which reads through this package: insid3lab.eval adds it to BENCHMARKS
+# (the parent package is always imported before this one, so the entry is there for every caller)
 EXTERNAL_BENCHMARKS = ("coco_json",)
 
 # video benchmarks: scored per sequence by insid3lab.eval.davis_eval, not by the episode runner
