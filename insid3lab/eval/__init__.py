@@ -10,7 +10,6 @@ Only the public pipeline (``set_reference`` / ``segment`` / ``match``) is called
 from .cocojson import CocoJsonDataset
 from .datasets import (
     BENCHMARKS,
-    EXTERNAL_BENCHMARKS,
     BadSampleError,
     DatasetNotFoundError,
     KeypointPair,
