@@ -31,7 +31,7 @@ def test_parser_has_every_flag():
     ])
     assert args.func is run_eval_from_args
     assert (args.dataset, args.fold, args.data_root, args.model, args.shots, args.out) == (
-        "pascal_part", 2, "data", "m.pth", 5, "runs/x")
+        "pascal_part", 2, "data", "m.pth", [5], "runs/x")
     assert (args.episodes, args.seed, args.image_size, args.svd_components, args.tau, args.merge_threshold) == (
         40, 3, 768, 20, 0.5, 0.3)
     assert (args.device, args.dtype, args.resume, args.skip_bad, args.no_progress) == ("cpu", "bfloat16", True, True, True)
@@ -39,8 +39,10 @@ def test_parser_has_every_flag():
         "vitl16", "bf16", "torch", True, True, "e.json")
     d = _parser().parse_args(["eval", "--dataset", "coco", "--data-root", "d", "--model", "m", "--out", "o"])
     assert (d.fold, d.shots, d.episodes, d.seed, d.image_size, d.svd_components, d.tau, d.merge_threshold) == (
-        None, 1, None, 0, 1024, None, 0.6, 0.2)
+        None, [1], None, 0, 1024, None, 0.6, 0.2)
     assert (d.device, d.dtype, d.resume, d.skip_bad, d.episodes_file) == ("auto", None, False, False, None)
+    assert (d.protocol, d.ignore_value, d.no_ignore, d.threads, d.bootstrap, d.bootstrap_seed) == (
+        "paper", 255, False, None, 1000, 0)
 
 
 def test_unknown_dataset_is_refused(capsys):
@@ -63,6 +65,7 @@ def stand_in_pipeline(monkeypatch):
         m = FakeModel()
         m.image_size, m.svd_components, m.tau, m.merge_threshold = (
             kw["image_size"], kw["svd_components"], kw["tau"], kw["merge_threshold"])
+        m.resize_to_orig_size = True  # the stand-in's prediction is at the image's size under either protocol
         return m
 
     monkeypatch.setattr(insid3lab.cli.options, "load_model_source", fake_load_model_source)
@@ -85,7 +88,9 @@ def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipe
                                             "dtype": "float32", "weights_fingerprint": "fa4e0000"}
     assert summary["weights"] == {"fingerprint": "fa4e0000", "source": "weights.pth"}
     printed = capsys.readouterr().out
-    assert f"mIoU {summary['miou']:.2f}  FB-IoU {summary['fb_iou']:.2f}  (episodes 4/4)" in printed
+    lo, hi = summary["interval"]["miou"]
+    assert f"mIoU {summary['miou']:.2f} [{lo:.2f}, {hi:.2f}]  FB-IoU {summary['fb_iou']:.2f}" in printed
+    assert "(episodes 4/4, protocol paper)" in printed
     # --resume on the finished run: nothing new, same numbers
     args = build_eval_parser().parse_args(argv + ["--resume"])
     args.func(args)
@@ -148,7 +153,9 @@ def test_end_to_end_with_a_tiny_backbone(eval_data, tmp_path, tiny_saved, capsys
     assert "mIoU" in capsys.readouterr().out
     # the Python API with the same model gives the same numbers
     model = INSID3(tiny_saved.backbone, image_size=64, svd_components=8, basis_cache=False)
-    api = run_evaluation(model, build_dataset("isaid", eval_data), tmp_path / "api", episodes=3, seed=2, progress=False)
+    api = run_evaluation(model, build_dataset("isaid", eval_data), tmp_path / "api", episodes=3, seed=2, progress=False,
+                         protocol="paper")
+    assert summary["protocol"] == "paper" and summary["settings"]["protocol"] == "paper"
     assert comparable(api) == comparable(summary)
 
 

@@ -21,7 +21,7 @@ from insid3lab.eval.episodes import sample_episodes
 
 def test_names_accepted():
     assert dataset_names() == ["coco", "lvis", "pascal_part", "paco_part", "isic", "lung", "suim", "isaid",
-                               "permis", "spair", "folder"]
+                               "permis", "spair", "folder", "coco_json"]
     with pytest.raises(ValueError, match="allowed: coco, lvis"):
         build_dataset("voc", "/nowhere")
 

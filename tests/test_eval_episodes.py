@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eval_fixtures import eval_data  # noqa: F401  (fixture)
-from insid3lab.eval.datasets import build_dataset, dataset_names
+from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, build_dataset, dataset_names
 from insid3lab.eval.episodes import (
     Episode,
     episode_rng,
@@ -20,7 +20,7 @@ def _root(eval_data, name):
     return eval_data / "defects" if name == "folder" else eval_data
 
 
-@pytest.mark.parametrize("name", dataset_names())
+@pytest.mark.parametrize("name", [n for n in dataset_names() if n not in EXTERNAL_BENCHMARKS])
 def test_episode_depends_on_seed_and_index_only(eval_data, name):
     ds = build_dataset(name, _root(eval_data, name))
     eps = sample_episodes(ds, 6, seed=5)

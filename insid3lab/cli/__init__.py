@@ -17,6 +17,8 @@ import os
 import sys
 
 from . import bench, cache, data, match, samples, segment, track
+from . import compare as compare_cmd
+from . import report as report_cmd
 from .console import Console, one_line, plain_warnings
 from .eval import add_eval_parser
 from .options import CLIError, load_model_source, pixel_limit
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_parser(sub)
     cache.add_parser(sub)
     data.add_parser(sub)
+    compare_cmd.add_parser(sub)
+    report_cmd.add_parser(sub)
     return parser
 
 

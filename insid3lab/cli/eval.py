@@ -5,6 +5,14 @@ Single process::
     insid3lab eval --dataset coco --fold 0 --data-root data --model facebook/dinov3-vitl16-pretrain-lvd1689m \\
         --shots 1 --out runs/coco0
 
+Every fold and both shot counts, scored as the authors' evaluation scores (``--protocol paper``,
+the default; see :mod:`insid3lab.eval.protocol`)::
+
+    insid3lab eval --dataset coco --fold all --shots 1,5 --data-root data --model ... --out runs/coco
+
+writes ``runs/coco/shots1/fold0/`` .. ``shots5/fold3/`` (each resumable) and prints the per-fold
+numbers and their mean, the number the papers report.
+
 Many GPUs (episodes sharded by rank, one summary)::
 
     torchrun --nproc_per_node 4 -m insid3lab eval --dataset coco --fold 0 ...
@@ -19,10 +27,45 @@ import math
 import os
 import sys
 
-from ..eval.datasets import DatasetNotFoundError, dataset_names
+from ..eval.datasets import EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, DatasetNotFoundError, dataset_names
+from ..eval.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 from . import options
 
 __all__ = ["add_eval_parser", "build_eval_parser", "build_model", "run_eval_from_args"]
+
+_IGNORE_DEFAULT = 255  # the benchmarks' ignore label (insid3lab.eval.datasets.IGNORE)
+
+
+def _dataset_name(text: str) -> str:
+    return text.lower().replace("-", "_")
+
+
+def _fold(text: str):
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a fold number or 'all'") from None
+
+
+def _shots(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: shot counts >= 1, comma-separated and distinct (e.g. 1 or 1,5)")
+    return values
+
+
+def _split(text: str):
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a fraction in (0, 1) or 'none'") from None
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,22 +73,26 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dataset",
         required=True,
-        type=lambda s: s.lower().replace("-", "_"),
-        choices=dataset_names(),
-        help="benchmark name; 'folder' reads DATA_ROOT/images and DATA_ROOT/masks",
+        type=_dataset_name,
+        choices=dataset_names() + list(VIDEO_BENCHMARKS),
+        help="benchmark name; 'folder' reads DATA_ROOT/images and DATA_ROOT/masks; 'coco_json' reads --annotations "
+        "and --images; 'davis2017' tracks DAVIS 2017 val sequences (J&F)",
     )
     g.add_argument(
         "--fold",
-        type=int,
+        type=_fold,
         default=None,
-        help="fold (coco 0-3, lvis 0-9, pascal_part 0-3, paco_part 0-3, isaid 0-2; default 0); unset for the others",
+        help="fold (coco 0-3, lvis 0-9, pascal_part 0-3, paco_part 0-3, isaid 0-2; default 0) or 'all': every fold "
+        "into OUT/fold<k>/ and their mean; unset for the others",
     )
     g.add_argument(
         "--data-root",
-        required=True,
-        help="folder holding the benchmark's folder (COCO2014/, LVIS/, ...) or that folder itself",
+        default=None,
+        help="folder holding the benchmark's folder (COCO2014/, LVIS/, DAVIS/...) or that folder itself "
+        "(required except for coco_json)",
     )
-    g.add_argument("--shots", type=int, default=1, help="reference images per episode (default 1)")
+    g.add_argument("--shots", type=_shots, default=[1], help="reference images per episode; '1,5' runs both into "
+                   "OUT/shots<k>/ (default 1)")  # fmt: skip
     g.add_argument(
         "--episodes", type=int, default=None, help="number of episodes (default: the benchmark's standard count)"
     )
@@ -56,6 +103,32 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--seed", type=int, default=0, help="episode i is drawn from (seed, i) alone (default 0)")
 
+    s = p.add_argument_group("scoring")
+    s.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL,
+                   help="paper: the prediction at S x S and the ground truth resized to it (nearest), as the authors' "
+                   "evaluation; native: at the image's own size (default %(default)s)")  # fmt: skip
+    ig = s.add_mutually_exclusive_group()
+    ig.add_argument("--ignore-value", type=int, default=_IGNORE_DEFAULT, metavar="N",
+                    help="mask value counted in neither intersection nor union (default %(default)s)")  # fmt: skip
+    ig.add_argument("--no-ignore", action="store_true", help="ignore no mask value")
+    s.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="resamples of the 95%% bootstrap interval over episodes (0: none; default %(default)s)")
+    s.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")
+
+    c = p.add_argument_group("coco_json (COCO-format annotations)")
+    c.add_argument("--annotations", default=None, metavar="FILE.json", help="the COCO-format annotations file")
+    c.add_argument("--images", default=None, metavar="DIR", help="the folder of its images")
+    c.add_argument("--reference-split", type=_split, default=0.5, metavar="F|none",
+                   help="fraction of the images that serve as references (a seeded hash of the image; the rest are "
+                   "targets); none: any image may be either (default %(default)s)")  # fmt: skip
+    c.add_argument("--categories", default=None, metavar="A,B", help="only these categories (names or ids)")
+
+    v = p.add_argument_group("davis2017 (video)")
+    v.add_argument("--memory", type=int, default=None, help="past predicted frames kept as extra shots "
+                   "(default: insid3lab.tracking.MEMORY)")  # fmt: skip
+    v.add_argument("--min-confidence", type=float, default=None,
+                   help="a frame joins the memory when its confidence is at least this (default: insid3lab.tracking)")
+
     options.add_model_arguments(p, default=None)
     options.add_hyperparameter_arguments(
         p, svd_note=f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper"
@@ -65,6 +138,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--out", required=True, help="run folder: results.jsonl, summary.json, per_class.png")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished episodes")
     r.add_argument("--skip-bad", action="store_true", help="count and list unusable samples instead of stopping")
+    r.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads per process (default: the cores divided among local processes)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -72,9 +147,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``eval`` subcommand to an argparse ``subparsers`` object; sets ``func=run_eval_from_args``."""
     p = subparsers.add_parser(
         "eval",
-        help="evaluate on a few-shot segmentation / correspondence benchmark",
-        description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (or PCK for spair); resumable; "
-        "shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval ...",
+        help="evaluate on a few-shot segmentation / correspondence / video benchmark",
+        description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (or PCK for spair, J&F for davis2017) "
+        "with 95%% bootstrap intervals; resumable; shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval",
     )
     _add_arguments(p)
     p.set_defaults(func=run_eval_from_args)
@@ -124,71 +199,185 @@ def build_model(args: argparse.Namespace, device: str, task: str):
     return insid3lab.INSID3(backbone, **options.pipeline_kwargs(args, svd_components=svd), progress=False)
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Argument combinations argparse cannot check; a ValueError names the flag."""
+    if args.episodes_file and args.episodes is not None:
+        raise ValueError("--episodes and --episodes-file exclude each other: the file fixes the episodes")
+    if args.dataset in EXTERNAL_BENCHMARKS:
+        if not args.annotations or not (args.images or args.data_root):
+            raise ValueError(f"--dataset {args.dataset} needs --annotations FILE.json and --images DIR")
+        if args.fold == "all":
+            raise ValueError(f"--fold all: {args.dataset} has no folds")
+    else:
+        if args.data_root is None:
+            raise ValueError(f"--dataset {args.dataset} needs --data-root")
+        for flag in ("annotations", "images", "categories"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag} belongs to --dataset coco_json, not {args.dataset}")
+    if args.dataset not in VIDEO_BENCHMARKS and (args.memory is not None or args.min_confidence is not None):
+        raise ValueError("--memory and --min-confidence belong to --dataset davis2017")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads {args.threads}: must be >= 1")
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap {args.bootstrap}: must be >= 0 (0: no interval)")
+    if args.episodes_file and len(args.shots) > 1:
+        raise ValueError("--episodes-file fixes the shots: give one --shots value")
+
+
+def _dataset_kwargs(args: argparse.Namespace) -> dict:
+    if args.dataset not in EXTERNAL_BENCHMARKS:
+        return {}
+    cats = None if args.categories is None else [c.strip() for c in args.categories.split(",") if c.strip()]
+    cats = None if cats is None else [int(c) if c.isdigit() else c for c in cats]
+    return {"annotations": args.annotations, "categories": cats, "reference_split": args.reference_split,
+            "skip_bad": args.skip_bad}  # fmt: skip
+
+
+def _data_root(args: argparse.Namespace) -> str:
+    return args.images if args.dataset in EXTERNAL_BENCHMARKS and args.images else args.data_root
+
+
 def run_eval_from_args(args: argparse.Namespace) -> int:
     """Run ``insid3lab eval`` from parsed arguments; prints the headline numbers.
 
-    Returns the exit status: 0, or 2 when the benchmark's files are missing (the expected
-    layout is printed to stderr).
+    Returns the exit status: 0; 1 when the run folder is in use by another process; 2 when
+    the benchmark's files are missing (the expected layout is printed to stderr).
     """
     import torch.distributed as dist
 
-    from ..eval.datasets import build_dataset
-    from ..eval.runner import run_evaluation
+    from ..eval.runfiles import RunFolderBusyError
 
-    if args.episodes_file and args.episodes is not None:
-        raise ValueError("--episodes and --episodes-file exclude each other: the file fixes the episodes")
+    _check(args)
     device, started = _init_distributed(args.device)
     try:
         try:
-            dataset = build_dataset(args.dataset, args.data_root, fold=args.fold, shots=args.shots)
+            if args.dataset in VIDEO_BENCHMARKS:
+                lines = _run_davis(args, device)
+            else:
+                lines = _run_benchmark(args, device)
         except DatasetNotFoundError as e:  # keep the layout's line breaks
             print(f"insid3lab eval: error: {e}", file=sys.stderr)
             return 2
-        model = build_model(args, device, dataset.task)
-        try:
-            summary = run_evaluation(
-                model,
-                dataset,
-                args.out,
-                episodes=args.episodes_file or args.episodes,
-                seed=args.seed,
-                shots=args.shots,
-                resume=args.resume,
-                skip_bad=args.skip_bad,
-                progress=not args.no_progress,
-                settings={
-                    "model_source": str(args.model),
-                    "device": str(device),
-                    "data_root": str(args.data_root),
-                    "command": " ".join(sys.argv),
-                },
-            )
+        except RunFolderBusyError as e:
+            print(f"insid3lab eval: error: {' '.join(str(e).split())}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
-            print(
-                f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
-                file=sys.stderr,
-            )
+            print(f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
+                  file=sys.stderr)  # fmt: skip
             raise
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if rank == 0:
-            print(_headline(summary))
-            print(f"summary: {os.path.join(args.out, 'summary.json')}")
+            print("\n".join(lines))
     finally:
         if started and dist.is_initialized():
             dist.destroy_process_group()
     return 0
 
 
+def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
+    return {
+        "episodes": args.episodes_file or args.episodes,
+        "seed": args.seed,
+        "shots": shots,
+        "resume": args.resume,
+        "skip_bad": args.skip_bad,
+        "progress": not args.no_progress,
+        "protocol": args.protocol,
+        "ignore_value": None if args.no_ignore else args.ignore_value,
+        "num_threads": args.threads,
+        "bootstrap": args.bootstrap,
+        "bootstrap_seed": args.bootstrap_seed,
+        "settings": {"model_source": str(args.model), "device": str(device), "data_root": str(_data_root(args)),
+                     "command": " ".join(sys.argv)},
+    }
+
+
+def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
+    from ..eval.datasets import BENCHMARKS, build_dataset
+    from ..eval.folds import run_all_folds
+    from ..eval.runner import run_evaluation
+
+    cls = BENCHMARKS[args.dataset]
+    if args.fold == "all" and cls.folds is None:
+        with_folds = [n for n, c in BENCHMARKS.items() if c.folds is not None]
+        raise ValueError(f"--fold all: {args.dataset} has no folds; benchmarks with folds: {', '.join(with_folds)}")
+    if args.fold not in (None, "all") and cls.folds is not None and args.fold not in cls.folds:
+        raise ValueError(f"--fold {args.fold}: {args.dataset} has folds {cls.folds[0]}..{cls.folds[-1]} (or 'all')")
+    if args.fold not in (None, "all", 0) and cls.folds is None:
+        raise ValueError(f"--fold {args.fold}: {args.dataset} has no folds; leave --fold unset")
+    kwargs = _dataset_kwargs(args)
+    many = len(args.shots) > 1
+    model, lines = None, []
+    for shots in args.shots:
+        out = os.path.join(args.out, f"shots{shots}") if many else args.out
+        prefix = f"{shots}-shot: " if many else ""
+        if args.fold == "all":
+            # the model is built once the first fold's dataset is known to be readable
+            if model is None:
+                build_dataset(args.dataset, args.data_root, fold=cls.folds[0], shots=shots, **kwargs)
+                model = build_model(args, device, cls.task)
+            result = run_all_folds(model, args.dataset, args.data_root, out, shots=shots, dataset_kwargs=kwargs,
+                                   **{k: v for k, v in _run_kwargs(args, device, shots).items() if k != "shots"})
+            lines += [prefix + line for line in _fold_lines(result, args.protocol)]
+            lines.append(f"folds: {os.path.join(out, 'folds.json')}")
+            continue
+        dataset = build_dataset(args.dataset, _data_root(args), fold=args.fold, shots=shots, **kwargs)
+        if model is None:
+            model = build_model(args, device, dataset.task)
+        summary = run_evaluation(model, dataset, out, **_run_kwargs(args, device, shots))
+        lines.append(prefix + _headline(summary))
+        lines.append(f"summary: {os.path.join(out, 'summary.json')}")
+    return lines
+
+
+def _run_davis(args: argparse.Namespace, device: str) -> list[str]:
+    from ..eval.davis_eval import evaluate_davis
+    from ..tracking import MEMORY, MIN_CONFIDENCE
+
+    if args.fold not in (None, 0):
+        raise ValueError(f"--fold {args.fold}: davis2017 has no folds; leave --fold unset")
+    model = build_model(args, device, "video")
+    summary = evaluate_davis(
+        model, args.data_root, args.out,
+        memory=MEMORY if args.memory is None else args.memory,
+        min_confidence=MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
+        resume=args.resume, progress=not args.no_progress,
+        settings={"model_source": str(args.model), "device": str(device), "command": " ".join(sys.argv)},
+    )  # fmt: skip
+    head = "  ".join(f"{k} {100 * summary[k]:.2f}" for k in ("J&F-Mean", "J-Mean", "F-Mean"))
+    return [f"{head}  (sequences {summary['sequences']}, objects {summary['objects']})",
+            f"summary: {os.path.join(args.out, 'summary.json')}"]  # fmt: skip
+
+
 def _fmt(v: float) -> str:
     return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def _interval(summary: dict, key: str) -> str:
+    lo_hi = summary.get("interval", {}).get(key)
+    return "" if not lo_hi else f" [{_fmt(lo_hi[0])}, {_fmt(lo_hi[1])}]"
 
 
 def _headline(summary: dict) -> str:
     ep = summary["episodes"]
     tail = f"episodes {ep['evaluated']}/{ep['total']}" + (f", bad {ep['bad']}" if ep["bad"] else "")
+    tail += f", protocol {summary['protocol']}"
     if summary["task"] == "segmentation":
-        return f"mIoU {_fmt(summary['miou'])}  FB-IoU {_fmt(summary['fb_iou'])}  ({tail})"
-    return "  ".join(f"PCK@{k[4:]} {_fmt(v)}" for k, v in summary["pck"].items()) + f"  ({tail})"
+        return (f"mIoU {_fmt(summary['miou'])}{_interval(summary, 'miou')}  "
+                f"FB-IoU {_fmt(summary['fb_iou'])}{_interval(summary, 'fb_iou')}  ({tail})")  # fmt: skip
+    return "  ".join(f"PCK@{k[4:]} {_fmt(v)}{_interval(summary, k)}" for k, v in summary["pck"].items()) + f"  ({tail})"
+
+
+def _fold_lines(result: dict, protocol: str) -> list[str]:
+    """One line per fold and one for the mean, e.g. ``fold0  mIoU 40.10  FB-IoU 70.20  (1000 episodes)``."""
+    names = {"miou": "mIoU", "fb_iou": "FB-IoU", "pck@0.10": "PCK@0.10"}
+    lines = []
+    for fold, v in result["per_fold"].items():
+        nums = "  ".join(f"{names[k]} {_fmt(x)}" for k, x in v.items() if k != "episodes")
+        lines.append(f"{fold}  {nums}  ({v['episodes']} episodes)")
+    nums = "  ".join(f"{names[k]} {_fmt(x)}" for k, x in result["mean"].items())
+    lines.append(f"mean over {len(result['per_fold'])} folds  {nums}  (protocol {protocol})")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ Only the public pipeline (``set_reference`` / ``segment`` / ``match``) is called
 >>> summary = run_evaluation(model, ds, "runs/coco0", episodes=1000)  # doctest: +SKIP
 """
 
+from .cocojson import CocoJsonDataset
 from .datasets import (
     BENCHMARKS,
     BadSampleError,
@@ -22,6 +23,8 @@ from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_
 from .runfiles import RunFolderBusyError
 from .runner import PROTOCOLS, read_records, run_evaluation
 from .threads import eval_num_threads
+
+BENCHMARKS["coco_json"] = CocoJsonDataset  # see insid3lab.eval.datasets.registry.EXTERNAL_BENCHMARKS
 
 __all__ = [
     "BENCHMARKS",

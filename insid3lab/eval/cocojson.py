@@ -41,15 +41,8 @@ import numpy as np
 from insid3lab._warn import warn
 
 from .cocojson_check import check_document, read_coco_json, resolve_image
-from .datasets import (
-    IGNORE,
-    BadSampleError,
-    DatasetNotFoundError,
-    Sample,
-    SegmentationBenchmark,
-    decode_segmentation,
-    read_rgb,
-)
+from .datasets.base import IGNORE, BadSampleError, DatasetNotFoundError, Sample, SegmentationBenchmark, read_rgb
+from .datasets.readers import decode_segmentation
 
 __all__ = ["CocoJsonDataset", "Instance", "in_reference_pool"]
 

@@ -17,6 +17,9 @@ Files in ``out_dir``:
 Distributed: when ``torch.distributed`` is initialised, process ``r`` of ``W`` evaluates
 the episodes whose index is ``r`` modulo ``W``; the integer sums are all-reduced and
 process 0 writes the summary. The numbers equal those of a single process.
+
+The scoring protocols ("paper", the authors' scoring, and "native") and each benchmark's
+protocol detail with its source in the authors' code: :mod:`insid3lab.eval.protocol`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .datasets import IGNORE, BadSampleError
 from .episodes import Episode, episodes_digest, resolve_episodes, save_episodes
 from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
 from .plots import plot_per_class
+from .protocol import PROTOCOLS
 from .runfiles import (
     RESULTS,
     RunLock,
@@ -55,8 +59,6 @@ from .stats import pck_interval, segmentation_interval
 from .threads import eval_num_threads, threads_requested
 
 __all__ = ["PROTOCOLS", "model_settings", "plot_per_class", "read_records", "run_evaluation"]
-
-PROTOCOLS = ("native", "paper")
 
 
 # ───────────────────────── helpers ─────────────────────────

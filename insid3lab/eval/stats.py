@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bootstrap_weights", "pck_interval", "segmentation_interval"]
+__all__ = ["bootstrap_weights", "pck_interval", "percentile_bounds", "segmentation_interval", "segmentation_resamples"]
 
 
 def bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -22,9 +22,36 @@ def bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     return rng.multinomial(n, np.full(n, 1.0 / n), size=int(resamples)).astype(np.int64)
 
 
-def _bounds(values: np.ndarray, level: float) -> list[float]:
+def percentile_bounds(values: np.ndarray, level: float = 0.95) -> list[float]:
+    """[lo, hi]: the percentile interval of the resampled ``values`` at ``level`` (nan ignored)."""
     lo, hi = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)])
     return [float(lo), float(hi)]
+
+
+_bounds = percentile_bounds
+
+
+def segmentation_resamples(per_episode, num_classes: int, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mIoU and FB-IoU (percent) of each resample: two (B,) arrays.
+
+    Args:
+        per_episode: (index, class index, (2,) intersection, (2,) union) per episode (E of them).
+        num_classes: size of the class set (a class no resample visits counts as IoU 0).
+        weights: (B, E) how often each episode is drawn in each resample (:func:`bootstrap_weights`).
+    """
+    cls = np.array([p[1] for p in per_episode], dtype=np.int64)
+    inter = np.array([p[2] for p in per_episode], dtype=np.float64)  # (E, 2)
+    union = np.array([p[3] for p in per_episode], dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)  # (B, E)
+    onehot = np.zeros((len(cls), num_classes))
+    onehot[np.arange(len(cls)), cls] = 1.0
+    fg_i = (w * inter[:, 1]) @ onehot  # (B, C)
+    fg_u = (w * union[:, 1]) @ onehot
+    miou = (fg_i / np.maximum(fg_u, 1.0)).mean(axis=1) * 100.0
+    tot_i, tot_u = w @ inter, w @ union  # (B, 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fb = np.where((tot_u > 0).all(axis=1), (tot_i / np.maximum(tot_u, 1.0)).mean(axis=1) * 100.0, np.nan)
+    return miou, fb
 
 
 def segmentation_interval(
@@ -43,18 +70,8 @@ def segmentation_interval(
     out = {"level": level, "resamples": int(resamples), "seed": int(seed), "method": "percentile, episodes resampled"}
     if not per_episode:
         return {**out, "miou": [float("nan")] * 2, "fb_iou": [float("nan")] * 2}
-    cls = np.array([p[1] for p in per_episode], dtype=np.int64)
-    inter = np.array([p[2] for p in per_episode], dtype=np.float64)  # (E, 2)
-    union = np.array([p[3] for p in per_episode], dtype=np.float64)
-    w = bootstrap_weights(len(cls), resamples, seed).astype(np.float64)  # (B, E)
-    onehot = np.zeros((len(cls), num_classes))
-    onehot[np.arange(len(cls)), cls] = 1.0
-    fg_i = (w * inter[:, 1]) @ onehot  # (B, C)
-    fg_u = (w * union[:, 1]) @ onehot
-    miou = (fg_i / np.maximum(fg_u, 1.0)).mean(axis=1) * 100.0
-    tot_i, tot_u = w @ inter, w @ union  # (B, 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fb = np.where((tot_u > 0).all(axis=1), (tot_i / np.maximum(tot_u, 1.0)).mean(axis=1) * 100.0, np.nan)
+    w = bootstrap_weights(len(per_episode), resamples, seed)  # (B, E)
+    miou, fb = segmentation_resamples(per_episode, num_classes, w)
     return {**out, "miou": _bounds(miou, level), "fb_iou": _bounds(fb, level)}
 
 

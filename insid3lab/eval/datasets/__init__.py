@@ -26,13 +26,14 @@ from .paco_part import PACOPart
 from .pascal_part import PascalPart
 from .permis import PerMIS
 from .readers import SplitFileError, decode_segmentation, load_npy, load_pickle, read_label_map
-from .registry import BENCHMARKS, build_dataset, dataset_names
+from .registry import BENCHMARKS, EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, build_dataset, dataset_names
 from .spair import SPAIR_CATEGORIES, SPair71k
 from .suim import SUIM, SUIM_CLASSES
 
 __all__ = [
     "BENCHMARKS",
     "COCO_CLASS_NAMES",
+    "EXTERNAL_BENCHMARKS",
     "IGNORE",
     "IMAGE_EXTENSIONS",
     "ISAID_CLASS_NAMES",
@@ -41,6 +42,7 @@ __all__ = [
     "SPAIR_CATEGORIES",
     "SUIM",
     "SUIM_CLASSES",
+    "VIDEO_BENCHMARKS",
     "BadSampleError",
     "COCO20i",
     "ChestXray",

@@ -16,7 +16,7 @@ from .permis import PerMIS
 from .spair import SPair71k
 from .suim import SUIM
 
-__all__ = ["BENCHMARKS", "build_dataset", "dataset_names"]
+__all__ = ["BENCHMARKS", "EXTERNAL_BENCHMARKS", "VIDEO_BENCHMARKS", "build_dataset", "dataset_names"]
 
 BENCHMARKS: dict[str, type] = {
     "coco": COCO20i,
@@ -31,6 +31,15 @@ BENCHMARKS: dict[str, type] = {
     "spair": SPair71k,
     "folder": FolderDataset,
 }
+
+# benchmarks that are not read from a --data-root alone: their own files are named by other arguments
+# (coco_json: the annotations file; the images folder takes the data root's place). coco_json's class
+# lives in insid3lab.eval.cocojson, which reads through this package: insid3lab.eval adds it to BENCHMARKS
+# (the parent package is always imported before this one, so the entry is there for every caller)
+EXTERNAL_BENCHMARKS = ("coco_json",)
+
+# video benchmarks: scored per sequence by insid3lab.eval.davis_eval, not by the episode runner
+VIDEO_BENCHMARKS = ("davis2017",)
 
 
 def dataset_names() -> list[str]:
