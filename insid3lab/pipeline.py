@@ -9,7 +9,6 @@ is :func:`insid3lab.method.decode`. Like SAM's predictor, the expensive part is 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from contextlib import contextmanager
 from typing import Any
@@ -22,10 +21,10 @@ from . import concepts as _concepts
 from . import method
 from .basis import PositionalBases
 from .encoding import Encoded, SegmentManyError, describe
+from .keypoints import match_points
 from .params import Params
-from .preprocess import black_image, denormalize, preprocess_image, preprocess_mask, preprocess_points
-from .stages import correspondence as corr
-from .stages import prototype as proto
+from .preprocess import black_image, denormalize, preprocess_image
+from .references import ReferenceShots, record_inputs
 from .stages import subspace as sub
 from .stages.features import check_encoder, extract_features, l2_normalize
 from .trace import Recorder, Trace
@@ -137,8 +136,7 @@ class INSID3:
         self.batch_size = batch_size
         self.progress = bool(progress)
         self._bases = PositionalBases(encoder, disk=basis_cache)
-        self._ref_state: tuple[tuple, dict[str, Tensor]] | None = None
-        self.references: list[Encoded] = []
+        self._shots = ReferenceShots(self)
         self._pending_target: Any = None
         self._has_pending_target = False
         self.last_errors: list[tuple[int, str]] = []
@@ -258,10 +256,20 @@ class INSID3:
     def clear_basis_cache(self) -> int:
         """Forget bases in memory and delete the on-disk cache; returns the number of files removed."""
         self._bases.clear()
-        self._ref_state = None
+        self._shots.invalidate()
         return _cache.clear_cache()
 
     # -------------------------------------------------------------- references
+    @property
+    def references(self) -> list[Encoded]:
+        """The reference shots (:class:`~insid3lab.encoding.Encoded`), in the order given."""
+        return self._shots.shots
+
+    @references.setter
+    def references(self, shots: list[Encoded]) -> None:
+        self._shots.shots = shots
+        self._shots.invalidate()
+
     def set_reference(self, image, mask=None, *, mask_value: int | None = None, label: str | None = None,
                       labels=None) -> None:
         """Add a reference shot (call again for k shots): encode it now and keep its features.
@@ -274,45 +282,16 @@ class INSID3:
         from a single encoding of the image (``"all"`` or ``True``: every non-zero value, named by it).
         Raises :class:`~insid3lab.stages.EmptyMaskError` (a ValueError naming the shot) for an empty mask.
         """
-        if labels is not None and labels is not False:
-            shots = _concepts.label_map_shots(self, image, mask, labels, label=label, mask_value=mask_value)
-        else:
-            label = _concepts.check_label(label)
-            shots = [self.encode(image, what=f"reference image {len(self.references)}")]
-            shots[0].label = label
-            if mask is not None:
-                self._attach_mask(shots[0], mask, mask_value, len(self.references))
-        self.references.extend(shots)
-        self._ref_state = None
+        self._shots.add(image, mask, mask_value=mask_value, label=label, labels=labels)
 
     @property
     def labels(self) -> list[str]:
         """The concepts' names in label order (label i of :meth:`segment_labels` is ``labels[i - 1]``)."""
-        return list(_concepts.concept_shots(self.references))
-
-    def _attach_mask(self, enc: Encoded, mask, mask_value, shot: int) -> None:
-        what = f"reference mask {shot} ({describe(mask)})"
-        m = preprocess_mask(
-            mask,
-            self.image_size,
-            mask_value=mask_value,
-            device=self.device,
-            exif_transpose=self.exif_transpose,
-            image_size_hw=enc.orig_size,
-            what=what,
-        )[0]
-        if not bool(m.any()):
-            sel = f"== {mask_value}" if mask_value is not None else "> 0"
-            raise proto.EmptyMaskError(
-                f"{what} is empty: no pixel is foreground ({sel}); every shot needs a non-empty mask"
-            )
-        enc.mask, enc.mask_source, enc.mask_value = m, mask, mask_value
-        enc.mask_low = proto.downsample_mask(m, *enc.features.shape[-2:])
+        return self._shots.labels
 
     def clear_reference(self) -> None:
         """Forget all reference shots (and a pending target)."""
-        self.references = []
-        self._ref_state = None
+        self._shots.clear()
         self._pending_target = None
         self._has_pending_target = False
 
@@ -326,22 +305,9 @@ class INSID3:
         self._has_pending_target = True
 
     def references_at_current_size(self) -> list[Encoded]:
-        """The shots, encoded at the current image size.
-
-        The one place where a changed ``image_size`` re-encodes: a shot encoded at another size is
-        encoded again from the image (and mask) it was given with, and replaces the old record.
-        """
-        fresh: dict[int, Encoded] = {}  # shots of one label map share one encoding
-        for i, ref in enumerate(self.references):
-            if ref.size != self.image_size:
-                if id(ref.features) not in fresh:
-                    fresh[id(ref.features)] = self.encode(ref.source, what=f"reference image {i}")
-                enc = dataclasses.replace(fresh[id(ref.features)], label=ref.label)
-                if ref.mask_source is not None:
-                    self._attach_mask(enc, ref.mask_source, ref.mask_value, i)
-                self.references[i] = enc
-                self._ref_state = None
-        return self.references
+        """The shots, encoded at the current image size: the one place where a changed ``image_size``
+        re-encodes (see :meth:`~insid3lab.references.ReferenceShots.at_current_size`)."""
+        return self._shots.at_current_size()
 
     def reference_state(self) -> dict[str, Tensor]:
         """The stacked reference tensors and prototype for the current settings (computed once per settings).
@@ -350,55 +316,13 @@ class INSID3:
             ``images`` (k, 3, S, S), ``masks`` (k, S, S), ``masks_low`` (k, h, w), ``features``,
             ``features_norm``, ``features_deb`` (k, C, h, w), ``shot_prototypes`` (k, C), ``prototype`` (C,).
         """
-        refs = self.references_at_current_size()
-        if not refs:
-            raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
-        names = self.labels
-        if len(names) > 1:
-            raise RuntimeError(
-                f"{len(names)} concepts are set ({', '.join(names)}) but segment() gives one mask: "
-                "call segment_labels(target) for a label map, or segment_instances(target)"
-            )
-        key = (self.image_size, self.effective_components() if self.debias else 0, tuple(map(id, refs)))
-        if self._ref_state is not None and self._ref_state[0] == key:
-            return self._ref_state[1]
-        state = self._stack_state(refs)
-        self._ref_state = (key, state)
-        return state
+        return self._shots.state()
 
     def concept_states(self) -> list[dict[str, Tensor]]:
         """Per concept (in :attr:`labels` order), :meth:`reference_state`'s tensors over its shots, plus
         ``shots`` (their indices). Computed once per settings; one concept gives ``[reference_state()]``'s values.
         """
-        refs = self.references_at_current_size()
-        if not refs:
-            raise RuntimeError("no concept yet: call set_reference(image, mask, label=...) before segment_labels()")
-        groups = list(_concepts.concept_shots(refs).values())
-        if len(groups) == 1:  # the single-concept state itself (one cache for segment and segment_labels)
-            return [{**self.reference_state(), "shots": groups[0]}]
-        key = (self.image_size, self.effective_components() if self.debias else 0, tuple(map(id, refs)), "concepts")
-        if self._ref_state is None or self._ref_state[0] != key:
-            self._ref_state = (key, [{**self._stack_state([refs[i] for i in g]), "shots": g} for g in groups])
-        return self._ref_state[1]
-
-    def _stack_state(self, refs: list[Encoded]) -> dict[str, Tensor]:
-        missing = [i for i, r in enumerate(self.references) if r.mask is None]
-        if missing:
-            raise RuntimeError(f"reference shot(s) {missing} have no mask: pass a mask to set_reference() to segment")
-        norm = torch.stack([r.features_norm for r in refs])
-        deb = self.debias_features(norm)
-        masks_low = torch.stack([r.mask_low for r in refs])
-        return {
-            "images": torch.cat([r.image for r in refs]),
-            "masks": torch.stack([r.mask for r in refs]),
-            "masks_low": masks_low,
-            "features": torch.stack([r.features for r in refs]),
-            "features_norm": norm,
-            "features_deb": deb,
-            "shot_prototypes": proto.shot_prototypes(deb, masks_low),
-            "prototype": proto.reference_prototype(deb, masks_low),
-        }
-
+        return self._shots.concept_states()
 
     # ------------------------------------------------------------ segmentation
     def segment(self, target=None, *, return_trace: bool = False, timings: dict[str, float] | None = None):
@@ -423,13 +347,16 @@ class INSID3:
             if not self.references:
                 raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
             rec = self._recorder(return_trace, timings is not None or return_trace)
-            with rec.stage("preprocess"):
-                x, orig = preprocess_image(
-                    image, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what="target image"
-                )
-            with rec.stage("features"):
-                enc = self._encoded(x, orig, self._encode_batch(x)[0], image)
-            return self._run(enc, rec, timings=timings)
+            return self._run(self._encode_target(image, rec), rec, timings=timings)
+
+    def _encode_target(self, image, rec: Recorder) -> Encoded:
+        """:meth:`encode` of a target, timed as the stages ``preprocess`` and ``features``."""
+        with rec.stage("preprocess"):
+            x, orig = preprocess_image(
+                image, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what="target image"
+            )
+        with rec.stage("features"):
+            return self._encoded(x, orig, self._encode_batch(x)[0], image)
 
     @contextmanager
     def _target_of(self, caller: str, target):
@@ -478,21 +405,7 @@ class INSID3:
             ref = self.reference_state()
         with rec.stage("debias"):
             target_deb = self.debias_features(enc.features_norm)
-        r = self.effective_components() if self.debias else 0
-        svd = self.positional_svd() if r else None
-        rec.record(
-            reference_images=ref["images"],
-            reference_masks=ref["masks"],
-            target_image=enc.image[0],
-            reference_sizes=[s.orig_size for s in self.references],
-            target_size=enc.orig_size,
-            reference_features=ref["features"],
-            reference_features_norm=ref["features_norm"],
-            target_features=enc.features,
-            shot_prototypes=ref["shot_prototypes"],
-            basis=None if svd is None else svd["U"][:, :r],
-            singular_values=None if svd is None else svd["S"],
-        )
+        record_inputs(rec, self, ref, enc)
         mask = method.decode(
             ref["features_deb"],
             ref["masks_low"],
@@ -558,7 +471,7 @@ class INSID3:
             ``(label_map, scores, trace)`` with a :class:`~insid3lab.trace.ConceptsTrace`.
             A cluster claimed by several concepts goes to the higher score (see :mod:`insid3lab.concepts`).
         """
-        result = _concepts.segment_concepts(self, "segment_labels", target, return_trace, timings)
+        result = self._segment_concepts("segment_labels", target, return_trace, timings)
         out = (result.label_map, dict(result.scores))
         return (*out, result) if return_trace else out
 
@@ -568,9 +481,21 @@ class INSID3:
         See :func:`insid3lab.concepts.split_instances` for the rule (connected components on the
         feature grid) and the score; with ``return_trace``, ``(instances, trace)``.
         """
-        result = _concepts.segment_concepts(self, "segment_instances", target, return_trace, None)
+        result = self._segment_concepts("segment_instances", target, return_trace, None)
         instances = _concepts.split_instances(result)
         return (instances, result) if return_trace else instances
+
+    def _segment_concepts(self, caller: str, target, trace: bool, timings: dict | None):
+        """Encode the target once, then :func:`insid3lab.concepts.run_concepts`."""
+        with self._target_of(caller, target) as image:
+            if not self.references:
+                raise RuntimeError(f"no concept yet: call set_reference(image, mask, label=...) before {caller}()")
+            shared = {} if (timings is not None or trace) else None
+            enc = self._encode_target(image, Recorder(None, timings=shared, device=self.device))
+            result = _concepts.run_concepts(self, enc, trace=trace, timings=shared)
+        if timings is not None:
+            timings.update(result.timings)
+        return result
 
     # ------------------------------------------------------------------ video
     def track(self, frames, first_mask, *, memory: int = MEMORY, min_confidence: float = MIN_CONFIDENCE, labels=False,
@@ -610,22 +535,9 @@ class INSID3:
             (N, 2) float tensor of (x, y) in original target pixels (and the maps).
         """
         with self._target_of("match", target) as image:
-            if reference_image is not None:
-                ref = self.encode(reference_image, what="reference image")
-            else:
-                refs = self.references_at_current_size()
-                if not refs:
-                    raise RuntimeError(
-                        "match() needs a reference: pass reference_image= or call set_reference(image) first"
-                    )
-                ref = refs[0]
-            tgt = self.encode(image, what="target image")
-            pts = preprocess_points(ref_points, ref.orig_size, what="reference keypoints").to(self.device)
-            fr, ft = ref.features_norm, tgt.features_norm
-            if debiased:
-                fr = self.debias_features(fr, components=svd_components)
-                ft = self.debias_features(ft, components=svd_components)
-            matches, maps = corr.match_keypoints(fr, ft, pts, ref.orig_size, tgt.orig_size)
+            matches, maps = match_points(
+                self, ref_points, image, reference_image, debiased=debiased, svd_components=svd_components
+            )
         return (matches, maps) if return_maps else matches
 
     def __repr__(self) -> str:
