@@ -41,9 +41,10 @@ from torch import Tensor
 
 from . import method
 from .concept_outputs import write_label_outputs
+from .decoding import check_target_size, new_recorder, record_inputs
 from .params import Params
-from .references import DEFAULT_LABEL, check_label, concept_shots, label_map_shots, label_values, record_inputs
-from .trace import NO_RECORD, ConceptsTrace, Recorder, Trace
+from .references import DEFAULT_LABEL, check_label, concept_shots, label_map_shots, label_values
+from .trace import NO_RECORD, ConceptsTrace, Recorder
 
 __all__ = [
     "DEFAULT_LABEL",
@@ -247,13 +248,9 @@ def run_concepts(model, enc, *, trace: bool = False, timings: dict | None = None
     """
     from .preprocess import denormalize
 
-    if enc.size != model.image_size:
-        raise ValueError(
-            f"the target was encoded at image_size={enc.size} but the model is at {model.image_size}: "
-            "encode it again with model.encode(image)"
-        )
+    check_target_size(model, enc)
     shared = timings if timings is not None else ({} if trace else None)
-    main = Recorder(None, timings=shared, device=model.device)
+    main = new_recorder(model, False, shared)
     with main.stage("references"):
         states = model.concept_states()
     names = model.labels
@@ -261,7 +258,7 @@ def run_concepts(model, enc, *, trace: bool = False, timings: dict | None = None
         target_deb = model.debias_features(enc.features_norm)
     recorders = []
     for st in states:
-        rec = Recorder(Trace(settings=model.settings()) if trace else None, timings=shared, device=model.device)
+        rec = new_recorder(model, trace, shared)
         record_inputs(rec, model, st, enc, shots=st["shots"])
         recorders.append(rec)
     out = decode_concepts(

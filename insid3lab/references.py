@@ -22,6 +22,7 @@ import dataclasses
 import numbers
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,6 @@ __all__ = [
     "concept_shots",
     "label_map_shots",
     "label_values",
-    "record_inputs",
     "stack_shots",
 ]
 
@@ -159,7 +159,9 @@ def attach_mask(model, enc: Encoded, mask, mask_value: int | None, shot: int) ->
     )[0]
     if not bool(m.any()):
         sel = f"== {mask_value}" if mask_value is not None else "> 0"
-        raise proto.EmptyMaskError(f"{what} is empty: no pixel is foreground ({sel}); every shot needs a non-empty mask")
+        raise proto.EmptyMaskError(
+            f"{what} is empty: no pixel is foreground ({sel}); every shot needs a non-empty mask"
+        )
     enc.mask, enc.mask_source, enc.mask_value = m, mask, mask_value
     enc.mask_low = proto.downsample_mask(m, *enc.features.shape[-2:])
 
@@ -173,7 +175,8 @@ def label_map_shots(model, image, mask, labels, *, label=None, mask_value=None, 
     first = len(model.references) if first is None else first
     if mask is None or label is not None or mask_value is not None:
         raise ValueError(
-            "labels= reads the concepts from a label map: pass the map as mask, and neither label= nor mask_value= with it"
+            "labels= reads the concepts from a label map: pass the map as mask, "
+            "and neither label= nor mask_value= with it"
         )
     pairs = label_values(
         mask, labels, exif_transpose=model.exif_transpose, what=f"reference mask {first} ({describe(mask)})"
@@ -211,27 +214,6 @@ def stack_shots(refs: list[Encoded], debias) -> dict[str, Tensor]:
     }
 
 
-def record_inputs(rec, model, state: dict[str, Tensor], target: Encoded, *, shots: Sequence[int] | None = None) -> None:
-    """Give ``rec`` the inputs of one decode: the shots of ``state`` (the model's ``references``
-    numbered ``shots``, default all), the encoded ``target`` and the positional basis in use."""
-    r = model.effective_components() if model.debias else 0
-    svd = model.positional_svd() if r else None
-    refs = model.references if shots is None else [model.references[i] for i in shots]
-    rec.record(
-        reference_images=state["images"],
-        reference_masks=state["masks"],
-        target_image=target.image[0],
-        reference_sizes=[s.orig_size for s in refs],
-        target_size=target.orig_size,
-        reference_features=state["features"],
-        reference_features_norm=state["features_norm"],
-        target_features=target.features,
-        shot_prototypes=state["shot_prototypes"],
-        basis=None if svd is None else svd["U"][:, :r],
-        singular_values=None if svd is None else svd["S"],
-    )
-
-
 class ReferenceShots:
     """The shots of one model and their cached stacked state.
 
@@ -247,6 +229,7 @@ class ReferenceShots:
         self.model = model
         self.shots: list[Encoded] = []
         self._cached: tuple[tuple, Any] | None = None
+        self._pending: tuple[Any] | None = None  # the target of set_target, in a 1-tuple
 
     def add(self, image, mask=None, *, mask_value: int | None = None, label=None, labels=None) -> None:
         """Encode ``image`` and add its shot(s): one, or one per value of a label map with ``labels``."""
@@ -268,9 +251,28 @@ class ReferenceShots:
         return list(concept_shots(self.shots))
 
     def clear(self) -> None:
-        """Forget every shot."""
+        """Forget every shot and a pending target."""
         self.shots = []
+        self._pending = None
         self.invalidate()
+
+    def set_target(self, image) -> None:
+        """Remember ``image`` for :meth:`target_of` (the authors' ``set_target``)."""
+        self._pending = (image,)
+
+    @contextmanager
+    def target_of(self, caller: str, target):
+        """The authors' sequence: ``target`` when given; else the one from :meth:`set_target`, after
+        which every shot is forgotten (so ``set_reference``/``set_target``/``segment`` per episode works)."""
+        if target is not None:
+            yield target
+            return
+        if self._pending is None:
+            raise RuntimeError(f"{caller}() needs a target: pass it ({caller}(image)) or call set_target(image) first")
+        try:
+            yield self._pending[0]
+        finally:
+            self.model.clear_reference()
 
     def invalidate(self) -> None:
         """Forget the stacked state (the next :meth:`state` recomputes it)."""
