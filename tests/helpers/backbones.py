@@ -5,10 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from insid3lab.backbone import DinoV3Backbone
 
 #: Depth of the session's tiny backbone (4 blocks, so ``n=4`` takes every block).
 TINY_DEPTH = 4
+
+R = 4  # register tokens of every DINOv3 ViT
+P = 1 + R  # prefix tokens: CLS + registers
+
+
+def hf_outputs(bb: DinoV3Backbone, x: torch.Tensor):
+    """transformers' own forward of the backbone's DINOv3ViTModel, with every hidden state."""
+    with torch.no_grad():
+        return bb.model(x, output_hidden_states=True)
+
+
+def max_diff(a, b) -> float:
+    """The largest absolute difference between two tensors, or two sequences of tensors of one length."""
+    if isinstance(a, torch.Tensor):
+        return float((a - b).abs().max())
+    return max(max_diff(u, v) for u, v in zip(a, b, strict=True))
 
 
 @dataclass(frozen=True)
