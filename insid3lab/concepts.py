@@ -55,6 +55,7 @@ __all__ = [
     "label_map_shots",
     "label_values",
     "run_concepts",
+    "segment_concepts",
     "split_instances",
     "write_label_outputs",
 ]
@@ -277,3 +278,19 @@ def run_concepts(model, enc, *, trace: bool = False, timings: dict | None = None
     out.concepts = [rec.trace for rec in recorders] if trace else []
     out.timings = dict(shared or {})
     return out
+
+
+def segment_concepts(model, caller: str, target, trace: bool, timings: dict | None) -> ConceptsTrace:
+    """Encode ``target`` once, then :func:`run_concepts` (what ``segment_labels``/``segment_instances`` run).
+
+    ``caller`` names the method in the error raised when ``model`` has no shot; ``timings`` (a dict,
+    or None) receives the stage times, ``preprocess`` and ``features`` first.
+    """
+    if not model.references:
+        raise RuntimeError(f"no concept yet: call set_reference(image, mask, label=...) before {caller}()")
+    shared = {} if (timings is not None or trace) else None
+    enc = model.encode(target, what="target image", recorder=new_recorder(model, False, shared))
+    result = run_concepts(model, enc, trace=trace, timings=shared)
+    if timings is not None:
+        timings.update(result.timings)
+    return result

@@ -381,16 +381,8 @@ class INSID3:
         return (instances, result) if return_trace else instances
 
     def _segment_concepts(self, caller: str, target, trace: bool, timings: dict | None):
-        """Encode the target once, then :func:`insid3lab.concepts.run_concepts`."""
         with self._shots.target_of(caller, target) as image:
-            if not self.references:
-                raise RuntimeError(f"no concept yet: call set_reference(image, mask, label=...) before {caller}()")
-            shared = {} if (timings is not None or trace) else None
-            enc = self.encode(image, what="target image", recorder=new_recorder(self, False, shared))
-            result = _concepts.run_concepts(self, enc, trace=trace, timings=shared)
-        if timings is not None:
-            timings.update(result.timings)
-        return result
+            return _concepts.segment_concepts(self, caller, image, trace, timings)
 
     # ------------------------------------------------------------------ video
     def track(

@@ -4,12 +4,16 @@ A shot is an :class:`~insid3lab.encoding.Encoded` record: the image encoded once
 given, its mask on the input grid and on the feature grid, and the name of its concept. This
 module keeps the list of shots and everything derived from it:
 
+- the concepts' names: a shot's ``label`` (:func:`check_label`; none is :data:`DEFAULT_LABEL`),
+  the shots of each concept (:func:`concept_shots`), the names a label map gives (:func:`label_values`);
 - adding shots: one image and mask, or a label map whose values each add a shot of their own
   concept from a single encoding of the image (:func:`label_map_shots`);
 - the one place where a changed image size re-encodes (:meth:`ReferenceShots.at_current_size`):
   a shot encoded at another size is encoded again from the image (and mask) it was given with;
 - the stacked tensors and the prototype per concept (:meth:`ReferenceShots.state`,
-  :meth:`ReferenceShots.concept_states`), computed once per (image size, r, shots) and kept.
+  :meth:`ReferenceShots.concept_states`), computed once per (image size, r, shots) and kept;
+- the authors' episode sequence (``set_target``, then ``segment()`` without a target, after
+  which the shots are forgotten): :meth:`ReferenceShots.target_of`.
 
 The owner (the façade) encodes, debiases and holds the settings; this module only calls its
 public methods (``encode``, ``debias_features``, ``effective_components``) and reads its
@@ -168,7 +172,7 @@ def attach_mask(model, enc: Encoded, mask, mask_value: int | None, shot: int) ->
 
 def label_map_shots(model, image, mask, labels, *, label=None, mask_value=None, first: int | None = None) -> list:
     """The shots a label map adds, not yet in the model: one per ``{value: name}`` of ``labels``
-    (see :func:`~insid3lab.concepts.label_values`), all sharing one encoding of ``image``.
+    (see :func:`label_values`), all sharing one encoding of ``image``.
 
     ``first``: the number of the first new shot in messages (default ``len(model.references)``).
     """
