@@ -11,7 +11,7 @@ Names are imported on first use, so ``import insid3lab`` (and the command line's
 ``--help``) stays quick.
 """
 
-from importlib import import_module
+from importlib import import_module as _import_module
 
 __version__ = "0.1.0"
 
@@ -23,6 +23,7 @@ _EXPORTS = {
     "save_meta_checkpoint": "insid3lab.backbone",
     "save_pretrained": "insid3lab.backbone",
     "INSID3": "insid3lab.pipeline",
+    "Params": "insid3lab.params",
     "SegmentManyError": "insid3lab.pipeline",
     "Trace": "insid3lab.trace",
 }
@@ -32,7 +33,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
+        value = getattr(_import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'insid3lab' has no attribute {name!r}")

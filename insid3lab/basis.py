@@ -85,6 +85,13 @@ class PositionalBases:
             self._projectors[key] = sub.complement_projector(U[:, :r].contiguous())
         return self._projectors[key]
 
+    def debias(self, features_norm: Tensor, size: int, r: int, svd: Callable[[], dict[str, Tensor]]) -> Tensor:
+        """(B, C, h, w) or (C, h, w) normalised features without their part in the first r directions of
+        ``svd()["U"]`` (the SVD at input side ``size``), through the projector kept per (size, r)."""
+        P = self.projector(size, r, svd()["U"])
+        out = sub.debias(features_norm.unsqueeze(0) if features_norm.ndim == 3 else features_norm, P)
+        return out[0] if features_norm.ndim == 3 else out
+
     def clear(self) -> None:
         """Forget everything held in memory."""
         self._svd.clear()

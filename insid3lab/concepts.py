@@ -6,7 +6,7 @@ prototype, the forward/backward matching, the seed and the cluster scores are pe
 (:func:`insid3lab.method.localise` and :func:`insid3lab.method.score_clusters`, the same
 functions :func:`insid3lab.method.decode` runs for one concept).
 
-Concepts
+Concepts (:mod:`insid3lab.references`, whose names this module re-exports)
     A reference shot belongs to the concept named by its ``label`` (shots without a label
     form the concept :data:`DEFAULT_LABEL`). Shots with the same label pool as k-shot for
     that concept, whichever call they came from. A label map with ``labels={value: name}``
@@ -33,20 +33,18 @@ Instances (:func:`split_instances`)
 
 from __future__ import annotations
 
-import dataclasses
-import numbers
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import method
-from .encoding import describe
+from .concept_outputs import write_label_outputs
+from .decoding import check_target_size, new_recorder, record_inputs
 from .params import Params
-from .trace import NO_RECORD, ConceptsTrace, Recorder, Trace
+from .references import DEFAULT_LABEL, check_label, concept_shots, label_map_shots, label_values
+from .trace import NO_RECORD, ConceptsTrace, Recorder
 
 __all__ = [
     "DEFAULT_LABEL",
@@ -62,97 +60,6 @@ __all__ = [
     "split_instances",
     "write_label_outputs",
 ]
-
-#: The name of the concept formed by shots given without a label.
-DEFAULT_LABEL = "object"
-
-
-# ------------------------------------------------------------------ references
-def check_label(label, what: str = "label") -> str | None:
-    """A concept name: None or a non-empty string (surrounding spaces removed)."""
-    if label is None:
-        return None
-    if not isinstance(label, str) or not label.strip():
-        raise ValueError(f"{what}={label!r}: a concept name must be a non-empty string (or None)")
-    return label.strip()
-
-
-def _raw_label_map(mask, exif_transpose: bool, what: str) -> np.ndarray:
-    """The label map's values as an (H, W) array (first channel of a colour image, as ``mask_value`` reads it)."""
-    from PIL import Image, ImageOps
-
-    from .preprocess import open_image
-
-    if isinstance(mask, torch.Tensor):
-        arr = mask.detach().cpu().float().numpy() if mask.is_floating_point() else mask.detach().cpu().numpy()
-    elif isinstance(mask, (str, os.PathLike, Image.Image)):
-        img = open_image(mask, what=what) if not isinstance(mask, Image.Image) else mask
-        arr = np.asarray(ImageOps.exif_transpose(img) if exif_transpose else img)
-    elif isinstance(mask, np.ndarray):
-        arr = mask
-    else:
-        raise TypeError(
-            f"{what}: expected a file path, PIL image, numpy array or torch tensor; got {type(mask).__name__}"
-        )
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise ValueError(f"{what}: a label map must be HxW (or 1xHxW, HxWx3); got shape {arr.shape}")
-    return arr
-
-
-def label_values(mask, labels, *, exif_transpose: bool = True, what: str = "reference mask") -> list[tuple[int, str]]:
-    """The (value, name) pairs a label map adds, in increasing value order.
-
-    Args:
-        mask: the label map (anything :func:`~insid3lab.preprocess.preprocess_mask` reads).
-        labels: ``{value: name}`` (values non-zero integers, names distinct non-empty strings),
-            or ``"all"``/``True`` for every non-zero value present, named by its value (``"3"``).
-
-    Raises:
-        ValueError: a label map without a non-zero value, a value that is not a non-zero integer,
-            one name given for two values, a bad name.
-    """
-    if labels is True or labels == "all":
-        arr = _raw_label_map(mask, exif_transpose, what)
-        values = [v for v in np.unique(arr) if v != 0]
-        if not values:
-            raise ValueError(f"{what} has no non-zero value: a label map needs at least one labelled region")
-        bad = [v for v in values if float(v) != int(v)]
-        if bad:
-            raise ValueError(f"{what}: labels='all' needs integer values; found {bad[0]!r}")
-        return [(int(v), str(int(v))) for v in values]
-    if not isinstance(labels, dict) or not labels:
-        raise ValueError(
-            f"labels={labels!r}: pass a non-empty dict {{value: name}}, or 'all' (or True) for every value"
-        )
-    out, seen = [], {}
-    for value, name in labels.items():
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value == 0:
-            raise ValueError(
-                f"labels: key {value!r} must be a non-zero integer value of the label map (0 is background)"
-            )
-        name = check_label(name, f"labels[{value}]")
-        if name is None:
-            raise ValueError(f"labels[{value}]: a concept name must be a non-empty string")
-        if name in seen:
-            raise ValueError(
-                f"labels: the name {name!r} is given for values {seen[name]} and {int(value)}; "
-                "one name per value in a label map (to pool two regions, pass the map twice with mask_value)"
-            )
-        seen[name] = int(value)
-        out.append((int(value), name))
-    return sorted(out)
-
-
-def concept_shots(references: Sequence) -> dict[str, list[int]]:
-    """The concepts of a list of shots: ``{name: [shot indices]}`` in order of first appearance."""
-    out: dict[str, list[int]] = {}
-    for i, ref in enumerate(references):
-        out.setdefault(ref.label or DEFAULT_LABEL, []).append(i)
-    return out
 
 
 # ------------------------------------------------------------------ the decode
@@ -327,41 +234,6 @@ def split_instances(result: ConceptsTrace) -> list[dict]:
     return out
 
 
-# ------------------------------------------------------------------ outputs
-def write_label_outputs(
-    label_map, instances: Sequence[dict], names: Sequence[str], out_dir, stem: str, *, image=None
-) -> dict[str, Path]:
-    """Write a many-concept prediction: colour label map, instances JSON and an overlay with a legend.
-
-    Args:
-        label_map: (H, W) integer label map (0 background, i = ``names[i - 1]``).
-        instances: from :meth:`~insid3lab.INSID3.segment_instances` (``label``, ``mask``, ``score``, ``box``).
-        names: the concepts (``model.labels``).
-        out_dir: folder (created when missing); stem: file name stem.
-        image: the target image (path, PIL, array) to draw the overlay on; without it the overlay
-            shows the label map's colours alone.
-
-    Files (encoded by :func:`insid3lab.label_files.label_files`, which describes their content):
-        ``<stem>_labels.png`` (palette PNG, pixel values = labels), ``<stem>_instances.json``
-        (COCO-style RLE) and ``<stem>_overlay.png``.
-
-    Returns:
-        ``{"labels": path, "instances": path, "overlay": path}``.
-    """
-    from .label_files import label_files
-
-    if not isinstance(stem, str) or not stem or os.sep in stem:
-        raise ValueError(f"stem={stem!r}: must be a non-empty file name without a folder")
-    files = label_files(label_map, instances, names, image=image)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ext = {"labels": "png", "instances": "json", "overlay": "png"}
-    paths = {k: out / f"{stem}_{k}.{ext[k]}" for k in files}
-    for k, data in files.items():
-        paths[k].write_bytes(data)
-    return paths
-
-
 def labels_and_instances(model, target) -> tuple[Tensor, dict[str, float], list[dict]]:
     """``segment_labels`` and ``segment_instances`` of one target from one pass (one encoding, one clustering).
 
@@ -389,36 +261,18 @@ def run_concepts(model, enc, *, trace: bool = False, timings: dict | None = None
     """
     from .preprocess import denormalize
 
-    if enc.size != model.image_size:
-        raise ValueError(
-            f"the target was encoded at image_size={enc.size} but the model is at {model.image_size}: "
-            "encode it again with model.encode(image)"
-        )
+    check_target_size(model, enc)
     shared = timings if timings is not None else ({} if trace else None)
-    main = Recorder(None, timings=shared, device=model.device)
+    main = new_recorder(model, False, shared)
     with main.stage("references"):
         states = model.concept_states()
     names = model.labels
     with main.stage("debias"):
         target_deb = model.debias_features(enc.features_norm)
-    r = model.effective_components() if model.debias else 0
-    svd = model.positional_svd() if r else None
     recorders = []
     for st in states:
-        rec = Recorder(Trace(settings=model.settings()) if trace else None, timings=shared, device=model.device)
-        rec.record(
-            reference_images=st["images"],
-            reference_masks=st["masks"],
-            target_image=enc.image[0],
-            reference_sizes=[model.references[i].orig_size for i in st["shots"]],
-            target_size=enc.orig_size,
-            reference_features=st["features"],
-            reference_features_norm=st["features_norm"],
-            target_features=enc.features,
-            shot_prototypes=st["shot_prototypes"],
-            basis=None if svd is None else svd["U"][:, :r],
-            singular_values=None if svd is None else svd["S"],
-        )
+        rec = new_recorder(model, trace, shared)
+        record_inputs(rec, model, st, enc, shots=st["shots"])
         recorders.append(rec)
     out = decode_concepts(
         states,
@@ -438,39 +292,17 @@ def run_concepts(model, enc, *, trace: bool = False, timings: dict | None = None
     return out
 
 
-def label_map_shots(model, image, mask, labels, *, label=None, mask_value=None) -> list:
-    """The shots a label map adds (one per value, one encoding of ``image`` shared), not yet attached."""
-    if mask is None or label is not None or mask_value is not None:
-        raise ValueError(
-            "labels= reads the concepts from a label map: pass the map as mask, and neither label= nor mask_value= with it"
-        )
-    first = len(model.references)
-    pairs = label_values(
-        mask, labels, exif_transpose=model.exif_transpose, what=f"reference mask {first} ({describe(mask)})"
-    )
-    enc = model.encode(image, what=f"reference image {first}")
-    shots = [dataclasses.replace(enc, label=name) for _, name in pairs]  # features shared, not copied
-    for i, (shot, (value, _)) in enumerate(zip(shots, pairs)):
-        model._attach_mask(shot, mask, value, first + i)
-    return shots
-
-
 def segment_concepts(model, caller: str, target, trace: bool, timings: dict | None) -> ConceptsTrace:
-    """Preprocess and encode ``target`` once, then :func:`run_concepts` (``segment_labels``/``segment_instances``)."""
-    from .preprocess import preprocess_image
+    """Encode ``target`` once, then :func:`run_concepts` (what ``segment_labels``/``segment_instances`` run).
 
-    with model._target_of(caller, target) as image:
-        if not model.references:
-            raise RuntimeError(f"no concept yet: call set_reference(image, mask, label=...) before {caller}()")
-        shared = {} if (timings is not None or trace) else None
-        rec = Recorder(None, timings=shared, device=model.device)
-        with rec.stage("preprocess"):
-            x, orig = preprocess_image(
-                image, model.image_size, device=model.device, exif_transpose=model.exif_transpose, what="target image"
-            )
-        with rec.stage("features"):
-            enc = model._encoded(x, orig, model._encode_batch(x)[0], image)
-        result = run_concepts(model, enc, trace=trace, timings=shared)
+    ``caller`` names the method in the error raised when ``model`` has no shot; ``timings`` (a dict,
+    or None) receives the stage times, ``preprocess`` and ``features`` first.
+    """
+    if not model.references:
+        raise RuntimeError(f"no concept yet: call set_reference(image, mask, label=...) before {caller}()")
+    shared = {} if (timings is not None or trace) else None
+    enc = model.encode(target, what="target image", recorder=new_recorder(model, False, shared))
+    result = run_concepts(model, enc, trace=trace, timings=shared)
     if timings is not None:
         timings.update(result.timings)
     return result

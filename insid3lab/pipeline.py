@@ -1,9 +1,11 @@
 """INSID3: a thin stateful façade over :func:`insid3lab.method.decode`.
 
-The pipeline holds the state — the encoder, the positional basis, the encoded reference
-shots, the hyper-parameters (a :class:`~insid3lab.params.Params`) — and the method itself
-is :func:`insid3lab.method.decode`. Like SAM's predictor, the expensive part is paid once:
-:meth:`INSID3.set_reference` encodes a shot immediately and keeps its features, and
+The façade holds the state and delegates the work: the encoder, the positional bases
+(:mod:`insid3lab.basis`), the reference shots (:mod:`insid3lab.references`), the
+hyper-parameters (:class:`~insid3lab.params.Params`). The method is :func:`insid3lab.method.decode`
+(one concept) and :func:`insid3lab.concepts.run_concepts` (several); batching is
+:mod:`insid3lab.batch`, tracking :mod:`insid3lab.tracking`, keypoints :mod:`insid3lab.keypoints`.
+Like SAM's predictor, :meth:`INSID3.set_reference` pays for the encoder once and
 :meth:`INSID3.segment` then only encodes the target and decodes.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -19,16 +20,15 @@ from torch import Tensor
 
 from . import cache as _cache
 from . import concepts as _concepts
-from . import method
 from .basis import PositionalBases
+from .decoding import decode_target, new_recorder
 from .encoding import Encoded, SegmentManyError, describe
+from .keypoints import match_points
 from .params import Params
-from .preprocess import black_image, denormalize, preprocess_image, preprocess_mask, preprocess_points
-from .stages import correspondence as corr
-from .stages import prototype as proto
-from .stages import subspace as sub
+from .preprocess import black_image, preprocess_image
+from .references import ReferenceShots
 from .stages.features import check_encoder, extract_features, l2_normalize
-from .trace import Recorder, Trace
+from .trace import NO_RECORD, Recorder
 from .tracking import MEMORY, MIN_CONFIDENCE
 
 __all__ = ["INSID3", "Encoded", "Params", "SegmentManyError"]
@@ -65,19 +65,13 @@ class INSID3:
         progress: show progress bars for many targets.
 
     The hyper-parameters are also attributes (``model.tau = 0.5``): setting one validates it and
-    replaces ``model.params``. Nothing is recomputed eagerly; the reference state is keyed on the
-    settings it depends on.
+    replaces ``model.params``; nothing is recomputed eagerly. Several concepts: name each shot's
+    concept (``label=``) or pass a label map (``labels=``), then :meth:`segment_labels`.
 
     Example:
         >>> model = INSID3.from_pretrained(src, image_size=1024)
         >>> model.set_reference("ref.jpg", "ref_mask.png")
-        >>> mask = model.segment("target.jpg")            # (H, W) bool
-        >>> mask, trace = model.segment("target.jpg", return_trace=True)
-
-    Several concepts (see :mod:`insid3lab.concepts`): name each shot's concept with ``label=``,
-    or pass a label map with ``labels={1: "cat", 2: "dog"}``; then :meth:`segment_labels` gives a
-    label map and :meth:`segment_instances` separate objects, from one target encoding and one
-    clustering.
+        >>> mask, trace = model.segment("target.jpg", return_trace=True)  # (H, W) bool, Trace
     """
 
     image_size = _param("image_size", "Side S of the network input (a multiple of the patch size).")
@@ -113,21 +107,14 @@ class INSID3:
         ps = encoder.patch_size
         self.patch_size = int(ps[0] if isinstance(ps, (tuple, list)) else ps)
         self.embed_dim = int(encoder.embed_dim)
-        given = {
-            "image_size": image_size,
-            "svd_components": svd_components,
-            "tau": tau,
-            "merge_threshold": merge_threshold,
-            "clustering": clustering,
-            "debias": debias,
-            "refine": refine,
-        }
-        self.params = (params or Params()).replace(**{k: v for k, v in given.items() if v is not None})
+        args = locals()  # the hyper-parameters given here override ``params``
+        given = {f.name: args[f.name] for f in dataclasses.fields(Params) if args[f.name] is not None}
+        self.params = (params or Params()).replace(**given)
         self.resize_to_orig_size = bool(resize_to_orig_size)
         if isinstance(autocast_dtype, str):
             from .backbone.loading import resolve_dtype
 
-            autocast_dtype = resolve_dtype(autocast_dtype)
+            autocast_dtype = resolve_dtype(autocast_dtype)  # "bfloat16", "bf16", ...
         self.autocast_dtype = None if autocast_dtype == torch.float32 else autocast_dtype
         self.exif_transpose = bool(exif_transpose)
         if batch_size is not None and (
@@ -137,19 +124,13 @@ class INSID3:
         self.batch_size = batch_size
         self.progress = bool(progress)
         self._bases = PositionalBases(encoder, disk=basis_cache)
-        self._ref_state: tuple[tuple, dict[str, Tensor]] | None = None
-        self.references: list[Encoded] = []
-        self._pending_target: Any = None
-        self._has_pending_target = False
+        self._shots = ReferenceShots(self)
         self.last_errors: list[tuple[int, str]] = []
 
     @classmethod
     def from_pretrained(cls, source, *, device="auto", dtype=None, arch=None, rope_periods="auto", **kwargs) -> INSID3:
-        """An INSID3 on the backbone from ``source`` (anything :func:`~insid3lab.load_backbone` reads:
-        a hub id, a transformers folder, a Meta ``.pth``/``.safetensors`` file, ``random:ARCH``).
-
-        ``kwargs`` go to the constructor (``image_size=768``, ``tau=0.5``, ``params=...``, ...).
-        """
+        """An INSID3 on the backbone from ``source`` (anything :func:`~insid3lab.load_backbone` reads);
+        ``kwargs`` go to the constructor (``image_size=768``, ``tau=0.5``, ``params=...``, ...)."""
         from .backbone import load_backbone
 
         return cls(load_backbone(source, device=device, dtype=dtype, arch=arch, rope_periods=rope_periods), **kwargs)
@@ -182,6 +163,7 @@ class INSID3:
 
     @property
     def device(self) -> torch.device:
+        """The encoder's device."""
         dev = getattr(self.encoder, "device", None)
         if isinstance(dev, torch.device):
             return dev
@@ -201,6 +183,12 @@ class INSID3:
         return {**self.params.as_dict(), "autocast_dtype": dtype}
 
     # --------------------------------------------------------------- encoding
+    def _prepare(self, image, what: str) -> tuple[Tensor, tuple[int, int]]:
+        """The (1, 3, S, S) network input and the original (H, W)."""
+        return preprocess_image(
+            image, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what=what
+        )
+
     def _encode_batch(self, images: Tensor) -> Tensor:
         """(B, 3, S, S) -> (B, C, h, w) float32 raw features."""
         return extract_features(self.encoder, images.to(self.device), autocast_dtype=self.autocast_dtype)
@@ -208,28 +196,23 @@ class INSID3:
     def _encoded(self, x: Tensor, orig: tuple[int, int], feats: Tensor, source) -> Encoded:
         return Encoded(x, orig, feats, l2_normalize(feats, dim=0), self.image_size, describe(source), source=source)
 
-    def encode(self, image, *, what: str = "image") -> Encoded:
-        """Preprocess and encode one image at the current size (no state is changed): an :class:`Encoded`."""
-        x, orig = preprocess_image(
-            image, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what=what
-        )
-        return self._encoded(x, orig, self._encode_batch(x)[0], image)
+    def encode(self, image, *, what: str = "image", recorder: Recorder = NO_RECORD) -> Encoded:
+        """Preprocess and encode one image at the current size (no state is changed): an :class:`Encoded`;
+        ``recorder`` times the stages ``preprocess`` and ``features``."""
+        with recorder.stage("preprocess"):
+            x, orig = self._prepare(image, what)
+        with recorder.stage("features"):
+            return self._encoded(x, orig, self._encode_batch(x)[0], image)
 
     # ------------------------------------------------------ positional basis
     def positional_svd(self) -> dict[str, Tensor]:
-        """SVD of the black-image features at the current size: ``U`` (C, m), ``S`` (m,), ``mean`` (C,).
-
-        Computed once per (weights, image size): kept in memory, and on disk unless ``basis_cache=False``.
-        """
+        """SVD of the black-image features at the current size: ``U`` (C, m), ``S`` (m,), ``mean`` (C,);
+        computed once per (weights, image size), kept in memory and on disk unless ``basis_cache=False``."""
         return self._bases.svd(self.image_size, self.black_image_features, self.device)
 
     def black_image_features(self) -> Tensor:
-        """Raw features of the normalised black image: (1, C, h, w), never under autocast.
-
-        The basis is shared through the disk cache by every mode, so it is computed at the
-        encoder's own precision; debiasing keeps only what lies outside the subspace, so a basis
-        rotated by bfloat16 rounding would move the matches far more than rounding a target does.
-        """
+        """Raw features of the normalised black image: (1, C, h, w), never under autocast (the basis is
+        shared by every mode through the disk cache, and bfloat16 rounding would rotate it)."""
         return extract_features(self.encoder, black_image(self.image_size, device=self.device), autocast_dtype=None)
 
     def effective_components(self, components: int | None = None) -> int:
@@ -244,77 +227,49 @@ class INSID3:
         return self.positional_svd()["U"][:, : self.effective_components()].contiguous()
 
     def debias_features(self, features_norm: Tensor, *, components: int | None = None) -> Tensor:
-        """Debias (B, C, h, w) or (C, h, w) normalised features (identity when ``debias`` is off or r = 0).
-
-        ``components`` overrides ``svd_components`` for this call only.
-        """
+        """Debias (B, C, h, w) or (C, h, w) normalised features (identity when ``debias`` is off or r = 0);
+        ``components`` overrides ``svd_components`` for this call only."""
         r = self.effective_components(components) if self.debias else 0
-        if r == 0:
-            return features_norm
-        P = self._bases.projector(self.image_size, r, self.positional_svd()["U"])
-        out = sub.debias(features_norm.unsqueeze(0) if features_norm.ndim == 3 else features_norm, P)
-        return out[0] if features_norm.ndim == 3 else out
+        return self._bases.debias(features_norm, self.image_size, r, self.positional_svd) if r else features_norm
 
     def clear_basis_cache(self) -> int:
         """Forget bases in memory and delete the on-disk cache; returns the number of files removed."""
         self._bases.clear()
-        self._ref_state = None
+        self._shots.invalidate()
         return _cache.clear_cache()
 
     # -------------------------------------------------------------- references
-    def set_reference(self, image, mask=None, *, mask_value: int | None = None, label: str | None = None,
-                      labels=None) -> None:
+    @property
+    def references(self) -> list[Encoded]:
+        """The reference shots (:class:`~insid3lab.encoding.Encoded`), in the order given."""
+        return self._shots.shots
+
+    @references.setter
+    def references(self, shots: list[Encoded]) -> None:
+        self._shots.shots = shots
+        self._shots.invalidate()
+
+    def set_reference(
+        self, image, mask=None, *, mask_value: int | None = None, label: str | None = None, labels=None
+    ) -> None:
         """Add a reference shot (call again for k shots): encode it now and keep its features.
 
-        ``image``: path, PIL image, numpy array or normalised tensor; ``mask``: path, PIL image, array or
-        tensor, foreground ``> 0`` (or ``== mask_value`` in a label map); None for keypoint matching only.
-        ``label``: the name of the shot's concept; shots with the same label pool as k-shot for it,
-        whichever call they came from (shots without one form the concept ``"object"``).
-        ``labels``: ``mask`` is a label map and each ``{value: name}`` adds one shot of concept ``name``
-        from a single encoding of the image (``"all"`` or ``True``: every non-zero value, named by it).
-        Raises :class:`~insid3lab.stages.EmptyMaskError` (a ValueError naming the shot) for an empty mask.
+        ``image``: path, PIL image, numpy array or normalised tensor; ``mask``: the same kinds, foreground
+        ``> 0`` (or ``== mask_value``), None for keypoint matching only. ``label``: the shot's concept
+        (same label, pooled as k-shot). ``labels``: ``mask`` is a label map, each ``{value: name}`` (or
+        ``"all"``) adds a shot of concept ``name`` from one encoding. Raises
+        :class:`~insid3lab.stages.EmptyMaskError` (a ValueError naming the shot) for an empty mask.
         """
-        if labels is not None and labels is not False:
-            shots = _concepts.label_map_shots(self, image, mask, labels, label=label, mask_value=mask_value)
-        else:
-            label = _concepts.check_label(label)
-            shots = [self.encode(image, what=f"reference image {len(self.references)}")]
-            shots[0].label = label
-            if mask is not None:
-                self._attach_mask(shots[0], mask, mask_value, len(self.references))
-        self.references.extend(shots)
-        self._ref_state = None
+        self._shots.add(image, mask, mask_value=mask_value, label=label, labels=labels)
 
     @property
     def labels(self) -> list[str]:
         """The concepts' names in label order (label i of :meth:`segment_labels` is ``labels[i - 1]``)."""
-        return list(_concepts.concept_shots(self.references))
-
-    def _attach_mask(self, enc: Encoded, mask, mask_value, shot: int) -> None:
-        what = f"reference mask {shot} ({describe(mask)})"
-        m = preprocess_mask(
-            mask,
-            self.image_size,
-            mask_value=mask_value,
-            device=self.device,
-            exif_transpose=self.exif_transpose,
-            image_size_hw=enc.orig_size,
-            what=what,
-        )[0]
-        if not bool(m.any()):
-            sel = f"== {mask_value}" if mask_value is not None else "> 0"
-            raise proto.EmptyMaskError(
-                f"{what} is empty: no pixel is foreground ({sel}); every shot needs a non-empty mask"
-            )
-        enc.mask, enc.mask_source, enc.mask_value = m, mask, mask_value
-        enc.mask_low = proto.downsample_mask(m, *enc.features.shape[-2:])
+        return self._shots.labels
 
     def clear_reference(self) -> None:
         """Forget all reference shots (and a pending target)."""
-        self.references = []
-        self._ref_state = None
-        self._pending_target = None
-        self._has_pending_target = False
+        self._shots.clear()
 
     def reset_state(self) -> None:
         """Same as :meth:`clear_reference` (the name the authors' code uses)."""
@@ -322,127 +277,38 @@ class INSID3:
 
     def set_target(self, image) -> None:
         """Remember a target for :meth:`segment` / :meth:`match` called without one (the authors' sequence)."""
-        self._pending_target = image
-        self._has_pending_target = True
+        self._shots.set_target(image)
 
     def references_at_current_size(self) -> list[Encoded]:
-        """The shots, encoded at the current image size.
-
-        The one place where a changed ``image_size`` re-encodes: a shot encoded at another size is
-        encoded again from the image (and mask) it was given with, and replaces the old record.
-        """
-        fresh: dict[int, Encoded] = {}  # shots of one label map share one encoding
-        for i, ref in enumerate(self.references):
-            if ref.size != self.image_size:
-                if id(ref.features) not in fresh:
-                    fresh[id(ref.features)] = self.encode(ref.source, what=f"reference image {i}")
-                enc = dataclasses.replace(fresh[id(ref.features)], label=ref.label)
-                if ref.mask_source is not None:
-                    self._attach_mask(enc, ref.mask_source, ref.mask_value, i)
-                self.references[i] = enc
-                self._ref_state = None
-        return self.references
+        """The shots, encoded at the current image size: the one place where a changed ``image_size``
+        re-encodes (see :meth:`~insid3lab.references.ReferenceShots.at_current_size`)."""
+        return self._shots.at_current_size()
 
     def reference_state(self) -> dict[str, Tensor]:
-        """The stacked reference tensors and prototype for the current settings (computed once per settings).
-
-        Returns:
-            ``images`` (k, 3, S, S), ``masks`` (k, S, S), ``masks_low`` (k, h, w), ``features``,
-            ``features_norm``, ``features_deb`` (k, C, h, w), ``shot_prototypes`` (k, C), ``prototype`` (C,).
-        """
-        refs = self.references_at_current_size()
-        if not refs:
-            raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
-        names = self.labels
-        if len(names) > 1:
-            raise RuntimeError(
-                f"{len(names)} concepts are set ({', '.join(names)}) but segment() gives one mask: "
-                "call segment_labels(target) for a label map, or segment_instances(target)"
-            )
-        key = (self.image_size, self.effective_components() if self.debias else 0, tuple(map(id, refs)))
-        if self._ref_state is not None and self._ref_state[0] == key:
-            return self._ref_state[1]
-        state = self._stack_state(refs)
-        self._ref_state = (key, state)
-        return state
+        """The stacked reference tensors and prototype for the current settings, computed once per settings
+        (:func:`~insid3lab.references.stack_shots`: ``features_deb`` (k, C, h, w), ``prototype`` (C,), ...)."""
+        return self._shots.state()
 
     def concept_states(self) -> list[dict[str, Tensor]]:
-        """Per concept (in :attr:`labels` order), :meth:`reference_state`'s tensors over its shots, plus
-        ``shots`` (their indices). Computed once per settings; one concept gives ``[reference_state()]``'s values.
-        """
-        refs = self.references_at_current_size()
-        if not refs:
-            raise RuntimeError("no concept yet: call set_reference(image, mask, label=...) before segment_labels()")
-        groups = list(_concepts.concept_shots(refs).values())
-        if len(groups) == 1:  # the single-concept state itself (one cache for segment and segment_labels)
-            return [{**self.reference_state(), "shots": groups[0]}]
-        key = (self.image_size, self.effective_components() if self.debias else 0, tuple(map(id, refs)), "concepts")
-        if self._ref_state is None or self._ref_state[0] != key:
-            self._ref_state = (key, [{**self._stack_state([refs[i] for i in g]), "shots": g} for g in groups])
-        return self._ref_state[1]
-
-    def _stack_state(self, refs: list[Encoded]) -> dict[str, Tensor]:
-        missing = [i for i, r in enumerate(self.references) if r.mask is None]
-        if missing:
-            raise RuntimeError(f"reference shot(s) {missing} have no mask: pass a mask to set_reference() to segment")
-        norm = torch.stack([r.features_norm for r in refs])
-        deb = self.debias_features(norm)
-        masks_low = torch.stack([r.mask_low for r in refs])
-        return {
-            "images": torch.cat([r.image for r in refs]),
-            "masks": torch.stack([r.mask for r in refs]),
-            "masks_low": masks_low,
-            "features": torch.stack([r.features for r in refs]),
-            "features_norm": norm,
-            "features_deb": deb,
-            "shot_prototypes": proto.shot_prototypes(deb, masks_low),
-            "prototype": proto.reference_prototype(deb, masks_low),
-        }
-
+        """Per concept (in :attr:`labels` order), :meth:`reference_state`'s tensors over its shots plus
+        ``shots`` (their indices); one concept gives ``[reference_state()]``'s values."""
+        return self._shots.concept_states()
 
     # ------------------------------------------------------------ segmentation
     def segment(self, target=None, *, return_trace: bool = False, timings: dict[str, float] | None = None):
-        """Segment the reference concept in ``target``.
+        """Segment the reference concept in ``target``: an (H, W) bool mask at the target's original size
+        (S x S with ``resize_to_orig_size=False``); ``(mask, trace)`` with ``return_trace``.
 
-        Args:
-            target: path, PIL image, numpy array or normalised tensor. When omitted, the image given
-                to :meth:`set_target` is used and, as in the authors' implementation, the references
-                are cleared afterwards (so ``set_reference``/``set_target``/``segment`` per episode works).
-            return_trace: also return a :class:`~insid3lab.Trace` of every intermediate.
-            timings: a dict to fill with wall-clock seconds per stage (``preprocess``, ``features``,
-                then those of the decode), CUDA synchronised around each; the trace's ``timings`` hold the same.
-
-        Returns:
-            (H, W) bool mask on the encoder's device at the target's original size
-            (S x S with ``resize_to_orig_size=False``); with ``return_trace``, ``(mask, trace)``.
-
-        Raises:
-            RuntimeError: when several concepts are set (``labels``): use :meth:`segment_labels`.
+        ``target``: path, PIL image, numpy array or normalised tensor; when omitted, the one from
+        :meth:`set_target`, after which the references are cleared (the authors' sequence). ``timings``:
+        a dict to fill with seconds per stage (also ``trace.timings``). Several concepts set: a
+        RuntimeError (use :meth:`segment_labels`).
         """
-        with self._target_of("segment", target) as image:
+        with self._shots.target_of("segment", target) as image:
             if not self.references:
                 raise RuntimeError("no reference yet: call set_reference(image, mask) before segment()")
             rec = self._recorder(return_trace, timings is not None or return_trace)
-            with rec.stage("preprocess"):
-                x, orig = preprocess_image(
-                    image, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what="target image"
-                )
-            with rec.stage("features"):
-                enc = self._encoded(x, orig, self._encode_batch(x)[0], image)
-            return self._run(enc, rec, timings=timings)
-
-    @contextmanager
-    def _target_of(self, caller: str, target):
-        """The target given, else the one from :meth:`set_target`, after which the state is reset (the authors' sequence)."""
-        if target is not None:
-            yield target
-            return
-        if not self._has_pending_target:
-            raise RuntimeError(f"{caller}() needs a target: pass it ({caller}(image)) or call set_target(image) first")
-        try:
-            yield self._pending_target
-        finally:
-            self.clear_reference()
+            return decode_target(self, self.encode(image, what="target image", recorder=rec), rec, timings=timings)
 
     def decode(
         self,
@@ -455,62 +321,13 @@ class INSID3:
         """Every step after the backbone, for a target from :meth:`encode` at the current image size.
 
         ``labels``: the target's (h, w) cluster labels for the current τ when already known
-        (``trace.cluster_labels``; the clustering depends on neither r nor the merge threshold).
-        ``return_trace`` and ``timings`` as in :meth:`segment`. Returns the mask, or ``(mask, trace)``.
+        (``trace.cluster_labels``; they depend on neither r nor the merge threshold). The rest as in :meth:`segment`.
         """
-        return self._run(
-            target, self._recorder(return_trace, timings is not None or return_trace), timings=timings, labels=labels
-        )
+        rec = self._recorder(return_trace, timings is not None or return_trace)
+        return decode_target(self, target, rec, labels=labels, timings=timings)
 
     def _recorder(self, trace: bool, timed: bool) -> Recorder:
-        return Recorder(
-            Trace(settings=self.settings()) if trace else None, timings={} if timed else None, device=self.device
-        )
-
-    def _run(self, enc: Encoded, rec: Recorder, *, timings: dict | None = None, labels: Tensor | None = None):
-        """The decode of one encoded target: reference state, debiasing, then :func:`method.decode`."""
-        if enc.size != self.image_size:
-            raise ValueError(
-                f"the target was encoded at image_size={enc.size} but the model is at {self.image_size}: "
-                "encode it again with model.encode(image)"
-            )
-        with rec.stage("references"):
-            ref = self.reference_state()
-        with rec.stage("debias"):
-            target_deb = self.debias_features(enc.features_norm)
-        r = self.effective_components() if self.debias else 0
-        svd = self.positional_svd() if r else None
-        rec.record(
-            reference_images=ref["images"],
-            reference_masks=ref["masks"],
-            target_image=enc.image[0],
-            reference_sizes=[s.orig_size for s in self.references],
-            target_size=enc.orig_size,
-            reference_features=ref["features"],
-            reference_features_norm=ref["features_norm"],
-            target_features=enc.features,
-            shot_prototypes=ref["shot_prototypes"],
-            basis=None if svd is None else svd["U"][:, :r],
-            singular_values=None if svd is None else svd["S"],
-        )
-        mask = method.decode(
-            ref["features_deb"],
-            ref["masks_low"],
-            ref["prototype"],
-            enc.features_norm,
-            target_deb,
-            self.params,
-            image=denormalize(enc.image[0]),
-            out_size=enc.orig_size if self.resize_to_orig_size else None,
-            labels=labels,
-            recorder=rec,
-        )
-        if timings is not None:
-            timings.update(rec.timings)
-        if rec.trace is None:
-            return mask
-        rec.trace.timings = rec.timings
-        return mask, rec.trace
+        return new_recorder(self, trace, {} if timed else None)
 
     def segment_many(
         self,
@@ -521,13 +338,9 @@ class INSID3:
         on_error: str = "raise",
         progress: bool | None = None,
     ) -> list:
-        """Segment many targets against the cached reference, with batched backbone passes.
-
-        ``batch_size`` targets per backbone pass (default ``self.batch_size``, else 1 on CPU, 8 on GPU);
-        ``on_error="raise"`` stops with a :class:`SegmentManyError` that names the target and carries the
-        masks so far, ``"skip"`` puts None and records the error in ``self.last_errors``. Returns one mask
-        (``(mask, trace)`` with ``return_traces``, or None when skipped) per target, in order.
-        """
+        """Segment many targets with batched backbone passes: one mask (``(mask, trace)``, or None when
+        skipped) per target, in order. ``batch_size`` default ``self.batch_size``, else 1 on CPU, 8 on GPU;
+        ``on_error``: ``"raise"`` or ``"skip"`` (see :func:`insid3lab.batch.segment_batches`)."""
         from .batch import segment_batches
 
         self.reference_state()  # fail early without a reference
@@ -535,12 +348,10 @@ class INSID3:
         results, self.last_errors = segment_batches(
             list(targets),
             bs,
-            prepare=lambda t, i: preprocess_image(
-                t, self.image_size, device=self.device, exif_transpose=self.exif_transpose, what=f"target {i}"
-            ),
+            prepare=lambda t, i: self._prepare(t, f"target {i}"),
             encode=self._encode_batch,
-            decode=lambda x, orig, f, t: self._run(
-                self._encoded(x, orig, f, t), self._recorder(return_traces, return_traces)
+            decode=lambda x, orig, f, t: decode_target(
+                self, self._encoded(x, orig, f, t), self._recorder(return_traces, return_traces)
             ),
             on_error=on_error,
             progress=self.progress if progress is None else progress,
@@ -551,14 +362,11 @@ class INSID3:
     def segment_labels(self, target=None, *, return_trace: bool = False, timings: dict[str, float] | None = None):
         """Segment every concept at once: one target encoding and one clustering shared by all.
 
-        Returns:
-            ``(label_map, scores)``: (H, W) int64 on the encoder's device (0 background, i the concept
-            ``labels[i - 1]``; S x S with ``resize_to_orig_size=False``) and ``{name: score}``, the mean
-            aggregation score of the cells each concept took (0 when none). With ``return_trace``,
-            ``(label_map, scores, trace)`` with a :class:`~insid3lab.trace.ConceptsTrace`.
-            A cluster claimed by several concepts goes to the higher score (see :mod:`insid3lab.concepts`).
+        Returns ``(label_map, scores)``: (H, W) int64 (0 background, i the concept ``labels[i - 1]``) and
+        ``{name: mean aggregation score of its cells}``; with ``return_trace`` also a
+        :class:`~insid3lab.trace.ConceptsTrace`. The competition rule is in :mod:`insid3lab.concepts`.
         """
-        result = _concepts.segment_concepts(self, "segment_labels", target, return_trace, timings)
+        result = self._segment_concepts("segment_labels", target, return_trace, timings)
         out = (result.label_map, dict(result.scores))
         return (*out, result) if return_trace else out
 
@@ -568,20 +376,41 @@ class INSID3:
         See :func:`insid3lab.concepts.split_instances` for the rule (connected components on the
         feature grid) and the score; with ``return_trace``, ``(instances, trace)``.
         """
-        result = _concepts.segment_concepts(self, "segment_instances", target, return_trace, None)
+        result = self._segment_concepts("segment_instances", target, return_trace, None)
         instances = _concepts.split_instances(result)
         return (instances, result) if return_trace else instances
 
+    def _segment_concepts(self, caller: str, target, trace: bool, timings: dict | None):
+        with self._shots.target_of(caller, target) as image:
+            return _concepts.segment_concepts(self, caller, image, trace, timings)
+
     # ------------------------------------------------------------------ video
-    def track(self, frames, first_mask, *, memory: int = MEMORY, min_confidence: float = MIN_CONFIDENCE, labels=False,
-              mask_value: int | None = None, progress: bool | None = None):
+    def track(
+        self,
+        frames,
+        first_mask,
+        *,
+        memory: int = MEMORY,
+        min_confidence: float = MIN_CONFIDENCE,
+        labels=False,
+        mask_value: int | None = None,
+        progress: bool | None = None,
+    ):
         """A generator of one (H, W) bool mask per frame (uint8 label maps with ``labels=True``), the first being
         ``first_mask``; each frame is encoded once and remembered as a shot when confident. The references of
         :meth:`set_reference` are left alone. See :func:`insid3lab.tracking.track` for the memory rule."""
         from .tracking import track
 
-        return track(self, frames, first_mask, memory=memory, min_confidence=min_confidence, labels=labels,
-                     mask_value=mask_value, progress=progress)
+        return track(
+            self,
+            frames,
+            first_mask,
+            memory=memory,
+            min_confidence=min_confidence,
+            labels=labels,
+            mask_value=mask_value,
+            progress=progress,
+        )
 
     # ---------------------------------------------------------- correspondence
     def match(
@@ -596,36 +425,15 @@ class INSID3:
     ):
         """Keypoint correspondence: where do the reference keypoints land in the target?
 
-        Args:
-            ref_points: (N, 2) (x, y) keypoints in original reference pixels (tensor, array or list).
-            target: the target image; when omitted, the one from :meth:`set_target` (the authors'
-                sequence; references are cleared afterwards).
-            reference_image: the reference; default the first shot given to :meth:`set_reference`.
-            debiased: match with debiased features (the paper's choice) or the original ones.
-            svd_components: r for this call only (the paper uses 20 for correspondence with ViT-B);
-                default the pipeline's setting. The model's settings are not changed.
-            return_maps: also return the (N, h, w) similarity maps.
-
-        Returns:
-            (N, 2) float tensor of (x, y) in original target pixels (and the maps).
+        ``ref_points`` (N, 2) (x, y) in original reference pixels -> (N, 2) float (x, y) in original target
+        pixels (and the (N, h, w) similarity maps with ``return_maps``). ``target`` default: the one from
+        :meth:`set_target`; ``reference_image`` default: the first shot; ``svd_components``: r for this
+        call only. See :func:`insid3lab.keypoints.match_points`.
         """
-        with self._target_of("match", target) as image:
-            if reference_image is not None:
-                ref = self.encode(reference_image, what="reference image")
-            else:
-                refs = self.references_at_current_size()
-                if not refs:
-                    raise RuntimeError(
-                        "match() needs a reference: pass reference_image= or call set_reference(image) first"
-                    )
-                ref = refs[0]
-            tgt = self.encode(image, what="target image")
-            pts = preprocess_points(ref_points, ref.orig_size, what="reference keypoints").to(self.device)
-            fr, ft = ref.features_norm, tgt.features_norm
-            if debiased:
-                fr = self.debias_features(fr, components=svd_components)
-                ft = self.debias_features(ft, components=svd_components)
-            matches, maps = corr.match_keypoints(fr, ft, pts, ref.orig_size, tgt.orig_size)
+        with self._shots.target_of("match", target) as image:
+            matches, maps = match_points(
+                self, ref_points, image, reference_image, debiased=debiased, svd_components=svd_components
+            )
         return (matches, maps) if return_maps else matches
 
     def __repr__(self) -> str:

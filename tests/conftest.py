@@ -1,4 +1,4 @@
-"""Shared test fixtures: tiny random DINOv3 backbones, saved in every checkpoint format.
+"""Shared test fixtures: tiny random DINOv3 backbones, saved in every checkpoint format; benchmark replicas.
 
 The whole test session runs offline: Hugging Face hub access is disabled before
 transformers is imported, so no test can reach the network.
@@ -17,9 +17,6 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -27,37 +24,15 @@ import torch  # noqa: E402
 # hand-offs cost tens of milliseconds per operation.
 torch.set_num_threads(int(os.environ.get("INSID3LAB_TEST_THREADS", "1")))
 
+from helpers.backbones import TINY_DEPTH, SavedBackbone  # noqa: E402
+from helpers.eval_fixtures import eval_data  # noqa: E402, F401  (a fixture: the benchmark replicas on disk)
+
 from insid3lab.backbone import (  # noqa: E402
     DinoV3Backbone,
     random_backbone,
     save_meta_checkpoint,
     save_pretrained,
 )
-
-#: Depth of the session's tiny backbone (4 blocks, so ``n=4`` takes every block).
-TINY_DEPTH = 4
-
-
-@dataclass(frozen=True)
-class SavedBackbone:
-    """One backbone written to disk in every format ``load_backbone`` reads.
-
-    Attributes:
-        backbone: the in-memory original.
-        root: the folder holding everything below.
-        hf_dir: a transformers folder (config.json + model.safetensors, RoPE periods recorded).
-        meta_pth: a Meta checkpoint written with ``torch.save``.
-        meta_safetensors: the same Meta state dict as ``.safetensors``.
-    """
-
-    backbone: DinoV3Backbone
-    root: Path
-    hf_dir: Path
-    meta_pth: Path
-    meta_safetensors: Path
-
-    def paths(self) -> dict[str, Path]:
-        return {"transformers": self.hf_dir, "meta_pth": self.meta_pth, "meta_safetensors": self.meta_safetensors}
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from eval_fixtures import comparable, eval_data  # noqa: F401
+from helpers.eval_fixtures import comparable
 from PIL import Image
 
 from insid3lab import INSID3, load_backbone, save_pretrained

@@ -10,7 +10,7 @@ from PIL import Image
 from insid3lab import INSID3, authors, load_backbone, random_backbone, save_meta_checkpoint, save_pretrained
 from insid3lab.pipeline import SegmentManyError
 from insid3lab.samples import sample_scene
-from synthetic import ColourPositionEncoder, grid_scene, iou
+from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 
 RED, GREEN, YELLOW = (230, 30, 30), (30, 200, 40), (240, 230, 40)
 

@@ -47,3 +47,15 @@ def test_console_script_points_at_the_cli():
     from insid3lab.cli import main
 
     assert callable(main)
+
+
+def test_the_top_level_namespace_is_the_exports_alone():
+    from types import ModuleType
+
+    import insid3lab
+    from insid3lab.params import Params
+
+    assert insid3lab.Params is Params
+    # submodules become attributes once imported; every other public name is an export
+    public = {n for n in dir(insid3lab) if not n.startswith("_") and not isinstance(getattr(insid3lab, n), ModuleType)}
+    assert public == set(insid3lab.__all__), public ^ set(insid3lab.__all__)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synthetic import ColourPositionEncoder, grid_scene, iou
+from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 
 from insid3lab import INSID3, random_backbone
 from insid3lab.eval.davis import read_label_map as read_png_labels

@@ -257,10 +257,6 @@ class DinoV3Backbone(nn.Module):
         """Same as :meth:`forward_features`."""
         return self.forward_features(x)
 
-    def grid_size(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) patch grid for an input of ``height`` x ``width`` pixels."""
-        return height // self.patch_size, width // self.patch_size
-
     def extra_repr(self) -> str:
         return (
             f"arch={self.arch_name or 'custom'}, embed_dim={self.embed_dim}, blocks={self.n_blocks}, "
