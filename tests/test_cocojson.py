@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pycocotools.mask as mask_api
 import pytest
-from eval_fixtures import FakeModel
+from helpers.eval_fixtures import FakeModel
 from PIL import Image
 
 from insid3lab.cli.data import add_parser as add_data_parser

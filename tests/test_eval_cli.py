@@ -10,7 +10,7 @@ import pytest
 
 import insid3lab
 import insid3lab.cli.options
-from eval_fixtures import FakeModel, cli_worker, comparable, eval_data, free_port  # noqa: F401
+from helpers.eval_fixtures import FakeModel, cli_worker, comparable, eval_data, free_port  # noqa: F401
 from insid3lab.cli.eval import add_eval_parser, build_eval_parser, run_eval_from_args
 
 

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
+from helpers.eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
 from test_cocojson import make_export
 
 import insid3lab

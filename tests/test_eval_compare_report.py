@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
+from helpers.eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
 from test_eval_cli_flags import isaid_three_folds
 
 from insid3lab.cli import main

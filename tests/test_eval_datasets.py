@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from eval_fixtures import box_mask, eval_data, make_coco  # noqa: F401  (eval_data is a fixture)
+from helpers.eval_fixtures import box_mask, eval_data, make_coco  # noqa: F401  (eval_data is a fixture)
 from insid3lab.eval.datasets import (
     BadSampleError,
     DatasetNotFoundError,

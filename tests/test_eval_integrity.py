@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from eval_fixtures import FakeModel, comparable, eval_data, records_without_time  # noqa: F401  (eval_data is a fixture)
+from helpers.eval_fixtures import FakeModel, comparable, eval_data, records_without_time  # noqa: F401  (eval_data is a fixture)
 from PIL import Image
 
 from insid3lab.eval import (

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from eval_fixtures import (  # noqa: F401  (eval_data is a fixture)
+from helpers.eval_fixtures import (  # noqa: F401  (eval_data is a fixture)
     FakeModel,
     comparable,
     distributed_worker,
