@@ -223,3 +223,8 @@ def test_match_records_the_basis_images(tmp_path, cache_home, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     rec = json.loads((out / "target_1.png.matches.json").read_text())
     assert (rec["settings"]["basis_image"], rec["settings"]["basis_noise_images"]) == ("noise", 8)
+
+
+def test_bench_refuses_the_noise_basis(capsys):
+    assert main(["bench", "--model", "random:tiny", "--basis-image", "noise"]) != 0
+    assert "--basis-image noise does not apply" in capsys.readouterr().err
