@@ -1,6 +1,8 @@
-"""On-disk cache of positional bases (one SVD per weights and image size).
+"""On-disk cache of positional bases (one SVD per weights, image size and basis images).
 
-Entries live in ``cache_dir() / "basis"`` as ``<fingerprint>-s<size>-v<format>.pt``. The
+Entries live in ``cache_dir() / "basis"`` as ``<fingerprint>-s<size>-v<format>.pt`` for the
+black image and ``<fingerprint>-s<size>-noise<count>s<seed>-v<format>.pt`` for noise images
+(:func:`basis_tag`). The
 fingerprint is a digest of the encoder's full content (every byte of every parameter and
 buffer, see :mod:`insid3lab.digest`), so two models share an entry only when their weights
 are identical. Each entry stores a checksum of its tensors; on load the checksum, shapes
@@ -24,6 +26,7 @@ from .digest import module_digest, tensors_digest
 
 __all__ = [
     "basis_cache_path",
+    "basis_tag",
     "cache_dir",
     "cache_entries",
     "cache_info",
@@ -36,8 +39,9 @@ __all__ = [
 # 3: full-content fingerprints; entries carry a checksum and are validated on load.
 _FORMAT = 3
 # The names this cache writes: entries of any format version, and its temporary files.
-_ENTRY = re.compile(r"[0-9a-f]+-s\d+-v\d+\.pt")
-_TEMP = re.compile(r"[0-9a-f]+-s\d+-v\d+\.pt\.[A-Za-z0-9_]+\.tmp")
+_ENTRY = re.compile(r"[0-9a-f]+-s\d+(?:-noise\d+s\d+)?-v\d+\.pt")
+_TEMP = re.compile(r"[0-9a-f]+-s\d+(?:-noise\d+s\d+)?-v\d+\.pt\.[A-Za-z0-9_]+\.tmp")
+_TAG = re.compile(r"black|noise\d+s\d+")
 # Damaged entries already reported (one warning each per process).
 _reported: set[Path] = set()
 
@@ -70,16 +74,29 @@ def weights_fingerprint(encoder) -> str | None:
     return str(fp()) if callable(fp) else None
 
 
-def basis_cache_path(fingerprint: str, image_size: int) -> Path:
-    """Where the basis of these weights at this input side is stored."""
-    return cache_dir() / "basis" / f"{fingerprint}-s{image_size}-v{_FORMAT}.pt"
+def basis_tag(image: str = "black", count: int = 0, seed: int = 0) -> str:
+    """What a basis was estimated from, as it appears in the cache key: ``"black"`` for the black image
+    (``count`` and ``seed`` play no part), ``"noise<count>s<seed>"`` for ``count`` noise images of ``seed``."""
+    if image == "black":
+        return "black"
+    if image == "noise":
+        return f"noise{int(count)}s{int(seed)}"
+    raise ValueError(f"basis image {image!r}: allowed 'black', 'noise'")
+
+
+def basis_cache_path(fingerprint: str, image_size: int, tag: str = "black") -> Path:
+    """Where the basis of these weights at this input side, estimated from ``tag`` (:func:`basis_tag`), is stored."""
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"basis tag {tag!r}: must come from basis_tag() ('black' or 'noise<count>s<seed>')")
+    extra = "" if tag == "black" else f"-{tag}"
+    return cache_dir() / "basis" / f"{fingerprint}-s{image_size}{extra}-v{_FORMAT}.pt"
 
 
 def _checksum(U: Tensor, S: Tensor, mean: Tensor) -> str:
     return tensors_digest([("U", U), ("S", S), ("mean", mean)], salt=f"basis-v{_FORMAT}")
 
 
-def _problem(data, fingerprint: str, image_size: int, channels: int | None) -> str | None:
+def _problem(data, fingerprint: str, image_size: int, tag: str, channels: int | None) -> str | None:
     """Why a loaded entry cannot be used, or None when it is sound."""
     if not isinstance(data, dict):
         return f"it holds a {type(data).__name__}, not a basis"
@@ -93,6 +110,8 @@ def _problem(data, fingerprint: str, image_size: int, channels: int | None) -> s
         return f"format {data['format']!r} is not {_FORMAT}"
     if data.get("fingerprint") != fingerprint or data.get("image_size") != image_size:
         return "it belongs to other weights or another image size"
+    if data.get("basis_tag", "black") != tag:  # entries written before the tag existed are black-image bases
+        return f"it was estimated from {data.get('basis_tag')!r}, not {tag!r}"
     if U.ndim != 2 or S.shape != (U.shape[1],) or mean.shape != (U.shape[0],):
         return f"shapes U {tuple(U.shape)}, S {tuple(S.shape)}, mean {tuple(mean.shape)} are not (C, m), (m,), (C,)"
     if channels is not None and U.shape[0] != channels:
@@ -106,18 +125,19 @@ def _problem(data, fingerprint: str, image_size: int, channels: int | None) -> s
     return None
 
 
-def load_basis(fingerprint: str, image_size: int, *, channels: int | None = None) -> dict | None:
+def load_basis(fingerprint: str, image_size: int, *, tag: str = "black", channels: int | None = None) -> dict | None:
     """The cached SVD (``U`` (C, m), ``S`` (m,), ``mean`` (C,), float32 CPU) or None.
 
-    ``channels``: the encoder's C, checked when given. A damaged or mismatched entry gives one
+    ``tag``: what the basis was estimated from (:func:`basis_tag`). ``channels``: the encoder's C,
+    checked when given. A damaged or mismatched entry gives one
     warning and None (the caller recomputes); it is deleted unless the folder is read-only.
     """
-    path = basis_cache_path(fingerprint, image_size)
+    path = basis_cache_path(fingerprint, image_size, tag)
     if not path.is_file():
         return None
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
-        reason = _problem(data, fingerprint, image_size, channels)
+        reason = _problem(data, fingerprint, image_size, tag, channels)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a damaged entry
         reason = f"it cannot be read ({type(e).__name__})"
     if reason is None:
@@ -133,18 +153,20 @@ def load_basis(fingerprint: str, image_size: int, *, channels: int | None = None
     return None
 
 
-def save_basis(fingerprint: str, image_size: int, U, S, mean) -> Path | None:
-    """Store an SVD atomically (a unique temporary file, then rename) with its checksum.
+def save_basis(fingerprint: str, image_size: int, U, S, mean, *, tag: str = "black") -> Path | None:
+    """Store an SVD estimated from ``tag`` (:func:`basis_tag`) atomically (a unique temporary file, then
+    rename) with its checksum.
 
     Returns the entry's path; None when a damaged entry at that path was already reported
     (its folder is read-only) and the write failed again. Other write failures raise ``OSError``.
     """
-    path = basis_cache_path(fingerprint, image_size)
+    path = basis_cache_path(fingerprint, image_size, tag)
     U, S, mean = (t.detach().to("cpu", torch.float32).contiguous() for t in (U, S, mean))
     entry = {
         "format": _FORMAT,
         "fingerprint": fingerprint,
         "image_size": int(image_size),
+        "basis_tag": tag,
         "U": U,
         "S": S,
         "mean": mean,

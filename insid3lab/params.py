@@ -13,7 +13,11 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RANGES", "Params", "check_param", "choices", "describe"]
+__all__ = ["BASIS_IMAGES", "RANGES", "Params", "check_param", "choices", "describe"]
+
+#: The images the positional basis is estimated from: ``"black"`` (the authors' code) or ``"noise"``
+#: (the paper's text); see :func:`insid3lab.preprocess.basis_images`.
+BASIS_IMAGES = ("black", "noise")
 
 #: Allowed range of each numeric hyper-parameter: (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
@@ -21,6 +25,8 @@ RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
     "svd_components": (0, None, True, False),
     "tau": (0.0, 1.0, False, True),
     "merge_threshold": (-1.0, 1.0, True, True),
+    "basis_noise_images": (1, None, True, False),
+    "basis_seed": (0, None, True, False),
 }
 
 
@@ -43,7 +49,7 @@ def check_param(name: str, value: Any) -> Any:
     Raises:
         ValueError: naming the argument, the value and what is allowed.
     """
-    if name in ("image_size", "svd_components"):
+    if name in ("image_size", "svd_components", "basis_noise_images", "basis_seed"):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool):
             raise ValueError(f"{name}={value!r}: must be an integer {_range_text(name)}")
         value = int(value)
@@ -55,6 +61,10 @@ def check_param(name: str, value: Any) -> Any:
         if not isinstance(value, (bool, numbers.Integral)):
             raise ValueError(f"debias={value!r}: must be True or False")
         return bool(value)
+    elif name == "basis_image":
+        if value not in BASIS_IMAGES:
+            raise ValueError(f"basis_image={value!r}: allowed {', '.join(map(repr, BASIS_IMAGES))}")
+        return value
     elif name in ("clustering", "refine"):
         if callable(value):
             return value
@@ -109,6 +119,13 @@ class Params:
             callable with the clusterer signature.
         refine: a name from :data:`insid3lab.stages.refine.REFINERS`, or a callable with the refiner
             signature; ``"bilinear"`` is the method without refinement.
+        basis_image: what the positional basis is estimated from, one of :data:`BASIS_IMAGES`:
+            ``"black"``, the normalised all-zero image of the authors' code (``_build_positional_basis``
+            in their ``models/insid3.py``), or ``"noise"``, seeded Gaussian noise images as the paper's
+            text describes (see :func:`insid3lab.preprocess.noise_images`).
+        basis_noise_images: how many noise images (``basis_image="noise"`` only); the paper does not
+            give a number.
+        basis_seed: the seed of the noise images (``basis_image="noise"`` only).
 
     Example:
         >>> Params(tau=0.5).replace(merge_threshold=0.1).tau
@@ -122,6 +139,11 @@ class Params:
     debias: bool = field(default=True, metadata=_help("remove the positional subspace before matching"))
     clustering: Any = field(default="auto", metadata=_help("clustering implementation (all give the same partition)"))
     refine: Any = field(default="bilinear", metadata=_help("boundary refinement after upsampling"))
+    basis_image: str = field(
+        default="black", metadata=_help("images the positional basis is estimated from: black (code) or noise (paper)")
+    )
+    basis_noise_images: int = field(default=8, metadata=_help("number of noise images for --basis-image noise"))
+    basis_seed: int = field(default=0, metadata=_help("seed of the noise images for --basis-image noise"))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from . import cache as _cache
 from . import concepts as _concepts
-from .basis import PositionalBases
+from .basis import PositionalBases, basis_tag
 from .decoding import decode_target, new_recorder
 from .encoding import Encoded, SegmentManyError, describe
 from .keypoints import match_points
@@ -52,7 +53,8 @@ class INSID3:
     Args:
         encoder: an :class:`~insid3lab.stages.features.Encoder` (Meta's ``get_intermediate_layers``
             contract): a :class:`~insid3lab.DinoV3Backbone`, a model from Meta's DINOv3 code, ...
-        image_size, svd_components, tau, merge_threshold, clustering, debias, refine: see
+        image_size, svd_components, tau, merge_threshold, clustering, debias, refine, basis_image,
+            basis_noise_images, basis_seed: see
             :class:`~insid3lab.params.Params`; omitted ones come from ``params`` (else the defaults).
         params: a :class:`~insid3lab.params.Params` to start from.
         resize_to_orig_size: return the mask at the target's original size (else at S x S).
@@ -81,6 +83,9 @@ class INSID3:
     debias = _param("debias", "Remove the positional subspace before matching.")
     clustering = _param("clustering", "The clusterer: a registered name, 'auto', or a callable.")
     refine = _param("refine", "The refiner after upsampling: a registered name or a callable.")
+    basis_image = _param("basis_image", "What the positional basis is estimated from: 'black' or 'noise'.")
+    basis_noise_images = _param("basis_noise_images", "How many noise images (basis_image='noise').")
+    basis_seed = _param("basis_seed", "The seed of the noise images (basis_image='noise').")
 
     def __init__(
         self,
@@ -93,6 +98,9 @@ class INSID3:
         clustering=None,
         debias: bool | None = None,
         refine=None,
+        basis_image: str | None = None,
+        basis_noise_images: int | None = None,
+        basis_seed: int | None = None,
         params: Params | None = None,
         resize_to_orig_size: bool = True,
         basis_cache: bool = True,
@@ -150,6 +158,8 @@ class INSID3:
                 f"image_size={params.image_size!r}: must be a positive multiple of the patch size "
                 f"{self.patch_size} (e.g. 512, 768, 1024)"
             )
+        if getattr(self, "_shots", None) is not None and basis_tag(params) != basis_tag(self._params):
+            self._shots.invalidate()  # the shots' debiased features depend on the basis images
         self._params = params
 
     @property
@@ -206,9 +216,12 @@ class INSID3:
 
     # ------------------------------------------------------ positional basis
     def positional_svd(self) -> dict[str, Tensor]:
-        """SVD of the black-image features at the current size: ``U`` (C, m), ``S`` (m,), ``mean`` (C,);
-        computed once per (weights, image size), kept in memory and on disk unless ``basis_cache=False``."""
-        return self._bases.svd(self.image_size, self.black_image_features, self.device)
+        """SVD of the basis images' features at the current size: ``U`` (C, m), ``S`` (m,), ``mean`` (C,); the
+        images are the black one or noise (``basis_image``, see :func:`insid3lab.basis.basis_images`);
+        computed once per (weights, image size, basis images), kept in memory and on disk unless
+        ``basis_cache=False``. Never under autocast, as :meth:`black_image_features`."""
+        encode = partial(extract_features, self.encoder, autocast_dtype=None)
+        return self._bases.svd(self.image_size, self.params, encode, self.device)
 
     def black_image_features(self) -> Tensor:
         """Raw features of the normalised black image: (1, C, h, w), never under autocast (the basis is
@@ -230,7 +243,9 @@ class INSID3:
         """Debias (B, C, h, w) or (C, h, w) normalised features (identity when ``debias`` is off or r = 0);
         ``components`` overrides ``svd_components`` for this call only."""
         r = self.effective_components(components) if self.debias else 0
-        return self._bases.debias(features_norm, self.image_size, r, self.positional_svd) if r else features_norm
+        if not r:
+            return features_norm
+        return self._bases.debias(features_norm, self.image_size, r, self.positional_svd, self.params)
 
     def clear_basis_cache(self) -> int:
         """Forget bases in memory and delete the on-disk cache; returns the number of files removed."""

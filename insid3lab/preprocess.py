@@ -51,6 +51,7 @@ __all__ = [
     "check_image_tensor",
     "denormalize",
     "mask_to_numpy",
+    "noise_images",
     "normalize",
     "preprocess_image",
     "preprocess_mask",
@@ -80,6 +81,24 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
 def black_image(size: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """A black (all-zero) RGB image of side ``size``, normalised: (1, 3, size, size)."""
     return normalize(torch.zeros(1, 3, size, size, dtype=dtype, device=device))
+
+
+def noise_images(count: int, size: int, seed: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``count`` Gaussian noise RGB images of side ``size``, normalised: (count, 3, size, size).
+
+    Each pixel of channel c is drawn from N(mean_c, std_c²) with the ImageNet mean and std (so the
+    images have the statistics the encoder was normalised for), clamped to [0, 1] so that each is an
+    image that could be saved and read back, then normalised as every input is. Drawn on the CPU
+    from ``torch.Generator().manual_seed(seed)``, so the images depend only on (count, size, seed),
+    not on the device. The paper estimates the positional basis from noise images without saying
+    which noise or how many; this distribution is a choice.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(count, 3, size, size, generator=g, dtype=torch.float32)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    pixels = (mean + std * z).clamp_(0.0, 1.0)
+    return normalize(pixels).to(device=device, dtype=dtype)
 
 
 # The package's one image reader, under the name the rest of the package knows it by.

@@ -54,6 +54,9 @@ def benchmark_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.no_debias:
         raise options.CLIError("bench measures the method against the authors' procedure: --no-debias does not apply")
+    if getattr(args, "basis_image", "black") != "black":
+        raise options.CLIError("bench measures the method against the authors' procedure, whose basis is the black "
+                               "image: --basis-image noise does not apply")  # fmt: skip
     options.check_choices(args)
     kw = options.pipeline_kwargs(args)
     return run_benchmark(

@@ -15,7 +15,7 @@ import re
 from contextlib import contextmanager
 from typing import Any
 
-from ..params import Params, check_param, describe
+from ..params import BASIS_IMAGES, Params, check_param, describe
 
 __all__ = [
     "CORRESPONDENCE_SVD_COMPONENTS",
@@ -117,7 +117,7 @@ class _RegistryChoice(argparse.Action):
 
 def add_hyperparameter_arguments(p: argparse.ArgumentParser, *, svd_note: str = "") -> None:
     """``--image-size``, ``--svd-components``, ``--tau``, ``--merge-threshold``, ``--clustering``, ``--no-debias``,
-    ``--refine``: defaults and help from :class:`~insid3lab.params.Params`.
+    ``--refine``, ``--basis-image``: defaults and help from :class:`~insid3lab.params.Params`.
 
     ``--svd-components`` defaults to None (the command's own default, see ``svd_note``).
     """
@@ -131,6 +131,8 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, *, svd_note: str = 
     g.add_argument("--refine", default=None, action=_RegistryChoice, registry="refine", metavar="NAME",
                    text=describe("refine"))  # fmt: skip
     g.add_argument("--no-debias", action="store_true", help="keep the positional subspace (ablation)")
+    g.add_argument("--basis-image", default=_DEFAULTS["basis_image"], choices=BASIS_IMAGES,
+                   help=describe("basis_image"))  # fmt: skip
 
 
 def add_image_arguments(p: argparse.ArgumentParser) -> None:
@@ -201,6 +203,7 @@ def pipeline_kwargs(args: argparse.Namespace, *, svd_components: int | None = No
     kw: dict[str, Any] = {
         "image_size": args.image_size, "svd_components": r, "tau": args.tau, "merge_threshold": args.merge_threshold,
         "clustering": args.clustering, "debias": not args.no_debias, "basis_cache": not args.no_cache,
+        "basis_image": getattr(args, "basis_image", _DEFAULTS["basis_image"]),
     }  # fmt: skip
     if getattr(args, "autocast", None) not in (None, "float32"):
         kw["autocast_dtype"] = args.autocast

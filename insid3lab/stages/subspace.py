@@ -3,7 +3,9 @@
 A black image carries no content, so the variation of its DINOv3 features across
 positions is positional. The leading left singular vectors of those (centred)
 features span a "positional subspace"; projecting every feature onto its
-orthogonal complement removes position from the similarity between cells.
+orthogonal complement removes position from the similarity between cells. The
+paper's text estimates the subspace from noise images instead: then the features
+of all images are pooled (see :func:`positional_svd`).
 """
 
 from __future__ import annotations
@@ -17,18 +19,26 @@ from .._warn import warn as _warn
 __all__ = ["positional_svd", "clamp_components", "complement_projector", "debias"]
 
 
-def positional_svd(black_features_norm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """SVD of the centred, normalised black-image features.
+def positional_svd(features_norm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """SVD of the centred, normalised features of content-free images (the black image, or noise images).
+
+    Follows ``_build_positional_basis`` of the authors' ``models/insid3.py``, whose rearrangement
+    ``b c h w -> c (b h w)`` already pools a batch: with n images, the n*h*w cells of all of them are
+    the columns of one (C, n*h*w) matrix, centred by one mean over all of them, then decomposed. Pooling
+    (rather than one SVD per image) gives one basis whose leading directions are those along which
+    features vary with position in every image alike; what a noise image adds at a cell varies from
+    image to image and spreads over many weak directions. One shared mean (rather than one per image)
+    keeps the n = 1 case exactly the authors' black-image basis.
 
     Args:
-        black_features_norm: (1, C, h, w) or (C, h, w) L2-normalised features of the black image.
+        features_norm: (n, C, h, w) or (C, h, w) L2-normalised features; n = 1 for the black image.
 
     Returns:
-        U: (C, m) left singular vectors, m = min(C, h*w), in decreasing singular-value order.
+        U: (C, m) left singular vectors, m = min(C, n*h*w), in decreasing singular-value order.
         S: (m,) singular values.
-        mean: (C,) the mean over positions that was subtracted.
+        mean: (C,) the mean over all positions of all images that was subtracted.
     """
-    f = black_features_norm
+    f = features_norm
     if f.ndim == 4:
         f = f.permute(1, 0, 2, 3)  # (C, B, h, w): all positions of all images
     E = f.reshape(f.shape[0], -1)
