@@ -82,7 +82,8 @@ def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipe
     assert args.func(args) == 0
     assert stand_in_pipeline["backbone"] == ("weights.pth", "cpu", None)
     assert stand_in_pipeline["model"] == {"image_size": 128, "svd_components": 12, "tau": 0.55, "merge_threshold": 0.25,
-                                          "clustering": "auto", "debias": True, "basis_cache": True, "progress": False}
+                                          "clustering": "auto", "debias": True, "basis_cache": True, "progress": False,
+                                          "basis_image": "black"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["model"] == {"image_size": 128, "svd_components": 12, "tau": 0.55, "merge_threshold": 0.25,
                                             "dtype": "float32", "weights_fingerprint": "fa4e0000"}

@@ -144,7 +144,7 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
 
 def test_two_processes_shard_by_sequence_and_equal_one(davis, tmp_path):
     import torch.multiprocessing as mp
-    from eval_fixtures import free_port
+    from helpers.eval_fixtures import free_port
 
     single = evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "one", progress=False)
     mp.start_processes(
