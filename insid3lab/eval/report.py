@@ -47,7 +47,7 @@ def _mean_interval(runs: list[dict], resamples: int, seed: int, level: float):
         if run["summary"]["task"] != "segmentation" or not run["records"]:
             return None
         recs = [run["records"][i] for i in sorted(run["records"])]
-        eps = [(r["index"], r["class_index"], r["intersection"], r["union"]) for r in recs]
+        eps = [(r["index"], r.get("ways", r["class_index"]), r["intersection"], r["union"]) for r in recs]
         miou, _ = segmentation_resamples(eps, len(run["summary"]["per_class_iou"]),
                                          bootstrap_weights(len(eps), resamples, seed + k))  # fmt: skip
         per.append(miou)
