@@ -352,3 +352,20 @@ def test_command_refuses_bad_combinations(export, eval_data, tmp_path, colour_pi
         _run(_argv(export, tmp_path / "x", "--task", "instances", "--ways", "2"))
     with pytest.raises(SystemExit):
         build_eval_parser().parse_args(coco + ["--task", "panoptic"])
+
+
+def test_tiny_insid3_runs_nway_and_instances_under_both_protocols(export, tmp_path, tiny_saved):
+    from insid3lab import INSID3
+
+    ds = dataset(export)
+    model = INSID3(tiny_saved.backbone, image_size=64, svd_components=8, basis_cache=False)
+    for protocol in ("paper", "native"):
+        s = run_evaluation(model, ds, tmp_path / f"nway-{protocol}", episodes=3, ways=2, protocol=protocol,
+                           progress=False, bootstrap=0)  # fmt: skip
+        assert 0.0 <= s["miou"] <= 100.0 and s["episodes"]["evaluated"] == 3
+        s = run_evaluation(model, ds, tmp_path / f"inst-{protocol}", episodes=3, task="instances", protocol=protocol,
+                           progress=False)  # fmt: skip
+        rec = json.loads((tmp_path / f"inst-{protocol}" / "results.jsonl").read_text().splitlines()[0])
+        assert rec["size"] == ([64, 64] if protocol == "paper" else [H, W])
+        assert 0.0 <= s["ap"] <= 1.0
+    assert model.resize_to_orig_size is True  # restored after the runs
