@@ -173,7 +173,9 @@ def test_ways_1_equals_the_one_way_run(eval_data, tmp_path):
     a = run_evaluation(FakeModel(), ds, tmp_path / "a", episodes=6, seed=1, progress=False)
     b = run_evaluation(FakeModel(), ds, tmp_path / "b", episodes=6, seed=1, progress=False, ways=1)
     assert comparable(a) == comparable(b) and b["ways"] == 1
-    assert records_without_time(tmp_path / "a" / "results.jsonl") == records_without_time(tmp_path / "b" / "results.jsonl")
+    assert records_without_time(tmp_path / "a" / "results.jsonl") == records_without_time(
+        tmp_path / "b" / "results.jsonl"
+    )
     assert "ways" not in json.loads((tmp_path / "b" / "run.json").read_text())["identity"]
 
 
@@ -290,8 +292,9 @@ def test_instance_resume_gives_identical_ap(export, tmp_path):
         run_evaluation(ColourModel(shift=2, fail_after=5), ds, tmp_path / "cut", **kw)
     resumed = run_evaluation(ColourModel(shift=2), ds, tmp_path / "cut", resume=True, **kw)
     assert resumed["episodes"]["resumed"] == 5
-    assert [resumed[k] for k in ("ap", "ap50", "ap75", "per_class_ap")] == [full[k] for k in ("ap", "ap50", "ap75",
-                                                                                             "per_class_ap")]
+    assert [resumed[k] for k in ("ap", "ap50", "ap75", "per_class_ap")] == [
+        full[k] for k in ("ap", "ap50", "ap75", "per_class_ap")
+    ]
     with pytest.raises(ValueError, match="stored run differs"):
         run_evaluation(ColourModel(), ds, tmp_path / "cut", episodes=9, seed=1, resume=True, progress=False)
 
@@ -369,3 +372,41 @@ def test_tiny_insid3_runs_nway_and_instances_under_both_protocols(export, tmp_pa
         assert rec["size"] == ([64, 64] if protocol == "paper" else [H, W])
         assert 0.0 <= s["ap"] <= 1.0
     assert model.resize_to_orig_size is True  # restored after the runs
+
+
+def _worker(rank: int, world: int, port: int, images_dir: str, path: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        ds = CocoJsonDataset(images_dir, annotations=path, reference_split=None)
+        run_evaluation(ColourModel(drop="green"), ds, f"{out}/nway", episodes=9, seed=4, ways=3, progress=False)
+        run_evaluation(ColourModel(shift=2), ds, f"{out}/inst", episodes=9, seed=4, task="instances", progress=False)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_equal_one(export, tmp_path):
+    import torch.multiprocessing as mp
+    from helpers.eval_fixtures import free_port
+
+    ds = dataset(export)
+    nway = run_evaluation(ColourModel(drop="green"), ds, tmp_path / "nway", episodes=9, seed=4, ways=3, progress=False)
+    inst = run_evaluation(ColourModel(shift=2), ds, tmp_path / "inst", episodes=9, seed=4, task="instances",
+                          progress=False)  # fmt: skip
+    args = (2, free_port(), str(export[0]), str(export[1]), str(tmp_path / "two"))
+    mp.start_processes(_worker, args=args, nprocs=2, join=True, start_method="fork")
+    two = json.loads((tmp_path / "two" / "nway" / "summary.json").read_text())
+    assert comparable(two) == comparable(nway) and two["interval"] == nway["interval"]
+    two = json.loads((tmp_path / "two" / "inst" / "summary.json").read_text())
+    assert [two[k] for k in ("ap", "ap50", "ap75", "per_class_ap")] == [
+        inst[k] for k in ("ap", "ap50", "ap75", "per_class_ap")
+    ]
+    assert two["settings"]["world_size"] == 2
+    for name in ("nway", "inst"):
+        assert records_without_time(tmp_path / "two" / name / "results.jsonl") == records_without_time(
+            tmp_path / name / "results.jsonl"
+        )

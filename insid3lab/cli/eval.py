@@ -388,8 +388,9 @@ def _headline(summary: dict) -> str:
     if summary.get("ways", 1) > 1:
         tail += f", {summary['ways']}-way"
     if summary["task"] == "instances":
-        return f"AP {_fmt(100 * summary['ap'])}  AP50 {_fmt(100 * summary['ap50'])}  AP75 {_fmt(100 * summary['ap75'])}" \
-            f"  (mask AP in percent; {tail}, task instances)"
+        aps = "  ".join(f"{name} {_fmt(100 * summary[key])}" for name, key in (("AP", "ap"), ("AP50", "ap50"),
+                                                                                  ("AP75", "ap75")))  # fmt: skip
+        return f"{aps}  (mask AP in percent; {tail}, task instances)"
     if summary["task"] == "segmentation":
         return (f"mIoU {_fmt(summary['miou'])}{_interval(summary, 'miou')}  "
                 f"FB-IoU {_fmt(summary['fb_iou'])}{_interval(summary, 'fb_iou')}  ({tail})")  # fmt: skip

@@ -32,8 +32,10 @@ MAX_DETECTIONS = 100  # COCOeval's largest maxDets
 def check_instances(dataset, ways: int) -> None:
     """A ValueError (one line) unless ``dataset`` has instance annotations and the run is 1-way."""
     if not callable(getattr(dataset, "instances", None)):
-        raise ValueError(f"task='instances' (--task instances) needs instance annotations; {dataset.name} has none "
-                         "(use --dataset coco_json)")
+        raise ValueError(
+            f"task='instances' (--task instances) needs instance annotations; {dataset.name} has none "
+            "(use --dataset coco_json)"
+        )
     if ways != 1:
         raise ValueError(f"task='instances' scores one class per episode; ways={ways} is not allowed with it")
 

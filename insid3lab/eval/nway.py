@@ -58,8 +58,11 @@ def nway_truth(dataset, ep: Episode, ignore_value: int | None):
             except (BadSampleError, KeyError):
                 continue  # the class is absent from the target image
             if mask.shape != (h, w):
-                raise BadSampleError(tgt.mask_path, f"the mask of class {classes[way][1]!r} is {mask.shape[0]}x"
-                                     f"{mask.shape[1]} but the target is {h}x{w}")
+                raise BadSampleError(
+                    tgt.mask_path,
+                    f"the mask of class {classes[way][1]!r} is {mask.shape[0]}x"
+                    f"{mask.shape[1]} but the target is {h}x{w}",
+                )
         fg = mask == 1
         claims += fg
         labels[fg] = way + 1
