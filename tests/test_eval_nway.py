@@ -273,6 +273,10 @@ def test_perfect_instances_give_ap_1(export, tmp_path):
     assert {n for n, v in s["per_class_ap"].items() if v == 1.0} == visited
     rec = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
     assert set(rec) >= {"size", "gt", "pred"} and all(isinstance(p["rle"], str) for p in rec["pred"])
+    from insid3lab.eval.report import report_rows
+
+    row = report_rows([tmp_path / "run"])[0]
+    assert row["metric"] == "mask AP" and list(row["cells"].values()) == [(100.0, None)]
 
 
 def test_shifted_instances_give_the_known_lower_ap(export, tmp_path):

@@ -76,6 +76,9 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, resample
     """
     a, b = load_run(run_a), load_run(run_b)
     _check_pairable(a, b)
+    if a["summary"]["task"] == "instances":
+        raise RunsDifferError(f"cannot compare {a['path']!r} and {b['path']!r}: instance (AP) runs have no "
+                              "per-episode score to pair; compare their summary.json AP")  # fmt: skip
     order = sorted(a["records"])
     if not order:
         raise RunsDifferError(f"cannot compare {a['path']!r} and {b['path']!r}: no evaluated episode")
