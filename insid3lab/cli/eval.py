@@ -13,6 +13,12 @@ the default; see :mod:`insid3lab.eval.protocol`)::
 writes ``runs/coco/shots1/fold0/`` .. ``shots5/fold3/`` (each resumable) and prints the per-fold
 numbers and their mean, the number the papers report.
 
+N-way K-shot episodes (N classes per episode, multi-class mIoU; :mod:`insid3lab.eval.nway`) and
+instance evaluation (COCO mask AP of the instance output; :mod:`insid3lab.eval.instances_task`)::
+
+    insid3lab eval --dataset coco --fold 0 --ways 2 --shots 1 ... --out runs/coco0-2way
+    insid3lab eval --dataset coco-json --annotations A.json --images DIR --task instances ... --out runs/ap
+
 Many GPUs (episodes sharded by rank, one summary)::
 
     torchrun --nproc_per_node 4 -m insid3lab eval --dataset coco --fold 0 ...
@@ -102,6 +108,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="rerun exactly the episodes of this JSON file (e.g. RUN_DIR/episodes.json)",
     )
     g.add_argument("--seed", type=int, default=0, help="episode i is drawn from (seed, i) alone (default 0)")
+    g.add_argument("--ways", type=int, default=1, metavar="N",
+                   help="classes per episode (N-way K-shot): the target's class and N-1 others with --shots references "
+                   "each, scored as multi-class mIoU (coco, lvis, isaid, coco_json; default 1)")  # fmt: skip
+    g.add_argument("--task", choices=("semantic", "instances"), default="semantic",
+                   help="semantic: masks (keypoints for spair); instances: COCO mask AP / AP50 / AP75 of the instance "
+                   "output (coco_json; default %(default)s)")  # fmt: skip
 
     s = p.add_argument_group("scoring")
     s.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL,
@@ -220,6 +232,15 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--threads {args.threads}: must be >= 1")
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap {args.bootstrap}: must be >= 0 (0: no interval)")
+    if args.ways < 1:
+        raise ValueError(f"--ways {args.ways}: must be >= 1")
+    if args.task == "instances" and args.ways != 1:
+        raise ValueError(f"--task instances scores one class per episode; --ways {args.ways} is not allowed with it")
+    if args.task == "instances" and args.dataset not in EXTERNAL_BENCHMARKS:
+        raise ValueError(f"--task instances needs instance annotations; --dataset {args.dataset} has none "
+                         "(use --dataset coco_json)")  # fmt: skip
+    if args.dataset in VIDEO_BENCHMARKS and (args.ways != 1 or args.task != "semantic"):
+        raise ValueError("--ways and --task do not apply to --dataset davis2017")
     if args.episodes_file and len(args.shots) > 1:
         raise ValueError("--episodes-file fixes the shots: give one --shots value")
 
@@ -287,6 +308,8 @@ def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
         "num_threads": args.threads,
         "bootstrap": args.bootstrap,
         "bootstrap_seed": args.bootstrap_seed,
+        "ways": args.ways,
+        "task": args.task,
         "settings": {"model_source": str(args.model), "device": str(device), "data_root": str(_data_root(args)),
                      "command": " ".join(sys.argv)},
     }
@@ -362,6 +385,12 @@ def _headline(summary: dict) -> str:
     ep = summary["episodes"]
     tail = f"episodes {ep['evaluated']}/{ep['total']}" + (f", bad {ep['bad']}" if ep["bad"] else "")
     tail += f", protocol {summary['protocol']}"
+    if summary.get("ways", 1) > 1:
+        tail += f", {summary['ways']}-way"
+    if summary["task"] == "instances":
+        aps = "  ".join(f"{name} {_fmt(100 * summary[key])}" for name, key in (("AP", "ap"), ("AP50", "ap50"),
+                                                                                  ("AP75", "ap75")))  # fmt: skip
+        return f"{aps}  (mask AP in percent; {tail}, task instances)"
     if summary["task"] == "segmentation":
         return (f"mIoU {_fmt(summary['miou'])}{_interval(summary, 'miou')}  "
                 f"FB-IoU {_fmt(summary['fb_iou'])}{_interval(summary, 'fb_iou')}  ({tail})")  # fmt: skip

@@ -88,6 +88,8 @@ class CocoJsonDataset(SegmentationBenchmark):
         skip_bad: leave out images with problems instead of raising ``ValueError``.
     """
 
+    loads_any_class = True
+
     name = "coco_json"
     title = "COCO-format dataset"
     layout = """\

@@ -53,7 +53,7 @@ def _metric(run: dict, order: list[int], weights: np.ndarray) -> np.ndarray:
     """(B,) the run's headline number (mIoU or PCK@0.10, percent) for each resample of its episodes."""
     recs = [run["records"][i] for i in order]
     if run["summary"]["task"] == "segmentation":
-        per = [(r["index"], r["class_index"], r["intersection"], r["union"]) for r in recs]
+        per = [(r["index"], r.get("ways", r["class_index"]), r["intersection"], r["union"]) for r in recs]
         miou, _ = segmentation_resamples(per, len(run["summary"]["per_class_iou"]), weights)
         return miou
     k = run["summary"]["alphas"].index(0.1)
@@ -76,6 +76,9 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, resample
     """
     a, b = load_run(run_a), load_run(run_b)
     _check_pairable(a, b)
+    if a["summary"]["task"] == "instances":
+        raise RunsDifferError(f"cannot compare {a['path']!r} and {b['path']!r}: instance (AP) runs have no "
+                              "per-episode score to pair; compare their summary.json AP")  # fmt: skip
     order = sorted(a["records"])
     if not order:
         raise RunsDifferError(f"cannot compare {a['path']!r} and {b['path']!r}: no evaluated episode")

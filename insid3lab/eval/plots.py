@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["plot_per_class"]
+__all__ = ["plot_per_class", "plot_run"]
 
 
 def plot_per_class(names: list[str], values: list[float], *, title: str, ylabel: str, mean: float | None = None,
@@ -28,3 +28,23 @@ def plot_per_class(names: list[str], values: list[float], *, title: str, ylabel:
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def plot_run(summary: dict, dataset):
+    """The run's per-class figure from its summary: IoU (segmentation), AP (instances) or PCK@0.10."""
+    shots = f"{dataset.shots}-shot" + (f" {summary['ways']}-way" if summary.get("ways", 1) > 1 else "")
+    n = summary["episodes"]["evaluated"]
+    if summary["task"] == "segmentation":
+        per = summary["per_class_iou"]
+        fold = "" if dataset.fold is None else f" fold {dataset.fold}"
+        title = f"{dataset.title}{fold}, {shots}, {n} episodes"
+        return plot_per_class(list(per), list(per.values()), title=title, ylabel="IoU (%)", mean=summary["miou"],
+                              mean_label="mIoU")  # fmt: skip
+    if summary["task"] == "instances":
+        per = summary["per_class_ap"]
+        return plot_per_class(list(per), [100.0 * v for v in per.values()], title=f"{dataset.title}, {shots}, {n} "
+                              "episodes", ylabel="mask AP (%)", mean=100.0 * summary["ap"],
+                              mean_label="AP")  # fmt: skip
+    per = summary["per_class_pck"]
+    return plot_per_class(list(per), [v["pck@0.10"] for v in per.values()], title=f"{dataset.title}, {n} pairs",
+                          ylabel="PCK@0.10 (%)", mean=summary["pck"]["pck@0.10"], mean_label="PCK@0.10")

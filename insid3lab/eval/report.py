@@ -25,11 +25,13 @@ __all__ = ["plot_report", "report", "report_rows", "write_report"]
 
 
 def _value(summary: dict) -> float:
+    if summary["task"] == "instances":
+        return 100.0 * summary["ap"]
     return summary["miou"] if summary["task"] == "segmentation" else summary["pck"]["pck@0.10"]
 
 
 def _interval(summary: dict):
-    iv = summary.get("interval") or {}
+    iv = summary.get("interval") or {}  # instance runs have none
     return iv.get("miou" if summary["task"] == "segmentation" else "pck@0.10")
 
 
@@ -47,7 +49,7 @@ def _mean_interval(runs: list[dict], resamples: int, seed: int, level: float):
         if run["summary"]["task"] != "segmentation" or not run["records"]:
             return None
         recs = [run["records"][i] for i in sorted(run["records"])]
-        eps = [(r["index"], r["class_index"], r["intersection"], r["union"]) for r in recs]
+        eps = [(r["index"], r.get("ways", r["class_index"]), r["intersection"], r["union"]) for r in recs]
         miou, _ = segmentation_resamples(eps, len(run["summary"]["per_class_iou"]),
                                          bootstrap_weights(len(eps), resamples, seed + k))  # fmt: skip
         per.append(miou)
@@ -73,7 +75,7 @@ def report_rows(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0
             "dataset": first["settings"].get("dataset"),
             "shots": first["settings"].get("shots"),
             "protocol": first.get("protocol", first["settings"].get("protocol")),
-            "metric": "mIoU" if first["task"] == "segmentation" else "PCK@0.10",
+            "metric": {"segmentation": "mIoU", "instances": "mask AP"}.get(first["task"], "PCK@0.10"),
             "cells": cells,
         })  # fmt: skip
     return rows

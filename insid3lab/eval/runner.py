@@ -12,6 +12,8 @@ Files in ``out_dir``:
   be rebuilt exactly from them.
 * ``summary.json``: settings, weights identity, mIoU, FB-IoU (or PCK), per-class
   scores, episode counts, bad samples, time.
+  N-way runs (``ways`` > 1, :mod:`insid3lab.eval.nway`) and instance runs (``task="instances"``,
+  :mod:`insid3lab.eval.instances_task`) use the same files and machinery.
 * ``per_class.png``: a bar chart of the per-class scores.
 
 Distributed: when ``torch.distributed`` is initialised, process ``r`` of ``W`` evaluates
@@ -37,8 +39,10 @@ from insid3lab._warn import warn
 
 from .datasets import IGNORE, BadSampleError
 from .episodes import Episode, episodes_digest, resolve_episodes, save_episodes
+from .instances_task import check_instances, instance_episode, instance_summary
 from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
-from .plots import plot_per_class
+from .nway import add_nway, nway_counts, nway_episode
+from .plots import plot_per_class, plot_run
 from .protocol import PROTOCOLS
 from .runfiles import (
     RESULTS,
@@ -152,6 +156,8 @@ def run_evaluation(
     num_threads: int | None = None,
     bootstrap: int = 1000,
     bootstrap_seed: int = 0,
+    ways: int = 1,
+    task: str = "semantic",
 ) -> dict:
     """Evaluate ``model`` on ``dataset`` and write the run to ``out_dir``; returns the summary dict.
 
@@ -184,6 +190,11 @@ def run_evaluation(
             :func:`insid3lab.eval.threads.eval_num_threads`); restored afterwards.
         bootstrap: resamples of the 95% bootstrap interval in the summary (0: none).
         bootstrap_seed: seed of the resampling.
+        ways: classes per episode (N-way K-shot, :mod:`insid3lab.eval.nway`); 1: the 1-way
+            protocol. Part of the run's identity when > 1.
+        task: ``"semantic"`` (the benchmark's own task: masks, or keypoints for spair) or
+            ``"instances"`` (COCO mask AP of ``segment_instances``, for benchmarks with
+            instance annotations: :mod:`insid3lab.eval.instances_task`; no bootstrap interval).
 
     Returns:
         The summary (also written to ``out_dir/summary.json``); every process returns it.
@@ -197,9 +208,13 @@ def run_evaluation(
     if ignore_value is not None and (isinstance(ignore_value, bool) or not isinstance(ignore_value, (int, np.integer))
                                      or not 2 <= ignore_value <= 255):
         raise ValueError(f"ignore_value={ignore_value!r}: must be None or an integer 2..255 (0 and 1 are the classes)")
+    if task not in ("semantic", "instances"):
+        raise ValueError(f"task={task!r}: allowed: semantic, instances")
+    if task == "instances":
+        check_instances(dataset, ways)
     threads = eval_num_threads(num_threads)
-    task = getattr(dataset, "task", "segmentation")
-    if protocol == "paper" and task == "segmentation" and not hasattr(model, "resize_to_orig_size"):
+    task = "instances" if task == "instances" else getattr(dataset, "task", "segmentation")
+    if protocol == "paper" and task != "keypoints" and not hasattr(model, "resize_to_orig_size"):
         raise ValueError("protocol='paper' scores the prediction at S x S; the model has no resize_to_orig_size "
                          "to ask for it (use an insid3lab.INSID3 model or protocol='native')")
     previous_resize = getattr(model, "resize_to_orig_size", None)
@@ -208,13 +223,13 @@ def run_evaluation(
     previous_threads = torch.get_num_threads() if threads_requested(num_threads) else None
     if previous_threads is not None and previous_threads != threads:
         torch.set_num_threads(threads)
-    if protocol == "paper" and task == "segmentation":
+    if protocol == "paper" and task != "keypoints":
         model.resize_to_orig_size = False
     _, rank, _ = dist_info()
     lock = RunLock(out_dir) if rank == 0 else None
     try:
-        return _run(model, dataset, Path(out_dir), episodes=episodes, seed=int(seed), resume=resume,
-                    skip_bad=skip_bad, settings=settings, progress=progress, protocol=protocol,
+        return _run(model, dataset, Path(out_dir), task=task, ways=int(ways), episodes=episodes, seed=int(seed),
+                    resume=resume, skip_bad=skip_bad, settings=settings, progress=progress, protocol=protocol,
                     ignore_value=None if ignore_value is None else int(ignore_value), threads=threads, lock=lock,
                     bootstrap=int(bootstrap), bootstrap_seed=int(bootstrap_seed))
     finally:
@@ -263,7 +278,8 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
         retried = sum("bad" in r for r in records.values())  # evaluated again below; the newer record counts
     if not run_file.exists():
         write_json(run_file, {"identity": identity, "created": started})
-    save_episodes(out / "episodes.json", eps, meta={k: identity[k] for k in ("dataset", "fold", "shots", "seed")})
+    save_episodes(out / "episodes.json", eps, meta={k: identity.get(k, 1) for k in ("dataset", "fold", "shots", "ways",
+                                                                                     "seed")})  # fmt: skip
     return {"retried": retried}
 
 
@@ -272,13 +288,12 @@ def identity_digest(identity: dict) -> str:
     return settings_digest(identity)
 
 
-def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, settings, progress, protocol, ignore_value,
-         threads, lock, bootstrap, bootstrap_seed) -> dict:
-    task = getattr(dataset, "task", "segmentation")
+def _run(model, dataset, out: Path, *, task, ways, episodes, seed, resume, skip_bad, settings, progress, protocol,
+         ignore_value, threads, lock, bootstrap, bootstrap_seed) -> dict:
     dist, rank, world = dist_info()
     started, t0 = now(), time.perf_counter()
 
-    eps = resolve_episodes(dataset, episodes, seed)
+    eps = resolve_episodes(dataset, episodes, seed, ways)
     by_index = {e.index: e for e in eps}
     msettings = model_settings(model)
     identity = {
@@ -292,6 +307,7 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
         "protocol": protocol,
         "ignore_value": ignore_value,
         "model": msettings,
+        **({"ways": ways} if ways > 1 else {}),  # absent for 1-way: runs made before ways existed resume
     }
     digest = identity_digest(identity)
 
@@ -327,7 +343,7 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
 
     # ── evaluate ──
     records: dict[int, dict] = {e.index: done[e.index] for e in mine if e.index in done}
-    meter = SegmentationMeter(list(dataset.class_names)) if task == "segmentation" else KeypointMeter(list(dataset.class_names))
+    meter = {"segmentation": SegmentationMeter, "keypoints": KeypointMeter}.get(task, list)(list(dataset.class_names))
     for rec in records.values():
         _add(meter, rec, task)
 
@@ -335,7 +351,8 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
 
     bar = tqdm(total=len(mine), initial=resumed, disable=not progress or rank != 0,
                desc=f"{dataset.name}" + ("" if world == 1 else f" [rank 0 of {world}]"), unit="ep", dynamic_ncols=True)
-    run_one = _segment_episode if task == "segmentation" else _keypoint_episode
+    run_one = {"segmentation": nway_episode if ways > 1 else _segment_episode, "keypoints": _keypoint_episode,
+               "instances": instance_episode}[task]
     with open(live, "a") as fh, torch.no_grad():
         for ep in todo:
             ts = time.perf_counter()
@@ -355,7 +372,7 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
             bar.update(1)
             if task == "segmentation":
                 bar.set_postfix_str(f"mIoU(seen classes) {meter.miou_visited():.1f}")
-            else:
+            elif task == "keypoints":
                 bar.set_postfix_str(f"PCK@0.10 {meter.pck()['pck@0.10']:.1f}")
     bar.close()
 
@@ -368,6 +385,9 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         meter = SegmentationMeter.from_tensor(list(dataset.class_names), t)
     good_local = [_episode_counts(r) for r in records.values() if "bad" not in r] if task == "segmentation" else []
+    if task == "instances":
+        good_local = [{k: r[k] for k in ("index", "class_index", "size", "gt", "pred")} for r in records.values()
+                      if "bad" not in r]  # fmt: skip
     extras = {"bad": bad_local, "seconds": secs_local, "resumed": resumed, "good": good_local,
               "pairs": meter.pairs if task == "keypoints" else None}
     if dist is not None:
@@ -378,12 +398,14 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
     bad = sorted((b for g in gathered for b in g["bad"]), key=lambda b: b["index"])
     episode_seconds = math.fsum(s for g in gathered for s in g["seconds"])
     n_resumed = sum(g["resumed"] for g in gathered)
-    per_episode = sorted((c for g in gathered for c in g["good"]), key=lambda c: c[0])
+    per_episode = sorted((c for g in gathered for c in g["good"]),
+                         key=lambda c: c["index"] if task == "instances" else c[0])  # fmt: skip
     if task == "keypoints":
         meter = KeypointMeter(list(dataset.class_names), pairs=[p for g in gathered for p in g["pairs"]])
 
     summary = {
         "task": task,
+        "ways": ways,
         "protocol": protocol,
         "dataset": dataset.describe(),
         "settings": {**identity, "model": msettings, **({} if settings is None else {k: plain(v) for k, v in settings.items()}),
@@ -409,6 +431,10 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
         if bootstrap:
             summary["interval"] = segmentation_interval(per_episode, len(dataset.class_names), resamples=bootstrap,
                                                         seed=bootstrap_seed)
+    elif task == "instances":
+        ap = instance_summary(per_episode, list(dataset.class_names))
+        summary.update({"ap": ap["AP"], "ap50": ap["AP50"], "ap75": ap["AP75"], "per_class_ap": ap["per_class_AP"],
+                        "instances": {k: ap[k] for k in ("ground_truth", "predictions")}})  # fmt: skip
     else:
         summary.update({
             "pck": meter.pck(),
@@ -443,14 +469,18 @@ def _run(model, dataset, out: Path, *, episodes, seed, resume, skip_bad, setting
 
 
 def _episode_counts(rec: dict) -> tuple:
-    """(index, class index, (2,) intersection, (2,) union) of a segmentation record."""
+    """(index, class index, (2,) intersection, (2,) union) of a segmentation record (N-way: see nway_counts)."""
+    if "ways" in rec:
+        return nway_counts(rec)
     return int(rec["index"]), int(rec["class_index"]), list(rec["intersection"]), list(rec["union"])
 
 
 def _add(meter, rec: dict, task: str) -> None:
-    if "bad" in rec:
+    if "bad" in rec or task == "instances":
         return
-    if task == "segmentation":
+    if "ways" in rec:
+        add_nway(meter, rec)
+    elif task == "segmentation":
         meter.add(int(rec["class_index"]), rec["intersection"], rec["union"])
     else:
         meter.add(int(rec["class_index"]), int(rec["n_points"]), rec["hits"])
@@ -462,14 +492,4 @@ def _finalise_files(out: Path, summary: dict, dataset, task: str) -> None:
     for f in out.glob("results.rank*.jsonl"):
         f.unlink()
     write_json(out / "summary.json", summary)
-    if task == "segmentation":
-        fig = plot_per_class(list(summary["per_class_iou"]), list(summary["per_class_iou"].values()),
-                             title=f"{dataset.title}" + ("" if dataset.fold is None else f" fold {dataset.fold}")
-                             + f", {dataset.shots}-shot, {summary['episodes']['evaluated']} episodes",
-                             ylabel="IoU (%)", mean=summary["miou"], mean_label="mIoU")
-    else:
-        per = summary["per_class_pck"]
-        fig = plot_per_class(list(per), [v["pck@0.10"] for v in per.values()],
-                             title=f"{dataset.title}, {summary['episodes']['evaluated']} pairs", ylabel="PCK@0.10 (%)",
-                             mean=summary["pck"]["pck@0.10"], mean_label="PCK@0.10")
-    fig.savefig(out / "per_class.png", dpi=110)
+    plot_run(summary, dataset).savefig(out / "per_class.png", dpi=110)

@@ -35,18 +35,24 @@ def segmentation_resamples(per_episode, num_classes: int, weights: np.ndarray) -
     """mIoU and FB-IoU (percent) of each resample: two (B,) arrays.
 
     Args:
-        per_episode: (index, class index, (2,) intersection, (2,) union) per episode (E of them).
+        per_episode: (index, class index, (2,) intersection, (2,) union) per episode (E of them);
+            an N-way episode has (index, [N class indices], (1 + N,) intersection, (1 + N,) union),
+            background first, then the ways (see :mod:`insid3lab.eval.nway`).
         num_classes: size of the class set (a class no resample visits counts as IoU 0).
         weights: (B, E) how often each episode is drawn in each resample (:func:`bootstrap_weights`).
     """
-    cls = np.array([p[1] for p in per_episode], dtype=np.int64)
-    inter = np.array([p[2] for p in per_episode], dtype=np.float64)  # (E, 2)
-    union = np.array([p[3] for p in per_episode], dtype=np.float64)
+    e = len(per_episode)
+    fg_i_ec, fg_u_ec = np.zeros((e, num_classes)), np.zeros((e, num_classes))  # per episode and class
+    inter, union = np.zeros((e, 2)), np.zeros((e, 2))  # background and all foreground per episode
+    for k, (_, cls, i, u) in enumerate(per_episode):
+        classes = [cls] if isinstance(cls, (int, np.integer)) else list(cls)
+        np.add.at(fg_i_ec[k], classes, np.asarray(i[1:], dtype=np.float64))
+        np.add.at(fg_u_ec[k], classes, np.asarray(u[1:], dtype=np.float64))
+        inter[k] = (i[0], float(np.sum(i[1:])))
+        union[k] = (u[0], float(np.sum(u[1:])))
     w = np.asarray(weights, dtype=np.float64)  # (B, E)
-    onehot = np.zeros((len(cls), num_classes))
-    onehot[np.arange(len(cls)), cls] = 1.0
-    fg_i = (w * inter[:, 1]) @ onehot  # (B, C)
-    fg_u = (w * union[:, 1]) @ onehot
+    fg_i = w @ fg_i_ec  # (B, C)
+    fg_u = w @ fg_u_ec
     miou = (fg_i / np.maximum(fg_u, 1.0)).mean(axis=1) * 100.0
     tot_i, tot_u = w @ inter, w @ union  # (B, 2)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -16,6 +16,11 @@ Every benchmark is a class with the same small interface:
 
 ``SPair71k`` (keypoint correspondence) has ``load_pair(episode)`` instead of ``load``.
 
+``loads_any_class``: True where ``load(item, c)`` gives class ``c``'s mask in the item's image for
+any class ``c`` (the item names an image, not one class's mask file), raising
+:class:`BadSampleError` (or ``KeyError``) where the image has none of it: the benchmarks N-way
+episodes can score (COCO-20i, LVIS-92i, iSAID-5i, COCO-format files).
+
 A benchmark whose files are missing raises :class:`DatasetNotFoundError` showing the
 expected layout; a sample that cannot be used (unreadable image, empty mask, image and
 mask of different sizes) raises :class:`BadSampleError` naming the file.
@@ -189,6 +194,7 @@ class SegmentationBenchmark:
     name: str = ""
     title: str = ""
     task = "segmentation"
+    loads_any_class = False
     folds: tuple[int, ...] | None = None
     layout: str = ""
 

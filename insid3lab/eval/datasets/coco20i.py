@@ -110,6 +110,8 @@ class COCO20i(SegmentationBenchmark):
     Masks: ``annotations/<name>.png`` label maps where value ``c + 1`` is class ``c``.
     """
 
+    loads_any_class = True
+
     name = "coco"
     title = "COCO-20i"
     folds = (0, 1, 2, 3)

@@ -42,6 +42,8 @@ class ISAID5i(SegmentationBenchmark):
     images listed for that class.
     """
 
+    loads_any_class = True
+
     name = "isaid"
     title = "iSAID-5i"
     folds = (0, 1, 2)

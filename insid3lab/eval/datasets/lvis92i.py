@@ -22,6 +22,8 @@ class LVIS92i(SegmentationBenchmark):
     category's images; the mask is the union of all its instances in the image.
     """
 
+    loads_any_class = True
+
     name = "lvis"
     title = "LVIS-92i"
     folds = tuple(range(10))
