@@ -68,7 +68,12 @@ TARGETS = {
     ],
     "gpu-fast": [
         ("per-target time, fast mode (s)", lambda r: r["per_target"]["mean_s"], 0.060, "<="),
-        ("peak memory, one target (GB)", lambda r: (r["memory"].get("pipeline_one_target_bytes") or float("nan")) / GB, 2.45, "<="),
+        (
+            "peak memory, one target (GB)",
+            lambda r: (r["memory"].get("pipeline_one_target_bytes") or float("nan")) / GB,
+            2.45,
+            "<=",
+        ),
         ("mean IoU with float32 masks", _fast("mean_iou_vs_float32"), 0.98, ">="),
         ("cold start, warm basis cache, minus weights (s)", _cold_warm, 1.5, "<="),
     ],
@@ -95,14 +100,18 @@ def check(res: dict, kind: str) -> list[tuple[str, float | None, float, str, boo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_bench_arguments(parser)
-    parser.add_argument("--check", choices=["cpu", "gpu"], default=None, help="compare with the targets of this machine kind")
+    parser.add_argument(
+        "--check", choices=["cpu", "gpu"], default=None, help="compare with the targets of this machine kind"
+    )
     args = parser.parse_args(argv)
     res = benchmark_from_args(args)
     print(format_summary(res))
     status = 0
     if args.check:
         results = check(res, args.check)
-        res["checks"] = [{"target": n, "value": v, "limit": lim, "op": op, "passed": ok} for n, v, lim, op, ok in results]
+        res["checks"] = [
+            {"target": n, "value": v, "limit": lim, "op": op, "passed": ok} for n, v, lim, op, ok in results
+        ]
         for name, value, limit, op, ok in results:
             shown = "-" if value is None else f"{value:.4g}"
             print(f"  {'PASS' if ok else 'FAIL'}  {name}: {shown} (target {op} {limit})")

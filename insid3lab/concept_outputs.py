@@ -11,7 +11,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-
 __all__ = ["write_label_outputs"]
 
 

@@ -46,18 +46,24 @@ class MaskPainter:
         self.buttons: list[widgets.Button] = []
         for r in range(cells):
             for c in range(cells):
-                b = widgets.Button(description="", tooltip=f"row {r}, col {c}",
-                                   layout=widgets.Layout(width=f"{bw}px", height=f"{bh}px", padding="0", margin="0",
-                                                         border="0"))
+                b = widgets.Button(
+                    description="",
+                    tooltip=f"row {r}, col {c}",
+                    layout=widgets.Layout(width=f"{bw}px", height=f"{bh}px", padding="0", margin="0", border="0"),
+                )
                 b.on_click(self._cell_handler(r, c))
                 self.buttons.append(b)
-        grid = widgets.GridBox(self.buttons, layout=widgets.Layout(
-            grid_template_columns=f"repeat({cells}, {bw}px)", grid_gap="0px"))
+        grid = widgets.GridBox(
+            self.buttons, layout=widgets.Layout(grid_template_columns=f"repeat({cells}, {bw}px)", grid_gap="0px")
+        )
         grid.add_class("insid3lab-painter-grid")
         self.preview = widgets.Image(format="png", layout=widgets.Layout(width=f"{panel_px}px"))
         self.preview.add_class("insid3lab-painter-preview")
-        self.polygon = widgets.Text(placeholder="x,y x,y x,y ... (pixels)", description="polygon",
-                                    layout=widgets.Layout(width=f"{max(panel_px, 300)}px"))
+        self.polygon = widgets.Text(
+            placeholder="x,y x,y x,y ... (pixels)",
+            description="polygon",
+            layout=widgets.Layout(width=f"{max(panel_px, 300)}px"),
+        )
         add = widgets.Button(description="add polygon")
         erase = widgets.Button(description="erase polygon")
         invert = widgets.Button(description="invert")
@@ -68,13 +74,24 @@ class MaskPainter:
         clear.on_click(lambda _: self._set(np.zeros_like(self._mask)))
         self.actions = {"add": add, "erase": erase, "invert": invert, "clear": clear}
         self.status = widgets.HTML()
-        self.widget = widgets.VBox([
-            widgets.HBox([grid, self.preview]),
-            widgets.HBox([self.polygon, add, erase]),
-            widgets.HBox([invert, clear, self.status]),
-        ])
-        self._cell_means = np.array([[self.image[self._rows[r]:self._rows[r + 1], self._cols[c]:self._cols[c + 1]]
-                                      .reshape(-1, 3).mean(0) for c in range(cells)] for r in range(cells)])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([grid, self.preview]),
+                widgets.HBox([self.polygon, add, erase]),
+                widgets.HBox([invert, clear, self.status]),
+            ]
+        )
+        self._cell_means = np.array(
+            [
+                [
+                    self.image[self._rows[r] : self._rows[r + 1], self._cols[c] : self._cols[c + 1]]
+                    .reshape(-1, 3)
+                    .mean(0)
+                    for c in range(cells)
+                ]
+                for r in range(cells)
+            ]
+        )
         self._sync()
 
     @property
@@ -91,13 +108,13 @@ class MaskPainter:
 
     def cell_filled(self, row: int, col: int) -> bool:
         """Whether at least half of the cell's pixels are in the mask."""
-        block = self._mask[self._rows[row]:self._rows[row + 1], self._cols[col]:self._cols[col + 1]]
+        block = self._mask[self._rows[row] : self._rows[row + 1], self._cols[col] : self._cols[col + 1]]
         return bool(block.size and block.mean() >= 0.5)
 
     def toggle(self, row: int, col: int) -> None:
         """Fill the cell if it is not filled, else clear it (what a click does)."""
         value = not self.cell_filled(row, col)
-        self._mask[self._rows[row]:self._rows[row + 1], self._cols[col]:self._cols[col + 1]] = value
+        self._mask[self._rows[row] : self._rows[row + 1], self._cols[col] : self._cols[col + 1]] = value
         self._sync()
 
     def _cell_handler(self, r, c):
@@ -121,7 +138,9 @@ class MaskPainter:
         inside = MplPath(pts).contains_points(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(H, W)
         m = self._mask.copy()
         m[inside] = not erase
-        self.status.value = f"{'erased' if erase else 'added'} a polygon of {len(pts)} vertices ({int(inside.sum())} px)"
+        self.status.value = (
+            f"{'erased' if erase else 'added'} a polygon of {len(pts)} vertices ({int(inside.sum())} px)"
+        )
         self._set(m)
 
     @staticmethod
@@ -140,7 +159,9 @@ class MaskPainter:
         else:
             arr = np.asarray(vertices, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) < 3:
-            raise ValueError(f"polygon: need at least 3 (x, y) vertices; got {len(arr) if arr.ndim == 2 else arr.shape}")
+            raise ValueError(
+                f"polygon: need at least 3 (x, y) vertices; got {len(arr) if arr.ndim == 2 else arr.shape}"
+            )
         return arr
 
     def _set(self, mask: np.ndarray) -> None:

@@ -186,7 +186,13 @@ def localise(
     rec.record(
         forward_similarity=similarity, forward_mask=forward, votes=votes, backward_mask=backward, candidates=candidates
     )
-    return {"similarity": similarity, "forward": forward, "votes": votes, "backward": backward, "candidates": candidates}
+    return {
+        "similarity": similarity,
+        "forward": forward,
+        "votes": votes,
+        "backward": backward,
+        "candidates": candidates,
+    }
 
 
 def cluster_prototypes(

@@ -119,8 +119,10 @@ def to_display_array(image, *, exif_transpose: bool = True) -> np.ndarray:
 _NORMALISED_LO = (0.0 - max(IMAGENET_MEAN)) / min(IMAGENET_STD)  # about -2.12
 _NORMALISED_HI = (1.0 - min(IMAGENET_MEAN)) / min(IMAGENET_STD)  # about 2.64
 _RAW_PIXELS = 10.0  # |value| above this: raw 0..255 pixels, not a normalised image
-_HOW = ("a normalised image tensor is float (C, H, W) / (1, C, H, W) holding (pixel / 255 - mean) / std with the "
-        "ImageNet mean and std; pass raw pixels as a numpy uint8 (H, W, 3) array or a PIL image instead")
+_HOW = (
+    "a normalised image tensor is float (C, H, W) / (1, C, H, W) holding (pixel / 255 - mean) / std with the "
+    "ImageNet mean and std; pass raw pixels as a numpy uint8 (H, W, 3) array or a PIL image instead"
+)
 
 
 def check_image_tensor(image: torch.Tensor, *, what: str = "image") -> None:
@@ -144,8 +146,10 @@ def check_image_tensor(image: torch.Tensor, *, what: str = "image") -> None:
     if max(abs(lo), abs(hi)) > _RAW_PIXELS:
         raise ValueError(f"{what}: the tensor's values span [{lo:.3g}, {hi:.3g}], like raw 0..255 pixels; {_HOW}")
     if lo < _NORMALISED_LO - 0.5 or hi > _NORMALISED_HI + 0.5:
-        _warn(f"{what}: the tensor's values span [{lo:.3g}, {hi:.3g}], beyond the normalised range "
-              f"[{_NORMALISED_LO:.2f}, {_NORMALISED_HI:.2f}]; {_HOW}")
+        _warn(
+            f"{what}: the tensor's values span [{lo:.3g}, {hi:.3g}], beyond the normalised range "
+            f"[{_NORMALISED_LO:.2f}, {_NORMALISED_HI:.2f}]; {_HOW}"
+        )
     elif lo >= 0.0 and hi <= 1.0:
         _warn(f"{what}: the tensor's values all lie in [0, 1], like pixels that are not normalised yet; {_HOW}")
 
@@ -184,7 +188,9 @@ def preprocess_image(
     return (t.to(device) if device is not None else t), orig
 
 
-def mask_to_numpy(mask, *, mask_value: int | None = None, exif_transpose: bool = True, what: str = "mask") -> np.ndarray:
+def mask_to_numpy(
+    mask, *, mask_value: int | None = None, exif_transpose: bool = True, what: str = "mask"
+) -> np.ndarray:
     """Any supported mask as an (H, W) bool numpy array: foreground is ``> 0``, or ``== mask_value``.
 
     A mask read from a lossy file (JPEG, WebP; also such a PIL image straight from ``Image.open``)
@@ -209,7 +215,9 @@ def mask_to_numpy(mask, *, mask_value: int | None = None, exif_transpose: bool =
     elif isinstance(mask, np.ndarray):
         arr = mask
     else:
-        raise TypeError(f"{what}: expected a file path, PIL image, numpy array or torch tensor; got {type(mask).__name__}")
+        raise TypeError(
+            f"{what}: expected a file path, PIL image, numpy array or torch tensor; got {type(mask).__name__}"
+        )
     if np.issubdtype(arr.dtype, np.inexact) and arr.size and not np.isfinite(arr).all():
         raise ValueError(f"{what}: the mask holds NaN or infinite values")
     if arr.ndim == 3 and arr.shape[0] == 1:
@@ -227,8 +235,14 @@ def mask_to_numpy(mask, *, mask_value: int | None = None, exif_transpose: bool =
 
 
 def preprocess_mask(
-    mask, size: int, *, mask_value: int | None = None, device=None, exif_transpose: bool = True,
-    image_size_hw: tuple[int, int] | None = None, what: str = "mask",
+    mask,
+    size: int,
+    *,
+    mask_value: int | None = None,
+    device=None,
+    exif_transpose: bool = True,
+    image_size_hw: tuple[int, int] | None = None,
+    what: str = "mask",
 ) -> torch.Tensor:
     """A mask as a (1, S, S) bool tensor (nearest-neighbour resize of ``> 0`` / ``== mask_value``).
 
@@ -240,8 +254,10 @@ def preprocess_mask(
         ih, iw = image_size_hw
         mh, mw = arr.shape
         if abs((mh / mw) / (ih / iw) - 1.0) > 0.01:
-            _warn(f"{what} is {mh}x{mw} but its image is {ih}x{iw}: the aspect ratios differ, so the mask "
-                  "will be stretched differently from the image")
+            _warn(
+                f"{what} is {mh}x{mw} but its image is {ih}x{iw}: the aspect ratios differ, so the mask "
+                "will be stretched differently from the image"
+            )
     t = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.bool)
     if device is not None:
         t = t.to(device)

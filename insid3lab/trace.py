@@ -93,17 +93,24 @@ class Trace:
         if self.settings:
             lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in self.settings.items()))
         if self.candidates is not None:
-            lines.append(f"candidates: {int(self.candidates.sum())} cells; clusters: {self.num_clusters}; seed: {self.seed}")
+            lines.append(
+                f"candidates: {int(self.candidates.sum())} cells; clusters: {self.num_clusters}; seed: {self.seed}"
+            )
         if self.mask is not None:
             lines.append(f"mask: {int(self.mask.sum())} foreground pixels of {self.mask.numel()}")
         if self.timings:
             total = sum(self.timings.values())
-            lines.append("stage times (ms): " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in self.timings.items())
-                         + f"; total {1000 * total:.1f}")
+            lines.append(
+                "stage times (ms): "
+                + ", ".join(f"{k} {1000 * v:.1f}" for k, v in self.timings.items())
+                + f"; total {1000 * total:.1f}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        present = [f.name for f in fields(self) if getattr(self, f.name) is not None and f.name not in ("settings", "timings")]
+        present = [
+            f.name for f in fields(self) if getattr(self, f.name) is not None and f.name not in ("settings", "timings")
+        ]
         return f"Trace(shots={self.shots}, grid={self.grid}, fields=[{', '.join(present)}])"
 
 

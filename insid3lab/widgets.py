@@ -95,8 +95,17 @@ class Explorer:
         last_error: the last exception raised while updating (shown in the status line), or None.
     """
 
-    def __init__(self, model, reference_image, reference_mask, target_image, *, ground_truth=None,
-                 sizes=None, panel_px: int = 260):
+    def __init__(
+        self,
+        model,
+        reference_image,
+        reference_mask,
+        target_image,
+        *,
+        ground_truth=None,
+        sizes=None,
+        panel_px: int = 260,
+    ):
         self.model = model
         self.ground_truth = None if ground_truth is None else as_mask(ground_truth, "ground_truth")
         self.panel_px = int(panel_px)
@@ -116,7 +125,9 @@ class Explorer:
         sizes = _default_sizes(model.image_size, patch) if sizes is None else sorted({int(s) for s in sizes})
         for s in sizes:
             if s <= 0 or s % patch:
-                raise ValueError(f"sizes contains {s}: every image size must be a positive multiple of the patch size {patch}")
+                raise ValueError(
+                    f"sizes contains {s}: every image size must be a positive multiple of the patch size {patch}"
+                )
         if model.image_size not in sizes:
             sizes = sorted(set(sizes) | {model.image_size})
 
@@ -130,18 +141,36 @@ class Explorer:
         model.svd_components = min(model.svd_components, limit)
 
         c = {}
-        c["tau"] = widgets.FloatSlider(value=model.tau, min=0.05, max=1.0, step=0.05, description="τ",
-                                       continuous_update=False, readout_format=".2f")
-        c["svd"] = widgets.IntSlider(value=model.svd_components, min=0, max=limit, step=1, description="SVD r",
-                                     continuous_update=False)
-        c["merge"] = widgets.FloatSlider(value=model.merge_threshold, min=-0.5, max=1.0, step=0.05,
-                                         description="merge", continuous_update=False, readout_format=".2f")
+        c["tau"] = widgets.FloatSlider(
+            value=model.tau,
+            min=0.05,
+            max=1.0,
+            step=0.05,
+            description="τ",
+            continuous_update=False,
+            readout_format=".2f",
+        )
+        c["svd"] = widgets.IntSlider(
+            value=model.svd_components, min=0, max=limit, step=1, description="SVD r", continuous_update=False
+        )
+        c["merge"] = widgets.FloatSlider(
+            value=model.merge_threshold,
+            min=-0.5,
+            max=1.0,
+            step=0.05,
+            description="merge",
+            continuous_update=False,
+            readout_format=".2f",
+        )
         c["size"] = widgets.Dropdown(options=[(str(s), s) for s in sizes], value=model.image_size, description="size S")
         c["layer"] = widgets.Dropdown(
             options=[(f"block {i}" + (" (used)" if i == n_blocks - 1 else ""), i) for i in range(n_blocks)],
-            value=n_blocks - 1, description="PCA of")
-        c["debias"] = widgets.Dropdown(options=[("on", True), ("off", False)], value=bool(model.debias),
-                                       description="debias")
+            value=n_blocks - 1,
+            description="PCA of",
+        )
+        c["debias"] = widgets.Dropdown(
+            options=[("on", True), ("off", False)], value=bool(model.debias), description="debias"
+        )
         c["refine"] = widgets.Dropdown(options=refine_options(model.refine), value=model.refine, description="refine")
         for name, w in c.items():
             w.add_class(f"insid3lab-control-{name}")
@@ -156,13 +185,15 @@ class Explorer:
                 img.add_class("insid3lab-mask")
             self.panels[name] = img
         self.status = widgets.HTML()
-        self.widget = widgets.VBox([
-            widgets.HBox([c["tau"], c["svd"], c["merge"]]),
-            widgets.HBox([c["size"], c["debias"], c["layer"], c["refine"]]),
-            widgets.HBox([self.panels[n] for n in ("reference", "pca", "similarity")]),
-            widgets.HBox([self.panels[n] for n in ("clusters", "scores", "mask")]),
-            self.status,
-        ])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([c["tau"], c["svd"], c["merge"]]),
+                widgets.HBox([c["size"], c["debias"], c["layer"], c["refine"]]),
+                widgets.HBox([self.panels[n] for n in ("reference", "pca", "similarity")]),
+                widgets.HBox([self.panels[n] for n in ("clusters", "scores", "mask")]),
+                self.status,
+            ]
+        )
         self.widget.add_class("insid3lab-explorer")
         self._refresh("size")
 
@@ -192,6 +223,7 @@ class Explorer:
                 return
             self._apply(name, change["new"])
             self._refresh(name)
+
         return on_change
 
     def _apply(self, name: str, value) -> None:
@@ -257,9 +289,15 @@ class Explorer:
         if trace.cluster_labels is None:
             return dataclasses.replace(trace, settings=settings)
         new = dataclasses.replace(trace, settings=settings)
-        method.finalize(trace.cluster_labels, trace.cluster_score, m.merge_threshold, m.params,
-                        image=denormalize(trace.target_image), out_size=trace.target_size if m.resize_to_orig_size else None,
-                        recorder=method.Recorder(new))
+        method.finalize(
+            trace.cluster_labels,
+            trace.cluster_score,
+            m.merge_threshold,
+            m.params,
+            image=denormalize(trace.target_image),
+            out_size=trace.target_size if m.resize_to_orig_size else None,
+            recorder=method.Recorder(new),
+        )
         self.counts["aggregation"] += 1
         return new
 
@@ -270,8 +308,13 @@ class Explorer:
                                   mask_refined=None, refine_band=None)  # fmt: skip
         if trace.mask_low is None:
             return new
-        method.upsample(trace.mask_low, m.params, image=denormalize(trace.target_image),
-                        out_size=trace.target_size if m.resize_to_orig_size else None, recorder=method.Recorder(new))
+        method.upsample(
+            trace.mask_low,
+            m.params,
+            image=denormalize(trace.target_image),
+            out_size=trace.target_size if m.resize_to_orig_size else None,
+            recorder=method.Recorder(new),
+        )
         self.counts["refinement"] += 1
         return new
 

@@ -28,16 +28,47 @@ def _cache_dir(tmp_path, monkeypatch):
 
 def _bench(tmp_path, *extra, device="cpu"):
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--model", "random:tiny", "--image-size", "64", "--targets", "1", "--device", device,
-               "--cold-start", "none", "--quiet", "--out", str(out), *extra])
+    rc = main(
+        [
+            "bench",
+            "--model",
+            "random:tiny",
+            "--image-size",
+            "64",
+            "--targets",
+            "1",
+            "--device",
+            device,
+            "--cold-start",
+            "none",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
     assert rc == 0
     return json.loads(out.read_text())
 
 
 def test_bench_command_reports_every_measure_and_identical_masks(tmp_path, capsys):
     res = _bench(tmp_path)
-    assert {"config", "load_s", "basis_s", "reference_encoding_s", "per_target", "stages", "decode", "images_per_s",
-            "throughput", "memory", "baseline", "ratios", "cold_start", "fast_mode"} <= set(res)
+    assert {
+        "config",
+        "load_s",
+        "basis_s",
+        "reference_encoding_s",
+        "per_target",
+        "stages",
+        "decode",
+        "images_per_s",
+        "throughput",
+        "memory",
+        "baseline",
+        "ratios",
+        "cold_start",
+        "fast_mode",
+    } <= set(res)
     assert res["config"]["targets"] == 1 and res["config"]["shots"] == 1 and res["config"]["mode"] == "exact"
     assert res["config"]["grid"] == [4, 4]
     assert set(res["stages"]) == set(PIPELINE_STAGES)
@@ -69,21 +100,44 @@ def test_cold_start_child_reports_timestamps_in_order(tmp_path, capsys):
     refs[0][0].save(tmp_path / "r.png")
     refs[0][1].save(tmp_path / "m.png")
     targets[0].save(tmp_path / "t.png")
-    spec = {"model": "random:tiny", "loader": "insid3lab.cli.options:load_model_source", "device": "cpu", "weights_dtype": "float32", "autocast": None, "image_size": 64,
-            "svd_components": 20, "tau": 0.6, "merge_threshold": 0.2, "clustering": "auto",
-            "refs": [str(tmp_path / "r.png")], "ref_masks": [str(tmp_path / "m.png")], "target": str(tmp_path / "t.png")}
+    spec = {
+        "model": "random:tiny",
+        "loader": "insid3lab.cli.options:load_model_source",
+        "device": "cpu",
+        "weights_dtype": "float32",
+        "autocast": None,
+        "image_size": 64,
+        "svd_components": 20,
+        "tau": 0.6,
+        "merge_threshold": 0.2,
+        "clustering": "auto",
+        "refs": [str(tmp_path / "r.png")],
+        "ref_masks": [str(tmp_path / "m.png")],
+        "target": str(tmp_path / "t.png"),
+    }
     reports = {}
     for mode in ("pipeline", "pipeline", "baseline"):
         cold_start_child(time.time(), json.dumps({**spec, "mode": mode}))
         line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(_CHILD_MARK)][-1]
-        rep = json.loads(line[len(_CHILD_MARK):])
+        rep = json.loads(line[len(_CHILD_MARK) :])
         marks = rep["marks"]
-        assert marks["start"] <= marks["imported"] <= marks["weights"] <= marks["init"] <= marks["reference"] <= marks["mask"]
+        assert (
+            marks["start"]
+            <= marks["imported"]
+            <= marks["weights"]
+            <= marks["init"]
+            <= marks["reference"]
+            <= marks["mask"]
+        )
         assert rep["peak_rss_bytes"] > 0
         reports.setdefault(mode, []).append(rep)
     # the first pipeline process fills the basis cache, the second finds it; both find the same mask
     assert [r["basis_cache_hit"] for r in reports["pipeline"]] == [False, True]
-    assert reports["pipeline"][0]["mask_pixels"] == reports["pipeline"][1]["mask_pixels"] == reports["baseline"][0]["mask_pixels"]
+    assert (
+        reports["pipeline"][0]["mask_pixels"]
+        == reports["pipeline"][1]["mask_pixels"]
+        == reports["baseline"][0]["mask_pixels"]
+    )
 
 
 def test_mask_iou():
@@ -126,8 +180,12 @@ def test_benchmark_script_checks_the_targets():
         "baseline": {"identical": 2},
     }
     gpu = {name: ok for name, _, _, _, ok in script.check(res, "gpu")}
-    assert gpu == {"per-target time, fast mode (s)": True, "peak memory, one target (GB)": False,
-                   "mean IoU with float32 masks": True, "cold start, warm basis cache, minus weights (s)": True}
+    assert gpu == {
+        "per-target time, fast mode (s)": True,
+        "peak memory, one target (GB)": False,
+        "mean IoU with float32 masks": True,
+        "cold start, warm basis cache, minus weights (s)": True,
+    }
     cpu = {name: ok for name, _, _, _, ok in script.check(res, "cpu")}
     assert list(cpu.values()) == [True, False, True]
     res["baseline"] = None

@@ -59,14 +59,20 @@ def check_fixture(run) -> None:
 
     tau, debias = run.changes
     assert (tau.selector, tau.kind, tau.value_before, tau.value_after) == (
-        ".insid3lab-control-tau", "slider", "0.5", "0.7"
+        ".insid3lab-control-tau",
+        "slider",
+        "0.5",
+        "0.7",
     )
     assert tau.mask_before == _mask_digest(ns, 0.5, "none")
     assert tau.mask_after == _mask_digest(ns, 0.7, "none")
     assert _coverage(ns, 0.7, "none") in tau.widget_text
 
     assert (debias.selector, debias.kind, debias.value_before, debias.value_after) == (
-        ".insid3lab-control-debias", "dropdown", "none", "rows"
+        ".insid3lab-control-debias",
+        "dropdown",
+        "none",
+        "rows",
     )
     assert debias.mask_before == tau.mask_after
     assert debias.mask_after == _mask_digest(ns, 0.7, "rows")

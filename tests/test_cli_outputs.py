@@ -287,6 +287,8 @@ def test_write_atomic_keeps_the_old_file_on_failure_and_reports_a_replacement(tm
 
     with pytest.raises(RuntimeError, match="disk full"):
         write_atomic(target, fail, said.append)
-    assert np.asarray(Image.open(target)).shape == (4, 5) and sorted(p.name for p in target.parent.iterdir()) == ["m.png"]
+    assert np.asarray(Image.open(target)).shape == (4, 5) and sorted(p.name for p in target.parent.iterdir()) == [
+        "m.png"
+    ]
     write_atomic(target, lambda tmp: tmp.write_bytes(b"x"), said.append)
     assert target.read_bytes() == b"x" and said == [f"replaced {target}"]

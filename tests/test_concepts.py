@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 from matplotlib.figure import Figure
 from PIL import Image
-from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 
 from insid3lab import INSID3, method, random_backbone
 from insid3lab.concepts import DEFAULT_LABEL, split_instances, write_label_outputs

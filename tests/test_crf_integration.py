@@ -112,8 +112,9 @@ def test_eval_records_the_refiner_and_a_resume_cannot_mix(eval_data, tmp_path, t
     assert summary["settings"]["model"]["refine"] == "crf"
     # the same episodes with the library's refine="crf" give the same numbers
     model = INSID3(tiny_saved.backbone, image_size=64, svd_components=8, refine="crf", basis_cache=False)
-    api = run_evaluation(model, build_dataset("isaid", eval_data), tmp_path / "api", episodes=2, progress=False,
-                         protocol="paper")  # the command's default
+    api = run_evaluation(
+        model, build_dataset("isaid", eval_data), tmp_path / "api", episodes=2, progress=False, protocol="paper"
+    )  # the command's default
     assert comparable(api) == comparable(summary)
     # resuming without the refiner is refused, naming the setting
     with pytest.raises(ValueError, match=r"cannot resume .*'refine': 'crf'"):

@@ -7,10 +7,10 @@ import json
 import os
 
 import pytest
+from helpers.eval_fixtures import FakeModel, cli_worker, comparable, eval_data, free_port  # noqa: F401
 
 import insid3lab
 import insid3lab.cli.options
-from helpers.eval_fixtures import FakeModel, cli_worker, comparable, eval_data, free_port  # noqa: F401
 from insid3lab.cli.eval import add_eval_parser, build_eval_parser, run_eval_from_args
 
 
@@ -22,27 +22,104 @@ def _parser():
 
 
 def test_parser_has_every_flag():
-    args = _parser().parse_args([
-        "eval", "--dataset", "pascal-part", "--fold", "2", "--data-root", "data", "--model", "m.pth", "--shots", "5",
-        "--out", "runs/x", "--episodes", "40", "--seed", "3", "--image-size", "768", "--svd-components", "20",
-        "--tau", "0.5", "--merge-threshold", "0.3", "--device", "cpu", "--dtype", "bfloat16", "--resume",
-        "--skip-bad", "--no-progress", "--arch", "vitl16", "--rope-periods", "bf16", "--clustering", "torch",
-        "--no-debias", "--no-cache", "--episodes-file", "e.json",
-    ])
+    args = _parser().parse_args(
+        [
+            "eval",
+            "--dataset",
+            "pascal-part",
+            "--fold",
+            "2",
+            "--data-root",
+            "data",
+            "--model",
+            "m.pth",
+            "--shots",
+            "5",
+            "--out",
+            "runs/x",
+            "--episodes",
+            "40",
+            "--seed",
+            "3",
+            "--image-size",
+            "768",
+            "--svd-components",
+            "20",
+            "--tau",
+            "0.5",
+            "--merge-threshold",
+            "0.3",
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+            "--resume",
+            "--skip-bad",
+            "--no-progress",
+            "--arch",
+            "vitl16",
+            "--rope-periods",
+            "bf16",
+            "--clustering",
+            "torch",
+            "--no-debias",
+            "--no-cache",
+            "--episodes-file",
+            "e.json",
+        ]
+    )
     assert args.func is run_eval_from_args
     assert (args.dataset, args.fold, args.data_root, args.model, args.shots, args.out) == (
-        "pascal_part", 2, "data", "m.pth", [5], "runs/x")
+        "pascal_part",
+        2,
+        "data",
+        "m.pth",
+        [5],
+        "runs/x",
+    )
     assert (args.episodes, args.seed, args.image_size, args.svd_components, args.tau, args.merge_threshold) == (
-        40, 3, 768, 20, 0.5, 0.3)
-    assert (args.device, args.dtype, args.resume, args.skip_bad, args.no_progress) == ("cpu", "bfloat16", True, True, True)
+        40,
+        3,
+        768,
+        20,
+        0.5,
+        0.3,
+    )
+    assert (args.device, args.dtype, args.resume, args.skip_bad, args.no_progress) == (
+        "cpu",
+        "bfloat16",
+        True,
+        True,
+        True,
+    )
     assert (args.arch, args.rope_periods, args.clustering, args.no_debias, args.no_cache, args.episodes_file) == (
-        "vitl16", "bf16", "torch", True, True, "e.json")
+        "vitl16",
+        "bf16",
+        "torch",
+        True,
+        True,
+        "e.json",
+    )
     d = _parser().parse_args(["eval", "--dataset", "coco", "--data-root", "d", "--model", "m", "--out", "o"])
     assert (d.fold, d.shots, d.episodes, d.seed, d.image_size, d.svd_components, d.tau, d.merge_threshold) == (
-        None, [1], None, 0, 1024, None, 0.6, 0.2)
+        None,
+        [1],
+        None,
+        0,
+        1024,
+        None,
+        0.6,
+        0.2,
+    )
     assert (d.device, d.dtype, d.resume, d.skip_bad, d.episodes_file) == ("auto", None, False, False, None)
     assert (d.protocol, d.ignore_value, d.no_ignore, d.threads, d.bootstrap, d.bootstrap_seed) == (
-        "paper", 255, False, None, 1000, 0)
+        "paper",
+        255,
+        False,
+        None,
+        1000,
+        0,
+    )
 
 
 def test_unknown_dataset_is_refused(capsys):
@@ -64,7 +141,11 @@ def stand_in_pipeline(monkeypatch):
         built["model"] = kw
         m = FakeModel()
         m.image_size, m.svd_components, m.tau, m.merge_threshold = (
-            kw["image_size"], kw["svd_components"], kw["tau"], kw["merge_threshold"])
+            kw["image_size"],
+            kw["svd_components"],
+            kw["tau"],
+            kw["merge_threshold"],
+        )
         m.resize_to_orig_size = True  # the stand-in's prediction is at the image's size under either protocol
         return m
 
@@ -75,18 +156,53 @@ def stand_in_pipeline(monkeypatch):
 
 def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipeline, capsys):
     out = tmp_path / "run"
-    argv = ["eval", "--dataset", "isic", "--data-root", str(eval_data), "--model", "weights.pth", "--out", str(out),
-            "--episodes", "4", "--image-size", "128", "--svd-components", "12", "--tau", "0.55", "--merge-threshold",
-            "0.25", "--device", "cpu", "--no-progress"]
+    argv = [
+        "eval",
+        "--dataset",
+        "isic",
+        "--data-root",
+        str(eval_data),
+        "--model",
+        "weights.pth",
+        "--out",
+        str(out),
+        "--episodes",
+        "4",
+        "--image-size",
+        "128",
+        "--svd-components",
+        "12",
+        "--tau",
+        "0.55",
+        "--merge-threshold",
+        "0.25",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     args = build_eval_parser().parse_args(argv)
     assert args.func(args) == 0
     assert stand_in_pipeline["backbone"] == ("weights.pth", "cpu", None)
-    assert stand_in_pipeline["model"] == {"image_size": 128, "svd_components": 12, "tau": 0.55, "merge_threshold": 0.25,
-                                          "clustering": "auto", "debias": True, "basis_cache": True, "progress": False,
-                                          "basis_image": "black"}
+    assert stand_in_pipeline["model"] == {
+        "image_size": 128,
+        "svd_components": 12,
+        "tau": 0.55,
+        "merge_threshold": 0.25,
+        "clustering": "auto",
+        "debias": True,
+        "basis_cache": True,
+        "progress": False,
+        "basis_image": "black",
+    }
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["settings"]["model"] == {"image_size": 128, "svd_components": 12, "tau": 0.55, "merge_threshold": 0.25,
-                                            "dtype": "float32", "weights_fingerprint": "fa4e0000"}
+    assert summary["settings"]["model"] == {
+        "image_size": 128,
+        "svd_components": 12,
+        "tau": 0.55,
+        "merge_threshold": 0.25,
+        "dtype": "float32",
+        "weights_fingerprint": "fa4e0000",
+    }
     assert summary["weights"] == {"fingerprint": "fa4e0000", "source": "weights.pth"}
     printed = capsys.readouterr().out
     lo, hi = summary["interval"]["miou"]
@@ -104,8 +220,21 @@ def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipe
 def test_missing_benchmark_prints_the_layout(tmp_path, stand_in_pipeline, capsys):
     from insid3lab.cli.eval import main
 
-    rc = main(["eval", "--dataset", "isaid", "--fold", "1", "--data-root", str(tmp_path), "--model", "w",
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "eval",
+            "--dataset",
+            "isaid",
+            "--fold",
+            "1",
+            "--data-root",
+            str(tmp_path),
+            "--model",
+            "w",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "iSAID-5i" in err
     assert "\n  splits/val/fold0.txt .. fold2.txt" in err  # the layout keeps its lines
@@ -116,14 +245,33 @@ def test_torchrun_environment_two_processes_equal_one(eval_data, tmp_path, stand
     """WORLD_SIZE/RANK/MASTER_* as torchrun sets them: gloo on CPU, one summary equal to a single process."""
     import torch.multiprocessing as mp
 
-    common = ["eval", "--dataset", "folder", "--data-root", str(eval_data / "defects"), "--model", "w", "--episodes", "5",
-              "--seed", "4", "--device", "cpu", "--no-progress"]
+    common = [
+        "eval",
+        "--dataset",
+        "folder",
+        "--data-root",
+        str(eval_data / "defects"),
+        "--model",
+        "w",
+        "--episodes",
+        "5",
+        "--seed",
+        "4",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     from insid3lab.cli.eval import main
 
     assert "WORLD_SIZE" not in os.environ
     main(common + ["--out", str(tmp_path / "one")])
-    mp.start_processes(cli_worker, args=(2, free_port(), common + ["--out", str(tmp_path / "two")]), nprocs=2,
-                       join=True, start_method="fork")
+    mp.start_processes(
+        cli_worker,
+        args=(2, free_port(), common + ["--out", str(tmp_path / "two")]),
+        nprocs=2,
+        join=True,
+        start_method="fork",
+    )
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert two["settings"]["world_size"] == 2 and one["settings"]["world_size"] == 1
@@ -134,9 +282,26 @@ def test_torchrun_environment_two_processes_equal_one(eval_data, tmp_path, stand
 
 
 def _tiny_args(tiny_saved, data_root, dataset, out, *extra):
-    return ["eval", "--dataset", dataset, "--data-root", str(data_root), "--model", str(tiny_saved.hf_dir),
-            "--image-size", "64", "--svd-components", "8", "--device", "cpu", "--no-progress", "--no-cache",
-            "--out", str(out), *extra]
+    return [
+        "eval",
+        "--dataset",
+        dataset,
+        "--data-root",
+        str(data_root),
+        "--model",
+        str(tiny_saved.hf_dir),
+        "--image-size",
+        "64",
+        "--svd-components",
+        "8",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--no-cache",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_end_to_end_with_a_tiny_backbone(eval_data, tmp_path, tiny_saved, capsys):
@@ -154,8 +319,9 @@ def test_end_to_end_with_a_tiny_backbone(eval_data, tmp_path, tiny_saved, capsys
     assert "mIoU" in capsys.readouterr().out
     # the Python API with the same model gives the same numbers
     model = INSID3(tiny_saved.backbone, image_size=64, svd_components=8, basis_cache=False)
-    api = run_evaluation(model, build_dataset("isaid", eval_data), tmp_path / "api", episodes=3, seed=2, progress=False,
-                         protocol="paper")
+    api = run_evaluation(
+        model, build_dataset("isaid", eval_data), tmp_path / "api", episodes=3, seed=2, progress=False, protocol="paper"
+    )
     assert summary["protocol"] == "paper" and summary["settings"]["protocol"] == "paper"
     assert comparable(api) == comparable(summary)
 
@@ -179,8 +345,9 @@ def test_tiny_backbone_two_processes_equal_one(eval_data, tmp_path, tiny_saved):
 
     argv = lambda out: _tiny_args(tiny_saved, eval_data / "defects", "folder", out, "--episodes", "4")  # noqa: E731
     assert main(argv(tmp_path / "one")) == 0
-    mp.start_processes(cli_worker, args=(2, free_port(), argv(tmp_path / "two")), nprocs=2, join=True,
-                       start_method="fork")
+    mp.start_processes(
+        cli_worker, args=(2, free_port(), argv(tmp_path / "two")), nprocs=2, join=True, start_method="fork"
+    )
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert two["settings"]["world_size"] == 2

@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from helpers.eval_fixtures import box_mask, eval_data, make_coco  # noqa: F401  (eval_data is a fixture)
+
 from insid3lab.eval.datasets import (
     BadSampleError,
     DatasetNotFoundError,
@@ -20,8 +20,20 @@ from insid3lab.eval.episodes import sample_episodes
 
 
 def test_names_accepted():
-    assert dataset_names() == ["coco", "lvis", "pascal_part", "paco_part", "isic", "lung", "suim", "isaid",
-                               "permis", "spair", "folder", "coco_json"]
+    assert dataset_names() == [
+        "coco",
+        "lvis",
+        "pascal_part",
+        "paco_part",
+        "isic",
+        "lung",
+        "suim",
+        "isaid",
+        "permis",
+        "spair",
+        "folder",
+        "coco_json",
+    ]
     with pytest.raises(ValueError, match="allowed: coco, lvis"):
         build_dataset("voc", "/nowhere")
 
@@ -88,7 +100,7 @@ def test_paco_part_folds_dedup_and_box_crop(eval_data):
 def test_pascal_part_fold_is_a_super_category(eval_data):
     ds = build_dataset("pascal_part", eval_data, fold=0)
     assert ds.class_names == ["cat+HEAD"]  # TAIL has no training images
-    assert ds.default_episodes == 6       # all validation entries of the super-category
+    assert ds.default_episodes == 6  # all validation entries of the super-category
     for ep in sample_episodes(ds, 4, seed=1):
         assert ep.target["object"] == (1 if ep.target["image"] == "2008_000000" else 0)  # the cat with a head
         s = ds.load(ep.target, 0)
@@ -169,12 +181,22 @@ def test_folder_format_with_class_subfolders(eval_data, tmp_path):
         build_dataset("folder", flat, shots=3)
 
 
-@pytest.mark.parametrize("name, expect", [
-    ("coco", "splits/val/fold0.pkl"), ("lvis", "lvis_val.pkl"), ("paco_part", "paco_part_val.pkl"),
-    ("pascal_part", "all_obj_part_to_image.json"), ("isic", "ISIC2018_Task1_Training_GroundTruth"),
-    ("lung", "CXR_png"), ("suim", "masks/FV"), ("isaid", "semantic_png"), ("permis", "masks.npz.npy"),
-    ("spair", "Layout/large"), ("folder", "masks/<class>"),
-])
+@pytest.mark.parametrize(
+    "name, expect",
+    [
+        ("coco", "splits/val/fold0.pkl"),
+        ("lvis", "lvis_val.pkl"),
+        ("paco_part", "paco_part_val.pkl"),
+        ("pascal_part", "all_obj_part_to_image.json"),
+        ("isic", "ISIC2018_Task1_Training_GroundTruth"),
+        ("lung", "CXR_png"),
+        ("suim", "masks/FV"),
+        ("isaid", "semantic_png"),
+        ("permis", "masks.npz.npy"),
+        ("spair", "Layout/large"),
+        ("folder", "masks/<class>"),
+    ],
+)
 def test_missing_dataset_shows_expected_layout(tmp_path, name, expect):
     with pytest.raises(DatasetNotFoundError) as err:
         build_dataset(name, tmp_path / "empty")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers.eval_fixtures import eval_data  # noqa: F401  (fixture)
+
 from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, build_dataset, dataset_names
 from insid3lab.eval.episodes import (
     Episode,

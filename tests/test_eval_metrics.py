@@ -8,14 +8,8 @@ import torch
 
 from insid3lab.eval.metrics import KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
 
-PRED = np.array([[1, 1, 0, 0],
-                 [1, 1, 0, 0],
-                 [0, 0, 0, 0],
-                 [0, 0, 0, 0]], dtype=bool)
-GT = np.array([[0, 1, 1, 0],
-               [0, 1, 1, 0],
-               [0, 0, 0, 0],
-               [0, 0, 0, 0]], dtype=bool)
+PRED = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
+GT = np.array([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
 
 
 def test_intersection_union_by_hand():
@@ -64,9 +58,9 @@ def test_matches_histogram_formulation_on_random_masks():
 
 def test_meter_miou_over_the_class_set_and_fb_iou():
     m = SegmentationMeter(["a", "b", "c"])
-    m.add(0, [10, 2], [14, 6])        # a: 2/6
-    m.add(0, [5, 3], [7, 3])          # a: (2+3)/(6+3) = 5/9
-    m.add(1, [8, 0], [9, 4])          # b: 0/4
+    m.add(0, [10, 2], [14, 6])  # a: 2/6
+    m.add(0, [5, 3], [7, 3])  # a: (2+3)/(6+3) = 5/9
+    m.add(1, [8, 0], [9, 4])  # b: 0/4
     # c never visited: IoU 0 by the protocol
     iou = m.class_iou()
     assert iou.tolist() == pytest.approx([5 / 9, 0.0, 0.0])

@@ -8,8 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from helpers.eval_fixtures import (  # noqa: F401  (eval_data is a fixture)
     FakeModel,
     comparable,
@@ -18,6 +16,8 @@ from helpers.eval_fixtures import (  # noqa: F401  (eval_data is a fixture)
     free_port,
     records_without_time,
 )
+from PIL import Image
+
 from insid3lab.eval import BadSampleError, SegmentationMeter, build_dataset, read_records, run_evaluation
 from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, dataset_names
 from insid3lab.eval.episodes import load_episodes, sample_episodes
@@ -52,7 +52,9 @@ def test_short_evaluation_on_every_benchmark(eval_data, tmp_path, name):
         assert len(s["per_class_iou"]) == len(ds.class_names)
     else:
         # the fake matcher rescales the source keypoints: 2 of 3 exact, 1 off by 8 px (threshold 60)
-        assert s["pck"] == pytest.approx({"pck@0.05": 200 / 3, "pck@0.10": 200 / 3, "pck@0.15": 100.0, "pck@0.20": 100.0})
+        assert s["pck"] == pytest.approx(
+            {"pck@0.05": 200 / 3, "pck@0.10": 200 / 3, "pck@0.15": 100.0, "pck@0.20": 100.0}
+        )
         assert [r["hits"] for r in recs] == [[2, 2, 3, 3]] * 3
 
 
@@ -130,7 +132,9 @@ def test_episodes_file_reruns_the_same_set(eval_data, tmp_path):
     assert comparable(a) == comparable(b)
     other = build_dataset("coco", eval_data, fold=1)
     with pytest.raises(ValueError, match="another benchmark or fold"):
-        run_evaluation(FakeModel(), other, tmp_path / "c", episodes=str(tmp_path / "a" / "episodes.json"), progress=False)
+        run_evaluation(
+            FakeModel(), other, tmp_path / "c", episodes=str(tmp_path / "a" / "episodes.json"), progress=False
+        )
 
 
 def test_bad_sample_stops_or_is_counted(eval_data, tmp_path):
@@ -166,19 +170,21 @@ def test_two_processes_equal_one(eval_data, tmp_path):
 
     jobs = []
     for name, n in (("suim", 7), ("spair", 4)):
-        single = run_evaluation(FakeModel(), build_dataset(name, eval_data), tmp_path / f"{name}1", episodes=n, seed=3,
-                                progress=False)
+        single = run_evaluation(
+            FakeModel(), build_dataset(name, eval_data), tmp_path / f"{name}1", episodes=n, seed=3, progress=False
+        )
         jobs.append((name, str(eval_data), n, str(tmp_path / f"{name}2")))
         (tmp_path / f"{name}_single.json").write_text(json.dumps(comparable(single)))
     # fork: the children inherit the imported modules (a fresh interpreter spends seconds importing transformers)
     mp.start_processes(distributed_worker, args=(2, free_port(), jobs), nprocs=2, join=True, start_method="fork")
-    for name, _, n, out in jobs:
+    for name, _, n, _out in jobs:
         single = json.loads((tmp_path / f"{name}_single.json").read_text())
         for rank in (0, 1):
             assert json.loads((tmp_path / f"{name}2" / f"returned.rank{rank}.json").read_text()) == single
         assert comparable(json.loads((tmp_path / f"{name}2" / "summary.json").read_text())) == single
         assert records_without_time(tmp_path / f"{name}2" / "results.jsonl") == records_without_time(
-            tmp_path / f"{name}1" / "results.jsonl")
+            tmp_path / f"{name}1" / "results.jsonl"
+        )
         assert not list((tmp_path / f"{name}2").glob("results.rank*.jsonl"))  # merged by rank 0
         summary = json.loads((tmp_path / f"{name}2" / "summary.json").read_text())
         assert summary["settings"]["world_size"] == 2 and summary["episodes"]["total"] == n
@@ -191,10 +197,16 @@ def test_interrupted_single_process_run_resumed_by_two_processes(eval_data, tmp_
     full = run_evaluation(FakeModel(), ds, tmp_path / "full", episodes=7, seed=3, progress=False)
     with pytest.raises(KeyboardInterrupt):
         run_evaluation(FakeModel(fail_after=3), ds, tmp_path / "part", episodes=7, seed=3, progress=False)
-    mp.start_processes(distributed_worker, args=(2, free_port(), [("isic", str(eval_data), 7, str(tmp_path / "part"), True)]),
-                       nprocs=2, join=True, start_method="fork")
+    mp.start_processes(
+        distributed_worker,
+        args=(2, free_port(), [("isic", str(eval_data), 7, str(tmp_path / "part"), True)]),
+        nprocs=2,
+        join=True,
+        start_method="fork",
+    )
     resumed = json.loads((tmp_path / "part" / "summary.json").read_text())
     assert resumed["episodes"]["resumed"] == 3
     assert comparable(resumed) == comparable(full)
     assert records_without_time(tmp_path / "part" / "results.jsonl") == records_without_time(
-        tmp_path / "full" / "results.jsonl")
+        tmp_path / "full" / "results.jsonl"
+    )

@@ -84,8 +84,9 @@ def test_restricted_votes_equal_the_votes_at_those_cells_and_the_candidates():
     assert torch.equal(part[forward], full[forward])
     assert bool((part[~forward] == 0).all())
     for k in (1, 2, 3):
-        assert torch.equal(mat.candidates(forward, mat.backward_mask(part, k)),
-                           mat.candidates(forward, mat.backward_mask(full, k)))
+        assert torch.equal(
+            mat.candidates(forward, mat.backward_mask(part, k)), mat.candidates(forward, mat.backward_mask(full, k))
+        )
 
 
 def test_chunk_size_is_validated():
@@ -231,8 +232,13 @@ def test_cuda_decode_equals_the_cpu_decode_of_the_same_features(tiny):
     # the decode alone, a function of tensors: both sides start from the CPU's features and basis
     for t in targets:
         e = cpu.encode(t)
-        args = (ref["features_deb"], ref["masks_low"], ref["prototype"], e.features_norm,
-                cpu.debias_features(e.features_norm))
+        args = (
+            ref["features_deb"],
+            ref["masks_low"],
+            ref["prototype"],
+            e.features_norm,
+            cpu.debias_features(e.features_norm),
+        )
         want = method.decode(*args, cpu.params, out_size=e.orig_size)
         got = method.decode(*(a.cuda() for a in args), cpu.params, out_size=e.orig_size)
         assert got.device.type == "cuda" and torch.equal(got.cpu(), want)

@@ -23,9 +23,17 @@ def _code_cells(nb):
 
 def test_notebooks_present_and_numbered():
     names = [p.name for p in NOTEBOOKS]
-    for expected in ("01_quickstart", "02_step_by_step", "03_pca_features", "04_normalisation_and_registers",
-                     "05_positional_subspace", "06_small_objects", "07_correspondence", "08_evaluation",
-                     "09_explorer"):
+    for expected in (
+        "01_quickstart",
+        "02_step_by_step",
+        "03_pca_features",
+        "04_normalisation_and_registers",
+        "05_positional_subspace",
+        "06_small_objects",
+        "07_correspondence",
+        "08_evaluation",
+        "09_explorer",
+    ):
         assert f"{expected}.ipynb" in names
     numbers = [n[:2] for n in names]
     assert len(set(numbers)) == len(numbers), f"two notebooks share a number: {names}"
@@ -65,8 +73,9 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     nb = nbformat.read(workdir / path.name, as_version=4)
-    client = NotebookClient(nb, timeout=LIMIT_S, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        nb, timeout=LIMIT_S, kernel_name="python3", allow_errors=False, resources={"metadata": {"path": str(workdir)}}
+    )
     t0 = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - t0

@@ -5,12 +5,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 from PIL import Image
 
 from insid3lab import INSID3, authors, load_backbone, random_backbone, save_meta_checkpoint, save_pretrained
 from insid3lab.pipeline import SegmentManyError
 from insid3lab.samples import sample_scene
-from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 
 RED, GREEN, YELLOW = (230, 30, 30), (30, 200, 40), (240, 230, 40)
 
@@ -29,8 +29,14 @@ def tiny():
 def scenes():
     """(PIL image, mask) pairs of the sample object in different places and sizes."""
     out = []
-    for seed, size, scale in [(0, (96, 128), 1.0), (1, (112, 96), 0.8), (2, (128, 128), 1.2), (3, (80, 144), 0.7),
-                              (4, (100, 100), 1.0), (5, (120, 90), 0.9)]:
+    for seed, size, scale in [
+        (0, (96, 128), 1.0),
+        (1, (112, 96), 0.8),
+        (2, (128, 128), 1.2),
+        (3, (80, 144), 0.7),
+        (4, (100, 100), 1.0),
+        (5, (120, 90), 0.9),
+    ]:
         img, m = sample_scene(seed, size, scale=scale)
         out.append((Image.fromarray(img), m))
     return out
@@ -123,7 +129,9 @@ def test_hand_encoder_equals_the_literal_implementation():
     model = INSID3(enc, image_size=256, svd_components=16, basis_cache=False)
     model.set_reference(ref, ref_mask)
     ours = model.segment(tgt)
-    theirs = authors.segment(enc, [(Image.fromarray(ref), ref_mask)], Image.fromarray(tgt), image_size=256, svd_components=16)
+    theirs = authors.segment(
+        enc, [(Image.fromarray(ref), ref_mask)], Image.fromarray(tgt), image_size=256, svd_components=16
+    )
     assert torch.equal(ours, theirs) and ours.any()
 
 
@@ -188,7 +196,7 @@ def test_basis_is_cached_on_disk_and_reused(tiny, tmp_path, monkeypatch):
     assert torch.equal(b.basis, U)
     # a different image size is a different entry; disabling the cache writes nothing
     c = INSID3(tiny, image_size=96, svd_components=8, basis_cache=False)
-    c.basis
+    _ = c.basis  # computes the basis (not written to disk)
     assert len(list((tmp_path / "c" / "basis").glob("*.pt"))) == 1
     assert a.clear_basis_cache() == 1
     assert not (tmp_path / "c" / "basis").exists()
@@ -232,8 +240,12 @@ def test_input_types_give_the_same_mask(tiny, scenes, tmp_path):
     mpath = tmp_path / "mask.png"
     Image.fromarray(m.astype(np.uint8) * 255).save(mpath)
     results = []
-    for ref_in, mask_in in [(img, m), (str(path), str(mpath)), (np.asarray(img), torch.from_numpy(m)),
-                            (path, Image.open(mpath))]:
+    for ref_in, mask_in in [
+        (img, m),
+        (str(path), str(mpath)),
+        (np.asarray(img), torch.from_numpy(m)),
+        (path, Image.open(mpath)),
+    ]:
         model = INSID3(tiny, image_size=64, svd_components=8)
         model.set_reference(ref_in, mask_in)
         results.append(model.segment(tgt))
@@ -248,7 +260,7 @@ def test_grey_rgba_palette_and_16bit_images_are_converted(tiny, tmp_path):
     grey = Image.fromarray(rgb[..., 0])
     rgba = Image.fromarray(np.dstack([rgb, np.full((40, 50), 128, np.uint8)]))
     pal = Image.fromarray(rgb).convert("P")
-    sixteen = Image.fromarray((rgb[..., 0].astype(np.uint16) * 257))
+    sixteen = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
     for im in (grey, rgba, pal, sixteen):
         model.set_reference(im, m)
     assert len(model.references) == 4

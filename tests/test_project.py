@@ -27,7 +27,9 @@ def test_environment_yml_installs_what_pyproject_declares():
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     listed = _names(p for p in pip_section if not p.startswith("-e"))
     assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
-    assert any(p.startswith("-e") and "[lab]" in p for p in pip_section), "environment.yml installs the package with the lab extra"
+    assert any(p.startswith("-e") and "[lab]" in p for p in pip_section), (
+        "environment.yml installs the package with the lab extra"
+    )
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     assert any(d.startswith("python") for d in conda) and "pip" in conda
 

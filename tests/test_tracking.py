@@ -8,17 +8,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
+from PIL import Image
 
 from insid3lab import INSID3, random_backbone
+from insid3lab.cli.track import ANIMATION, MASKS_DIR, first_mask_objects
+from insid3lab.cli.track import add_parser as add_track_parser
 from insid3lab.eval.davis import read_label_map as read_png_labels
 from insid3lab.eval.davis import write_davis_sequence
 from insid3lab.eval.davis_eval import evaluate_davis
 from insid3lab.scenes_video import moving_object_sequence
 from insid3lab.stages.prototype import EmptyMaskError
-from insid3lab.cli.track import ANIMATION, MASKS_DIR, first_mask_objects
-from insid3lab.cli.track import add_parser as add_track_parser
 from insid3lab.tracking import track
 
 RED, YELLOW = (230, 30, 30), (240, 230, 40)

@@ -124,9 +124,12 @@ def test_feature_pca_pair_is_one_joint_fit(traced):
 
 def test_feature_pca_debiased_rows(traced):
     _, _, trace = traced
-    fig = viz.feature_pca_debiased([trace.reference_features_norm[0], trace.target_features_norm],
-                                   [trace.reference_features_deb[0], trace.target_features_deb],
-                                   images=[trace.reference_images[0], trace.target_image], names=["r", "t"])
+    fig = viz.feature_pca_debiased(
+        [trace.reference_features_norm[0], trace.target_features_norm],
+        [trace.reference_features_deb[0], trace.target_features_deb],
+        images=[trace.reference_images[0], trace.target_image],
+        names=["r", "t"],
+    )
     assert len(fig.axes) == 6
     assert [ax.get_title() for ax in fig.axes[2:]] == ["original r", "original t", "debiased r", "debiased t"]
     with pytest.raises(ValueError, match="same maps"):
@@ -206,7 +209,9 @@ def test_cell_similarity_by_hand(traced):
     ref, tgt = trace.reference_features_deb[0], trace.target_features_deb
     m = viz.cell_similarity_map(ref, tgt, (3, 5))
     np.testing.assert_allclose(m, torch.einsum("c,chw->hw", ref[:, 3, 5].double(), tgt.double()).numpy(), atol=1e-10)
-    fig = viz.cell_similarity(ref, tgt, (3, 5), reference_image=trace.reference_images[0], target_image=trace.target_image)
+    fig = viz.cell_similarity(
+        ref, tgt, (3, 5), reference_image=trace.reference_images[0], target_image=trace.target_image
+    )
     rect = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)][0]
     assert rect.get_xy() == (5 * 16 - 0.5, 3 * 16 - 0.5) and rect.get_width() == 16
     r, c = np.unravel_index(m.argmax(), m.shape)
@@ -268,22 +273,30 @@ def test_clusters_figure(traced):
 
 def test_cluster_scores_bars_and_threshold_line(traced):
     _, _, trace = traced
-    fig = viz.cluster_scores(trace.cluster_cross, trace.cluster_intra, trace.cluster_area, trace.cluster_score,
-                             merge_threshold=0.2, seed=trace.seed, overlap=trace.cluster_overlap)
+    fig = viz.cluster_scores(
+        trace.cluster_cross,
+        trace.cluster_intra,
+        trace.cluster_area,
+        trace.cluster_score,
+        merge_threshold=0.2,
+        seed=trace.seed,
+        overlap=trace.cluster_overlap,
+    )
     ax = fig.axes[0]
     shown = np.nonzero(trace.cluster_overlap.numpy())[0]
     bars = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert len(bars) == 4 * len(shown)
     heights = [b.get_height() for b in bars]
-    np.testing.assert_allclose(heights[3 * len(shown):], trace.cluster_score.numpy()[shown], rtol=1e-6)
+    np.testing.assert_allclose(heights[3 * len(shown) :], trace.cluster_score.numpy()[shown], rtol=1e-6)
     threshold = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
     assert len(threshold) == 1 and list(threshold[0].get_ydata()) == [0.2, 0.2]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert f"{trace.seed}★" in ticks
     red = [t.get_text().rstrip("★") for t in ax.get_xticklabels() if t.get_color() == _draw.PRED_COLOR]
     assert sorted(int(k) for k in red) == sorted(int(k) for k in shown if trace.cluster_score[k] > 0.2)
-    everything = viz.cluster_scores(trace.cluster_cross, trace.cluster_intra, trace.cluster_area, trace.cluster_score,
-                                    merge_threshold=0.5)
+    everything = viz.cluster_scores(
+        trace.cluster_cross, trace.cluster_intra, trace.cluster_area, trace.cluster_score, merge_threshold=0.5
+    )
     assert len(everything.axes[0].patches) == 4 * trace.num_clusters
 
 
@@ -371,8 +384,9 @@ def test_token_statistics_by_hand(tiny, scene):
     seq_stats = viz.tokens_statistics(hs[1:], posts, num_prefix_tokens=P)
     for kind in ("patch", "cls", "registers"):
         for which in ("pre", "post"):
-            np.testing.assert_allclose(seq_stats[kind][which]["channel_rms_median"],
-                                       stats[kind][which]["channel_rms_median"], rtol=1e-5)
+            np.testing.assert_allclose(
+                seq_stats[kind][which]["channel_rms_median"], stats[kind][which]["channel_rms_median"], rtol=1e-5
+            )
     fig = viz.normalisation_statistics(stats)
     assert len(fig.axes) == 3
     for ax in fig.axes:
@@ -388,7 +402,14 @@ def test_story_has_every_panel(traced, scene):
     tgt_mask = scene[3]
     fig = viz.story(trace, ground_truth=tgt_mask)
     titled = {ax.get_title().split("  ")[0] for ax in fig.axes}
-    for expected in ("reference + mask", "target", "forward similarity s(x)", "backward votes", "cluster scores (clusters with candidates)", "prediction"):
+    for expected in (
+        "reference + mask",
+        "target",
+        "forward similarity s(x)",
+        "backward votes",
+        "cluster scores (clusters with candidates)",
+        "prediction",
+    ):
         assert expected in titled
     assert len([ax for ax in fig.axes if ax.get_label() != "<colorbar>"]) == len(viz.PANELS)
     head = fig._suptitle.get_text()

@@ -110,7 +110,8 @@ def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
     assert backbone_passes(explorer) == calls, "the backbone must not run for a merge-threshold change"
     assert explorer.mask.mean() > 0.9
     np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, merge_threshold=-0.5))
+        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, merge_threshold=-0.5)
+    )
     assert explorer.panels["mask"].value != panels["mask"]
     assert explorer.panels["scores"].value != panels["scores"]
     assert explorer.panels["similarity"].value == panels["similarity"]  # not redrawn
@@ -135,7 +136,8 @@ def test_refine_reruns_only_the_final_step(explorer, backbone, scene):
     # the merge threshold keeps the refiner; back to bilinear gives the first mask again
     explorer.controls["merge"].value = 0.0
     np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, refine="crf", merge_threshold=0.0))
+        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, refine="crf", merge_threshold=0.0)
+    )
     explorer.controls["merge"].value = 0.2
     explorer.controls["refine"].value = "bilinear"
     assert explorer.trace.mask_refined is None
@@ -165,7 +167,8 @@ def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, backbon
     explorer.controls["debias"].value = False
     assert explorer.model.debias is False
     np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=30, debias=False))
+        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=30, debias=False)
+    )
     assert explorer.counts["decode"] == counts["decode"] + 2
     assert explorer.counts["clustering"] == counts["clustering"]
     assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls

@@ -79,7 +79,7 @@ class MetaArch:
             return self.ffn_hidden
         hidden = int(self.embed_dim * self.ffn_ratio)
         if self.gated:
-            align = int(self.ffn_layer[len("swiglu"):] or 8)
+            align = int(self.ffn_layer[len("swiglu") :] or 8)
             return swiglu_hidden_size(hidden, align)
         return hidden
 
@@ -107,13 +107,23 @@ META_ARCHS: dict[str, MetaArch] = {
 }
 
 _ALIASES = {
-    "vits": "vits16", "vit_small": "vits16", "small": "vits16",
-    "vits+": "vits16plus", "vitsplus": "vits16plus",
-    "vitb": "vitb16", "vit_base": "vitb16", "base": "vitb16",
-    "vitl": "vitl16", "vit_large": "vitl16", "large": "vitl16",
-    "vitl+": "vitl16plus", "vitlplus": "vitl16plus",
-    "vith+": "vith16plus", "vithplus": "vith16plus",
-    "vit7b": "vit7b16", "7b": "vit7b16",
+    "vits": "vits16",
+    "vit_small": "vits16",
+    "small": "vits16",
+    "vits+": "vits16plus",
+    "vitsplus": "vits16plus",
+    "vitb": "vitb16",
+    "vit_base": "vitb16",
+    "base": "vitb16",
+    "vitl": "vitl16",
+    "vit_large": "vitl16",
+    "large": "vitl16",
+    "vitl+": "vitl16plus",
+    "vitlplus": "vitl16plus",
+    "vith+": "vith16plus",
+    "vithplus": "vith16plus",
+    "vit7b": "vit7b16",
+    "7b": "vit7b16",
 }
 
 
@@ -126,9 +136,7 @@ def get_arch(name: str | MetaArch) -> MetaArch:
     key = name.lower().replace("-", "").replace("/", "")
     key = _ALIASES.get(key, key)
     if key not in META_ARCHS:
-        raise ValueError(
-            f"arch={name!r} is not a DINOv3 ViT architecture; allowed: {', '.join(sorted(META_ARCHS))}"
-        )
+        raise ValueError(f"arch={name!r} is not a DINOv3 ViT architecture; allowed: {', '.join(sorted(META_ARCHS))}")
     return META_ARCHS[key]
 
 
@@ -140,7 +148,11 @@ def match_released_arch(
         if a.name == "tiny":
             continue
         if (a.embed_dim, a.depth, a.num_heads, a.intermediate_size, a.gated) == (
-            embed_dim, depth, num_heads, intermediate_size, gated
+            embed_dim,
+            depth,
+            num_heads,
+            intermediate_size,
+            gated,
         ):
             return a
     return None

@@ -64,13 +64,15 @@ def unwrap_state_dict(obj, source: str = "<checkpoint>") -> dict[str, torch.Tens
             break
         obj = inner
     if not isinstance(obj, Mapping):
-        raise CheckpointFormatError(f"{source}: expected a state dict (a mapping of names to tensors), found {type(obj).__name__}")
+        raise CheckpointFormatError(
+            f"{source}: expected a state dict (a mapping of names to tensors), found {type(obj).__name__}"
+        )
     sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise CheckpointFormatError(f"{source}: the checkpoint holds no tensors")
     for prefix in _PREFIXES:
         if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
     return sd
 
 
@@ -143,7 +145,9 @@ def infer_meta_arch(sd: Mapping[str, torch.Tensor], filename: str = "", arch: st
     gated = "blocks.0.mlp.w1.weight" in sd
     ffn_key = "blocks.0.mlp.w1.weight" if gated else "blocks.0.mlp.fc1.weight"
     if ffn_key not in sd:
-        raise CheckpointFormatError(f"{source}: no feed-forward weights ('blocks.0.mlp.fc1.weight' or 'blocks.0.mlp.w1.weight')")
+        raise CheckpointFormatError(
+            f"{source}: no feed-forward weights ('blocks.0.mlp.fc1.weight' or 'blocks.0.mlp.w1.weight')"
+        )
     hidden = sd[ffn_key].shape[0]
     n_reg = sd["storage_tokens"].shape[1] if "storage_tokens" in sd else 0
     patch = sd["patch_embed.proj.weight"].shape[-1]
@@ -177,7 +181,9 @@ def infer_meta_arch(sd: Mapping[str, torch.Tensor], filename: str = "", arch: st
     )
 
 
-def meta_to_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor], bool]:
+def meta_to_hf_state_dict(
+    sd: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor], bool]:
     """Convert Meta keys to ``DINOv3ViTModel`` keys.
 
     Returns:
@@ -194,7 +200,9 @@ def meta_to_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, tor
         out["embeddings.register_tokens"] = sd["storage_tokens"]
     else:
         out["embeddings.register_tokens"] = sd["cls_token"].new_zeros(1, 0, C)
-    out["embeddings.mask_token"] = sd["mask_token"].reshape(1, 1, C) if "mask_token" in sd else sd["cls_token"].new_zeros(1, 1, C)
+    out["embeddings.mask_token"] = (
+        sd["mask_token"].reshape(1, 1, C) if "mask_token" in sd else sd["cls_token"].new_zeros(1, 1, C)
+    )
     out["embeddings.patch_embeddings.weight"] = sd["patch_embed.proj.weight"]
     out["embeddings.patch_embeddings.bias"] = sd["patch_embed.proj.bias"]
     out["norm.weight"] = sd["norm.weight"]
@@ -229,8 +237,12 @@ def meta_to_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, tor
         out[h + "attention.o_proj.weight"] = sd[b + "attn.proj.weight"]
         if b + "attn.proj.bias" in sd:
             out[h + "attention.o_proj.bias"] = sd[b + "attn.proj.bias"]
-        out[h + "layer_scale1.lambda1"] = sd[b + "ls1.gamma"] if b + "ls1.gamma" in sd else torch.ones(C, dtype=sd["cls_token"].dtype)
-        out[h + "layer_scale2.lambda1"] = sd[b + "ls2.gamma"] if b + "ls2.gamma" in sd else torch.ones(C, dtype=sd["cls_token"].dtype)
+        out[h + "layer_scale1.lambda1"] = (
+            sd[b + "ls1.gamma"] if b + "ls1.gamma" in sd else torch.ones(C, dtype=sd["cls_token"].dtype)
+        )
+        out[h + "layer_scale2.lambda1"] = (
+            sd[b + "ls2.gamma"] if b + "ls2.gamma" in sd else torch.ones(C, dtype=sd["cls_token"].dtype)
+        )
         if b + "mlp.w1.weight" in sd:
             names = {"w1": "gate_proj", "w2": "up_proj", "w3": "down_proj"}
         else:
@@ -273,9 +285,7 @@ def hf_to_meta_state_dict(
         for n in ("norm1", "norm2"):
             out[b + n + ".weight"] = sd[h + n + ".weight"]
             out[b + n + ".bias"] = sd[h + n + ".bias"]
-        out[b + "attn.qkv.weight"] = torch.cat(
-            [sd[h + f"attention.{p}_proj.weight"] for p in "qkv"], dim=0
-        )
+        out[b + "attn.qkv.weight"] = torch.cat([sd[h + f"attention.{p}_proj.weight"] for p in "qkv"], dim=0)
         if h + "attention.q_proj.bias" in sd:
             qb = sd[h + "attention.q_proj.bias"]
             kb = sd.get(h + "attention.k_proj.bias")

@@ -62,9 +62,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
 }
 
 
@@ -95,7 +100,9 @@ def _resolve_periods(rope_periods, head_dim: int, base: float, checkpoint_period
         return default_rope_periods(head_dim, base, bf16=True)
     if rope_periods == "checkpoint":
         if checkpoint_periods is None:
-            raise ValueError("rope_periods='checkpoint': this checkpoint stores no RoPE periods; use 'auto', 'bf16' or 'fp32'")
+            raise ValueError(
+                "rope_periods='checkpoint': this checkpoint stores no RoPE periods; use 'auto', 'bf16' or 'fp32'"
+            )
         return checkpoint_periods.float()
     if rope_periods == "bf16":
         return default_rope_periods(head_dim, base, bf16=True)
@@ -119,7 +126,13 @@ def _check_rope_periods_arg(rope_periods) -> None:
 
 def _config_arch_name(cfg: DINOv3ViTConfig, arch: str | None, source: str) -> str | None:
     """The architecture name of a transformers config; with ``arch`` given, the config must match it."""
-    got = (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size, bool(cfg.use_gated_mlp))
+    got = (
+        cfg.hidden_size,
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.intermediate_size,
+        bool(cfg.use_gated_mlp),
+    )
     if arch is not None:
         base = get_arch(arch)
         want = base.sizes
@@ -148,7 +161,9 @@ def _build_model(config: DINOv3ViTConfig, hf_sd: dict[str, Tensor], source: str)
             f"{source}: the weights do not fit a DINOv3ViTModel: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
     # Non-persistent buffers are still on the meta device; DinoV3Backbone sets inv_freq.
-    model.rope_embeddings.register_buffer("inv_freq", torch.ones(config.hidden_size // config.num_attention_heads // 4), persistent=False)
+    model.rope_embeddings.register_buffer(
+        "inv_freq", torch.ones(config.hidden_size // config.num_attention_heads // 4), persistent=False
+    )
     return model.eval()
 
 
@@ -166,7 +181,9 @@ def meta_to_transformers(
     try:
         hf_sd, periods, extras, key_bias = meta_to_hf_state_dict(sd)
     except KeyError as e:
-        raise CheckpointFormatError(f"{source}: incomplete DINOv3 ViT checkpoint: tensor {e.args[0]!r} is missing") from e
+        raise CheckpointFormatError(
+            f"{source}: incomplete DINOv3 ViT checkpoint: tensor {e.args[0]!r} is missing"
+        ) from e
     config = config_for_arch(a, key_bias=key_bias)
     model = _build_model(config, hf_sd, source)
     return model, periods, extras, a
@@ -175,11 +192,17 @@ def meta_to_transformers(
 def _config_from_hf_state_dict(sd: dict[str, Tensor], arch: str | None, source: str) -> DINOv3ViTConfig:
     """Infer a ``DINOv3ViTConfig`` for a transformers-keyed state dict that came without config.json."""
     sd = {re.sub(r"^layer\.", "model.layer.", k): v for k, v in sd.items()}
-    needed = ["embeddings.cls_token", "embeddings.register_tokens", "embeddings.patch_embeddings.weight",
-              "model.layer.0.mlp.up_proj.weight"]
+    needed = [
+        "embeddings.cls_token",
+        "embeddings.register_tokens",
+        "embeddings.patch_embeddings.weight",
+        "model.layer.0.mlp.up_proj.weight",
+    ]
     missing = [k for k in needed if k not in sd]
     if missing:
-        raise CheckpointFormatError(f"{source}: a transformers DINOv3 ViT state dict needs {missing}, which this one lacks")
+        raise CheckpointFormatError(
+            f"{source}: a transformers DINOv3 ViT state dict needs {missing}, which this one lacks"
+        )
     C = sd["embeddings.cls_token"].shape[-1]
     depth = len({int(m.group(1)) for k in sd if (m := re.match(r"model\.layer\.(\d+)\.", k))})
     gated = "model.layer.0.mlp.gate_proj.weight" in sd
@@ -189,15 +212,25 @@ def _config_from_hf_state_dict(sd: dict[str, Tensor], arch: str | None, source: 
     else:
         # A state dict does not record the head count: take a released architecture's when the
         # sizes are one's, else 64-dim heads (every released DINOv3 ViT but the 7B).
-        released = [a for a in META_ARCHS.values() if a.name != "tiny"
-                    and (a.embed_dim, a.depth, a.intermediate_size, a.gated) == (C, depth, inter, gated)]
+        released = [
+            a
+            for a in META_ARCHS.values()
+            if a.name != "tiny" and (a.embed_dim, a.depth, a.intermediate_size, a.gated) == (C, depth, inter, gated)
+        ]
         heads = released[0].num_heads if released else max(1, C // 64)
     return config_for_arch(
-        MetaArch("custom", C, depth, heads, inter / C, "swiglu" if gated else "mlp",
-                 qkv_bias="model.layer.0.attention.q_proj.bias" in sd,
-                 patch_size=sd["embeddings.patch_embeddings.weight"].shape[-1],
-                 n_storage_tokens=sd["embeddings.register_tokens"].shape[1],
-                 ffn_hidden=inter),
+        MetaArch(
+            "custom",
+            C,
+            depth,
+            heads,
+            inter / C,
+            "swiglu" if gated else "mlp",
+            qkv_bias="model.layer.0.attention.q_proj.bias" in sd,
+            patch_size=sd["embeddings.patch_embeddings.weight"].shape[-1],
+            n_storage_tokens=sd["embeddings.register_tokens"].shape[1],
+            ffn_hidden=inter,
+        ),
         key_bias="model.layer.0.attention.k_proj.bias" in sd,
     )
 
@@ -254,8 +287,10 @@ def _read_state_dict(path: Path, *, trust_pickle: bool | None = None) -> dict[st
 
 def _config_periods(value, cfg_file: Path) -> Tensor:
     """The RoPE periods recorded in a config.json: a list of positive finite numbers."""
-    ok = isinstance(value, list) and value and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     )
     t = torch.tensor(value, dtype=torch.float32) if ok else None
     if t is None or not bool(torch.isfinite(t).all()) or not bool((t > 0).all()):
@@ -352,7 +387,9 @@ def load_backbone(
         if not cfg_file.is_file():
             ckpts = sorted(p.name for p in path.iterdir() if p.suffix in _CHECKPOINT_SUFFIXES)
             hint = f" It holds {', '.join(ckpts[:3])}: pass that file's path instead." if ckpts else ""
-            raise FileNotFoundError(f"{path}: a transformers folder needs a config.json, and this folder has none.{hint}")
+            raise FileNotFoundError(
+                f"{path}: a transformers folder needs a config.json, and this folder has none.{hint}"
+            )
         try:
             cfg_dict = json.loads(cfg_file.read_text())
         except json.JSONDecodeError as e:
@@ -366,7 +403,9 @@ def load_backbone(
         try:
             model = DINOv3ViTModel.from_pretrained(str(path), dtype=torch.float32)
         except Exception as e:  # noqa: BLE001
-            raise CheckpointFormatError(f"{path}: transformers could not load this folder ({type(e).__name__}: {e})") from e
+            raise CheckpointFormatError(
+                f"{path}: transformers could not load this folder ({type(e).__name__}: {e})"
+            ) from e
     elif path.is_file():
         sd = _read_state_dict(path, trust_pickle=trust_pickle)
         fmt = detect_format(sd, str(path))
@@ -463,7 +502,9 @@ def parse_random_source(spec: str) -> tuple[str, int]:
     try:
         seed = int(seed_text)
     except ValueError:
-        raise ValueError(f"source={spec!r}: the seed must be an integer, got {seed_text!r} (random:ARCH[:SEED])") from None
+        raise ValueError(
+            f"source={spec!r}: the seed must be an integer, got {seed_text!r} (random:ARCH[:SEED])"
+        ) from None
     return name, seed
 
 
@@ -515,7 +556,9 @@ def random_backbone(
         model.embeddings.patch_embeddings.bias.mul_(residual_scale * 10)
     head_dim = config.hidden_size // config.num_attention_heads
     bb = DinoV3Backbone(
-        model.eval(), rope_periods=default_rope_periods(head_dim, config.rope_theta), source=f"random:{arch}:seed={seed}",
+        model.eval(),
+        rope_periods=default_rope_periods(head_dim, config.rope_theta),
+        source=f"random:{arch}:seed={seed}",
         arch_name=arch,
     )
     return bb.to(device=resolve_device(device), dtype=resolve_dtype(dtype))

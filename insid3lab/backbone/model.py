@@ -98,7 +98,9 @@ class DinoV3Backbone(nn.Module):
         periods = torch.as_tensor(periods, dtype=torch.float32).detach().cpu().clone()
         want = self.head_dim // 4
         if periods.shape != (want,):
-            raise ValueError(f"rope_periods must have shape ({want},) for head dim {self.head_dim}; got {tuple(periods.shape)}")
+            raise ValueError(
+                f"rope_periods must have shape ({want},) for head dim {self.head_dim}; got {tuple(periods.shape)}"
+            )
         if not bool(torch.all(periods > 0)):
             raise ValueError("rope_periods must be positive")
         self.rope_periods = periods
@@ -144,7 +146,9 @@ class DinoV3Backbone(nn.Module):
                 f"x must have shape (B, {self.in_chans}, H, W) (a batch of normalised images); got {tuple(x.shape)}"
             )
         if x.shape[-2] < self.patch_size or x.shape[-1] < self.patch_size:
-            raise ValueError(f"x is {x.shape[-2]}x{x.shape[-1]} pixels: both sides must be at least the patch size {self.patch_size}")
+            raise ValueError(
+                f"x is {x.shape[-2]}x{x.shape[-1]} pixels: both sides must be at least the patch size {self.patch_size}"
+            )
 
     def _run_blocks(self, x: Tensor, take: set[int] | None) -> tuple[list[Tensor], Tensor]:
         """Embeddings and transformer blocks; returns the requested blocks' pre-norm outputs and the last one."""
@@ -263,4 +267,3 @@ class DinoV3Backbone(nn.Module):
             f"heads={self.num_heads}, patch_size={self.patch_size}, registers={self.num_register_tokens}, "
             f"source={self.source!r}"
         )
-

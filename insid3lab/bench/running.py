@@ -454,8 +454,10 @@ def run_benchmark(
     if cold_start not in ("all", "pipeline", "none"):
         raise ValueError(f"cold_start={cold_start!r}: allowed 'all', 'pipeline', 'none'")
     if targets < 1 or shots < 1 or (concepts is not None and concepts < 1) or (frames is not None and frames < 2):
-        raise ValueError(f"targets={targets}, shots={shots}, concepts={concepts}, frames={frames}: targets, shots "
-                         "and concepts must be at least 1, frames at least 2")
+        raise ValueError(
+            f"targets={targets}, shots={shots}, concepts={concepts}, frames={frames}: targets, shots "
+            "and concepts must be at least 1, frames at least 2"
+        )
     refine = check_param("refine", refine)
     if cold_start != "none" and not isinstance(refine, str):
         raise ValueError(f"refine={refine!r}: cold-start processes take a registered name; pass cold_start='none'")

@@ -123,8 +123,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     ig.add_argument("--ignore-value", type=int, default=_IGNORE_DEFAULT, metavar="N",
                     help="mask value counted in neither intersection nor union (default %(default)s)")  # fmt: skip
     ig.add_argument("--no-ignore", action="store_true", help="ignore no mask value")
-    s.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                   help="resamples of the 95%% bootstrap interval over episodes (0: none; default %(default)s)")
+    s.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="resamples of the 95%% bootstrap interval over episodes (0: none; default %(default)s)",
+    )
     s.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")
 
     c = p.add_argument_group("coco_json (COCO-format annotations)")
@@ -138,8 +143,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("davis2017 (video)")
     v.add_argument("--memory", type=int, default=None, help="past predicted frames kept as extra shots "
                    "(default: insid3lab.tracking.MEMORY)")  # fmt: skip
-    v.add_argument("--min-confidence", type=float, default=None,
-                   help="a frame joins the memory when its confidence is at least this (default: insid3lab.tracking)")
+    v.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="a frame joins the memory when its confidence is at least this (default: insid3lab.tracking)",
+    )
 
     options.add_model_arguments(p, default=None)
     options.add_hyperparameter_arguments(
@@ -150,8 +159,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--out", required=True, help="run folder: results.jsonl, summary.json, per_class.png")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished episodes")
     r.add_argument("--skip-bad", action="store_true", help="count and list unusable samples instead of stopping")
-    r.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch threads per process (default: the cores divided among local processes)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch threads per process (default: the cores divided among local processes)",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -310,8 +324,12 @@ def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
         "bootstrap_seed": args.bootstrap_seed,
         "ways": args.ways,
         "task": args.task,
-        "settings": {"model_source": str(args.model), "device": str(device), "data_root": str(_data_root(args)),
-                     "command": " ".join(sys.argv)},
+        "settings": {
+            "model_source": str(args.model),
+            "device": str(device),
+            "data_root": str(_data_root(args)),
+            "command": " ".join(sys.argv),
+        },
     }
 
 
@@ -339,8 +357,15 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
             if model is None:
                 build_dataset(args.dataset, args.data_root, fold=cls.folds[0], shots=shots, **kwargs)
                 model = build_model(args, device, cls.task)
-            result = run_all_folds(model, args.dataset, args.data_root, out, shots=shots, dataset_kwargs=kwargs,
-                                   **{k: v for k, v in _run_kwargs(args, device, shots).items() if k != "shots"})
+            result = run_all_folds(
+                model,
+                args.dataset,
+                args.data_root,
+                out,
+                shots=shots,
+                dataset_kwargs=kwargs,
+                **{k: v for k, v in _run_kwargs(args, device, shots).items() if k != "shots"},
+            )
             lines += [prefix + line for line in _fold_lines(result, args.protocol)]
             lines.append(f"folds: {os.path.join(out, 'folds.json')}")
             continue

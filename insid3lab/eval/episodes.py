@@ -33,7 +33,16 @@ import numpy as np
 
 from .runfiles import write_atomic
 
-__all__ = ["Episode", "episode_rng", "episodes_digest", "load_episodes", "resolve_episodes", "sample_episode", "sample_episodes", "save_episodes"]
+__all__ = [
+    "Episode",
+    "episode_rng",
+    "episodes_digest",
+    "load_episodes",
+    "resolve_episodes",
+    "sample_episode",
+    "sample_episodes",
+    "save_episodes",
+]
 
 EPISODES_FORMAT = "insid3lab-episodes/1"
 REDRAWS = 200  # draws of the benchmark's sampler per further way, times its number of classes
@@ -83,8 +92,14 @@ class Episode:
     def from_json(cls, d: dict) -> Episode:
         try:
             ways = tuple((int(c), str(n)) for c, n in d.get("ways", ()))
-            return cls(int(d["index"]), int(d["class_index"]), str(d["class_name"]), dict(d["target"]),
-                       tuple(dict(r) for r in d["references"]), ways)
+            return cls(
+                int(d["index"]),
+                int(d["class_index"]),
+                str(d["class_name"]),
+                dict(d["target"]),
+                tuple(dict(r) for r in d["references"]),
+                ways,
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not an episode record: {d!r} ({e})") from e
 
@@ -108,8 +123,10 @@ def check_ways(dataset, ways) -> int:
         if getattr(dataset, "task", "segmentation") != "segmentation":
             raise ValueError(f"ways={ways}: N-way episodes are for segmentation benchmarks, not {dataset.name}")
         if not getattr(dataset, "loads_any_class", False):
-            raise ValueError(f"ways={ways}: {dataset.name} cannot give the mask of another class in a target image "
-                             "(its items name one class's mask); N-way episodes need coco, lvis, isaid or coco_json")
+            raise ValueError(
+                f"ways={ways}: {dataset.name} cannot give the mask of another class in a target image "
+                "(its items name one class's mask); N-way episodes need coco, lvis, isaid or coco_json"
+            )
         if ways > len(dataset.class_names):
             raise ValueError(f"ways={ways}: {dataset!r} has only {len(dataset.class_names)} classes")
     return int(ways)
@@ -150,8 +167,10 @@ def _references_for(dataset, rng, index: int, class_index: int, target_key: str,
             return list(refs)
         fallback = fallback or list(refs)
     if fallback is None:
-        raise ValueError(f"{dataset!r}: episode {index}: no {dataset.shots}-shot references of class "
-                         f"{dataset.class_names[class_index]!r} apart from the target's image could be drawn")
+        raise ValueError(
+            f"{dataset!r}: episode {index}: no {dataset.shots}-shot references of class "
+            f"{dataset.class_names[class_index]!r} apart from the target's image could be drawn"
+        )
     return fallback
 
 
@@ -174,8 +193,12 @@ def episodes_digest(episodes: list[Episode]) -> str:
 def save_episodes(path: str | os.PathLike, episodes: list[Episode], *, meta: dict | None = None) -> Path:
     """Write episodes (and optional ``meta``: dataset, fold, shots, seed) to a JSON file."""
     path = Path(path)
-    doc = {"format": EPISODES_FORMAT, "meta": meta or {}, "digest": episodes_digest(episodes),
-           "episodes": [e.to_json() for e in episodes]}
+    doc = {
+        "format": EPISODES_FORMAT,
+        "meta": meta or {},
+        "digest": episodes_digest(episodes),
+        "episodes": [e.to_json() for e in episodes],
+    }
     write_atomic(path, json.dumps(doc, indent=1))
     return path
 
@@ -207,7 +230,9 @@ def resolve_episodes(dataset, episodes, seed: int, ways: int = 1) -> list[Episod
         episodes, _ = load_episodes(episodes)
     eps = list(episodes)
     if not eps or not all(isinstance(e, Episode) for e in eps):
-        raise TypeError("episodes: expected None, a count, a path to an episodes JSON file or a non-empty list of Episode")
+        raise TypeError(
+            "episodes: expected None, a count, a path to an episodes JSON file or a non-empty list of Episode"
+        )
     for e in eps:
         for ci, cname in e.classes:
             if not 0 <= ci < len(dataset.class_names) or dataset.class_names[ci] != cname:
@@ -220,8 +245,10 @@ def resolve_episodes(dataset, episodes, seed: int, ways: int = 1) -> list[Episod
         if e.ways and (e.ways[0] != (e.class_index, e.class_name) or len(set(e.ways)) != len(e.ways)):
             raise ValueError(f"episode {e.index}: its ways must be distinct classes, the first its class_index")
         if len(e.references) != dataset.shots * ways:
-            raise ValueError(f"episode {e.index} has {len(e.references)} references but the benchmark is set to "
-                             f"shots={dataset.shots}" + (f" and ways={ways}" if ways > 1 else ""))
+            raise ValueError(
+                f"episode {e.index} has {len(e.references)} references but the benchmark is set to "
+                f"shots={dataset.shots}" + (f" and ways={ways}" if ways > 1 else "")
+            )
     if len({e.index for e in eps}) != len(eps):
         raise ValueError("episodes: indices must be distinct")
     return eps

@@ -172,7 +172,9 @@ def pck_hits(pred, gt, threshold: float, alphas=PCK_ALPHAS) -> list[int]:
     Returns:
         list of len(alphas) ints.
     """
-    p = torch.as_tensor(np.asarray(pred.detach().cpu() if isinstance(pred, torch.Tensor) else pred), dtype=torch.float64)
+    p = torch.as_tensor(
+        np.asarray(pred.detach().cpu() if isinstance(pred, torch.Tensor) else pred), dtype=torch.float64
+    )
     g = torch.as_tensor(np.asarray(gt), dtype=torch.float64)
     if p.shape != g.shape or p.ndim != 2 or p.shape[1] != 2:
         raise ValueError(f"pred and gt must both be (N, 2); got {tuple(p.shape)} and {tuple(g.shape)}")
@@ -200,8 +202,10 @@ class KeypointMeter:
     def pck_per_point(self) -> dict[str, float]:
         """PCK per alpha over all keypoints pooled, in percent."""
         n = sum(p[1] for p in self.pairs)
-        return {self._key(a): (100.0 * sum(p[2][k] for p in self.pairs) / n if n else float("nan"))
-                for k, a in enumerate(self.alphas)}
+        return {
+            self._key(a): (100.0 * sum(p[2][k] for p in self.pairs) / n if n else float("nan"))
+            for k, a in enumerate(self.alphas)
+        }
 
     def pck_per_class(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -218,5 +222,7 @@ class KeypointMeter:
     def _mean(self, pairs) -> dict[str, float]:
         if not pairs:
             return {self._key(a): float("nan") for a in self.alphas}
-        return {self._key(a): 100.0 * math.fsum(p[2][k] / p[1] for p in pairs) / len(pairs)
-                for k, a in enumerate(self.alphas)}
+        return {
+            self._key(a): 100.0 * math.fsum(p[2][k] / p[1] for p in pairs) / len(pairs)
+            for k, a in enumerate(self.alphas)
+        }

@@ -7,8 +7,15 @@ import math
 __all__ = ["plot_per_class", "plot_run"]
 
 
-def plot_per_class(names: list[str], values: list[float], *, title: str, ylabel: str, mean: float | None = None,
-                   mean_label: str = "mean"):
+def plot_per_class(
+    names: list[str],
+    values: list[float],
+    *,
+    title: str,
+    ylabel: str,
+    mean: float | None = None,
+    mean_label: str = "mean",
+):
     """Bar chart of one score per class; returns the matplotlib Figure (Agg canvas, never shown)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -46,5 +53,11 @@ def plot_run(summary: dict, dataset):
                               "episodes", ylabel="mask AP (%)", mean=100.0 * summary["ap"],
                               mean_label="AP")  # fmt: skip
     per = summary["per_class_pck"]
-    return plot_per_class(list(per), [v["pck@0.10"] for v in per.values()], title=f"{dataset.title}, {n} pairs",
-                          ylabel="PCK@0.10 (%)", mean=summary["pck"]["pck@0.10"], mean_label="PCK@0.10")
+    return plot_per_class(
+        list(per),
+        [v["pck@0.10"] for v in per.values()],
+        title=f"{dataset.title}, {n} pairs",
+        ylabel="PCK@0.10 (%)",
+        mean=summary["pck"]["pck@0.10"],
+        mean_label="PCK@0.10",
+    )

@@ -200,13 +200,18 @@ def run_evaluation(
         The summary (also written to ``out_dir/summary.json``); every process returns it.
     """
     if shots is not None and int(shots) != dataset.shots:
-        raise ValueError(f"shots={shots} but the dataset was built with shots={dataset.shots}; build it with the same shots")
+        raise ValueError(
+            f"shots={shots} but the dataset was built with shots={dataset.shots}; build it with the same shots"
+        )
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r}: must be an integer >= 0")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r}: allowed: {', '.join(PROTOCOLS)}")
-    if ignore_value is not None and (isinstance(ignore_value, bool) or not isinstance(ignore_value, (int, np.integer))
-                                     or not 2 <= ignore_value <= 255):
+    if ignore_value is not None and (
+        isinstance(ignore_value, bool)
+        or not isinstance(ignore_value, (int, np.integer))
+        or not 2 <= ignore_value <= 255
+    ):
         raise ValueError(f"ignore_value={ignore_value!r}: must be None or an integer 2..255 (0 and 1 are the classes)")
     if task not in ("semantic", "instances"):
         raise ValueError(f"task={task!r}: allowed: semantic, instances")
@@ -215,8 +220,10 @@ def run_evaluation(
     threads = eval_num_threads(num_threads)
     task = "instances" if task == "instances" else getattr(dataset, "task", "segmentation")
     if protocol == "paper" and task != "keypoints" and not hasattr(model, "resize_to_orig_size"):
-        raise ValueError("protocol='paper' scores the prediction at S x S; the model has no resize_to_orig_size "
-                         "to ask for it (use an insid3lab.INSID3 model or protocol='native')")
+        raise ValueError(
+            "protocol='paper' scores the prediction at S x S; the model has no resize_to_orig_size "
+            "to ask for it (use an insid3lab.INSID3 model or protocol='native')"
+        )
     previous_resize = getattr(model, "resize_to_orig_size", None)
     # torch's own default is already one thread per usable core: the pool is touched only to change that
     # (resizing it costs, and a process forked from one that used it must not touch it needlessly)
@@ -228,10 +235,25 @@ def run_evaluation(
     _, rank, _ = dist_info()
     lock = RunLock(out_dir) if rank == 0 else None
     try:
-        return _run(model, dataset, Path(out_dir), task=task, ways=int(ways), episodes=episodes, seed=int(seed),
-                    resume=resume, skip_bad=skip_bad, settings=settings, progress=progress, protocol=protocol,
-                    ignore_value=None if ignore_value is None else int(ignore_value), threads=threads, lock=lock,
-                    bootstrap=int(bootstrap), bootstrap_seed=int(bootstrap_seed))
+        return _run(
+            model,
+            dataset,
+            Path(out_dir),
+            task=task,
+            ways=int(ways),
+            episodes=episodes,
+            seed=int(seed),
+            resume=resume,
+            skip_bad=skip_bad,
+            settings=settings,
+            progress=progress,
+            protocol=protocol,
+            ignore_value=None if ignore_value is None else int(ignore_value),
+            threads=threads,
+            lock=lock,
+            bootstrap=int(bootstrap),
+            bootstrap_seed=int(bootstrap_seed),
+        )
     finally:
         if lock is not None:
             lock.release()
@@ -288,8 +310,26 @@ def identity_digest(identity: dict) -> str:
     return settings_digest(identity)
 
 
-def _run(model, dataset, out: Path, *, task, ways, episodes, seed, resume, skip_bad, settings, progress, protocol,
-         ignore_value, threads, lock, bootstrap, bootstrap_seed) -> dict:
+def _run(
+    model,
+    dataset,
+    out: Path,
+    *,
+    task,
+    ways,
+    episodes,
+    seed,
+    resume,
+    skip_bad,
+    settings,
+    progress,
+    protocol,
+    ignore_value,
+    threads,
+    lock,
+    bootstrap,
+    bootstrap_seed,
+) -> dict:
     dist, rank, world = dist_info()
     started, t0 = now(), time.perf_counter()
 
@@ -331,7 +371,9 @@ def _run(model, dataset, out: Path, *, task, ways, episodes, seed, resume, skip_
     done = {i: r for i, r in read_records(out).items() if "bad" not in r} if resume else {}
     for idx, rec in done.items():
         if idx in by_index and rec.get("episode") != by_index[idx].digest():
-            raise ValueError(f"cannot resume {str(out)!r}: the stored result of episode {idx} belongs to a different episode")
+            raise ValueError(
+                f"cannot resume {str(out)!r}: the stored result of episode {idx} belongs to a different episode"
+            )
     mine = [e for e in eps if e.index % world == rank]
     todo = [e for e in mine if e.index not in done]
     resumed = len(mine) - len(todo)
@@ -349,20 +391,37 @@ def _run(model, dataset, out: Path, *, task, ways, episodes, seed, resume, skip_
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(mine), initial=resumed, disable=not progress or rank != 0,
-               desc=f"{dataset.name}" + ("" if world == 1 else f" [rank 0 of {world}]"), unit="ep", dynamic_ncols=True)
-    run_one = {"segmentation": nway_episode if ways > 1 else _segment_episode, "keypoints": _keypoint_episode,
-               "instances": instance_episode}[task]
+    bar = tqdm(
+        total=len(mine),
+        initial=resumed,
+        disable=not progress or rank != 0,
+        desc=f"{dataset.name}" + ("" if world == 1 else f" [rank 0 of {world}]"),
+        unit="ep",
+        dynamic_ncols=True,
+    )
+    run_one = {
+        "segmentation": nway_episode if ways > 1 else _segment_episode,
+        "keypoints": _keypoint_episode,
+        "instances": instance_episode,
+    }[task]
     with open(live, "a") as fh, torch.no_grad():
         for ep in todo:
             ts = time.perf_counter()
-            base = {"index": ep.index, "episode": ep.digest(), "class_index": ep.class_index, "class": ep.class_name,
-                    "run": digest}
+            base = {
+                "index": ep.index,
+                "episode": ep.digest(),
+                "class_index": ep.class_index,
+                "class": ep.class_name,
+                "run": digest,
+            }
             try:
                 rec = {**base, **run_one(model, dataset, ep, ignore_value)}
             except BadSampleError as e:
                 if not skip_bad:
-                    raise BadSampleError(e.path, f"{e.reason} (episode {ep.index}; pass skip_bad=True / --skip-bad to count and skip such episodes)") from e
+                    raise BadSampleError(
+                        e.path,
+                        f"{e.reason} (episode {ep.index}; pass skip_bad=True / --skip-bad to count and skip such episodes)",
+                    ) from e
                 rec = {**base, "bad": {"file": e.path, "reason": e.reason}}
             rec["seconds"] = round(time.perf_counter() - ts, 4)
             fh.write(json_line(rec))
@@ -388,8 +447,13 @@ def _run(model, dataset, out: Path, *, task, ways, episodes, seed, resume, skip_
     if task == "instances":
         good_local = [{k: r[k] for k in ("index", "class_index", "size", "gt", "pred")} for r in records.values()
                       if "bad" not in r]  # fmt: skip
-    extras = {"bad": bad_local, "seconds": secs_local, "resumed": resumed, "good": good_local,
-              "pairs": meter.pairs if task == "keypoints" else None}
+    extras = {
+        "bad": bad_local,
+        "seconds": secs_local,
+        "resumed": resumed,
+        "good": good_local,
+        "pairs": meter.pairs if task == "keypoints" else None,
+    }
     if dist is not None:
         gathered = [None] * world
         dist.all_gather_object(gathered, extras)
@@ -408,56 +472,81 @@ def _run(model, dataset, out: Path, *, task, ways, episodes, seed, resume, skip_
         "ways": ways,
         "protocol": protocol,
         "dataset": dataset.describe(),
-        "settings": {**identity, "model": msettings, **({} if settings is None else {k: plain(v) for k, v in settings.items()}),
-                     "skip_bad": bool(skip_bad), "world_size": world, "num_threads": threads},
-        "weights": {"fingerprint": msettings.get("weights_fingerprint"),
-                    **({"source": settings["model_source"]} if settings and "model_source" in settings else {})},
+        "settings": {
+            **identity,
+            "model": msettings,
+            **({} if settings is None else {k: plain(v) for k, v in settings.items()}),
+            "skip_bad": bool(skip_bad),
+            "world_size": world,
+            "num_threads": threads,
+        },
+        "weights": {
+            "fingerprint": msettings.get("weights_fingerprint"),
+            **({"source": settings["model_source"]} if settings and "model_source" in settings else {}),
+        },
     }
     n_total = len(eps)
     if task == "segmentation":
         iou = meter.class_iou() * 100.0
         without = [n for n, k in zip(dataset.class_names, meter.episodes) if k == 0]
-        summary.update({
-            "miou": meter.miou(),
-            "fb_iou": meter.fb_iou(),
-            "miou_visited_classes": meter.miou_visited(),
-            "classes_visited": int((meter.episodes > 0).sum()),
-            "classes_without_episodes": without,
-            "per_class_iou": {n: float(v) for n, v in zip(dataset.class_names, iou)},
-            "per_class_episodes": {n: int(v) for n, v in zip(dataset.class_names, meter.episodes)},
-            "intersection": meter.intersection.tolist(),
-            "union": meter.union.tolist(),
-        })
+        summary.update(
+            {
+                "miou": meter.miou(),
+                "fb_iou": meter.fb_iou(),
+                "miou_visited_classes": meter.miou_visited(),
+                "classes_visited": int((meter.episodes > 0).sum()),
+                "classes_without_episodes": without,
+                "per_class_iou": {n: float(v) for n, v in zip(dataset.class_names, iou)},
+                "per_class_episodes": {n: int(v) for n, v in zip(dataset.class_names, meter.episodes)},
+                "intersection": meter.intersection.tolist(),
+                "union": meter.union.tolist(),
+            }
+        )
         if bootstrap:
-            summary["interval"] = segmentation_interval(per_episode, len(dataset.class_names), resamples=bootstrap,
-                                                        seed=bootstrap_seed)
+            summary["interval"] = segmentation_interval(
+                per_episode, len(dataset.class_names), resamples=bootstrap, seed=bootstrap_seed
+            )
     elif task == "instances":
         ap = instance_summary(per_episode, list(dataset.class_names))
         summary.update({"ap": ap["AP"], "ap50": ap["AP50"], "ap75": ap["AP75"], "per_class_ap": ap["per_class_AP"],
                         "instances": {k: ap[k] for k in ("ground_truth", "predictions")}})  # fmt: skip
     else:
-        summary.update({
-            "pck": meter.pck(),
-            "pck_per_point": meter.pck_per_point(),
-            "per_class_pck": meter.pck_per_class(),
-            "alphas": list(PCK_ALPHAS),
-        })
+        summary.update(
+            {
+                "pck": meter.pck(),
+                "pck_per_point": meter.pck_per_point(),
+                "per_class_pck": meter.pck_per_class(),
+                "alphas": list(PCK_ALPHAS),
+            }
+        )
         if bootstrap:
             summary["interval"] = pck_interval(meter.pairs, meter.alphas, resamples=bootstrap, seed=bootstrap_seed)
-    summary.update({
-        "episodes": {"total": n_total, "evaluated": n_total - len(bad), "bad": len(bad), "resumed": n_resumed},
-        "bad_samples": bad,
-        "bad_retried": int(found["retried"]),
-        "time": {"started": started, "finished": now(), "wall_seconds": round(time.perf_counter() - t0, 3),
-                 "episode_seconds": round(episode_seconds, 3),
-                 "seconds_per_episode": round(episode_seconds / max(n_total, 1), 4)},
-        "versions": {"insid3lab": package_version(), "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-    })
+    summary.update(
+        {
+            "episodes": {"total": n_total, "evaluated": n_total - len(bad), "bad": len(bad), "resumed": n_resumed},
+            "bad_samples": bad,
+            "bad_retried": int(found["retried"]),
+            "time": {
+                "started": started,
+                "finished": now(),
+                "wall_seconds": round(time.perf_counter() - t0, 3),
+                "episode_seconds": round(episode_seconds, 3),
+                "seconds_per_episode": round(episode_seconds / max(n_total, 1), 4),
+            },
+            "versions": {
+                "insid3lab": package_version(),
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+        }
+    )
     if rank == 0 and task == "segmentation" and summary["classes_without_episodes"]:
         names = summary["classes_without_episodes"]
-        warn(f"{len(names)} of {len(dataset.class_names)} classes have no evaluated episode and count as IoU 0 in "
-             f"the mIoU: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
+        warn(
+            f"{len(names)} of {len(dataset.class_names)} classes have no evaluated episode and count as IoU 0 in "
+            f"the mIoU: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}"
+        )
 
     if dist is not None:
         dist.barrier()  # all per-process files are complete

@@ -30,8 +30,8 @@ from .matching import (
     nearest_reference_cells,
 )
 from .prototype import EmptyMaskError, downsample_mask, reference_prototype, shot_prototypes
-from .subspace import clamp_components, complement_projector, debias, positional_svd
 from .refine import REFINERS, get_refiner, register_refiner
+from .subspace import clamp_components, complement_projector, debias, positional_svd
 from .upsampling import upsample_mask
 
 __all__ = [

@@ -78,8 +78,13 @@ def seed_and_scores(
     area = area.index_fill(0, seed.reshape(1), 1.0)
     score = cross * intra * area
     return {
-        "area": area, "overlap": overlap, "seed": seed, "seed_similarity": seed_sim,
-        "intra": intra, "cross": cross, "score": score,
+        "area": area,
+        "overlap": overlap,
+        "seed": seed,
+        "seed_similarity": seed_sim,
+        "intra": intra,
+        "cross": cross,
+        "score": score,
     }
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["rescale_points", "keypoint_descriptors", "similarity_maps", "gaussian_window", "soft_argmax", "match_keypoints"]
+__all__ = [
+    "rescale_points",
+    "keypoint_descriptors",
+    "similarity_maps",
+    "gaussian_window",
+    "soft_argmax",
+    "match_keypoints",
+]
 
 
 def rescale_points(points: Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Tensor:

@@ -7,7 +7,14 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["forward_similarity", "forward_mask", "nearest_reference_cells", "backward_votes", "backward_mask", "candidates"]
+__all__ = [
+    "forward_similarity",
+    "forward_mask",
+    "nearest_reference_cells",
+    "backward_votes",
+    "backward_mask",
+    "candidates",
+]
 
 
 def forward_similarity(target_deb: Tensor, prototype: Tensor) -> Tensor:
@@ -90,8 +97,10 @@ def nearest_reference_cells(
     else:
         selected = cells.reshape(-1).to(device=device, dtype=torch.long)
         if selected.numel() and (int(selected.min()) < 0 or int(selected.max()) >= N):
-            raise ValueError(f"cells must index the flattened target grid, i.e. lie in [0, {N}); "
-                             f"got values in [{int(selected.min())}, {int(selected.max())}]")
+            raise ValueError(
+                f"cells must index the flattened target grid, i.e. lie in [0, {N}); "
+                f"got values in [{int(selected.min())}, {int(selected.max())}]"
+            )
     out = torch.full((N,), -1, dtype=torch.long, device=device)
     M = selected.numel()
     if M == 0:

@@ -52,7 +52,9 @@ def clamp_components(components: int, channels: int, positions: int) -> int:
     """``components`` limited to min(C, h*w), with a warning when it had to be reduced."""
     limit = min(channels, positions)
     if components > limit:
-        _warn(f"svd_components={components} exceeds min(C, h*w) = min({channels}, {positions}) = {limit}; using {limit}")
+        _warn(
+            f"svd_components={components} exceeds min(C, h*w) = min({channels}, {positions}) = {limit}; using {limit}"
+        )
         return limit
     return components
 

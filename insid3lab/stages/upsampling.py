@@ -10,4 +10,6 @@ __all__ = ["upsample_mask"]
 
 def upsample_mask(mask: Tensor, height: int, width: int) -> Tensor:
     """Bilinear (align_corners=False) resize of a bool mask, ``> 0.5``: (h, w) -> (height, width) bool."""
-    return F.interpolate(mask[None, None].float(), size=(height, width), mode="bilinear", align_corners=False)[0, 0] > 0.5
+    return (
+        F.interpolate(mask[None, None].float(), size=(height, width), mode="bilinear", align_corners=False)[0, 0] > 0.5
+    )

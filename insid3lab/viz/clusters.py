@@ -23,13 +23,28 @@ def clusters(labels, *, image=None, hw=None, seed: int | None = None, title: str
     """
     fig, ax = new_figure(1, 1, panel=3.4)
     K = int(as_numpy(labels).max()) + 1
-    draw_clusters(ax, labels, image=image, hw=hw, seed=seed,
-                  title=title or f"{K} clusters" + (f", seed {seed}" if seed is not None else ""))
+    draw_clusters(
+        ax,
+        labels,
+        image=image,
+        hw=hw,
+        seed=seed,
+        title=title or f"{K} clusters" + (f", seed {seed}" if seed is not None else ""),
+    )
     return fig
 
 
-def cluster_scores(cross, intra, area, score, *, merge_threshold: float, seed: int | None = None, overlap=None,
-                   title: str | None = None):
+def cluster_scores(
+    cross,
+    intra,
+    area,
+    score,
+    *,
+    merge_threshold: float,
+    seed: int | None = None,
+    overlap=None,
+    title: str | None = None,
+):
     """Per-cluster scores as grouped bars: cross (mean s over the cluster), intra (similarity to the
     seed), area (candidate fraction, 1 for the seed) and their product, the total score, with the merge
     threshold as a dashed line. Clusters whose total exceeds it form the mask.
@@ -44,6 +59,15 @@ def cluster_scores(cross, intra, area, score, *, merge_threshold: float, seed: i
         Figure with one axis holding 4 bars per shown cluster and the threshold line.
     """
     fig, ax = new_figure(1, 1, panel=4.2, height=3.0)
-    draw_scores(ax, cross, intra, area, score, merge_threshold=merge_threshold, seed=seed, overlap=overlap,
-                title=title or "cluster scores")
+    draw_scores(
+        ax,
+        cross,
+        intra,
+        area,
+        score,
+        merge_threshold=merge_threshold,
+        seed=seed,
+        overlap=overlap,
+        title=title or "cluster scores",
+    )
     return fig

@@ -12,7 +12,17 @@ from matplotlib.figure import Figure
 
 from ..preprocess import mask_to_numpy, to_display_array
 
-__all__ = ["as_image", "as_mask", "as_numpy", "empty_figure", "iou", "new_figure", "pca_rgb", "resize_nearest", "to_png"]
+__all__ = [
+    "as_image",
+    "as_mask",
+    "as_numpy",
+    "empty_figure",
+    "iou",
+    "new_figure",
+    "pca_rgb",
+    "resize_nearest",
+    "to_png",
+]
 
 #: Colour of a predicted mask, of a reference mask and of a ground-truth outline (RGB in [0, 1]).
 PRED_COLOR = (1.0, 0.15, 0.1)
@@ -21,8 +31,9 @@ GT_COLOR = (0.2, 1.0, 0.2)
 SEED_COLOR = (1.0, 0.85, 0.0)
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, *, panel: float = 3.0, height: float | None = None,
-               squeeze: bool = True, **kw):
+def new_figure(
+    nrows: int = 1, ncols: int = 1, *, panel: float = 3.0, height: float | None = None, squeeze: bool = True, **kw
+):
     """A pyplot-free Figure with a grid of axes (``panel`` inches per axis side).
 
     Returns:
@@ -125,7 +136,9 @@ def pca_rgb(features, *, percentile: float = 1.0):
     C = arrs[0].shape[0]
     for i, a in enumerate(arrs):
         if a.shape[0] != C:
-            raise ValueError(f"features[{i}] has {a.shape[0]} channels but features[0] has {C}: a joint PCA needs equal C")
+            raise ValueError(
+                f"features[{i}] has {a.shape[0]} channels but features[0] has {C}: a joint PCA needs equal C"
+            )
     X = np.concatenate([a.reshape(C, -1).T for a in arrs], axis=0)
     X = X - X.mean(axis=0, keepdims=True)
     cov = X.T @ X
@@ -145,7 +158,7 @@ def pca_rgb(features, *, percentile: float = 1.0):
     out, start = [], 0
     for a in arrs:
         n = a.shape[1] * a.shape[2]
-        out.append(rgb[start:start + n].reshape(a.shape[1], a.shape[2], 3))
+        out.append(rgb[start : start + n].reshape(a.shape[1], a.shape[2], 3))
         start += n
     return out[0] if single else out
 

@@ -16,12 +16,30 @@ from matplotlib.patches import Patch
 
 from .common import GT_COLOR, PRED_COLOR, SEED_COLOR, as_image, as_mask, as_numpy, blank, image_extent, iou
 
-_CLUSTER_COLORS = np.array([
-    (0.12, 0.47, 0.71), (1.00, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.58, 0.40, 0.74),
-    (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.50, 0.50, 0.50), (0.74, 0.74, 0.13), (0.09, 0.75, 0.81),
-    (0.68, 0.78, 0.91), (1.00, 0.73, 0.47), (0.60, 0.87, 0.54), (1.00, 0.60, 0.59), (0.77, 0.69, 0.84),
-    (0.77, 0.61, 0.58), (0.97, 0.71, 0.82), (0.78, 0.78, 0.78), (0.86, 0.86, 0.55), (0.62, 0.85, 0.90),
-])
+_CLUSTER_COLORS = np.array(
+    [
+        (0.12, 0.47, 0.71),
+        (1.00, 0.50, 0.05),
+        (0.17, 0.63, 0.17),
+        (0.84, 0.15, 0.16),
+        (0.58, 0.40, 0.74),
+        (0.55, 0.34, 0.29),
+        (0.89, 0.47, 0.76),
+        (0.50, 0.50, 0.50),
+        (0.74, 0.74, 0.13),
+        (0.09, 0.75, 0.81),
+        (0.68, 0.78, 0.91),
+        (1.00, 0.73, 0.47),
+        (0.60, 0.87, 0.54),
+        (1.00, 0.60, 0.59),
+        (0.77, 0.69, 0.84),
+        (0.77, 0.61, 0.58),
+        (0.97, 0.71, 0.82),
+        (0.78, 0.78, 0.78),
+        (0.86, 0.86, 0.55),
+        (0.62, 0.85, 0.90),
+    ]
+)
 
 
 def cluster_colors(labels: np.ndarray) -> np.ndarray:
@@ -74,8 +92,7 @@ def overlay_rgba(mask: np.ndarray, color, alpha: float) -> np.ndarray:
     return out
 
 
-def draw_mask(ax, image, mask, *, hw=None, color=PRED_COLOR, alpha=0.45, ground_truth=None, title=None,
-              show_iou=True):
+def draw_mask(ax, image, mask, *, hw=None, color=PRED_COLOR, alpha=0.45, ground_truth=None, title=None, show_iou=True):
     """Image with a filled mask (and the ground truth as a green outline). Returns the IoU or None."""
     H, W = draw_image(ax, image, hw=hw)
     m = as_mask(mask)
@@ -93,8 +110,21 @@ def draw_mask(ax, image, mask, *, hw=None, color=PRED_COLOR, alpha=0.45, ground_
     return score
 
 
-def draw_map(ax, values, *, image=None, hw=None, cmap="viridis", vmin=None, vmax=None, alpha=0.7,
-             colorbar=True, title=None, outline=None, outline_color="k"):
+def draw_map(
+    ax,
+    values,
+    *,
+    image=None,
+    hw=None,
+    cmap="viridis",
+    vmin=None,
+    vmax=None,
+    alpha=0.7,
+    colorbar=True,
+    title=None,
+    outline=None,
+    outline_color="k",
+):
     """A (h, w) map over an optional image, with a colour bar. Returns the map's AxesImage."""
     v = as_numpy(values).astype(np.float64)
     if v.ndim != 2:
@@ -105,8 +135,15 @@ def draw_map(ax, values, *, image=None, hw=None, cmap="viridis", vmin=None, vmax
         H, W = hw if hw is not None else v.shape
         ax.set_xticks([])
         ax.set_yticks([])
-    im = ax.imshow(v, extent=image_extent((H, W)), cmap=cmap, vmin=vmin, vmax=vmax,
-                   alpha=alpha if image is not None else None, interpolation="nearest")
+    im = ax.imshow(
+        v,
+        extent=image_extent((H, W)),
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        alpha=alpha if image is not None else None,
+        interpolation="nearest",
+    )
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     if outline is not None:
@@ -129,17 +166,40 @@ def symmetric_limit(values, percentile: float = 100.0) -> float:
 def draw_similarity(ax, similarity, *, image=None, hw=None, outline=None, title=None, colorbar=True):
     """A cosine-similarity map on a diverging scale symmetric around 0 (0 is white)."""
     lim = symmetric_limit(similarity)
-    return draw_map(ax, similarity, image=image, hw=hw, cmap="RdBu_r", vmin=-lim, vmax=lim, title=title,
-                    outline=outline, colorbar=colorbar)
+    return draw_map(
+        ax,
+        similarity,
+        image=image,
+        hw=hw,
+        cmap="RdBu_r",
+        vmin=-lim,
+        vmax=lim,
+        title=title,
+        outline=outline,
+        colorbar=colorbar,
+    )
 
 
 def draw_votes(ax, votes, shots, *, image=None, hw=None, title=None, colorbar=True):
     """Backward votes 0..k as a discrete map, with the outline of ``votes >= ceil(k / 2)``."""
     v = as_numpy(votes).astype(np.int64)
-    cmap = ListedColormap(np.array([(0.15, 0.15, 0.15)] + [
-        (0.95, 0.55 + 0.4 * i / max(shots, 1), 0.1) for i in range(1, shots + 1)]))
-    im = draw_map(ax, v, image=image, hw=hw, cmap=cmap, vmin=-0.5, vmax=shots + 0.5, title=title,
-                  outline=v >= math.ceil(shots / 2), outline_color="w", colorbar=False, alpha=0.7)
+    cmap = ListedColormap(
+        np.array([(0.15, 0.15, 0.15)] + [(0.95, 0.55 + 0.4 * i / max(shots, 1), 0.1) for i in range(1, shots + 1)])
+    )
+    im = draw_map(
+        ax,
+        v,
+        image=image,
+        hw=hw,
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=shots + 0.5,
+        title=title,
+        outline=v >= math.ceil(shots / 2),
+        outline_color="w",
+        colorbar=False,
+        alpha=0.7,
+    )
     if colorbar:
         cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02, ticks=list(range(shots + 1)))
         cb.set_label("votes", fontsize=8)
@@ -236,14 +296,21 @@ def draw_clusters(ax, labels, *, image=None, hw=None, seed=None, numbers=True, t
         H, W = hw if hw is not None else lab.shape
         ax.set_xticks([])
         ax.set_yticks([])
-    ax.imshow(cluster_colors(lab), extent=image_extent((H, W)), alpha=alpha if image is not None else None,
-              interpolation="nearest")
+    ax.imshow(
+        cluster_colors(lab),
+        extent=image_extent((H, W)),
+        alpha=alpha if image is not None else None,
+        interpolation="nearest",
+    )
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     ax.add_collection(LineCollection(boundary_segments(lab, (H, W)), colors="k", linewidths=0.8, label="boundaries"))
     if seed is not None:
-        ax.add_collection(LineCollection(boundary_segments(lab, (H, W), select=int(seed)), colors=[SEED_COLOR],
-                                         linewidths=2.5, label="seed"))
+        ax.add_collection(
+            LineCollection(
+                boundary_segments(lab, (H, W), select=int(seed)), colors=[SEED_COLOR], linewidths=2.5, label="seed"
+            )
+        )
     if numbers:
         K = int(lab.max()) + 1
         h, w = lab.shape
@@ -255,17 +322,31 @@ def draw_clusters(ax, labels, *, image=None, hw=None, seed=None, numbers=True, t
                 continue
             cy = (ys[sel].mean() + 0.5) * H / h - 0.5
             cx = (xs[sel].mean() + 0.5) * W / w - 0.5
-            ax.text(cx, cy, str(k), ha="center", va="center", fontsize=6 if k != seed else 8,
-                    color="k" if k != seed else SEED_COLOR, fontweight="bold" if k == seed else None,
-                    bbox=dict(boxstyle="round,pad=0.1", fc="w", alpha=0.6, lw=0) if k != seed else
-                    dict(boxstyle="round,pad=0.1", fc="k", alpha=0.7, lw=0))
+            ax.text(
+                cx,
+                cy,
+                str(k),
+                ha="center",
+                va="center",
+                fontsize=6 if k != seed else 8,
+                color="k" if k != seed else SEED_COLOR,
+                fontweight="bold" if k == seed else None,
+                bbox=dict(boxstyle="round,pad=0.1", fc="w", alpha=0.6, lw=0)
+                if k != seed
+                else dict(boxstyle="round,pad=0.1", fc="k", alpha=0.7, lw=0),
+            )
     if title:
         ax.set_title(title, fontsize=9)
 
 
 #: Bars drawn per cluster by :func:`draw_scores`, in order.
 SCORE_PARTS = ("cross", "intra", "area", "score")
-_SCORE_COLORS = {"cross": (0.35, 0.6, 0.85), "intra": (0.55, 0.8, 0.45), "area": (0.95, 0.7, 0.3), "score": (0.8, 0.1, 0.1)}
+_SCORE_COLORS = {
+    "cross": (0.35, 0.6, 0.85),
+    "intra": (0.55, 0.8, 0.45),
+    "area": (0.95, 0.7, 0.3),
+    "score": (0.8, 0.1, 0.1),
+}
 
 
 def draw_scores(ax, cross, intra, area, score, *, merge_threshold, seed=None, overlap=None, title=None):
@@ -283,8 +364,13 @@ def draw_scores(ax, cross, intra, area, score, *, merge_threshold, seed=None, ov
     x = np.arange(len(shown))
     width = 0.2
     for i, name in enumerate(SCORE_PARTS):
-        ax.bar(x + (i - 1.5) * width, parts[name][shown], width, color=_SCORE_COLORS[name],
-               label="total" if name == "score" else name)
+        ax.bar(
+            x + (i - 1.5) * width,
+            parts[name][shown],
+            width,
+            color=_SCORE_COLORS[name],
+            label="total" if name == "score" else name,
+        )
     ax.axhline(merge_threshold, color="k", linestyle="--", linewidth=1.2, label=f"merge threshold {merge_threshold:g}")
     ax.axhline(0.0, color="0.6", linewidth=0.6)
     ax.set_xticks(x)
@@ -319,7 +405,20 @@ def draw_rgb(ax, rgb, *, title=None, hw=None):
 
 
 __all__ = [
-    "blank", "boundary_segments", "candidate_categories", "cluster_colors", "draw_candidates", "draw_clusters",
-    "draw_image", "draw_map", "draw_mask", "draw_outline", "draw_rgb", "draw_scores", "draw_similarity",
-    "draw_votes", "overlay_rgba", "symmetric_limit",
+    "blank",
+    "boundary_segments",
+    "candidate_categories",
+    "cluster_colors",
+    "draw_candidates",
+    "draw_clusters",
+    "draw_image",
+    "draw_map",
+    "draw_mask",
+    "draw_outline",
+    "draw_rgb",
+    "draw_scores",
+    "draw_similarity",
+    "draw_votes",
+    "overlay_rgba",
+    "symmetric_limit",
 ]

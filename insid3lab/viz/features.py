@@ -40,8 +40,15 @@ def feature_pca(features, image=None, *, title: str | None = None):
     return fig
 
 
-def feature_pca_pair(reference_features, target_features, *, reference_image=None, target_image=None,
-                     names: Sequence[str] = ("reference", "target"), title: str | None = None):
+def feature_pca_pair(
+    reference_features,
+    target_features,
+    *,
+    reference_image=None,
+    target_image=None,
+    names: Sequence[str] = ("reference", "target"),
+    title: str | None = None,
+):
     """PCA fitted on the cells of both maps together: the same colour means the same feature.
 
     Args:
@@ -69,8 +76,9 @@ def feature_pca_pair(reference_features, target_features, *, reference_image=Non
     return fig
 
 
-def feature_pca_debiased(original, debiased, *, images=None, names: Sequence[str] | None = None,
-                         title: str | None = None):
+def feature_pca_debiased(
+    original, debiased, *, images=None, names: Sequence[str] | None = None, title: str | None = None
+):
     """Original features beside debiased ones, each row a separate PCA fitted jointly over its maps.
 
     Args:

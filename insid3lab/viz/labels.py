@@ -94,7 +94,7 @@ def instances(image, found: Sequence[dict], names: Sequence[str]) -> Figure:
         col = colours[list(names).index(inst["label"])] * shade[i]
         out[m] = 0.45 * out[m] + 0.55 * col
     ax.imshow(out)
-    for i, inst in enumerate(found):
+    for inst in found:
         x0, y0, x1, y1 = inst["box"]
         col = colours[list(names).index(inst["label"])]
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=col, linewidth=1.5))

@@ -12,8 +12,11 @@ __all__ = ["TOKEN_KINDS", "normalisation_statistics", "token_statistics", "token
 _STATS = ("norm_mean", "channel_rms_median", "channel_rms_max")
 
 _KIND_COLORS = {"patch": (0.12, 0.47, 0.71), "cls": (0.84, 0.15, 0.16), "registers": (0.17, 0.63, 0.17)}
-_TITLES = {"norm_mean": "mean token L2 norm", "channel_rms_median": "per-channel RMS (median channel)",
-           "channel_rms_max": "per-channel RMS (largest channel)"}
+_TITLES = {
+    "norm_mean": "mean token L2 norm",
+    "channel_rms_median": "per-channel RMS (median channel)",
+    "channel_rms_max": "per-channel RMS (largest channel)",
+}
 
 
 def normalisation_statistics(stats: dict, *, title: str | None = None):
@@ -34,8 +37,15 @@ def normalisation_statistics(stats: dict, *, title: str | None = None):
                 series = stats.get(kind, {}).get(which)
                 if series is None:
                     continue
-                ax.plot(blocks, series[stat], linestyle=style, marker="o", markersize=3, color=_KIND_COLORS[kind],
-                        label=f"{kind} {'pre-norm' if which == 'pre' else 'post-norm'}")
+                ax.plot(
+                    blocks,
+                    series[stat],
+                    linestyle=style,
+                    marker="o",
+                    markersize=3,
+                    color=_KIND_COLORS[kind],
+                    label=f"{kind} {'pre-norm' if which == 'pre' else 'post-norm'}",
+                )
         ax.set_yscale("log")
         ax.set_xlabel("block", fontsize=8)
         ax.set_title(_TITLES[stat], fontsize=9)

@@ -11,7 +11,14 @@ from matplotlib.patches import ConnectionPatch
 from .common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure
 from .draw import draw_image, draw_mask
 
-__all__ = ["keypoint_colors", "keypoint_matches", "mask_grid", "mask_overlay", "reference_target_overlay", "score_table"]
+__all__ = [
+    "keypoint_colors",
+    "keypoint_matches",
+    "mask_grid",
+    "mask_overlay",
+    "reference_target_overlay",
+    "score_table",
+]
 
 
 def mask_overlay(image, mask, *, ground_truth=None, title: str | None = None, color=PRED_COLOR):
@@ -25,8 +32,9 @@ def mask_overlay(image, mask, *, ground_truth=None, title: str | None = None, co
     return fig
 
 
-def reference_target_overlay(reference_image, reference_mask, target_image, prediction, *, ground_truth=None,
-                             title: str | None = None):
+def reference_target_overlay(
+    reference_image, reference_mask, target_image, prediction, *, ground_truth=None, title: str | None = None
+):
     """The reference with its mask (blue) beside the target with the prediction (red).
 
     Args:
@@ -42,11 +50,17 @@ def reference_target_overlay(reference_image, reference_mask, target_image, pred
     """
     fig, axes = new_figure(1, 2, panel=3.6)
     ref_mask = as_mask(reference_mask, "reference_mask")
-    draw_mask(axes[0], reference_image, ref_mask, color=REF_COLOR,
-              title=f"reference + mask ({100 * ref_mask.mean():.1f}% of pixels)")
+    draw_mask(
+        axes[0],
+        reference_image,
+        ref_mask,
+        color=REF_COLOR,
+        title=f"reference + mask ({100 * ref_mask.mean():.1f}% of pixels)",
+    )
     pred = as_mask(prediction, "prediction")
-    draw_mask(axes[1], target_image, pred, ground_truth=ground_truth,
-              title=f"target + prediction ({100 * pred.mean():.1f}%)")
+    draw_mask(
+        axes[1], target_image, pred, ground_truth=ground_truth, title=f"target + prediction ({100 * pred.mean():.1f}%)"
+    )
     if title:
         fig.suptitle(title)
     return fig
@@ -67,8 +81,9 @@ def _points(x, what: str) -> np.ndarray:
     return a
 
 
-def keypoint_matches(reference_image, reference_points, target_image, points, *, ground_truth=None,
-                     title: str | None = None):
+def keypoint_matches(
+    reference_image, reference_points, target_image, points, *, ground_truth=None, title: str | None = None
+):
     """Reference keypoints and where they were matched in the target, joined by lines.
 
     Args:
@@ -99,8 +114,11 @@ def keypoint_matches(reference_image, reference_points, target_image, points, *,
     axes[1].scatter(pts[:, 0], pts[:, 1], c=colors, s=36, marker="X", edgecolors="k", linewidths=0.8, zorder=3)
     for (xa, ya), (xb, yb), c in zip(ref, pts, colors):
         if np.isfinite([xa, ya, xb, yb]).all():
-            fig.add_artist(ConnectionPatch((xa, ya), (xb, yb), "data", "data", axesA=axes[0], axesB=axes[1],
-                                           color=c, linewidth=0.8, alpha=0.8))
+            fig.add_artist(
+                ConnectionPatch(
+                    (xa, ya), (xb, yb), "data", "data", axesA=axes[0], axesB=axes[1], color=c, linewidth=0.8, alpha=0.8
+                )
+            )
     summary = f"{len(pts)} keypoints"
     if gt is not None:
         axes[1].scatter(gt[:, 0], gt[:, 1], s=70, facecolors="none", edgecolors=colors, linewidths=1.5, zorder=2)
@@ -136,16 +154,26 @@ def mask_grid(image, masks, *, ground_truth=None, ncols: int = 4, title: str | N
     img = as_image(image)
     for ax, (label, m) in zip(axes.flat, items):
         draw_mask(ax, img, m, ground_truth=ground_truth, title=str(label))
-    for ax in list(axes.flat)[len(items):]:
+    for ax in list(axes.flat)[len(items) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def score_table(values, rows: Sequence, cols: Sequence, *, row_name: str = "", col_name: str = "",
-              title: str | None = None, vmin: float = 0.0, vmax: float = 1.0, fmt: str = "{:.3f}",
-              cmap: str = "viridis"):
+def score_table(
+    values,
+    rows: Sequence,
+    cols: Sequence,
+    *,
+    row_name: str = "",
+    col_name: str = "",
+    title: str | None = None,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    fmt: str = "{:.3f}",
+    cmap: str = "viridis",
+):
     """A table of numbers (IoU per setting, errors per method...) as an annotated heat map.
 
     Args:
@@ -167,8 +195,15 @@ def score_table(values, rows: Sequence, cols: Sequence, *, row_name: str = "", c
         for j in range(v.shape[1]):
             x = v[i, j]
             low = x < vmin + 0.6 * (vmax - vmin) if dark_low else x > vmin + 0.4 * (vmax - vmin)
-            ax.text(j, i, "–" if not np.isfinite(x) else fmt.format(x), ha="center", va="center", fontsize=8,
-                    color="w" if (not np.isfinite(x) or low) else "k")
+            ax.text(
+                j,
+                i,
+                "–" if not np.isfinite(x) else fmt.format(x),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="w" if (not np.isfinite(x) or low) else "k",
+            )
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels([str(c) for c in cols], fontsize=8)
     ax.set_yticks(range(len(rows)))
@@ -179,4 +214,3 @@ def score_table(values, rows: Sequence, cols: Sequence, *, row_name: str = "", c
     if title:
         ax.set_title(title, fontsize=10)
     return fig
-

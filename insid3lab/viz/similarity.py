@@ -24,13 +24,21 @@ def similarity_map(similarity, *, image=None, hw=None, outline=None, title: str 
         Figure with one axis (image then map; the map's colour limits are ±max|s|) and a colour bar.
     """
     fig, ax = new_figure(1, 1, panel=3.4)
-    draw_similarity(ax, similarity, image=image, hw=hw, outline=outline,
-                    title=title or "forward similarity s(x) = <target, p>")
+    draw_similarity(
+        ax, similarity, image=image, hw=hw, outline=outline, title=title or "forward similarity s(x) = <target, p>"
+    )
     return fig
 
 
-def cell_similarity(reference_features, target_features, cell: tuple[int, int], *, reference_image=None,
-                    target_image=None, title: str | None = None):
+def cell_similarity(
+    reference_features,
+    target_features,
+    cell: tuple[int, int],
+    *,
+    reference_image=None,
+    target_image=None,
+    title: str | None = None,
+):
     """Where does one reference cell (row, col) look like the target?
 
     Returns:
@@ -59,8 +67,15 @@ def cell_similarity(reference_features, target_features, cell: tuple[int, int], 
     else:
         TH, TW = th, tw
     r, c = np.unravel_index(int(sim.argmax()), sim.shape)
-    axes[1].plot([(c + 0.5) * TW / tw - 0.5], [(r + 0.5) * TH / th - 0.5], marker="+", color="k",
-                 markersize=12, markeredgewidth=2, label="max")
+    axes[1].plot(
+        [(c + 0.5) * TW / tw - 0.5],
+        [(r + 0.5) * TH / th - 0.5],
+        marker="+",
+        color="k",
+        markersize=12,
+        markeredgewidth=2,
+        label="max",
+    )
     if title:
         fig.suptitle(title)
     return fig

@@ -18,8 +18,18 @@ from .draw import (
 __all__ = ["PANELS", "draw_panel", "settings_line", "story", "trace_panel"]
 
 #: Panel names understood by :func:`trace_panel` / :func:`draw_panel`, in the story's order.
-PANELS = ("reference", "target", "pca_reference", "pca_target", "similarity",
-          "votes", "candidates", "clusters", "scores", "prediction")
+PANELS = (
+    "reference",
+    "target",
+    "pca_reference",
+    "pca_target",
+    "similarity",
+    "votes",
+    "candidates",
+    "clusters",
+    "scores",
+    "prediction",
+)
 
 
 def settings_line(settings: dict) -> str:
@@ -59,8 +69,14 @@ def draw_panel(ax, trace, name: str, *, ground_truth=None, shot: int = 0) -> Non
         _require(t, "reference_images", "reference_masks")
         k = t.reference_images.shape[0]
         hw = t.reference_sizes[shot] if t.reference_sizes else None
-        draw_mask(ax, t.reference_images[shot], t.reference_masks[shot], hw=hw, color=REF_COLOR,
-                  title="reference + mask" + (f" (shot {shot + 1}/{k})" if k > 1 else ""))
+        draw_mask(
+            ax,
+            t.reference_images[shot],
+            t.reference_masks[shot],
+            hw=hw,
+            color=REF_COLOR,
+            title="reference + mask" + (f" (shot {shot + 1}/{k})" if k > 1 else ""),
+        )
     elif name == "target":
         _require(t, "target_image")
         draw_image(ax, t.target_image, hw=thw, title="target")
@@ -74,38 +90,65 @@ def draw_panel(ax, trace, name: str, *, ground_truth=None, shot: int = 0) -> Non
             draw_rgb(ax, rgb_t, hw=thw, title="features: PCA (target, same fit)")
     elif name == "similarity":
         _require(t, "forward_similarity", "target_image")
-        draw_similarity(ax, t.forward_similarity, image=t.target_image, hw=thw, outline=t.forward_mask,
-                        title="forward similarity s(x)")
+        draw_similarity(
+            ax,
+            t.forward_similarity,
+            image=t.target_image,
+            hw=thw,
+            outline=t.forward_mask,
+            title="forward similarity s(x)",
+        )
     elif name == "votes":
         _require(t, "votes", "target_image")
         draw_votes(ax, t.votes, max(t.shots, 1), image=t.target_image, hw=thw, title="backward votes")
     elif name == "candidates":
         _require(t, "forward_mask", "backward_mask", "target_image")
-        draw_candidates(ax, t.forward_mask, t.backward_mask, image=t.target_image, hw=thw,
-                        title=f"candidates ({int(as_numpy(t.candidates).sum())} cells)")
+        draw_candidates(
+            ax,
+            t.forward_mask,
+            t.backward_mask,
+            image=t.target_image,
+            hw=thw,
+            title=f"candidates ({int(as_numpy(t.candidates).sum())} cells)",
+        )
     elif name == "clusters":
         if not clustered:
             blank(ax, "no candidate cell:\nnothing was clustered,\nthe prediction is empty")
             ax.set_title("clusters", fontsize=9)
         else:
-            draw_clusters(ax, t.cluster_labels, image=t.target_image, hw=thw, seed=t.seed,
-                          title=f"{t.num_clusters} clusters, seed {t.seed}")
+            draw_clusters(
+                ax,
+                t.cluster_labels,
+                image=t.target_image,
+                hw=thw,
+                seed=t.seed,
+                title=f"{t.num_clusters} clusters, seed {t.seed}",
+            )
     elif name == "scores":
         if not clustered:
             blank(ax, "no candidate cell:\nno cluster scores")
             ax.set_title("cluster scores", fontsize=9)
         else:
-            draw_scores(ax, t.cluster_cross, t.cluster_intra, t.cluster_area, t.cluster_score,
-                        merge_threshold=float(t.settings.get("merge_threshold", 0.2)), seed=t.seed,
-                        overlap=t.cluster_overlap, title="cluster scores (clusters with candidates)")
+            draw_scores(
+                ax,
+                t.cluster_cross,
+                t.cluster_intra,
+                t.cluster_area,
+                t.cluster_score,
+                merge_threshold=float(t.settings.get("merge_threshold", 0.2)),
+                seed=t.seed,
+                overlap=t.cluster_overlap,
+                title="cluster scores (clusters with candidates)",
+            )
     elif name == "prediction":
         _require(t, "mask", "target_image")
         if t.mask_refined is None:
             draw_mask(ax, t.target_image, t.mask, hw=thw, ground_truth=ground_truth, title="prediction")
         else:  # the refined mask, the boundary before refinement as a thin white line
             name = t.settings.get("refine", "refiner") if t.settings else "refiner"
-            draw_mask(ax, t.target_image, t.mask, hw=thw, ground_truth=ground_truth,
-                      title=f"prediction, refined ({name})")
+            draw_mask(
+                ax, t.target_image, t.mask, hw=thw, ground_truth=ground_truth, title=f"prediction, refined ({name})"
+            )
             before = as_mask(t.mask_upsampled, "mask_upsampled") if t.mask_upsampled is not None else None
             if before is not None:
                 draw_outline(ax, before, thw or before.shape, color=(1.0, 1.0, 1.0), linewidth=0.7)

@@ -12,13 +12,16 @@ __all__ = ["black_image_pca", "component_maps", "positional_components", "positi
 
 def _draw_spectrum(ax, S, components):
     s = as_numpy(S).astype(np.float64).reshape(-1)
-    ax.semilogy(np.arange(1, len(s) + 1), np.maximum(s, 1e-12), marker=".", markersize=3, linewidth=1,
-                label="singular value")
+    ax.semilogy(
+        np.arange(1, len(s) + 1), np.maximum(s, 1e-12), marker=".", markersize=3, linewidth=1, label="singular value"
+    )
     if components is not None:
         ax.axvline(components + 0.5, color="r", linestyle="--", linewidth=1.2, label=f"r = {components} removed")
         energy = float((s[:components] ** 2).sum() / max((s**2).sum(), 1e-24))
-        ax.set_title(f"spectrum of the black-image features\nfirst {components} hold {100 * energy:.1f}% of the energy",
-                     fontsize=9)
+        ax.set_title(
+            f"spectrum of the black-image features\nfirst {components} hold {100 * energy:.1f}% of the energy",
+            fontsize=9,
+        )
     else:
         ax.set_title("spectrum of the black-image features", fontsize=9)
     ax.set_xlabel("component", fontsize=8)
@@ -129,7 +132,6 @@ def positional_subspace(model, *, count: int = 4, title: str | None = None):
     s = as_numpy(svd["S"]).reshape(-1)
     for i, m in enumerate(maps):
         lim = symmetric_limit(m, 98.0)
-        draw_map(axd[f"u{i}"], m, cmap="RdBu_r", vmin=-lim, vmax=lim, colorbar=False,
-                 title=f"u{i + 1} σ={s[i]:.2g}")
+        draw_map(axd[f"u{i}"], m, cmap="RdBu_r", vmin=-lim, vmax=lim, colorbar=False, title=f"u{i + 1} σ={s[i]:.2g}")
     fig.suptitle(title or f"positional subspace at S = {model.image_size} (r = {r})")
     return fig

@@ -68,17 +68,21 @@ _JS_IMAGE = """
 }
 """
 
-_JS_PANELS = """
+_JS_PANELS = (
+    """
 (selector) => Array.from(document.querySelectorAll(selector)).map((el) => {
     const img = (%s)(el);
     return img ? {src: img.src.slice(0, 5), width: img.naturalWidth, height: img.naturalHeight,
                   complete: img.complete} : null;
 })
-""" % _JS_IMAGE
+"""
+    % _JS_IMAGE
+)
 
 # SHA-256 of the bytes behind the image source (a blob: or data: URL), or null while the
 # image is missing, not decoded yet, or its URL was just revoked by a newer value.
-_JS_DIGEST = """
+_JS_DIGEST = (
+    """
 async (selector) => {
     const img = (%s)(document.querySelector(selector));
     if (!img || !img.src || !img.complete || img.naturalWidth === 0) return null;
@@ -90,7 +94,9 @@ async (selector) => {
         return null;
     }
 }
-""" % _JS_IMAGE
+"""
+    % _JS_IMAGE
+)
 
 # Scroll the notebook so that the output holding the element starts at the top of the view.
 _JS_SHOW_OUTPUT = """
@@ -248,7 +254,7 @@ class LabServer:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}?token={self.token}"
 
-    def __enter__(self) -> "LabServer":
+    def __enter__(self) -> LabServer:
         try:
             self.start()
         except BaseException:
@@ -626,9 +632,12 @@ def run_notebook_in_lab(
     scratch = Path(tempfile.mkdtemp(prefix="insid3lab-lab-"))
     try:
         target, code_cells = _prepare_root(notebook, scratch / "root", [Path(p) for p in extra_files])
-        with LabServer(
-            scratch / "root", scratch / "home", out / f"{name}-jupyter.log", start_timeout_s=start_timeout_s
-        ) as server, sync_playwright() as pw:
+        with (
+            LabServer(
+                scratch / "root", scratch / "home", out / f"{name}-jupyter.log", start_timeout_s=start_timeout_s
+            ) as server,
+            sync_playwright() as pw,
+        ):
             browser = pw.chromium.launch(
                 executable_path=executable, args=list(CHROMIUM_ARGS), timeout=step_timeout_s * 1000
             )

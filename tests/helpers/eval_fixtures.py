@@ -16,8 +16,16 @@ import torch
 from PIL import Image
 
 COLOURS = [
-    (220, 40, 40), (40, 200, 60), (40, 80, 230), (230, 200, 30), (200, 40, 200), (30, 200, 210),
-    (240, 130, 20), (120, 60, 20), (250, 250, 250), (10, 10, 10),
+    (220, 40, 40),
+    (40, 200, 60),
+    (40, 80, 230),
+    (230, 200, 30),
+    (200, 40, 200),
+    (30, 200, 210),
+    (240, 130, 20),
+    (120, 60, 20),
+    (250, 250, 250),
+    (10, 10, 10),
 ]
 
 
@@ -143,8 +151,14 @@ def make_paco(root: Path) -> dict:
         annos = []
         for cid in range(200, 208):
             cid2img[cid].append({img_id: f"/some/where/{name}"})
-            annos.append({"category_id": cid, "obj_ann_id": 70 + i, "obj_bbox": [x0, y0, x1 - x0, y1 - y0],
-                          "segmentation": [_poly(part)]})
+            annos.append(
+                {
+                    "category_id": cid,
+                    "obj_ann_id": 70 + i,
+                    "obj_bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "segmentation": [_poly(part)],
+                }
+            )
         img2anno[img_id] = annos
     cid2img[200].append({5000: f"/some/where/val2017/{5000:012d}.jpg"})  # a duplicate entry
     val = {"cid2img": cid2img, "img2anno": img2anno}
@@ -172,8 +186,13 @@ def make_pascal_part(root: Path) -> dict:
         save(scene(300 + i, h, w, [(9, obj), (2, head)]), voc / "JPEGImages" / f"{img_id}.jpg", quality=95)
         rle = mask_api.encode(np.asfortranarray(box_mask(h, w, head)))
         rle["counts"] = rle["counts"].decode("ascii")
-        objects = [{"name": "cat", "bndbox": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1},
-                    "parts": [{"name": "HEAD", "mask": [rle]}]}]
+        objects = [
+            {
+                "name": "cat",
+                "bndbox": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1},
+                "parts": [{"name": "HEAD", "mask": [rle]}],
+            }
+        ]
         if i == 0:  # a second cat without a head: never chosen for cat+HEAD
             objects.insert(0, {"name": "cat", "bndbox": {"xmin": 0, "ymin": 0, "xmax": 5, "ymax": 5}, "parts": []})
         (voc / "Annotations_Part_json_merged_part_classes").mkdir(parents=True, exist_ok=True)
@@ -182,9 +201,14 @@ def make_pascal_part(root: Path) -> dict:
         ids.append(img_id)
         truth[img_id] = (obj, head)
     index = {
-        "animals": {"object": {"cat": {"part": {"HEAD": {"train": ["2007_000001"], "val": ids},
-                                                 "TAIL": {"train": [], "val": ids[:2]}}}}},
-        "indoor": {"object": {}}, "person": {"object": {}}, "vehicles": {"object": {}},
+        "animals": {
+            "object": {
+                "cat": {"part": {"HEAD": {"train": ["2007_000001"], "val": ids}, "TAIL": {"train": [], "val": ids[:2]}}}
+            }
+        },
+        "indoor": {"object": {}},
+        "person": {"object": {}},
+        "vehicles": {"object": {}},
     }
     with open(voc / "all_obj_part_to_image.json", "w") as fh:
         json.dump(index, fh)
@@ -200,7 +224,9 @@ def make_isic(root: Path) -> dict:
             h, w = _size(rng)
             b = rand_box(rng, h, w)
             sid = f"ISIC_{n:07d}"
-            save(scene(400 + n, h, w, [(3, b)]), base / "ISIC2018_Task1-2_Training_Input" / c / f"{sid}.jpg", quality=95)
+            save(
+                scene(400 + n, h, w, [(3, b)]), base / "ISIC2018_Task1-2_Training_Input" / c / f"{sid}.jpg", quality=95
+            )
             save(box_mask(h, w, b, 255), base / "ISIC2018_Task1_Training_GroundTruth" / f"{sid}_segmentation.png")
             n += 1
     return {}
@@ -246,8 +272,8 @@ def make_isaid(root: Path) -> dict:
         save(scene(700 + i, h, w, [(c, b)]), base / "val" / "images" / f"{name}.png")
         labels = box_mask(h, w, b, c + 1)
         x0, y0, x1, y1 = b
-        labels[y0 - 1, x0 - 1:x1 + 1] = 255
-        labels[y1, x0 - 1:x1 + 1] = 255
+        labels[y0 - 1, x0 - 1 : x1 + 1] = 255
+        labels[y1, x0 - 1 : x1 + 1] = 255
         save(labels, base / "val" / "semantic_png" / f"{name}_instance_color_RGB.png")
         lines.append(f"{name}__{c + 1}")
     (base / "splits" / "val").mkdir(parents=True, exist_ok=True)
@@ -289,8 +315,15 @@ def make_spair(root: Path) -> dict:
             (sh, sw), (th, tw) = sizes[src], sizes[trg]
             trg_kps = [[x * tw / sw, y * th / sh] for x, y in src_kps]
             trg_kps[2][0] += 8.0  # one keypoint off by 8 px
-            ann = {"src_imname": f"{src}.jpg", "trg_imname": f"{trg}.jpg", "category": cat, "src_kps": src_kps,
-                   "trg_kps": trg_kps, "src_bndbox": [5, 5, 50, 45], "trg_bndbox": [4, 6, 64, 46]}
+            ann = {
+                "src_imname": f"{src}.jpg",
+                "trg_imname": f"{trg}.jpg",
+                "category": cat,
+                "src_kps": src_kps,
+                "trg_kps": trg_kps,
+                "src_bndbox": [5, 5, 50, 45],
+                "trg_bndbox": [4, 6, 64, 46],
+            }
             (base / "PairAnnotation" / "test").mkdir(parents=True, exist_ok=True)
             with open(base / "PairAnnotation" / "test" / f"{pair}.json", "w") as fh:
                 json.dump(ann, fh)
@@ -315,8 +348,15 @@ def make_folder(root: Path, *, classes=("scratch", "dent"), per_class: int = 3) 
 
 
 MAKERS = {
-    "coco": make_coco, "lvis": make_lvis, "paco_part": make_paco, "pascal_part": make_pascal_part,
-    "isic": make_isic, "lung": make_lung, "suim": make_suim, "isaid": make_isaid, "permis": make_permis,
+    "coco": make_coco,
+    "lvis": make_lvis,
+    "paco_part": make_paco,
+    "pascal_part": make_pascal_part,
+    "isic": make_isic,
+    "lung": make_lung,
+    "suim": make_suim,
+    "isaid": make_isaid,
+    "permis": make_permis,
     "spair": make_spair,
 }
 
@@ -394,8 +434,21 @@ def eval_data(tmp_path_factory) -> Path:
 
 def comparable(summary: dict) -> dict:
     """The parts of a summary that must not depend on order, processes or resumption."""
-    keep = ("task", "miou", "fb_iou", "miou_visited_classes", "classes_visited", "per_class_iou", "per_class_episodes",
-            "intersection", "union", "pck", "pck_per_point", "per_class_pck", "bad_samples")
+    keep = (
+        "task",
+        "miou",
+        "fb_iou",
+        "miou_visited_classes",
+        "classes_visited",
+        "per_class_iou",
+        "per_class_episodes",
+        "intersection",
+        "union",
+        "pck",
+        "pck_per_point",
+        "per_class_pck",
+        "bad_samples",
+    )
     out = {k: summary[k] for k in keep if k in summary}
     out["episodes"] = {k: summary["episodes"][k] for k in ("total", "evaluated", "bad")}
     return out
@@ -425,8 +478,9 @@ def distributed_worker(rank: int, world: int, port: int, jobs: list[tuple]) -> N
     try:
         for name, root, episodes, out, *resume in jobs:
             ds = build_dataset(name, root, shots=1)
-            summary = run_evaluation(FakeModel(), ds, out, episodes=episodes, seed=3, progress=False,
-                                     resume=bool(resume and resume[0]))
+            summary = run_evaluation(
+                FakeModel(), ds, out, episodes=episodes, seed=3, progress=False, resume=bool(resume and resume[0])
+            )
             with open(Path(out) / f"returned.rank{rank}.json", "w") as fh:
                 json.dump(comparable(summary), fh)
     finally:
@@ -447,6 +501,13 @@ def cli_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
 
     from insid3lab.cli.eval import main
 
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     main(argv)

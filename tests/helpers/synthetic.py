@@ -46,8 +46,9 @@ class ColourPositionEncoder(nn.Module):
             chans += [torch.sin(f * rows), torch.cos(f * rows), torch.sin(f * cols), torch.cos(f * cols)]
         return torch.stack(chans)
 
-    def get_intermediate_layers(self, x, n=1, *, reshape=False, return_class_token=False,
-                                return_extra_tokens=False, norm=True):
+    def get_intermediate_layers(
+        self, x, n=1, *, reshape=False, return_class_token=False, return_extra_tokens=False, norm=True
+    ):
         self.calls += 1
         B = x.shape[0]
         p = self.patch_size

@@ -68,8 +68,10 @@ or
         self.default_episodes = sum(len(p) for p in self.pairs)
         if self.images_without_mask:
             n = len(self.images_without_mask)
-            warn(f"{self.title} {str(self.root)!r}: {n} image(s) have no mask of the same stem and are not used "
-                 f"(e.g. {self.images_without_mask[0]!r}); see images_without_mask")
+            warn(
+                f"{self.title} {str(self.root)!r}: {n} image(s) have no mask of the same stem and are not used "
+                f"(e.g. {self.images_without_mask[0]!r}); see images_without_mask"
+            )
 
     def describe(self) -> dict:
         d = super().describe()
@@ -81,7 +83,10 @@ or
         ci = index % len(self.class_names)
         pairs = self.pairs[ci]
         t, refs = target_and_references(rng, list(range(len(pairs))), self.shots)
-        item = lambda k: {"image": pairs[k][0], "mask": pairs[k][1]}
+
+        def item(k):
+            return {"image": pairs[k][0], "mask": pairs[k][1]}
+
         return ci, item(t), [item(k) for k in refs]
 
     def load(self, item, class_index):

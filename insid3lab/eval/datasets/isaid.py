@@ -83,7 +83,7 @@ iSAID/
         self.images = {i: unique(n for n, c in self.entries if c == i) for i in range(5)}
         if not self.entries:
             self._too_few([])
-        for name, ci in self.entries:
+        for _name, ci in self.entries:
             if len(self.images[ci]) <= self.shots:
                 raise ValueError(
                     f"{split}: class {self.class_names[ci]!r} lists {len(self.images[ci])} image(s); "
