@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
-from transformers.initialization import no_init_weights
 
 from .archs import META_ARCHS, MetaArch, config_for_arch, get_arch, match_released_arch
 from .convert import (
@@ -22,8 +21,10 @@ from .convert import (
     meta_to_hf_state_dict,
     unwrap_state_dict,
 )
+from .devices import resolve_device, resolve_dtype
 from .hub import load_from_hub
 from .model import DinoV3Backbone, default_rope_periods
+from .random import RANDOM_SCHEME, parse_random_source, random_backbone
 
 __all__ = [
     "load_backbone",
@@ -41,50 +42,6 @@ _CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 _RELEASED = "vits16, vits16plus, vitb16, vitl16 (LVD-1689M and SAT-493M), vitl16plus, vith16plus, vit7b16"
 # The config key under which save_pretrained() records the RoPE periods in use.
 PERIODS_CONFIG_KEY = "insid3lab_rope_periods"
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to ``torch.device``."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device={device!r} is not a device; allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
-    return dev
-
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """None -> float32; accepts torch dtypes and the names float32/fp32, bfloat16/bf16, float16/fp16."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype={dtype}: allowed torch.float32, torch.bfloat16, torch.float16")
-        return dtype
-    key = str(dtype).lower().replace("torch.", "")
-    if key not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r}: allowed 'float32', 'bfloat16', 'float16' (or fp32/bf16/fp16)")
-    return _DTYPES[key]
 
 
 def _resolve_periods(rope_periods, head_dim: int, base: float, checkpoint_periods: Tensor | None) -> Tensor:
@@ -472,93 +429,3 @@ def save_pretrained(backbone: DinoV3Backbone, folder: str | os.PathLike) -> Path
     cfg[PERIODS_CONFIG_KEY] = [float(v) for v in backbone.rope_periods.tolist()]
     cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return folder
-
-
-RANDOM_SCHEME = "random:"
-
-
-def parse_random_source(spec: str) -> tuple[str, int]:
-    """``"random:ARCH[:SEED]"`` as ``(arch, seed)``: the one parser of the random-weights source.
-
-    ``random:`` alone means ``tiny``, a missing seed means 0.
-
-    Raises:
-        ValueError: naming the source, for an unknown architecture (listing the allowed ones),
-            a seed that is not an integer, or extra fields.
-    """
-    if not isinstance(spec, str) or not spec.startswith(RANDOM_SCHEME):
-        raise ValueError(f"source={spec!r}: a random-weights source has the form random:ARCH[:SEED]")
-    parts = spec[len(RANDOM_SCHEME) :].split(":")
-    if len(parts) > 2:
-        raise ValueError(f"source={spec!r}: expected random:ARCH[:SEED], e.g. random:vitl16:3")
-    name = parts[0] or "tiny"
-    try:
-        get_arch(name)
-    except ValueError:
-        raise ValueError(
-            f"source={spec!r}: unknown architecture {name!r}; allowed: {', '.join(sorted(META_ARCHS))}"
-        ) from None
-    seed_text = parts[1].strip() if len(parts) == 2 else "0"
-    try:
-        seed = int(seed_text)
-    except ValueError:
-        raise ValueError(
-            f"source={spec!r}: the seed must be an integer, got {seed_text!r} (random:ARCH[:SEED])"
-        ) from None
-    return name, seed
-
-
-def random_backbone(
-    arch: str = "tiny",
-    *,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype | None = None,
-    residual_scale: float = 1.0,
-    **config_overrides,
-) -> DinoV3Backbone:
-    """A DINOv3 ViT with random weights, built from an architecture's config: no download.
-
-    Args:
-        arch: ``"tiny"`` (64-dim, 3 blocks: tests and notebooks without weights) or any released
-            architecture name (``vits16``, ``vitb16``, ``vitl16``...: timing, memory).
-        seed: the weights are a function of the seed alone.
-        residual_scale: multiplies the CLS/register/patch embeddings, making the pre-norm residual
-            stream larger than the post-LayerNorm tokens as in trained DINOv3 models.
-        config_overrides: passed to the ``DINOv3ViTConfig`` (``num_hidden_layers=2``...).
-
-    Masks from random weights are meaningless: they only exercise the mechanics.
-
-    The model is built without running any initialiser and each parameter is filled once, in
-    name order, from one ``torch.Generator`` seeded with ``seed``: LayerNorm weights
-    ``1 + 0.1 N(0, 1)``, layer scales ``U(0.1, 0.15)``, the mask token 0, everything else
-    ``N(0, 0.02²)`` (then the embeddings scaled as above). A random ViT-L takes about a second.
-    """
-    config = config_for_arch(arch, **config_overrides)
-    g = torch.Generator().manual_seed(seed)
-    # Every parameter is filled below, so the initialisers (transformers' and torch's) are skipped:
-    # the parameters are allocated but not initialised, and buffers are computed as usual.
-    with no_init_weights():
-        model = DINOv3ViTModel(config)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            if name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-            elif name.endswith("lambda1"):
-                p.copy_(0.1 + 0.05 * torch.rand(p.shape, generator=g))
-            elif name.endswith("mask_token"):
-                p.zero_()
-            else:
-                p.normal_(0.0, 0.02, generator=g)
-        model.embeddings.cls_token.mul_(residual_scale * 50)
-        model.embeddings.register_tokens.mul_(residual_scale * 50)
-        model.embeddings.patch_embeddings.weight.mul_(residual_scale * 10)
-        model.embeddings.patch_embeddings.bias.mul_(residual_scale * 10)
-    head_dim = config.hidden_size // config.num_attention_heads
-    bb = DinoV3Backbone(
-        model.eval(),
-        rope_periods=default_rope_periods(head_dim, config.rope_theta),
-        source=f"random:{arch}:seed={seed}",
-        arch_name=arch,
-    )
-    return bb.to(device=resolve_device(device), dtype=resolve_dtype(dtype))

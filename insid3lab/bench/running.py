@@ -27,58 +27,21 @@ from .coldstart import cold_starts
 from .concepts import measure_concepts
 from .inputs import load_inputs
 from .refinement import REFINEMENT_STAGE, baseline_refined, refinement_memory, refines
-from .timing import encoder_device, peak_rss_bytes, ratio, stage_means, summary, sync
+from .stages import (
+    BASELINE_STAGES,
+    DECODE_STAGES,
+    PIPELINE_STAGES,
+    baseline_report,
+    decode_seconds,
+    decode_vs_encoding,
+    mask_iou,
+    stage_names,
+    stage_report,
+)
+from .timing import encoder_device, peak_rss_bytes, ratio, summary, sync
 from .tracking import measure_tracking, sequence_inputs
 
 __all__ = ["BASELINE_STAGES", "DECODE_STAGES", "PIPELINE_STAGES", "mask_iou", "run_benchmark", "stage_names"]
-
-#: Stages timed for the pipeline; everything after ``features`` is the decode.
-PIPELINE_STAGES = (
-    "preprocess",
-    "features",
-    "references",
-    "debias",
-    "forward",
-    "backward",
-    "clustering",
-    "aggregation",
-    "upsampling",
-)
-#: Stages timed for the baseline; everything after ``features`` is the decode.
-BASELINE_STAGES = (
-    "preprocess",
-    "features",
-    "debias",
-    "prototype",
-    "forward",
-    "backward",
-    "clustering",
-    "aggregation",
-    "upsampling",
-)
-#: The pipeline's decode stages (what follows the target's encoding).
-DECODE_STAGES = PIPELINE_STAGES[2:]
-_NOT_DECODE = ("preprocess", "features")
-
-
-def stage_names(refine=Params.refine, *, baseline: bool = False) -> tuple[str, ...]:
-    """The stages timed for the pipeline (or the baseline): :data:`PIPELINE_STAGES` (:data:`BASELINE_STAGES`),
-    and ``"refinement"`` last when ``refine`` changes the mask (a name from ``REFINERS`` or a callable)."""
-    names = BASELINE_STAGES if baseline else PIPELINE_STAGES
-    return (*names, REFINEMENT_STAGE) if refines(refine) else names
-
-
-def mask_iou(a: Tensor, b: Tensor) -> float:
-    """Intersection over union of two bool masks of one shape; 1.0 when both are empty."""
-    if a.shape != b.shape:
-        raise ValueError(f"masks of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
-    a, b = a.bool().cpu(), b.bool().cpu()
-    union = int((a | b).sum())
-    return 1.0 if union == 0 else int((a & b).sum()) / union
-
-
-def _decode_times(runs: list[dict[str, float]]) -> list[float]:
-    return [sum(v for k, v in r.items() if k not in _NOT_DECODE) for r in runs]
 
 
 def _dtype_name(d) -> str:
@@ -299,38 +262,13 @@ def _refinement(run: _Run, stages: dict[str, float], runs: list[dict[str, float]
     _, trace = run.pipe.segment(run.targets[0], return_trace=True)
     image = denormalize(trace.target_image).to(trace.mask_upsampled.device)
     memory = refinement_memory(run.settings["refine"], trace.mask_upsampled, image)
-    decode = sum(v for k, v in stages.items() if k not in _NOT_DECODE)
+    decode = decode_seconds(stages)
     return {
         "name": run.settings["refine"] if isinstance(run.settings["refine"], str) else "callable",
         "time": summary([r.get(REFINEMENT_STAGE, 0.0) for r in runs]),
         "fraction_of_decode": ratio(stages[REFINEMENT_STAGE], decode),
         "memory": memory,
         "band_pixels": None if trace.refine_band is None else int(trace.refine_band.sum()),
-    }
-
-
-def decode_vs_encoding(stages: dict[str, float]) -> dict[str, Any]:
-    """Each decode stage, and the whole decode, as a fraction of the target's encoding (``features``) time."""
-    enc = stages.get("features") or 0.0
-    per_stage = {k: ratio(v, enc) for k, v in stages.items() if k not in _NOT_DECODE}
-    return {
-        "encoding_s": enc,
-        "decode": ratio(sum(v for k, v in stages.items() if k not in _NOT_DECODE), enc),
-        "stages": per_stage,
-    }
-
-
-def _baseline_report(m: dict[str, list], refine) -> dict[str, Any]:
-    identical = sum(bool(torch.equal(a.cpu(), b.cpu())) for a, b in zip(m["masks"], m["b_masks"]))
-    return {
-        "procedure": "backbone over [reference shots, target] for every target; prototype rebuilt; full similarity "
-        "matrices; scikit-learn clustering on the CPU; per-cluster loops",
-        "per_target": {**summary(m["b_wall"]), "cpu_s": m["b_cpu"], "cpu_mean_s": statistics.fmean(m["b_cpu"])},
-        "stages": stage_means(m["b_stages"], stage_names(refine, baseline=True)),
-        "decode": summary(_decode_times(m["b_stages"])),
-        "masks_identical": identical == len(m["masks"]),
-        "identical": identical,
-        "mean_iou": statistics.fmean(mask_iou(a, b) for a, b in zip(m["masks"], m["b_masks"])),
     }
 
 
@@ -493,15 +431,14 @@ def run_benchmark(
     throughput = _throughput(run, bs, m["masks"], m["wall"])
     fast = _fast_mode_agreement(run, m["masks"]) if run.autocast is not None else None
 
-    stages = stage_means(m["stages"], stage_names(refine))
+    timing = stage_report(m["wall"], m["cpu"], m["stages"], stage_names(refine))
+    stages = timing["stages"]
     peak_rss = peak_rss_bytes()  # the refinement's memory resets this process's peak on the CPU
     refinement = _refinement(run, stages, m["stages"]) if refines(refine) else None
     res: dict[str, Any] = {
         "config": _config(run, bs, n_warm, synthetic=not target_images),
         **{k: run.results[k] for k in ("load_s", "init_s", "basis_s", "reference_encoding_s")},
-        "per_target": {**summary(m["wall"]), "cpu_s": m["cpu"], "cpu_mean_s": statistics.fmean(m["cpu"])},
-        "stages": stages,
-        "decode": summary(_decode_times(m["stages"])),
+        **timing,
         "decode_vs_encoding": decode_vs_encoding(stages),
         "throughput": throughput,
         "images_per_s": throughput["images_per_s"],
@@ -513,7 +450,7 @@ def run_benchmark(
         "ratios": None,
     }
     if baseline:
-        b = res["baseline"] = {"basis_s": run.results["baseline_basis_s"], **_baseline_report(m, refine)}
+        b = res["baseline"] = {"basis_s": run.results["baseline_basis_s"], **baseline_report(m, refine)}
         res["ratios"] = {
             "per_target": ratio(res["per_target"]["mean_s"], b["per_target"]["mean_s"]),
             "per_target_cpu_time": ratio(res["per_target"]["cpu_mean_s"], b["per_target"]["cpu_mean_s"]),

@@ -26,22 +26,18 @@ protocol detail with its source in the authors' code: :mod:`insid3lab.eval.proto
 
 from __future__ import annotations
 
-import math
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from insid3lab._warn import warn
-
 from .datasets import IGNORE, BadSampleError
 from .episodes import Episode, episodes_digest, resolve_episodes, save_episodes
-from .instances_task import check_instances, instance_episode, instance_summary
-from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
-from .nway import add_nway, nway_counts, nway_episode
+from .instances_task import check_instances, instance_episode
+from .metrics import KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
+from .nway import nway_episode
 from .plots import plot_per_class, plot_run
 from .protocol import PROTOCOLS
 from .runfiles import (
@@ -50,7 +46,6 @@ from .runfiles import (
     dist_info,
     json_line,
     now,
-    package_version,
     plain,
     read_records,
     read_run_file,
@@ -59,7 +54,7 @@ from .runfiles import (
     write_atomic,
     write_json,
 )
-from .stats import pck_interval, segmentation_interval
+from .summary import add_record, build_summary
 from .threads import eval_num_threads, threads_requested
 
 __all__ = ["PROTOCOLS", "model_settings", "plot_per_class", "read_records", "run_evaluation"]
@@ -387,7 +382,7 @@ def _run(
     records: dict[int, dict] = {e.index: done[e.index] for e in mine if e.index in done}
     meter = {"segmentation": SegmentationMeter, "keypoints": KeypointMeter}.get(task, list)(list(dataset.class_names))
     for rec in records.values():
-        _add(meter, rec, task)
+        add_record(meter, rec, task)
 
     from tqdm.auto import tqdm
 
@@ -427,7 +422,7 @@ def _run(
             fh.write(json_line(rec))
             fh.flush()
             records[ep.index] = rec
-            _add(meter, rec, task)
+            add_record(meter, rec, task)
             bar.update(1)
             if task == "segmentation":
                 bar.set_postfix_str(f"mIoU(seen classes) {meter.miou_visited():.1f}")
@@ -435,118 +430,26 @@ def _run(
                 bar.set_postfix_str(f"PCK@0.10 {meter.pck()['pck@0.10']:.1f}")
     bar.close()
 
-    # ── reduce across processes ──
-    bad_local = [{"index": r["index"], "class": r["class"], **r["bad"]} for r in records.values() if "bad" in r]
-    secs_local = [float(r.get("seconds", 0.0)) for r in records.values()]
-    if task == "segmentation" and dist is not None:
-        dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-        t = meter.as_tensor().to(dev)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        meter = SegmentationMeter.from_tensor(list(dataset.class_names), t)
-    good_local = [_episode_counts(r) for r in records.values() if "bad" not in r] if task == "segmentation" else []
-    if task == "instances":
-        good_local = [{k: r[k] for k in ("index", "class_index", "size", "gt", "pred")} for r in records.values()
-                      if "bad" not in r]  # fmt: skip
-    extras = {
-        "bad": bad_local,
-        "seconds": secs_local,
-        "resumed": resumed,
-        "good": good_local,
-        "pairs": meter.pairs if task == "keypoints" else None,
-    }
-    if dist is not None:
-        gathered = [None] * world
-        dist.all_gather_object(gathered, extras)
-    else:
-        gathered = [extras]
-    bad = sorted((b for g in gathered for b in g["bad"]), key=lambda b: b["index"])
-    episode_seconds = math.fsum(s for g in gathered for s in g["seconds"])
-    n_resumed = sum(g["resumed"] for g in gathered)
-    per_episode = sorted((c for g in gathered for c in g["good"]),
-                         key=lambda c: c["index"] if task == "instances" else c[0])  # fmt: skip
-    if task == "keypoints":
-        meter = KeypointMeter(list(dataset.class_names), pairs=[p for g in gathered for p in g["pairs"]])
-
-    summary = {
-        "task": task,
-        "ways": ways,
-        "protocol": protocol,
-        "dataset": dataset.describe(),
-        "settings": {
-            **identity,
-            "model": msettings,
-            **({} if settings is None else {k: plain(v) for k, v in settings.items()}),
-            "skip_bad": bool(skip_bad),
-            "world_size": world,
-            "num_threads": threads,
-        },
-        "weights": {
-            "fingerprint": msettings.get("weights_fingerprint"),
-            **({"source": settings["model_source"]} if settings and "model_source" in settings else {}),
-        },
-    }
-    n_total = len(eps)
-    if task == "segmentation":
-        iou = meter.class_iou() * 100.0
-        without = [n for n, k in zip(dataset.class_names, meter.episodes) if k == 0]
-        summary.update(
-            {
-                "miou": meter.miou(),
-                "fb_iou": meter.fb_iou(),
-                "miou_visited_classes": meter.miou_visited(),
-                "classes_visited": int((meter.episodes > 0).sum()),
-                "classes_without_episodes": without,
-                "per_class_iou": {n: float(v) for n, v in zip(dataset.class_names, iou)},
-                "per_class_episodes": {n: int(v) for n, v in zip(dataset.class_names, meter.episodes)},
-                "intersection": meter.intersection.tolist(),
-                "union": meter.union.tolist(),
-            }
-        )
-        if bootstrap:
-            summary["interval"] = segmentation_interval(
-                per_episode, len(dataset.class_names), resamples=bootstrap, seed=bootstrap_seed
-            )
-    elif task == "instances":
-        ap = instance_summary(per_episode, list(dataset.class_names))
-        summary.update({"ap": ap["AP"], "ap50": ap["AP50"], "ap75": ap["AP75"], "per_class_ap": ap["per_class_AP"],
-                        "instances": {k: ap[k] for k in ("ground_truth", "predictions")}})  # fmt: skip
-    else:
-        summary.update(
-            {
-                "pck": meter.pck(),
-                "pck_per_point": meter.pck_per_point(),
-                "per_class_pck": meter.pck_per_class(),
-                "alphas": list(PCK_ALPHAS),
-            }
-        )
-        if bootstrap:
-            summary["interval"] = pck_interval(meter.pairs, meter.alphas, resamples=bootstrap, seed=bootstrap_seed)
-    summary.update(
-        {
-            "episodes": {"total": n_total, "evaluated": n_total - len(bad), "bad": len(bad), "resumed": n_resumed},
-            "bad_samples": bad,
-            "bad_retried": int(found["retried"]),
-            "time": {
-                "started": started,
-                "finished": now(),
-                "wall_seconds": round(time.perf_counter() - t0, 3),
-                "episode_seconds": round(episode_seconds, 3),
-                "seconds_per_episode": round(episode_seconds / max(n_total, 1), 4),
-            },
-            "versions": {
-                "insid3lab": package_version(),
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
-        }
+    summary = build_summary(
+        records,
+        meter,
+        dataset,
+        task=task,
+        ways=ways,
+        protocol=protocol,
+        identity=identity,
+        msettings=msettings,
+        settings=settings,
+        skip_bad=skip_bad,
+        threads=threads,
+        episodes=len(eps),
+        resumed=resumed,
+        retried=int(found["retried"]),
+        started=started,
+        t0=t0,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
     )
-    if rank == 0 and task == "segmentation" and summary["classes_without_episodes"]:
-        names = summary["classes_without_episodes"]
-        warn(
-            f"{len(names)} of {len(dataset.class_names)} classes have no evaluated episode and count as IoU 0 in "
-            f"the mIoU: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}"
-        )
 
     if dist is not None:
         dist.barrier()  # all per-process files are complete
@@ -555,24 +458,6 @@ def _run(
     if dist is not None:
         dist.barrier()
     return summary
-
-
-def _episode_counts(rec: dict) -> tuple:
-    """(index, class index, (2,) intersection, (2,) union) of a segmentation record (N-way: see nway_counts)."""
-    if "ways" in rec:
-        return nway_counts(rec)
-    return int(rec["index"]), int(rec["class_index"]), list(rec["intersection"]), list(rec["union"])
-
-
-def _add(meter, rec: dict, task: str) -> None:
-    if "bad" in rec or task == "instances":
-        return
-    if "ways" in rec:
-        add_nway(meter, rec)
-    elif task == "segmentation":
-        meter.add(int(rec["class_index"]), rec["intersection"], rec["union"])
-    else:
-        meter.add(int(rec["class_index"]), int(rec["n_points"]), rec["hits"])
 
 
 def _finalise_files(out: Path, summary: dict, dataset, task: str) -> None:
