@@ -8,8 +8,8 @@ from pathlib import Path
 
 from . import options
 from .console import Console
-from .output import OutputFolder, expand_targets
-from .targets import Batch, read_problem, reason
+from .output import OutputFolder
+from .targets import Batch, read_problem, reason, start_batch
 
 __all__ = ["add_parser", "cmd_match", "read_points"]
 
@@ -65,15 +65,10 @@ def cmd_match(args) -> int:
     problem = read_problem(args.ref)
     if problem:
         raise options.CLIError(f"{args.ref}: {problem}")
-    targets, problems = expand_targets(args.targets, folders=False)
-    batch = Batch(console, fail_fast=args.fail_fast, total=len(targets) + len(problems))
-    try:
-        for t, why in problems:
-            batch.fail(t, why)
-    except Batch.Stop:
+    started = start_batch(console, args.targets, fail_fast=args.fail_fast, folders=False)
+    if started is None:
         return 1
-    if not targets:
-        return 1
+    targets, batch = started
     suffixes = (JSON,) if args.no_overlay else (JSON, FIGURE)
     out = OutputFolder(args.out, targets, suffixes, [args.ref, args.points, *targets], overwrite=args.overwrite,
                        report=console.note)  # fmt: skip

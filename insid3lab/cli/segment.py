@@ -13,8 +13,8 @@ import argparse
 
 from . import options
 from .console import Console
-from .output import OutputFolder, expand_targets
-from .targets import Batch, read_problem, reason
+from .output import OutputFolder
+from .targets import Batch, read_problem, reason, start_batch
 
 __all__ = ["LABEL_SUFFIXES", "add_parser", "cmd_segment", "parse_labels"]
 
@@ -142,15 +142,10 @@ def cmd_segment(args) -> int:
         problem = read_problem(p)
         if problem:
             raise options.CLIError(f"{p}: {problem}")
-    targets, problems = expand_targets(args.targets, folders=True)
-    batch = Batch(console, fail_fast=args.fail_fast, total=len(targets) + len(problems))
-    try:
-        for t, why in problems:
-            batch.fail(t, why)
-    except Batch.Stop:
+    started = start_batch(console, args.targets, fail_fast=args.fail_fast, folders=True)
+    if started is None:
         return 1
-    if not targets:
-        return 1
+    targets, batch = started
     if concepts:
         kinds = [k for k in LABEL_SUFFIXES if k != "overlay" or not args.no_overlay]
         suffixes = tuple(LABEL_SUFFIXES[k] for k in kinds)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from .console import Console, one_line
 from .options import bomb_message
+from .output import expand_targets
 
-__all__ = ["Batch", "read_problem"]
+__all__ = ["Batch", "read_problem", "start_batch"]
 
 
 def read_problem(path: str) -> str | None:
@@ -74,3 +75,16 @@ class Batch:
             return 1
         self.console.status(f"{self.done} {what} written to {folder}")
         return 0
+
+
+def start_batch(console: Console, paths, *, fail_fast: bool, folders: bool) -> tuple[list[str], Batch] | None:
+    """The call's targets (folders expanded when ``folders``) and their :class:`Batch`, the unreadable
+    ones already reported; None when nothing is left to do (or ``--fail-fast`` stopped at one)."""
+    targets, problems = expand_targets(paths, folders=folders)
+    batch = Batch(console, fail_fast=fail_fast, total=len(targets) + len(problems))
+    try:
+        for t, why in problems:
+            batch.fail(t, why)
+    except Batch.Stop:
+        return None
+    return (targets, batch) if targets else None
