@@ -17,6 +17,7 @@ import ipywidgets as widgets
 import torch
 
 from . import concepts as _concepts
+from .explorer_controls import method_controls, refine_options
 from .viz.common import to_png
 from .viz.labels import instances as draw_instances
 from .viz.labels import label_overlay
@@ -64,33 +65,7 @@ class ConceptExplorer:
         limit = min(model.embed_dim, (model.image_size // model.patch_size) ** 2)
         model.svd_components = min(model.svd_components, limit)
 
-        c = {
-            "tau": widgets.FloatSlider(
-                value=model.tau,
-                min=0.05,
-                max=1.0,
-                step=0.05,
-                description="τ",
-                continuous_update=False,
-                readout_format=".2f",
-            ),
-            "svd": widgets.IntSlider(
-                value=model.svd_components, min=0, max=limit, description="SVD r", continuous_update=False
-            ),
-            "merge": widgets.FloatSlider(
-                value=model.merge_threshold,
-                min=-0.5,
-                max=1.0,
-                step=0.05,
-                description="merge",
-                continuous_update=False,
-                readout_format=".2f",
-            ),
-            "debias": widgets.Dropdown(
-                options=[("on", True), ("off", False)], value=bool(model.debias), description="debias"
-            ),
-            "refine": widgets.Dropdown(options=refine_options(model.refine), value=model.refine, description="refine"),
-        }
+        c = method_controls(model, limit)
         for name, w in c.items():
             w.add_class(f"insid3lab-concepts-control-{name}")
             w.observe(self._handler(name), names="value")
@@ -182,16 +157,6 @@ class ConceptExplorer:
             self.last_error = e
             tb = html.escape("".join(traceback.format_exception_only(type(e), e)).strip())
             self.status.value = f"<span style='color:#c00'>update after changing {changed} failed: {tb}</span>"
-
-
-def refine_options(current) -> list[tuple[str, object]]:
-    """The refiner dropdown's (label, value) pairs: every name of ``REFINERS``, and ``current`` when it is a callable."""
-    from .params import choices
-
-    options = [(name, name) for name in choices("refine")]
-    if not isinstance(current, str):
-        options.append((getattr(current, "__name__", "custom"), current))
-    return options
 
 
 def reference_labels_map(model) -> torch.Tensor:

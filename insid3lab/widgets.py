@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from . import method
-from .concept_explorer import ConceptExplorer, refine_options
+from .concept_explorer import ConceptExplorer
+from .explorer_controls import method_controls
 from .mask_painter import MaskPainter
 from .preprocess import denormalize
 from .stages.features import extract_features, l2_normalize
@@ -140,38 +141,13 @@ class Explorer:
         limit = self._svd_limit(model.image_size)
         model.svd_components = min(model.svd_components, limit)
 
-        c = {}
-        c["tau"] = widgets.FloatSlider(
-            value=model.tau,
-            min=0.05,
-            max=1.0,
-            step=0.05,
-            description="τ",
-            continuous_update=False,
-            readout_format=".2f",
-        )
-        c["svd"] = widgets.IntSlider(
-            value=model.svd_components, min=0, max=limit, step=1, description="SVD r", continuous_update=False
-        )
-        c["merge"] = widgets.FloatSlider(
-            value=model.merge_threshold,
-            min=-0.5,
-            max=1.0,
-            step=0.05,
-            description="merge",
-            continuous_update=False,
-            readout_format=".2f",
-        )
+        c = method_controls(model, limit)
         c["size"] = widgets.Dropdown(options=[(str(s), s) for s in sizes], value=model.image_size, description="size S")
         c["layer"] = widgets.Dropdown(
             options=[(f"block {i}" + (" (used)" if i == n_blocks - 1 else ""), i) for i in range(n_blocks)],
             value=n_blocks - 1,
             description="PCA of",
         )
-        c["debias"] = widgets.Dropdown(
-            options=[("on", True), ("off", False)], value=bool(model.debias), description="debias"
-        )
-        c["refine"] = widgets.Dropdown(options=refine_options(model.refine), value=model.refine, description="refine")
         for name, w in c.items():
             w.add_class(f"insid3lab-control-{name}")
             w.observe(self._handler(name), names="value")
