@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import torch
 
 from . import concepts as _concepts
-from .explorer_controls import method_controls, refine_options
+from .explorer_controls import method_controls, png_panels, refine_options, wire
 from .viz.common import to_png
 from .viz.labels import instances as draw_instances
 from .viz.labels import label_overlay
@@ -66,17 +66,9 @@ class ConceptExplorer:
         model.svd_components = min(model.svd_components, limit)
 
         c = method_controls(model, limit)
-        for name, w in c.items():
-            w.add_class(f"insid3lab-concepts-control-{name}")
-            w.observe(self._handler(name), names="value")
+        wire(c, "insid3lab-concepts-control", self._handler)
         self.controls = c
-        self.panels = {}
-        for name in CONCEPT_PANEL_NAMES:
-            img = widgets.Image(format="png")
-            img.add_class("insid3lab-concepts-panel")
-            if name == "labels":
-                img.add_class("insid3lab-labels")
-            self.panels[name] = img
+        self.panels = png_panels(CONCEPT_PANEL_NAMES, "insid3lab-concepts-panel", "labels", "insid3lab-labels")
         self.status = widgets.HTML()
         self.widget = widgets.VBox(
             [

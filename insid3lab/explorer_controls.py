@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-__all__ = ["method_controls", "refine_options"]
+__all__ = ["method_controls", "png_panels", "refine_options", "wire"]
 
 
 def refine_options(current) -> list[tuple[str, object]]:
@@ -52,3 +52,22 @@ def method_controls(model, svd_limit: int) -> dict[str, widgets.Widget]:
         ),
         "refine": widgets.Dropdown(options=refine_options(model.refine), value=model.refine, description="refine"),
     }
+
+
+def wire(controls: dict[str, widgets.Widget], css_prefix: str, handler) -> None:
+    """Give each control the CSS class ``<css_prefix>-<name>`` and call ``handler(name)`` on a new value."""
+    for name, w in controls.items():
+        w.add_class(f"{css_prefix}-{name}")
+        w.observe(handler(name), names="value")
+
+
+def png_panels(names, css_class: str, marked: str, marked_class: str) -> dict[str, widgets.Image]:
+    """One PNG image widget per name, each with ``css_class``; the one named ``marked`` also gets ``marked_class``."""
+    panels = {}
+    for name in names:
+        img = widgets.Image(format="png")
+        img.add_class(css_class)
+        if name == marked:
+            img.add_class(marked_class)
+        panels[name] = img
+    return panels

@@ -26,7 +26,7 @@ import torch
 
 from . import method
 from .concept_explorer import ConceptExplorer
-from .explorer_controls import method_controls
+from .explorer_controls import method_controls, png_panels, wire
 from .mask_painter import MaskPainter
 from .preprocess import denormalize
 from .stages.features import extract_features, l2_normalize
@@ -148,18 +148,9 @@ class Explorer:
             value=n_blocks - 1,
             description="PCA of",
         )
-        for name, w in c.items():
-            w.add_class(f"insid3lab-control-{name}")
-            w.observe(self._handler(name), names="value")
+        wire(c, "insid3lab-control", self._handler)
         self.controls = c
-
-        self.panels = {}
-        for name in PANEL_NAMES:
-            img = widgets.Image(format="png")
-            img.add_class("insid3lab-panel")
-            if name == "mask":
-                img.add_class("insid3lab-mask")
-            self.panels[name] = img
+        self.panels = png_panels(PANEL_NAMES, "insid3lab-panel", "mask", "insid3lab-mask")
         self.status = widgets.HTML()
         self.widget = widgets.VBox(
             [
