@@ -56,3 +56,15 @@ def images() -> torch.Tensor:
     """(2, 3, 64, 96) float32 normal noise: two normalised 'images' with a 4 x 6 patch grid."""
     g = torch.Generator().manual_seed(1234)
     return torch.randn(2, 3, 64, 96, generator=g)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DinoV3Backbone:
+    """The tiny random DINOv3 (seed 0) the pipeline tests run on, one per test module."""
+    return random_backbone("tiny", seed=0)
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """The positional-basis disk cache in the test's own folder (``pytest.mark.usefixtures("isolated_cache")``)."""
+    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))

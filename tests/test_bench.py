@@ -18,12 +18,9 @@ from insid3lab.bench import PIPELINE_STAGES, cold_start_child, mask_iou, synthet
 from insid3lab.bench.coldstart import CHILD_MARK as _CHILD_MARK
 from insid3lab.cli import main
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def _bench(tmp_path, *extra, device="cpu"):

@@ -9,22 +9,14 @@ from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 from matplotlib.figure import Figure
 from PIL import Image
 
-from insid3lab import INSID3, method, random_backbone
+from insid3lab import INSID3, method
 from insid3lab.concepts import DEFAULT_LABEL, split_instances, write_label_outputs
 from insid3lab.samples import sample_scene
 from insid3lab.viz import labels as viz_labels
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
 RED, GREEN, YELLOW, DARK_RED = (230, 30, 30), (30, 200, 40), (240, 230, 40), (200, 60, 60)
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_backbone("tiny", seed=0)
 
 
 def _hand(**kw):

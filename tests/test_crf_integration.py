@@ -23,6 +23,8 @@ from insid3lab.samples import write_samples
 from insid3lab.stages.refine import REFINERS, register_refiner
 from insid3lab.viz import REFINEMENT_PANELS, refinement, story
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
 S = 128
 
 
@@ -32,11 +34,6 @@ def workdir(tmp_path_factory, tiny_backbone):
     write_samples(d / "samples", targets=1)
     save_pretrained(tiny_backbone, d / "model")
     return d
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def _library_mask(workdir, refine: str, *, trace: bool = False):

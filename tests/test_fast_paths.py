@@ -24,17 +24,9 @@ from insid3lab.stages import matching as mat
 from insid3lab.stages.clustering import agglomerative_clustering
 from insid3lab.stages.features import extract_features
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_backbone("tiny", seed=0)
 
 
 def unit(shape, seed):

@@ -4,22 +4,14 @@ import pytest
 import torch
 from PIL import Image
 
-from insid3lab import INSID3, method, random_backbone, save_pretrained
+from insid3lab import INSID3, method, save_pretrained
 from insid3lab.bench import synthetic_inputs
 from insid3lab.params import Params
 from insid3lab.stages import clustering as clu
 from insid3lab.stages import matching as mat
 from insid3lab.stages.refine import REFINERS, get_refiner, register_refiner
 
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_backbone("tiny", seed=0)
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 @pytest.fixture(scope="module")

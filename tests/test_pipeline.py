@@ -8,21 +8,13 @@ import torch
 from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 from PIL import Image
 
-from insid3lab import INSID3, authors, load_backbone, random_backbone, save_meta_checkpoint, save_pretrained
+from insid3lab import INSID3, authors, load_backbone, save_meta_checkpoint, save_pretrained
 from insid3lab.pipeline import SegmentManyError
 from insid3lab.samples import sample_scene
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
 RED, GREEN, YELLOW = (230, 30, 30), (30, 200, 40), (240, 230, 40)
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_backbone("tiny", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -4,20 +4,12 @@ import pytest
 import torch
 from PIL import Image
 
-from insid3lab import INSID3, random_backbone
+from insid3lab import INSID3
 from insid3lab.keypoints import match_points
 from insid3lab.references import stack_shots
 from insid3lab.samples import sample_scene
 
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_backbone("tiny", seed=0)
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 from PIL import Image
 
-from insid3lab import INSID3, random_backbone
+from insid3lab import INSID3
 from insid3lab.cli.track import ANIMATION, MASKS_DIR, first_mask_objects
 from insid3lab.cli.track import add_parser as add_track_parser
 from insid3lab.eval.davis import read_label_map as read_png_labels
@@ -21,18 +21,10 @@ from insid3lab.scenes_video import moving_object_sequence
 from insid3lab.stages.prototype import EmptyMaskError
 from insid3lab.tracking import track
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")
+
 RED, YELLOW = (230, 30, 30), (240, 230, 40)
 BACKGROUND = (90, 110, 140)
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_backbone("tiny", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,12 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch, Rectangle
 
-from insid3lab import random_backbone, viz
+from insid3lab import viz
 from insid3lab.pipeline import INSID3
 from insid3lab.viz import draw as _draw
 
 S = 128  # network input: an 8 x 8 grid with patch 16
 SCENE = 256  # side of the generated images
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return random_backbone("tiny", seed=0)
 
 
 @pytest.fixture(scope="module")
