@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import AgglomerativeClustering
 
+from insid3lab.stages.cell_distances import condensed_cosine_distances
 from insid3lab.stages.clustering import (
     CLUSTERERS,
     agglomerative_clustering,
@@ -22,7 +23,9 @@ from insid3lab.stages.clustering import (
 )
 from insid3lab.stages.clustering_components import (
     cluster_average_linkage_components,
+    cluster_condensed_components,
     cosine_asymmetry_bound,
+    cosine_edge_bound,
     threshold_components,
 )
 
@@ -54,6 +57,12 @@ def per_component(X: torch.Tensor, tau: float, asymmetry: bool = True) -> torch.
     return canonical_labels(labels)
 
 
+def per_component_condensed(X: torch.Tensor, tau: float) -> torch.Tensor:
+    """The CPU components path (condensed distances, half the product) forced per component."""
+    distances = condensed_cosine_distances(X, edge_bound=cosine_edge_bound(X, 1.0 - tau), block_rows=64)
+    return canonical_labels(cluster_condensed_components(distances, 1.0 - tau, full_run_fraction=None))
+
+
 def assert_paths_agree(X: torch.Tensor, tau: float) -> torch.Tensor:
     """All methods give identical labels, and they are scikit-learn's partition."""
     by_sklearn = agglomerative_clustering(X, tau, method="sklearn")
@@ -64,6 +73,7 @@ def assert_paths_agree(X: torch.Tensor, tau: float) -> torch.Tensor:
     if X.shape[0] >= 2:
         assert torch.equal(per_component(X, tau), by_sklearn)
         assert torch.equal(per_component(X, tau, asymmetry=False), by_sklearn)
+        assert torch.equal(per_component_condensed(X, tau), by_sklearn)
     assert by_sklearn.dtype == by_torch.dtype == torch.long
     assert by_sklearn.shape == by_torch.shape == (X.shape[0],)
     assert torch.equal(by_sklearn, by_torch)
@@ -296,10 +306,8 @@ def test_labels_stay_on_input_device_and_auto_is_components_on_cpu(monkeypatch):
 
     X = normalised((64, 8), seed=17)
     calls = []
-    real = clu.cluster_average_linkage_components
-    monkeypatch.setattr(
-        clu, "cluster_average_linkage_components", lambda D, t, **kw: calls.append(t) or real(D, t, **kw)
-    )
+    real = clu.cluster_condensed_components
+    monkeypatch.setattr(clu, "cluster_condensed_components", lambda d, t, **kw: calls.append(t) or real(d, t, **kw))
     labels = agglomerative_clustering(X, 0.6)
     assert calls == [pytest.approx(0.4)]
     assert labels.device == X.device and labels.dtype == torch.long

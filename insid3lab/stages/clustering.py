@@ -22,12 +22,16 @@ see :data:`Clusterer`; add one with :func:`register_clusterer`, or pass any call
     float32 distance matrix, its strict upper triangle handed to scipy's linkage as float64,
     the same cut — without scikit-learn's input checks and index bookkeeping (about twice
     as fast at N = 4096). The partition is identical to ``"sklearn"``'s by construction.
+    On the CPU the float64 vector is computed directly from half the matrix product
+    (:func:`~insid3lab.stages.cell_distances.condensed_cosine_distances`, the same values).
 ``"components"``
     :func:`~insid3lab.stages.clustering_components.cluster_average_linkage_components`:
     no cluster spans two connected components of the graph "distance below the
     threshold", so scipy's linkage runs on each component's sub-matrix (singletons and
     pairs need none). Quadratic in the component sizes instead of N; a single giant
-    component falls back to the full-matrix run.
+    component falls back to the full-matrix run. On the CPU the distances and the graph
+    come from half the matrix product
+    (:func:`~insid3lab.stages.clustering_components.cluster_condensed_components`).
 ``"torch"``
     :func:`cluster_average_linkage_torch`, a parallel reciprocal-nearest-neighbour
     algorithm written with tensor operations, which runs on the device that holds the
@@ -58,10 +62,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .cell_distances import condensed_cosine_distances
 from .clustering_components import (
     as_numpy_distances,
     cluster_average_linkage_components,
+    cluster_condensed_components,
     cosine_asymmetry_bound,
+    cosine_edge_bound,
     cut_average_linkage,
     strict_upper,
 )
@@ -309,6 +316,9 @@ def _sklearn(X: Tensor, threshold: float) -> Tensor:
 
 
 def _scipy(X: Tensor, threshold: float) -> Tensor:
+    if X.device.type == "cpu":  # the same condensed vector from half the product
+        condensed = condensed_cosine_distances(X).condensed
+        return canonical_labels(torch.from_numpy(cut_average_linkage(condensed, threshold)))
     return cluster_average_linkage_scipy(cosine_distances(X), threshold)
 
 
@@ -317,6 +327,9 @@ def _torch(X: Tensor, threshold: float) -> Tensor:
 
 
 def _components(X: Tensor, threshold: float) -> Tensor:
+    if X.device.type == "cpu":  # distances and threshold graph from half the product
+        distances = condensed_cosine_distances(X, edge_bound=cosine_edge_bound(X, threshold))
+        return cluster_condensed_components(distances, threshold)
     return cluster_average_linkage_components(cosine_distances(X), threshold, asymmetry=cosine_asymmetry_bound(X))
 
 

@@ -32,20 +32,28 @@ on random, structured, tied and borderline inputs.
 The cost is the threshold graph (one pass over D), its components, and the linkage of each
 component, quadratic in the component's size: a scene that splits into many components is
 clustered much faster than with one N x N linkage; one that forms a single giant component
-is clustered by the full-matrix run (no gain, little overhead).
+is clustered by the full-matrix run (no gain, little overhead). On the CPU the distances
+and the graph come together from half the matrix product
+(:mod:`~insid3lab.stages.cell_distances`, :func:`cluster_condensed_components`).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .cell_distances import CellDistances, condensed_subset
+
 __all__ = [
+    "adjacency_components",
     "cluster_average_linkage_components",
+    "cluster_condensed_components",
     "cosine_asymmetry_bound",
+    "cosine_edge_bound",
     "cut_average_linkage",
     "threshold_components",
 ]
@@ -56,7 +64,7 @@ SPARSE_EDGES_PER_CELL = 8
 
 #: When the largest component holds at least this fraction of all cell pairs, the full
 #: matrix is clustered in one run (cutting out the sub-matrix would cost more than it saves).
-FULL_RUN_FRACTION = 0.8
+FULL_RUN_FRACTION = 0.9
 
 
 @functools.lru_cache(maxsize=4)
@@ -134,6 +142,22 @@ def threshold_components(Dn: np.ndarray, threshold: float, *, asymmetry: float |
         adjacency |= adjacency.T
     else:
         adjacency = Dc < Dc.dtype.type(np.nextafter(bound + asymmetry, np.inf))
+    return adjacency_components(adjacency)
+
+
+def adjacency_components(adjacency: np.ndarray) -> np.ndarray:
+    """Connected components of a graph given by its (N, N) bool adjacency matrix.
+
+    A search follows the rows (out-edges). For a symmetric matrix these are the connected
+    components; for one that holds every edge of a graph in both directions plus extra
+    one-way edges, each component found is a union of that graph's components (a search
+    reaching one cell of such a component reaches all of it), which is all the clustering
+    needs.
+
+    Returns:
+        (N,) int64 component ids numbered 0..K-1 in the order of each component's smallest member.
+    """
+    N = adjacency.shape[0]
     edges = int(np.count_nonzero(adjacency))
     comp = np.full(N, -1, dtype=np.int64)
     if edges <= SPARSE_EDGES_PER_CELL * N:
@@ -164,6 +188,21 @@ def threshold_components(Dn: np.ndarray, threshold: float, *, asymmetry: float |
     return rank[comp]
 
 
+def cosine_edge_bound(X: Tensor, threshold: float) -> float:
+    """An ``edge_bound`` for :func:`~insid3lab.stages.cell_distances.condensed_cosine_distances`.
+
+    The bound that :func:`threshold_components` compares against (exact for float16/32
+    distances, with the float64 margin for float64 ones) plus :func:`cosine_asymmetry_bound`,
+    so that every edge appears in both directions of the adjacency.
+
+    Args:
+        X: (N, C) floating tensor of L2-normalised features.
+        threshold: merge while the linkage distance is strictly below this value.
+    """
+    dtype = np.float64 if X.dtype == torch.float64 else np.float32
+    return _edge_bound(np.dtype(dtype), threshold) + cosine_asymmetry_bound(X)
+
+
 def cosine_asymmetry_bound(X: Tensor) -> float:
     """A bound on ``|D[i, j] - D[j, i]|`` for ``D = cosine_distances(X)``.
 
@@ -187,7 +226,7 @@ def cluster_average_linkage_components(
     asymmetry: float | None = None,
     full_run_fraction: float | None = FULL_RUN_FRACTION,
 ) -> Tensor:
-    """Average-linkage clusters, computed per connected component of the threshold graph.
+    """Average-linkage clusters of a distance matrix, computed per connected component of the threshold graph.
 
     The partition is scipy's full-matrix average linkage cut at ``threshold`` (see the module
     docstring for the argument and its float64 caveat).
@@ -206,24 +245,74 @@ def cluster_average_linkage_components(
     """
     Dn = as_numpy_distances(D)
     N = Dn.shape[0]
+
+    def pairs(idx: np.ndarray) -> np.ndarray:
+        if idx.size == N:
+            return np.asarray(Dn[strict_upper(N)], dtype=np.float64)
+        return np.asarray(Dn[np.ix_(idx, idx)][strict_upper(idx.size)], dtype=np.float64)
+
     comp = threshold_components(Dn, threshold, asymmetry=asymmetry)
+    return torch.from_numpy(_cluster_per_component(comp, pairs, threshold, full_run_fraction))
+
+
+def cluster_condensed_components(
+    distances: CellDistances, threshold: float, *, full_run_fraction: float | None = FULL_RUN_FRACTION
+) -> Tensor:
+    """:func:`cluster_average_linkage_components` on condensed distances and their threshold graph.
+
+    Args:
+        distances: from :func:`~insid3lab.stages.cell_distances.condensed_cosine_distances`
+            with ``edge_bound`` at least the threshold's edge bound (its adjacency may hold
+            extra edges, see :func:`adjacency_components`).
+        threshold, full_run_fraction: as in :func:`cluster_average_linkage_components`.
+
+    Returns:
+        (N,) int64 labels on the CPU, not canonical.
+    """
+    if distances.adjacency is None:
+        raise ValueError("distances has no adjacency: build it with condensed_cosine_distances(X, edge_bound=...)")
+    N, condensed = distances.n, distances.condensed
+
+    def pairs(idx: np.ndarray) -> np.ndarray:
+        return condensed if idx.size == N else condensed_subset(condensed, N, idx)
+
+    comp = adjacency_components(distances.adjacency)
+    return torch.from_numpy(_cluster_per_component(comp, pairs, threshold, full_run_fraction))
+
+
+def _cluster_per_component(
+    comp: np.ndarray,
+    pairs: Callable[[np.ndarray], np.ndarray],
+    threshold: float,
+    full_run_fraction: float | None,
+) -> np.ndarray:
+    """Labels from components: singletons alone, pairs by their one distance, larger ones by scipy.
+
+    Args:
+        comp: (N,) int64 component ids 0..K-1 (every cluster inside one component).
+        pairs: ``pairs(idx)`` -> the float64 condensed distances among the ascending cells ``idx``.
+        threshold, full_run_fraction: as in :func:`cluster_average_linkage_components`.
+
+    Returns:
+        (N,) int64 labels, one block of ids per component.
+    """
+    N = comp.size
     sizes = np.bincount(comp)
     if full_run_fraction is not None and sizes.max() ** 2 >= full_run_fraction * N * N:
-        return torch.from_numpy(cut_average_linkage(np.asarray(Dn[strict_upper(N)], dtype=np.float64), threshold))
+        return cut_average_linkage(pairs(np.arange(N)), threshold)
     labels = comp.copy()  # singletons and two-cell components: the component is the cluster
     next_id = sizes.size
     order = np.argsort(comp, kind="stable")  # members of each component, ascending
     starts = np.concatenate([[0], np.cumsum(sizes)])
     for c in np.flatnonzero(sizes >= 2):
         idx = order[starts[c] : starts[c + 1]]
-        n = idx.size
-        if n == 2:
-            if not float(Dn[idx[0], idx[1]]) < threshold:  # an edge of the margin only: the pair stays apart
+        sub = pairs(idx)
+        if idx.size == 2:
+            if not float(sub[0]) < threshold:  # an edge of the margin only: the pair stays apart
                 labels[idx[1]] = next_id
                 next_id += 1
             continue
-        sub = Dn[np.ix_(idx, idx)]
-        part = cut_average_linkage(np.asarray(sub[strict_upper(n)], dtype=np.float64), threshold)
+        part = cut_average_linkage(sub, threshold)
         labels[idx] = next_id + part - 1
         next_id += int(part.max())
-    return torch.from_numpy(labels)
+    return labels
