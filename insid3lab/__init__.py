@@ -25,6 +25,7 @@ _EXPORTS = {
     "INSID3": "insid3lab.pipeline",
     "Params": "insid3lab.params",
     "SegmentManyError": "insid3lab.pipeline",
+    "TargetClusters": "insid3lab.cluster_cache",
     "Trace": "insid3lab.trace",
 }
 

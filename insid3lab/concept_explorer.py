@@ -17,6 +17,7 @@ import ipywidgets as widgets
 import torch
 
 from . import concepts as _concepts
+from .cluster_cache import TargetClusters
 from .explorer_controls import method_controls, png_panels, refine_options, wire
 from .viz.common import to_png
 from .viz.labels import instances as draw_instances
@@ -34,8 +35,8 @@ CONCEPT_PANEL_NAMES = ("reference", "labels", "instances")
 class ConceptExplorer:
     """Turn τ, the SVD components, the merge threshold, debiasing and the refiner, and watch every concept's share.
 
-    The target is encoded once; its cluster labels are kept per τ, so only a new τ re-clusters
-    (``counts["clustering"]``); every update re-runs the per-concept matching and the competition
+    The target is encoded and clustered once (``counts["clustering"]``): a new τ cuts its
+    average-linkage tree again (:class:`~insid3lab.cluster_cache.TargetClusters`); every update re-runs the per-concept matching and the competition
     (``counts["decode"]``) through :func:`insid3lab.concepts.run_concepts`, as ``segment_labels`` does.
 
     Args:
@@ -55,7 +56,7 @@ class ConceptExplorer:
         self.panel_px = int(panel_px)
         self.counts: Counter = Counter({"encode": 0, "clustering": 0, "decode": 0})
         self.last_error: BaseException | None = None
-        self._clusters: dict[float, torch.Tensor] = {}
+        self._clusters = TargetClusters()
         model.clear_reference()
         model.set_reference(reference_image, reference_labels, labels=labels)
         self._reference = (reference_image, reference_labels)
@@ -121,13 +122,10 @@ class ConceptExplorer:
         t0 = time.perf_counter()
         m = self.model
         try:
-            key = round(m.tau, 6)
-            cached = self._clusters.get(key)
-            self.result = _concepts.run_concepts(m, self._target, trace=False, labels=cached).cpu()
+            labels = self._clusters.labels("target", self._target.features_norm, m.params)
+            self.counts["clustering"] = self._clusters.runs
+            self.result = _concepts.run_concepts(m, self._target, trace=False, labels=labels).cpu()
             self.counts["decode"] += 1
-            if cached is None and self.result.cluster_labels is not None:
-                self._clusters[key] = self.result.cluster_labels
-                self.counts["clustering"] += 1
             self.instances = _concepts.split_instances(self.result)
             dpi = max(40, round(self.panel_px / 4.0))
             self.panels["labels"].value = to_png(

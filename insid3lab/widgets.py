@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import method
+from .cluster_cache import TargetClusters
 from .concept_explorer import ConceptExplorer
 from .explorer_controls import method_controls, png_panels, wire
 from .mask_painter import MaskPainter
@@ -66,7 +67,8 @@ class Explorer:
 
     * ``size`` (image side S): encodes the target (cached per S), re-encodes the reference
       (cached per S), then every stage after the backbone.
-    * ``tau`` (τ): clustering (labels cached per (S, τ)) and the stages after it.
+    * ``tau`` (τ): the clusters (a cut of the target's average-linkage tree, built once per S;
+      see :class:`~insid3lab.cluster_cache.TargetClusters`) and the stages after them.
     * ``svd`` (components r), ``debias``: matching, seed and scores, reusing the cached encodings
       and cluster labels.
     * ``merge`` (merge threshold): only the final aggregation and upsampling.
@@ -76,7 +78,7 @@ class Explorer:
 
     ``counts`` records how many times each stage ran: ``encode`` (backbone passes for the
     target or a reference), ``layer_features`` (backbone passes for the PCA panel),
-    ``clustering``, ``decode`` (matching + seed/scores), ``aggregation`` (merge-threshold-only
+    ``clustering`` (trees built or labels computed; a cut at a new τ is not one), ``decode`` (matching + seed/scores), ``aggregation`` (merge-threshold-only
     updates), ``refinement`` (refiner-only updates); ``renders`` counts redraws per panel.
 
     Args:
@@ -118,7 +120,7 @@ class Explorer:
         self._target_source = target_image
         self._targets: dict[int, object] = {}
         self._references: dict[int, list] = {}
-        self._labels: dict[tuple[int, float], torch.Tensor] = {}
+        self._clusters = TargetClusters()
         self._layer_maps: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._syncing = False
 
@@ -239,14 +241,11 @@ class Explorer:
         S = m.image_size
         enc = self._target()
         self._use_references()
-        key = (S, round(m.tau, 6))
-        labels = self._labels.get(key)
+        labels = self._clusters.labels(S, enc.features_norm, m.params)
+        self.counts["clustering"] = self._clusters.runs
         _, trace = m.decode(enc, return_trace=True, labels=labels)
         self._references[S] = list(m.references)
         self.counts["decode"] += 1
-        if labels is None and trace.cluster_labels is not None:
-            self.counts["clustering"] += 1
-            self._labels[key] = trace.cluster_labels
         return trace
 
     def _reaggregate(self, trace):

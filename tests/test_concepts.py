@@ -279,7 +279,7 @@ def test_bad_input_errors(tiny):
         model.segment_many([tgt])
 
 
-def test_concept_explorer_shows_the_label_map_and_reclusters_only_for_tau():
+def test_concept_explorer_shows_the_label_map_and_clusters_once():
     from insid3lab.widgets import ConceptExplorer
 
     ref, _rm, label_map, tgt, _tm = _two_object_scenes()
@@ -298,7 +298,10 @@ def test_concept_explorer_shows_the_label_map_and_reclusters_only_for_tau():
     app.controls["merge"].value = 0.95
     assert app.counts["clustering"] == 1 and app.counts["decode"] == 2 and app.last_error is None
     app.controls["merge"].value = 0.2
-    app.controls["tau"].value = 0.8
-    assert app.counts["clustering"] == 2 and app.last_error is None
+    app.controls["tau"].value = 0.8  # a cut of the tree: no new clustering
+    direct.tau = 0.8
+    assert app.counts["clustering"] == 1 and app.last_error is None
+    assert torch.equal(app.label_map, direct.segment_labels(tgt)[0])
     app.controls["tau"].value = 0.6
-    assert app.counts["clustering"] == 2 and torch.equal(app.label_map, direct.segment_labels(tgt)[0])
+    direct.tau = 0.6
+    assert app.counts["clustering"] == 1 and torch.equal(app.label_map, direct.segment_labels(tgt)[0])

@@ -146,17 +146,28 @@ def test_refine_reruns_only_the_final_step(explorer, backbone, scene):
     assert explorer.counts["decode"] == counts["decode"] and explorer.counts["refinement"] == counts["refinement"] + 2
 
 
-def test_tau_reclusters_once_per_value(explorer, backbone, scene):
+def test_tau_cuts_the_cached_tree_without_reclustering(explorer, backbone, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["tau"].value = 0.8
     assert explorer.model.tau == pytest.approx(0.8)
-    assert explorer.counts["clustering"] == counts["clustering"] + 1
+    assert explorer.counts["clustering"] == counts["clustering"]  # a cut of the tree built at the first τ
     assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls
     np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
     assert explorer.panels["mask"].value != panels["mask"]
-    explorer.controls["tau"].value = 0.6  # back: labels come from the cache
-    assert explorer.counts["clustering"] == counts["clustering"] + 1
+    explorer.controls["tau"].value = 0.6  # back
+    assert explorer.counts["clustering"] == counts["clustering"]
     assert explorer.panels["mask"].value == panels["mask"]
+
+
+def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, backbone, scene):
+    explorer.model.clustering = "torch"
+    explorer.controls["tau"].value = 0.7
+    counts = dict(explorer.counts)
+    explorer.controls["tau"].value = 0.8
+    assert explorer.counts["clustering"] == counts["clustering"] + 1
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
+    explorer.controls["tau"].value = 0.7
+    assert explorer.counts["clustering"] == counts["clustering"] + 1
 
 
 def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, backbone, scene):

@@ -7,7 +7,8 @@ Use them one by one from a notebook, in the order of the method:
 3. :mod:`~insid3lab.stages.prototype` — ``downsample_mask``, ``shot_prototypes``, ``reference_prototype``
 4. :mod:`~insid3lab.stages.matching` — ``forward_similarity``, ``forward_mask``, ``backward_votes``,
    ``backward_mask``, ``candidates``
-5. :mod:`~insid3lab.stages.clustering` — ``cosine_distances``, ``agglomerative_clustering``
+5. :mod:`~insid3lab.stages.clustering` — ``cosine_distances``, ``agglomerative_clustering``;
+   :mod:`~insid3lab.stages.dendrogram` — ``linkage_tree``, ``cut_tree`` (one tree, any τ)
 6. :mod:`~insid3lab.stages.aggregation` — ``cluster_prototypes``, ``seed_and_scores``, ``aggregate``
 7. :mod:`~insid3lab.stages.upsampling` — ``upsample_mask``; :mod:`~insid3lab.stages.refine` — ``REFINERS``,
    ``register_refiner``, ``get_refiner``; :mod:`~insid3lab.stages.crf` — ``crf_refine`` (the dense CRF on a
@@ -20,6 +21,7 @@ from .aggregation import aggregate, cluster_prototypes, cluster_sizes, seed_and_
 from .clustering import agglomerative_clustering, cosine_distances
 from .correspondence import match_keypoints
 from .crf import crf_refine
+from .dendrogram import cut_tree, linkage_tree
 from .features import Encoder, extract_features, l2_normalize
 from .matching import (
     backward_mask,
@@ -51,12 +53,14 @@ __all__ = [
     "cluster_sizes",
     "complement_projector",
     "cosine_distances",
+    "cut_tree",
     "debias",
     "downsample_mask",
     "extract_features",
     "forward_mask",
     "forward_similarity",
     "l2_normalize",
+    "linkage_tree",
     "match_keypoints",
     "nearest_reference_cells",
     "positional_svd",

@@ -50,11 +50,13 @@ from .cell_distances import CellDistances, condensed_subset
 
 __all__ = [
     "adjacency_components",
+    "average_linkage_matrix",
     "cluster_average_linkage_components",
     "cluster_condensed_components",
     "cosine_asymmetry_bound",
     "cosine_edge_bound",
     "cut_average_linkage",
+    "cut_linkage_matrix",
     "threshold_components",
 ]
 
@@ -80,14 +82,38 @@ def as_numpy_distances(D: Tensor) -> np.ndarray:
     return D.detach().cpu().numpy()
 
 
+def average_linkage_matrix(condensed: np.ndarray) -> np.ndarray:
+    """scipy's average-linkage matrix of a condensed float64 distance vector (n >= 2 points).
+
+    Returns:
+        (n - 1, 4) float64 linkage matrix (merged ids, distance, size; merges sorted by distance).
+    """
+    from scipy.cluster.hierarchy import linkage
+
+    return linkage(condensed, method="average")
+
+
+def cut_linkage_matrix(Z: np.ndarray, threshold: float) -> np.ndarray:
+    """The clusters of a linkage matrix cut as scikit-learn cuts it: merges strictly below ``threshold``.
+
+    ``fcluster`` at the largest float64 below ``t`` keeps the clusters whose cophenetic
+    distances are all below ``t``; average linkage is monotone, so this is the partition made
+    by the merges whose distance is strictly below ``t``, which scikit-learn keeps.
+
+    Returns:
+        (n,) int64 numpy array of cluster ids (1-based, not canonical).
+    """
+    from scipy.cluster.hierarchy import fcluster
+
+    return fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance").astype(np.int64)
+
+
 def cut_average_linkage(condensed: np.ndarray, threshold: float) -> np.ndarray:
     """scipy's average linkage of a condensed distance vector, cut as scikit-learn cuts it.
 
     scikit-learn's ``AgglomerativeClustering(linkage="average", distance_threshold=t)`` runs
     ``scipy.cluster.hierarchy.linkage(method="average")`` on the float64 condensed matrix and
-    keeps the merges whose distance is strictly below ``t``. ``fcluster`` at the largest
-    float64 below ``t`` keeps the clusters whose cophenetic distances are all below ``t``:
-    average linkage is monotone, so this cuts the same tree.
+    keeps the merges whose distance is strictly below ``t`` (:func:`cut_linkage_matrix`).
 
     Args:
         condensed: (n (n - 1) / 2,) float64 strict upper triangle in row-major order, n >= 2.
@@ -96,10 +122,7 @@ def cut_average_linkage(condensed: np.ndarray, threshold: float) -> np.ndarray:
     Returns:
         (n,) int64 numpy array of cluster ids (1-based, not canonical).
     """
-    from scipy.cluster.hierarchy import fcluster, linkage
-
-    Z = linkage(condensed, method="average")
-    return fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance").astype(np.int64)
+    return cut_linkage_matrix(average_linkage_matrix(condensed), threshold)
 
 
 def _edge_bound(dtype: np.dtype, threshold: float) -> float:
