@@ -4,9 +4,11 @@ Feature sets: the target-cell features of a random-weight ViT-S/16 on a syntheti
 S = 512 and 1024 (N = 1024, 4096 cells), random unit vectors, and "blobs" (unit vectors
 scattered around a few hundred centres, a stand-in for features that form many groups).
 For each set and tau the script prints the best-of-R time of each path, its ratio to
-``scipy`` (the full-matrix CPU path), whether its labels equal ``scipy``'s, and the sizes
+``scipy`` (one linkage of all N cells), whether its labels equal ``scipy``'s, and the sizes
 of the connected components of the threshold graph (what the ``components`` path gains
-from).
+from), the cost of the distances (full matrix, and condensed from half the product as the CPU
+paths compute them), of the whole average-linkage tree and of one cut of it (what a new tau
+costs in the explorers).
 
     PYTHONPATH=. python benchmarks/bench_clustering.py [--repeats 3] [--sizes 512 1024] [--methods ...]
 """
@@ -23,7 +25,9 @@ import torch.nn.functional as F
 from insid3lab.backbone import random_backbone
 from insid3lab.preprocess import preprocess_image
 from insid3lab.samples import sample_scene
+from insid3lab.stages.cell_distances import condensed_cosine_distances
 from insid3lab.stages.clustering import CLUSTERERS, agglomerative_clustering, cosine_distances
+from insid3lab.stages.dendrogram import cut_tree, linkage_tree
 from insid3lab.stages.clustering_components import cosine_asymmetry_bound, threshold_components
 from insid3lab.stages.features import extract_features, l2_normalize
 
@@ -89,7 +93,11 @@ def main() -> None:
                 same = "equal" if torch.equal(labels, ref) else "DIFFERENT"
                 print(f"  {method:>10s} {1000 * t:8.1f} ms  x{t_ref / t:.2f}  labels {same}")
             t_d, _ = best_time(cosine_distances, X, repeats=args.repeats)
-            print(f"  (distance matrix alone: {1000 * t_d:.1f} ms)")
+            t_c, _ = best_time(condensed_cosine_distances, X, repeats=args.repeats)
+            print(f"  (distances alone: full matrix {1000 * t_d:.1f} ms, condensed from half the product {1000 * t_c:.1f} ms)")
+            t_z, Z = best_time(linkage_tree, X, repeats=args.repeats)
+            t_cut, _ = best_time(cut_tree, Z, tau, repeats=args.repeats)
+            print(f"  (the whole tree {1000 * t_z:.1f} ms, then a cut at any tau {1000 * t_cut:.2f} ms)")
 
 
 if __name__ == "__main__":
