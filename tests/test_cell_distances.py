@@ -60,6 +60,15 @@ def test_row_blocks_cover_every_row_and_are_never_small():
     assert cd._row_blocks(100, 256) == [(0, 99)]
 
 
+def test_features_that_require_grad_are_read_without_it():
+    X = features(300, 16, seed=7).requires_grad_()
+    got = condensed_cosine_distances(X, edge_bound=0.5)
+    assert np.array_equal(got.condensed, full_condensed(X.detach()))
+    from insid3lab.stages.clustering import agglomerative_clustering
+
+    assert torch.equal(agglomerative_clustering(X, 0.6), agglomerative_clustering(X.detach(), 0.6, method="sklearn"))
+
+
 def test_condensed_by_hand():
     angles = torch.tensor([0.0, np.pi / 2, np.pi, np.pi / 3], dtype=torch.float64)
     X = torch.stack([angles.cos(), angles.sin()], dim=1)

@@ -103,6 +103,7 @@ def condensed_cosine_distances(
         raise ValueError(f"X must be on the CPU, got device {X.device}")
     if isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < MIN_BLOCK_ROWS:
         raise ValueError(f"block_rows must be an int >= {MIN_BLOCK_ROWS}, got {block_rows!r}")
+    X = X.detach()
     N = X.shape[0]
     condensed = np.empty(N * (N - 1) // 2, dtype=np.float64)
     adjacency = bound = None

@@ -238,7 +238,7 @@ def cosine_asymmetry_bound(X: Tensor) -> float:
     """
     C = X.shape[1]
     u = torch.finfo(X.dtype).eps
-    norm2 = float((X.float() ** 2).sum(1).max()) if X.numel() else 0.0
+    norm2 = float((X.detach().float() ** 2).sum(1).max()) if X.numel() else 0.0
     return 4.0 * (C + 2) * u * max(norm2, 1.0)
 
 
