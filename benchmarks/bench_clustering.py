@@ -27,8 +27,8 @@ from insid3lab.preprocess import preprocess_image
 from insid3lab.samples import sample_scene
 from insid3lab.stages.cell_distances import condensed_cosine_distances
 from insid3lab.stages.clustering import CLUSTERERS, agglomerative_clustering, cosine_distances
-from insid3lab.stages.dendrogram import cut_tree, linkage_tree
 from insid3lab.stages.clustering_components import cosine_asymmetry_bound, threshold_components
+from insid3lab.stages.dendrogram import cut_tree, linkage_tree
 from insid3lab.stages.features import extract_features, l2_normalize
 
 
@@ -94,7 +94,9 @@ def main() -> None:
                 print(f"  {method:>10s} {1000 * t:8.1f} ms  x{t_ref / t:.2f}  labels {same}")
             t_d, _ = best_time(cosine_distances, X, repeats=args.repeats)
             t_c, _ = best_time(condensed_cosine_distances, X, repeats=args.repeats)
-            print(f"  (distances alone: full matrix {1000 * t_d:.1f} ms, condensed from half the product {1000 * t_c:.1f} ms)")
+            print(
+                f"  (distances alone: full matrix {1000 * t_d:.1f} ms, condensed from half the product {1000 * t_c:.1f} ms)"
+            )
             t_z, Z = best_time(linkage_tree, X, repeats=args.repeats)
             t_cut, _ = best_time(cut_tree, Z, tau, repeats=args.repeats)
             print(f"  (the whole tree {1000 * t_z:.1f} ms, then a cut at any tau {1000 * t_cut:.2f} ms)")
