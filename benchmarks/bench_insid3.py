@@ -49,6 +49,14 @@ def _identical(res):
     return None if not b else float(b["identical"] == res["config"]["targets"])
 
 
+def _decode_share(res):
+    return (res.get("decode_vs_encoding") or {}).get("decode")
+
+
+def _decode_s(res):
+    return (res.get("decode") or {}).get("mean_s")
+
+
 def _fast(key):
     return lambda res: (res.get("fast_mode") or {}).get(key)
 
@@ -58,10 +66,12 @@ TARGETS = {
     "cpu": [
         ("per-target time / baseline", _ratio("per_target"), 0.5, "<="),
         ("decode time / baseline decode", _ratio("decode"), 1.0, "<="),
+        ("decode / the target's encoding", _decode_share, 0.10, "<="),
         ("masks identical to the baseline (1 = all)", _identical, 1.0, ">="),
     ],
     "gpu-float32": [
         ("per-target time, float32 (s)", lambda r: r["per_target"]["mean_s"], 0.150, "<="),
+        ("decode, float32 (s)", _decode_s, 0.005, "<="),
         ("cold start, warm basis cache, minus weights (s)", _cold_warm, 1.5, "<="),
         ("  the same after imports (s)", _cold_warm_after_imports, 1.5, "<="),
         ("masks identical to the baseline (1 = all)", _identical, 1.0, ">="),

@@ -3,7 +3,7 @@
 #   1. the CUDA tests (pytest -m cuda): CUDA clustering = scikit-learn, CUDA decode = CPU decode,
 #      batched = one by one, fast mode agrees with float32;
 #   2. the benchmark with random ViT-L/16 weights at 1024 px, float32 then bfloat16, each checked
-#      against the GPU targets (per-target time, cold start, peak memory, IoU with float32).
+#      against the GPU targets (per-target time, decode, cold start, peak memory, IoU with float32).
 # Results (JSON and logs) go to $OUT (default: ./gpu_check_out). Exit status 0 when all passed.
 #
 # Usage: bash benchmarks/gpu_check.sh            (from anywhere; PYTHON=... selects the interpreter)

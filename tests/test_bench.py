@@ -174,6 +174,8 @@ def test_benchmark_script_checks_the_targets():
         "fast_mode": {"mean_iou_vs_float32": 0.99},
         "cold_start": {"pipeline_warm_cache": {"total_minus_weights_s": 1.2}},
         "ratios": {"per_target": 0.45, "decode": 1.1},
+        "decode": {"mean_s": 0.004},
+        "decode_vs_encoding": {"decode": 0.12},
         "baseline": {"identical": 2},
     }
     gpu = {name: ok for name, _, _, _, ok in script.check(res, "gpu")}
@@ -184,9 +186,12 @@ def test_benchmark_script_checks_the_targets():
         "cold start, warm basis cache, minus weights (s)": True,
     }
     cpu = {name: ok for name, _, _, _, ok in script.check(res, "cpu")}
-    assert list(cpu.values()) == [True, False, True]
+    assert list(cpu.values()) == [True, False, False, True]  # decode 12% of the encoding > 10%
     res["baseline"] = None
-    assert script.check(res, "cpu")[2][-1] is False  # no baseline: nothing shows the masks are identical
+    assert script.check(res, "cpu")[3][-1] is False  # no baseline: nothing shows the masks are identical
+    res["config"]["mode"] = "exact"
+    exact = {name: (value, ok) for name, value, _, _, ok in script.check(res, "gpu")}
+    assert exact["decode, float32 (s)"] == (0.004, True)
 
 
 @pytest.mark.cuda
