@@ -11,12 +11,14 @@ from scipy.sparse.csgraph import connected_components
 
 import insid3lab.stages.cell_distances as cd
 from insid3lab.stages.cell_distances import CellDistances, condensed_cosine_distances, condensed_subset
-from insid3lab.stages.clustering import cosine_distances
+from insid3lab.stages.clustering import agglomerative_clustering, canonical_labels, cosine_distances
 from insid3lab.stages.clustering_components import (
     adjacency_components,
     cluster_condensed_components,
+    cluster_cosine_components,
     cosine_asymmetry_bound,
     cosine_edge_bound,
+    linkage_order,
 )
 
 
@@ -64,8 +66,6 @@ def test_features_that_require_grad_are_read_without_it():
     X = features(300, 16, seed=7).requires_grad_()
     got = condensed_cosine_distances(X, edge_bound=0.5)
     assert np.array_equal(got.condensed, full_condensed(X.detach()))
-    from insid3lab.stages.clustering import agglomerative_clustering
-
     assert torch.equal(agglomerative_clustering(X, 0.6), agglomerative_clustering(X.detach(), 0.6, method="sklearn"))
 
 
@@ -133,3 +133,28 @@ def test_inputs_are_validated():
     no_graph = CellDistances(n=3, condensed=np.zeros(3))
     with pytest.raises(ValueError, match="distances has no adjacency"):
         cluster_condensed_components(no_graph, 0.4)
+
+
+def test_linkage_order_by_hand():
+    r = 2**-0.5
+    X = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [r, r, 0.0], [0.0, 0.0, 1.0]])
+    # mean (0.43, 0.43, 0.25): similarities 0.43 and 0.43 (a tie, kept in order), 0.60, 0.25 (over |mean|)
+    assert linkage_order(X).tolist() == [2, 0, 1, 3]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_fast_order_gives_the_partition_of_the_cells_own_order(seed):
+    # Groups of very different spreads (near-duplicates included) at thresholds around the merges.
+    g = torch.Generator().manual_seed(seed)
+    centres = features(30, 32, seed=200 + seed)
+    which = torch.randint(0, 30, (900,), generator=g)
+    spread = torch.tensor([0.001, 0.05, 0.3, 0.6])[torch.randint(0, 4, (30,), generator=g)]
+    X = F.normalize(centres[which] + spread[which, None] * torch.randn(900, 32, generator=g), dim=1)
+    for tau in (0.3, 0.5, 0.6, 0.7, 0.9):
+        ordered = canonical_labels(cluster_cosine_components(X, 1 - tau))
+        assert torch.equal(ordered, agglomerative_clustering(X, tau, method="scipy")), tau
+    for dtype in (torch.float16, torch.bfloat16):  # low precision keeps the cells' own order
+        Xh = X.to(dtype)
+        assert torch.equal(
+            canonical_labels(cluster_cosine_components(Xh, 0.4)), agglomerative_clustering(Xh, 0.6, method="scipy")
+        )

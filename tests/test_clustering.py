@@ -58,7 +58,7 @@ def per_component(X: torch.Tensor, tau: float, asymmetry: bool = True) -> torch.
 
 
 def per_component_condensed(X: torch.Tensor, tau: float) -> torch.Tensor:
-    """The CPU components path (condensed distances, half the product) forced per component."""
+    """The CPU components path (condensed distances, half the product, the cells' own order) forced per component."""
     distances = condensed_cosine_distances(X, edge_bound=cosine_edge_bound(X, 1.0 - tau), block_rows=64)
     return canonical_labels(cluster_condensed_components(distances, 1.0 - tau, full_run_fraction=None))
 
@@ -306,8 +306,8 @@ def test_labels_stay_on_input_device_and_auto_is_components_on_cpu(monkeypatch):
 
     X = normalised((64, 8), seed=17)
     calls = []
-    real = clu.cluster_condensed_components
-    monkeypatch.setattr(clu, "cluster_condensed_components", lambda d, t, **kw: calls.append(t) or real(d, t, **kw))
+    real = clu.cluster_cosine_components
+    monkeypatch.setattr(clu, "cluster_cosine_components", lambda X, t: calls.append(t) or real(X, t))
     labels = agglomerative_clustering(X, 0.6)
     assert calls == [pytest.approx(0.4)]
     assert labels.device == X.device and labels.dtype == torch.long

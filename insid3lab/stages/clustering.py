@@ -30,8 +30,11 @@ see :data:`Clusterer`; add one with :func:`register_clusterer`, or pass any call
     threshold", so scipy's linkage runs on each component's sub-matrix (singletons and
     pairs need none). Quadratic in the component sizes instead of N; a single giant
     component falls back to the full-matrix run. On the CPU the distances and the graph
-    come from half the matrix product
-    (:func:`~insid3lab.stages.clustering_components.cluster_condensed_components`).
+    come from half the matrix product, and float32/float64 cells are numbered in an order
+    in which scipy's linkage runs faster
+    (:func:`~insid3lab.stages.clustering_components.cluster_cosine_components`; for what the
+    order can change, exact ties and float64 rounding, see "Cell order" in
+    :mod:`~insid3lab.stages.clustering_components`).
 ``"torch"``
     :func:`cluster_average_linkage_torch`, a parallel reciprocal-nearest-neighbour
     algorithm written with tensor operations, which runs on the device that holds the
@@ -66,9 +69,8 @@ from .cell_distances import condensed_cosine_distances
 from .clustering_components import (
     as_numpy_distances,
     cluster_average_linkage_components,
-    cluster_condensed_components,
+    cluster_cosine_components,
     cosine_asymmetry_bound,
-    cosine_edge_bound,
     cut_average_linkage,
     strict_upper,
 )
@@ -327,9 +329,8 @@ def _torch(X: Tensor, threshold: float) -> Tensor:
 
 
 def _components(X: Tensor, threshold: float) -> Tensor:
-    if X.device.type == "cpu":  # distances and threshold graph from half the product
-        distances = condensed_cosine_distances(X, edge_bound=cosine_edge_bound(X, threshold))
-        return cluster_condensed_components(distances, threshold)
+    if X.device.type == "cpu":  # distances and threshold graph from half the product, in a fast order
+        return cluster_cosine_components(X, threshold)
     return cluster_average_linkage_components(cosine_distances(X), threshold, asymmetry=cosine_asymmetry_bound(X))
 
 

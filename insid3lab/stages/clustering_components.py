@@ -35,6 +35,23 @@ clustered much faster than with one N x N linkage; one that forms a single giant
 is clustered by the full-matrix run (no gain, little overhead). On the CPU the distances
 and the graph come together from half the matrix product
 (:mod:`~insid3lab.stages.cell_distances`, :func:`cluster_condensed_components`).
+
+**Cell order.** The clusters do not depend on how the cells are numbered, up to ties: average
+linkage is reducible, so when no two competing linkages are equal its tree is unique and
+scipy's nearest-neighbour chain finds it from any start. scipy's running time does depend
+on the numbering: every one of its ~3 N nearest-neighbour scans reads all N slots of the
+condensed matrix (half of them with a stride), a merged cluster takes the higher of its two
+slots, and where the frequently merged clusters sit decides how many of those reads miss the
+caches. Numbering the cells by decreasing similarity to their mean feature
+(:func:`linkage_order`) made scipy's linkage 1.3 to 2.8 times faster on the ViT features of
+every synthetic scene measured at 64 x 64 cells, with the same number of scans and the same
+partitions. What the numbering can change: exact ties between competing linkages are broken
+by slot order, and the float64 rounding of a linkage depends on the order of the merges, so
+the partition can differ from the cells'-own-order run where two competing linkages are equal
+or within a few float64 ulps of each other or of the threshold (as for the per-component runs
+above). Continuous float32 features tie exactly only among near-duplicate cells, far below
+the threshold; float16 and bfloat16 distances tie often and keep the cells' own order.
+``"scipy"`` and ``"sklearn"`` always keep it.
 """
 
 from __future__ import annotations
@@ -46,17 +63,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cell_distances import CellDistances, condensed_subset
+from .cell_distances import CellDistances, condensed_cosine_distances, condensed_subset
 
 __all__ = [
     "adjacency_components",
     "average_linkage_matrix",
     "cluster_average_linkage_components",
     "cluster_condensed_components",
+    "cluster_cosine_components",
     "cosine_asymmetry_bound",
     "cosine_edge_bound",
     "cut_average_linkage",
     "cut_linkage_matrix",
+    "linkage_order",
     "threshold_components",
 ]
 
@@ -240,6 +259,45 @@ def cosine_asymmetry_bound(X: Tensor) -> float:
     u = torch.finfo(X.dtype).eps
     norm2 = float((X.detach().float() ** 2).sum(1).max()) if X.numel() else 0.0
     return 4.0 * (C + 2) * u * max(norm2, 1.0)
+
+
+def linkage_order(X: Tensor) -> Tensor:
+    """The order in which :func:`cluster_cosine_components` numbers the cells: by decreasing similarity to their mean.
+
+    Args:
+        X: (N, C) floating tensor of L2-normalised features.
+
+    Returns:
+        (N,) int64 permutation (a stable sort: cells with equal keys keep their order).
+    """
+    Xf = X.detach().float()
+    mean = Xf.mean(0)
+    return torch.argsort(-(Xf @ (mean / mean.norm().clamp_min(1e-12))), stable=True)
+
+
+def cluster_cosine_components(X: Tensor, threshold: float) -> Tensor:
+    """Average-linkage clusters of CPU features on cosine distance, component by component, in a fast order.
+
+    The distances and the threshold graph come from half the product
+    (:func:`~insid3lab.stages.cell_distances.condensed_cosine_distances`). For float32 and
+    float64 features the cells are first numbered in :func:`linkage_order` and the labels mapped
+    back (see "Cell order" in the module docstring); float16 and bfloat16 distances, which tie
+    often, keep the cells' own order.
+
+    Args:
+        X: (N, C) floating tensor of L2-normalised features on the CPU, N >= 2.
+        threshold: merge while the linkage distance is strictly below this value.
+
+    Returns:
+        (N,) int64 labels on the CPU, not canonical.
+    """
+    N = X.shape[0]
+    order = linkage_order(X) if X.dtype in (torch.float32, torch.float64) else torch.arange(N)
+    Xo = X[order]
+    distances = condensed_cosine_distances(Xo, edge_bound=cosine_edge_bound(Xo, threshold))
+    labels = torch.empty(N, dtype=torch.long)
+    labels[order] = cluster_condensed_components(distances, threshold)
+    return labels
 
 
 def cluster_average_linkage_components(
