@@ -158,3 +158,28 @@ def test_the_fast_order_gives_the_partition_of_the_cells_own_order(seed):
         assert torch.equal(
             canonical_labels(cluster_cosine_components(Xh, 0.4)), agglomerative_clustering(Xh, 0.6, method="scipy")
         )
+
+
+@pytest.mark.parametrize("dtype, n", [(torch.float32, 300), (torch.float64, 150), (torch.float32, 90)])
+def test_a_workspace_is_reused_and_gives_the_same_result(dtype, n):
+    X = features(n, 16, seed=n, dtype=dtype)
+    fresh = condensed_cosine_distances(X, edge_bound=0.6)
+    ws = cd.Workspace()
+    ws.condensed(n * (n - 1) // 2).fill(np.nan)  # dirty buffers: every entry must be written again
+    ws.adjacency(n).fill_(True)
+    got = condensed_cosine_distances(X, edge_bound=0.6, workspace=ws)
+    assert np.array_equal(got.condensed, fresh.condensed) and np.array_equal(got.adjacency, fresh.adjacency)
+    assert not got.adjacency.diagonal().any()
+    again = condensed_cosine_distances(X, edge_bound=0.6, workspace=ws)
+    assert again.condensed is got.condensed or np.shares_memory(again.condensed, got.condensed)
+    other = condensed_cosine_distances(X, edge_bound=0.6)
+    assert not np.shares_memory(other.condensed, fresh.condensed)  # no workspace: fresh arrays
+
+
+def test_a_workspace_keeps_nothing_above_its_limit():
+    ws = cd.Workspace(max_bytes=1000)
+    a, b = ws.condensed(100), ws.condensed(100)  # 800 bytes: kept
+    assert np.shares_memory(a, b)
+    c, d = ws.condensed(200), ws.condensed(200)  # 1600 bytes: fresh each time
+    assert not np.shares_memory(c, d)
+    assert cd.thread_workspace() is cd.thread_workspace()

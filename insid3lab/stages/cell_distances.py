@@ -29,13 +29,22 @@ value landed there. Extra edges only join components, which never changes the cl
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BLOCK_ROWS", "MIN_BLOCK_ROWS", "CellDistances", "condensed_cosine_distances", "condensed_subset"]
+__all__ = [
+    "BLOCK_ROWS",
+    "MIN_BLOCK_ROWS",
+    "CellDistances",
+    "Workspace",
+    "condensed_cosine_distances",
+    "condensed_subset",
+    "thread_workspace",
+]
 
 #: Rows of the distance matrix per matrix product (the block's product is BLOCK_ROWS x N).
 BLOCK_ROWS = 256
@@ -65,6 +74,53 @@ class CellDistances:
     adjacency: np.ndarray | None = None
 
 
+class Workspace:
+    """Buffers that :func:`condensed_cosine_distances` fills again on every call, instead of fresh memory.
+
+    Fresh memory costs its first-touch page faults (about 25 ms for the 64 MB of N = 4096 cells,
+    measured); a workspace keeps the last condensed vector and adjacency matrix of each size
+    it was asked for, up to ``max_bytes`` together. What was computed into a workspace is
+    overwritten by its next use, so it belongs to one caller that uses each result before the
+    next call (see :func:`thread_workspace`).
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+        self.max_bytes = int(max_bytes)
+        self._condensed: np.ndarray | None = None
+        self._adjacency: Tensor | None = None
+
+    def condensed(self, size: int) -> np.ndarray:
+        """A (size,) float64 buffer (torch's allocator, see :func:`condensed_cosine_distances`)."""
+        if self._condensed is None or self._condensed.size != size:
+            self._condensed = None  # free the old one before allocating
+            buf = torch.empty(size, dtype=torch.float64).numpy()
+            if 8 * size > self.max_bytes:
+                return buf
+            self._condensed = buf
+        return self._condensed
+
+    def adjacency(self, n: int) -> Tensor:
+        """An (n, n) bool buffer (contents undefined)."""
+        if self._adjacency is None or self._adjacency.shape[0] != n:
+            self._adjacency = None
+            buf = torch.empty((n, n), dtype=torch.bool)
+            if n * n > self.max_bytes:
+                return buf
+            self._adjacency = buf
+        return self._adjacency
+
+
+_THREAD = threading.local()
+
+
+def thread_workspace() -> Workspace:
+    """This thread's :class:`Workspace` (created on first use)."""
+    ws = getattr(_THREAD, "workspace", None)
+    if ws is None:
+        ws = _THREAD.workspace = Workspace()
+    return ws
+
+
 def _at_least(value: float, dtype: torch.dtype) -> Tensor:
     """The smallest value of ``dtype`` (float32 or float64) that is >= ``value``, as a 0-d tensor."""
     bound = torch.tensor(value, dtype=dtype)
@@ -82,7 +138,7 @@ def _row_blocks(N: int, block_rows: int) -> list[tuple[int, int]]:
 
 
 def condensed_cosine_distances(
-    X: Tensor, *, edge_bound: float | None = None, block_rows: int = BLOCK_ROWS
+    X: Tensor, *, edge_bound: float | None = None, block_rows: int = BLOCK_ROWS, workspace: Workspace | None = None
 ) -> CellDistances:
     """The strict upper triangle of ``1 - clamp(X Xᵀ, -1, 1)``, condensed, from half the product.
 
@@ -92,6 +148,8 @@ def condensed_cosine_distances(
             float32, or in float64 for float64 features; the bound is rounded up, never
             down). Pass the threshold plus the asymmetry margin.
         block_rows: rows per block, >= :data:`MIN_BLOCK_ROWS`.
+        workspace: fill this :class:`Workspace`'s buffers (valid until its next use) instead of
+            fresh arrays.
 
     Returns:
         :class:`CellDistances` whose ``condensed`` equals
@@ -105,12 +163,16 @@ def condensed_cosine_distances(
         raise ValueError(f"block_rows must be an int >= {MIN_BLOCK_ROWS}, got {block_rows!r}")
     X = X.detach()
     N = X.shape[0]
-    condensed = np.empty(N * (N - 1) // 2, dtype=np.float64)
+    # Allocated by torch, in ordinary pages: numpy asks the kernel for transparent huge pages
+    # for large arrays, and where memory is fragmented (after a backbone pass) the kernel then
+    # compacts memory on the spot, which measured 50-150 ms per call at N = 4096.
+    ws = workspace or Workspace(max_bytes=0)
+    condensed = ws.condensed(N * (N - 1) // 2)
     adjacency = bound = None
     compare_dtype = torch.float64 if X.dtype == torch.float64 else torch.float32
     if edge_bound is not None:
-        adjacency = np.zeros((N, N), dtype=bool)
-        adj = torch.from_numpy(adjacency)
+        adj = ws.adjacency(N)  # every entry off the diagonal is written below
+        adjacency = adj.numpy()
         bound = _at_least(edge_bound, compare_dtype)
     halves = X.dtype == torch.float32 and N - 1 >= 2 * MIN_BLOCK_ROWS
     offset = 0
@@ -127,6 +189,8 @@ def condensed_cosine_distances(
             edges = sub.to(compare_dtype) < bound
             adj[s:e, s + 1 :] = edges
             adj[s + 1 :, s:e] = edges.T
+    if adjacency is not None:
+        adj.diagonal().fill_(False)  # no self-loops (and nothing left from an earlier use)
     return CellDistances(n=N, condensed=condensed, adjacency=adjacency)
 
 
