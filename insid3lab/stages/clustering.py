@@ -65,7 +65,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cell_distances import condensed_cosine_distances
+from .cell_distances import condensed_cosine_distances, thread_workspace
 from .clustering_components import (
     as_numpy_distances,
     cluster_average_linkage_components,
@@ -319,7 +319,7 @@ def _sklearn(X: Tensor, threshold: float) -> Tensor:
 
 def _scipy(X: Tensor, threshold: float) -> Tensor:
     if X.device.type == "cpu":  # the same condensed vector from half the product
-        condensed = condensed_cosine_distances(X).condensed
+        condensed = condensed_cosine_distances(X, workspace=thread_workspace()).condensed  # scipy copies it
         return canonical_labels(torch.from_numpy(cut_average_linkage(condensed, threshold)))
     return cluster_average_linkage_scipy(cosine_distances(X), threshold)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cell_distances import condensed_cosine_distances
+from .cell_distances import condensed_cosine_distances, thread_workspace
 from .clustering import _check_tau, canonical_labels, cosine_distances
 from .clustering_components import as_numpy_distances, average_linkage_matrix, cut_linkage_matrix, strict_upper
 
@@ -50,7 +50,7 @@ def linkage_tree(X: Tensor) -> np.ndarray:
     if N == 1:
         return np.zeros((0, 4), dtype=np.float64)
     if X.device.type == "cpu":
-        condensed = condensed_cosine_distances(X).condensed
+        condensed = condensed_cosine_distances(X, workspace=thread_workspace()).condensed  # scipy copies it
     else:
         condensed = np.asarray(as_numpy_distances(cosine_distances(X))[strict_upper(N)], dtype=np.float64)
     return average_linkage_matrix(condensed)
