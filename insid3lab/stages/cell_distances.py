@@ -10,12 +10,13 @@ the columns from ``s + 1`` on, so about half of the product is computed (at N = 
 
 Each entry is the same length-C float32 dot product as in the full product, but a BLAS is
 free to sum it in an order that depends on the shape of the product. The float32 kernels of
-the BLAS that the CPU builds of torch use (oneDNN / MKL) sum identically for blocks of 64
-rows or more, so the vector equals the strict upper triangle of the full product entry for
-entry (the tests check this at the grid sizes of the method; a BLAS that summed differently
-would be caught there). Blocks are therefore never smaller than :data:`MIN_BLOCK_ROWS`, and
-float64, float16 and bfloat16 features (where that is not so) and small N take the full
-product, whose strict upper triangle is then copied out the same way.
+the BLAS that the x86 CPU builds of torch use (MKL) sum identically for blocks of 64 rows or
+more (measured; blocks of 1 or 7 rows, and float64 at any size, do not), so the vector equals
+the strict upper triangle of the full product entry for entry (the tests check this at the
+grid sizes of the method; a BLAS that summed differently would be caught there). Blocks are
+therefore never smaller than :data:`MIN_BLOCK_ROWS`, and float64, float16 and bfloat16
+features and small N take the full product, whose strict upper triangle is then copied out
+the same way.
 
 On the side, the same blocks give the threshold graph of
 :mod:`~insid3lab.stages.clustering_components` ("distance below the threshold"), from which

@@ -5,8 +5,9 @@ at a threshold ``t = 1 - τ`` are the subtrees of the full dendrogram whose merg
 strictly below ``t``. One tree therefore answers every τ: building it is one clustering (the
 ``"scipy"`` path of :mod:`~insid3lab.stages.clustering`, without its cut), and each cut is a
 pass over its N - 1 merges. The partition of a cut is the one the built-in exact clusterers
-give at that τ (:data:`TREE_CLUSTERERS`): ``"scipy"`` is this computation, and
-``"sklearn"``, ``"components"`` and ``"auto"`` equal it (see their docstrings).
+give at that τ (:data:`TREE_CLUSTERERS`): ``"scipy"`` is this computation and ``"sklearn"``
+equals it by construction; ``"components"`` and ``"auto"`` equal it up to exact ties between
+competing linkages (see "Cell order" in :mod:`~insid3lab.stages.clustering_components`).
 
 The explorers keep one tree per encoded target, so moving the τ slider re-cuts instead of
 re-clustering (:class:`insid3lab.cluster_cache.TargetClusters`).
