@@ -80,12 +80,13 @@ class Workspace:
 
     Fresh memory costs its first-touch page faults (about 25 ms for the 64 MB of N = 4096 cells,
     measured); a workspace keeps the last condensed vector and adjacency matrix of each size
-    it was asked for, up to ``max_bytes`` together. What was computed into a workspace is
+    it was asked for, each up to ``max_bytes`` (the default covers 64 x 64 cells: 64 MB and
+    16 MB; larger ones are fresh every time). What was computed into a workspace is
     overwritten by its next use, so it belongs to one caller that uses each result before the
     next call (see :func:`thread_workspace`).
     """
 
-    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+    def __init__(self, max_bytes: int = 128 * 2**20) -> None:
         self.max_bytes = int(max_bytes)
         self._condensed: np.ndarray | None = None
         self._adjacency: Tensor | None = None
