@@ -70,9 +70,9 @@ from .clustering_components import (
     as_numpy_distances,
     cluster_average_linkage_components,
     cluster_cosine_components,
+    condensed_matrix,
     cosine_asymmetry_bound,
     cut_average_linkage,
-    strict_upper,
 )
 
 __all__ = [
@@ -285,9 +285,7 @@ def cluster_average_linkage_scipy(D: Tensor, threshold: float) -> Tensor:
     Returns:
         (N,) int64 canonical labels on the CPU.
     """
-    Dn = as_numpy_distances(D)
-    condensed = np.asarray(Dn[strict_upper(Dn.shape[0])], dtype=np.float64)  # strict upper triangle, row-major
-    return canonical_labels(torch.from_numpy(cut_average_linkage(condensed, threshold)))
+    return canonical_labels(torch.from_numpy(cut_average_linkage(condensed_matrix(D), threshold)))
 
 
 # ------------------------------------------------------------------------------ registry
@@ -317,11 +315,23 @@ def _sklearn(X: Tensor, threshold: float) -> Tensor:
     return torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
+def cosine_condensed(X: Tensor) -> np.ndarray:
+    """The float64 condensed cosine distances of X's rows, the vector scipy's linkage reads.
+
+    On the CPU from half the product, in this thread's workspace (valid until the thread's
+    next clustering: hand it to scipy, which copies it); elsewhere from :func:`cosine_distances`
+    on the device. Equal values either way (see :mod:`~insid3lab.stages.cell_distances`).
+
+    Args:
+        X: (N, C) floating tensor of L2-normalised features, N >= 2.
+    """
+    if X.device.type == "cpu":
+        return condensed_cosine_distances(X, workspace=thread_workspace()).condensed
+    return condensed_matrix(cosine_distances(X))
+
+
 def _scipy(X: Tensor, threshold: float) -> Tensor:
-    if X.device.type == "cpu":  # the same condensed vector from half the product
-        condensed = condensed_cosine_distances(X, workspace=thread_workspace()).condensed  # scipy copies it
-        return canonical_labels(torch.from_numpy(cut_average_linkage(condensed, threshold)))
-    return cluster_average_linkage_scipy(cosine_distances(X), threshold)
+    return canonical_labels(torch.from_numpy(cut_average_linkage(cosine_condensed(X), threshold)))
 
 
 def _torch(X: Tensor, threshold: float) -> Tensor:

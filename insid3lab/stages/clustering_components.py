@@ -74,6 +74,7 @@ __all__ = [
     "cosine_asymmetry_bound",
     "cosine_edge_bound",
     "cut_average_linkage",
+    "condensed_matrix",
     "cut_linkage_matrix",
     "linkage_order",
     "threshold_components",
@@ -100,6 +101,19 @@ def as_numpy_distances(D: Tensor) -> np.ndarray:
     if D.dtype not in (torch.float16, torch.float32, torch.float64):
         D = D.to(torch.float32)
     return D.detach().cpu().numpy()
+
+
+def condensed_matrix(D: Tensor) -> np.ndarray:
+    """The strict upper triangle of a distance matrix, row-major, as float64 (what scipy's linkage reads).
+
+    Args:
+        D: (N, N) distance matrix on any device (read on the CPU; bfloat16 widened exactly).
+
+    Returns:
+        (N (N - 1) / 2,) float64 numpy array.
+    """
+    Dn = as_numpy_distances(D)
+    return np.asarray(Dn[strict_upper(Dn.shape[0])], dtype=np.float64)
 
 
 def average_linkage_matrix(condensed: np.ndarray) -> np.ndarray:
@@ -332,7 +346,7 @@ def cluster_average_linkage_components(
 
     def pairs(idx: np.ndarray) -> np.ndarray:
         if idx.size == N:
-            return np.asarray(Dn[strict_upper(N)], dtype=np.float64)
+            return condensed_matrix(D)
         return np.asarray(Dn[np.ix_(idx, idx)][strict_upper(idx.size)], dtype=np.float64)
 
     comp = threshold_components(Dn, threshold, asymmetry=asymmetry)

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cell_distances import condensed_cosine_distances, thread_workspace
-from .clustering import _check_tau, canonical_labels, cosine_distances
-from .clustering_components import as_numpy_distances, average_linkage_matrix, cut_linkage_matrix, strict_upper
+from .clustering import _check_tau, canonical_labels, cosine_condensed
+from .clustering_components import average_linkage_matrix, cut_linkage_matrix
 
 __all__ = ["TREE_CLUSTERERS", "cut_tree", "linkage_tree"]
 
@@ -33,9 +32,8 @@ def linkage_tree(X: Tensor) -> np.ndarray:
     """The full average-linkage dendrogram of the cells on cosine distance.
 
     Args:
-        X: (N, C) floating tensor of L2-normalised features, finite, on any device. On the CPU
-            the distances come from :func:`~insid3lab.stages.cell_distances.condensed_cosine_distances`;
-            elsewhere from :func:`~insid3lab.stages.clustering.cosine_distances` on the device.
+        X: (N, C) floating tensor of L2-normalised features, finite, on any device (the
+            distances: :func:`~insid3lab.stages.clustering.cosine_condensed`).
 
     Returns:
         (N - 1, 4) float64 scipy linkage matrix on the host ((0, 4) for one cell).
@@ -50,11 +48,7 @@ def linkage_tree(X: Tensor) -> np.ndarray:
         raise ValueError("X must hold at least one cell, got shape (0, C)")
     if N == 1:
         return np.zeros((0, 4), dtype=np.float64)
-    if X.device.type == "cpu":
-        condensed = condensed_cosine_distances(X, workspace=thread_workspace()).condensed  # scipy copies it
-    else:
-        condensed = np.asarray(as_numpy_distances(cosine_distances(X))[strict_upper(N)], dtype=np.float64)
-    return average_linkage_matrix(condensed)
+    return average_linkage_matrix(cosine_condensed(X))
 
 
 def cut_tree(Z: np.ndarray, tau: float) -> Tensor:
