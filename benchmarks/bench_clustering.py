@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from insid3lab.backbone import random_backbone
-from insid3lab.preprocess import preprocess_image
-from insid3lab.samples import sample_scene
-from insid3lab.stages.cell_distances import Workspace, condensed_cosine_distances
+from insid3lab.core.preprocess import preprocess_image
 from insid3lab.stages.clustering import CLUSTERERS, agglomerative_clustering, cosine_distances
-from insid3lab.stages.clustering_components import cosine_asymmetry_bound, threshold_components
-from insid3lab.stages.dendrogram import cut_tree, linkage_tree
+from insid3lab.stages.clustering.components import cosine_asymmetry_bound, threshold_components
+from insid3lab.stages.clustering.distances import Workspace, condensed_cosine_distances
+from insid3lab.stages.clustering.tree import cut_tree, linkage_tree
 from insid3lab.stages.features import extract_features, l2_normalize
+from insid3lab.synthetic import sample_scene
 
 
 def vit_features(size: int, seed: int = 0) -> torch.Tensor:

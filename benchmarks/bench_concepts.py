@@ -30,7 +30,7 @@ import torch
 from insid3lab import INSID3
 from insid3lab.backbone import random_backbone
 from insid3lab.bench.concepts import GOAL, measure_concepts
-from insid3lab.samples import sample_scene
+from insid3lab.synthetic import sample_scene
 
 
 def run(size: int, repeats: int, device: torch.device, concepts: int = 5) -> dict:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time and peak memory of the CRF boundary refinement (``insid3lab.stages.crf.crf_refine``).
+"""Time and peak memory of the CRF boundary refinement (``insid3lab.stages.refine.crf.crf_refine``).
 
 Each size runs in a fresh process so that its peak resident memory is its own. The input is the
 sample scene at S x S with a realistic coarse mask: the ground truth area-pooled to the S/16 patch
@@ -45,9 +45,9 @@ def _measure(size: int, device: str, threads: int, repeats: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from insid3lab.samples import sample_scene
-    from insid3lab.stages.crf import CRF_DEFAULTS, band_regions, crf_features, crf_refine, crf_unary
-    from insid3lab.stages.lattice import PermutohedralLattice
+    from insid3lab.stages.refine.crf import CRF_DEFAULTS, band_regions, crf_features, crf_refine, crf_unary
+    from insid3lab.stages.refine.lattice import PermutohedralLattice
+    from insid3lab.synthetic import sample_scene
 
     torch.set_num_threads(threads)
     img, gt_np = sample_scene(0, size=(size, size))

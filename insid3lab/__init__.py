@@ -22,11 +22,11 @@ _EXPORTS = {
     "random_backbone": "insid3lab.backbone",
     "save_meta_checkpoint": "insid3lab.backbone",
     "save_pretrained": "insid3lab.backbone",
-    "INSID3": "insid3lab.pipeline",
-    "Params": "insid3lab.params",
-    "SegmentManyError": "insid3lab.pipeline",
-    "TargetClusters": "insid3lab.cluster_cache",
-    "Trace": "insid3lab.trace",
+    "INSID3": "insid3lab.model.insid3",
+    "Params": "insid3lab.method.params",
+    "SegmentManyError": "insid3lab.model.insid3",
+    "TargetClusters": "insid3lab.lab.cluster_cache",
+    "Trace": "insid3lab.method.trace",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,9 +7,7 @@ import pytest
 import torch
 from helpers.backbones import P, R, hf_outputs, max_diff
 
-from insid3lab.backbone import (
-    random_backbone,
-)
+from insid3lab.backbone import random_backbone
 
 # --------------------------------------------------------------- Meta's feature contract
 

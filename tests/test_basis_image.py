@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from insid3lab import authors, cache
-from insid3lab.basis import basis_images, basis_tag
+from insid3lab import authors
 from insid3lab.cli import main
 from insid3lab.cli.options import add_hyperparameter_arguments, add_model_arguments, build_pipeline
-from insid3lab.params import Params
-from insid3lab.pipeline import INSID3
-from insid3lab.preprocess import IMAGENET_MEAN, IMAGENET_STD, black_image, denormalize, noise_images
-from insid3lab.samples import write_samples
+from insid3lab.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, black_image, denormalize, noise_images
+from insid3lab.method.params import Params
+from insid3lab.model import basis_cache as cache
+from insid3lab.model.basis import basis_images, basis_tag
+from insid3lab.model.insid3 import INSID3
 from insid3lab.stages import subspace as sub
 from insid3lab.stages.features import extract_features, l2_normalize
+from insid3lab.synthetic import write_samples
 
 S = 64
 R = 8

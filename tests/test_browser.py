@@ -81,7 +81,7 @@ def check_fixture(run) -> None:
 
 def check_explorer(run) -> None:
     """Every panel the explorer declares is shown."""
-    from insid3lab.widgets import PANEL_NAMES
+    from insid3lab.lab.explorer import PANEL_NAMES
 
     assert len(run.panels) == len(PANEL_NAMES)
 

@@ -10,9 +10,9 @@ import warnings
 import pytest
 import torch
 
-from insid3lab import cache
 from insid3lab.backbone import random_backbone
-from insid3lab.pipeline import INSID3
+from insid3lab.model import basis_cache as cache
+from insid3lab.model.insid3 import INSID3
 
 S = 64
 

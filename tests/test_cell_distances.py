@@ -9,10 +9,9 @@ import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-import insid3lab.stages.cell_distances as cd
-from insid3lab.stages.cell_distances import CellDistances, condensed_cosine_distances, condensed_subset
+import insid3lab.stages.clustering.distances as cd
 from insid3lab.stages.clustering import agglomerative_clustering, canonical_labels, cosine_distances
-from insid3lab.stages.clustering_components import (
+from insid3lab.stages.clustering.components import (
     adjacency_components,
     cluster_condensed_components,
     cluster_cosine_components,
@@ -20,6 +19,7 @@ from insid3lab.stages.clustering_components import (
     cosine_edge_bound,
     linkage_order,
 )
+from insid3lab.stages.clustering.distances import CellDistances, condensed_cosine_distances, condensed_subset
 
 
 def features(n: int, c: int, seed: int, dtype=torch.float32) -> torch.Tensor:

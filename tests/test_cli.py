@@ -13,7 +13,7 @@ from PIL import Image
 
 from insid3lab import INSID3, load_backbone, save_pretrained
 from insid3lab.cli import main
-from insid3lab.samples import write_samples
+from insid3lab.synthetic import write_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -270,7 +270,7 @@ FIRST_IMPORTS = [
     "insid3lab.cli.options",
     "insid3lab.cli.eval",
     "insid3lab.bench.coldstart",
-    "insid3lab.viz.scenes",
+    "insid3lab.synthetic",
 ]
 
 

@@ -11,7 +11,7 @@ from insid3lab import save_pretrained
 from insid3lab.cli import main
 from insid3lab.cli.figures import RANDOM_WEIGHTS_NOTE, contrasting_colour, segment_overlay
 from insid3lab.cli.output import OUTPUT_SUFFIXES, relative_names
-from insid3lab.samples import write_samples
+from insid3lab.synthetic import write_samples
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import AgglomerativeClustering
 
-from insid3lab.stages.cell_distances import condensed_cosine_distances
 from insid3lab.stages.clustering import (
     CLUSTERERS,
     agglomerative_clustering,
@@ -21,13 +20,14 @@ from insid3lab.stages.clustering import (
     cosine_distances,
     register_clusterer,
 )
-from insid3lab.stages.clustering_components import (
+from insid3lab.stages.clustering.components import (
     cluster_average_linkage_components,
     cluster_condensed_components,
     cosine_asymmetry_bound,
     cosine_edge_bound,
     threshold_components,
 )
+from insid3lab.stages.clustering.distances import condensed_cosine_distances
 
 
 def normalised(shape, seed):

@@ -14,10 +14,10 @@ from helpers.eval_fixtures import FakeModel
 from PIL import Image
 
 from insid3lab.cli.data import add_parser as add_data_parser
-from insid3lab.eval.cocojson import CocoJsonDataset, in_reference_pool
-from insid3lab.eval.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
-from insid3lab.eval.episodes import Episode, sample_episodes
-from insid3lab.eval.runner import run_evaluation
+from insid3lab.eval.datasets.cocojson import CocoJsonDataset, in_reference_pool
+from insid3lab.eval.datasets.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
+from insid3lab.eval.run.episodes import Episode, sample_episodes
+from insid3lab.eval.run.runner import run_evaluation
 
 H, W = 48, 64
 RED, BLUE, GRAY = (220, 40, 40), (40, 80, 230), (128, 128, 128)

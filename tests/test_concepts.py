@@ -9,9 +9,10 @@ from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 from matplotlib.figure import Figure
 from PIL import Image
 
-from insid3lab import INSID3, method
-from insid3lab.concepts import DEFAULT_LABEL, split_instances, write_label_outputs
-from insid3lab.samples import sample_scene
+from insid3lab import INSID3
+from insid3lab.method import pipeline as method
+from insid3lab.synthetic import sample_scene
+from insid3lab.tasks.concepts import DEFAULT_LABEL, split_instances, write_label_outputs
 from insid3lab.viz import labels as viz_labels
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -280,7 +281,7 @@ def test_bad_input_errors(tiny):
 
 
 def test_concept_explorer_shows_the_label_map_and_clusters_once():
-    from insid3lab.widgets import ConceptExplorer
+    from insid3lab.lab.explorer import ConceptExplorer
 
     ref, _rm, label_map, tgt, _tm = _two_object_scenes()
     model = _hand()

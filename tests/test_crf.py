@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from insid3lab.samples import sample_scene
-from insid3lab.stages.crf import (
+from insid3lab.stages.refine.crf import (
     CRF_DEFAULTS,
     band_regions,
     crf_features,
@@ -18,7 +17,8 @@ from insid3lab.stages.crf import (
     crf_refiner,
     crf_unary,
 )
-from insid3lab.stages.lattice import PermutohedralLattice, dense_gaussian_filter, permutohedral_filter
+from insid3lab.stages.refine.lattice import PermutohedralLattice, dense_gaussian_filter, permutohedral_filter
+from insid3lab.synthetic import sample_scene
 
 
 def _scene(seed: int, h: int, w: int, grid: int = 8):

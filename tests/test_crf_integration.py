@@ -19,8 +19,8 @@ from insid3lab import INSID3, load_backbone, save_pretrained
 from insid3lab.bench import PIPELINE_STAGES
 from insid3lab.bench.running import BASELINE_STAGES, stage_names
 from insid3lab.cli import build_parser, main
-from insid3lab.samples import write_samples
 from insid3lab.stages.refine import REFINERS, register_refiner
+from insid3lab.synthetic import write_samples
 from insid3lab.viz import REFINEMENT_PANELS, refinement, story
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -218,8 +218,8 @@ def test_cold_start_processes_refine_too(workdir, capsys):
 
 
 def test_spatial_lattice_is_shared_by_images_of_one_size_and_equal_to_a_fresh_one():
-    from insid3lab.stages.crf import crf_features, spatial_lattice
-    from insid3lab.stages.lattice import PermutohedralLattice
+    from insid3lab.stages.refine.crf import crf_features, spatial_lattice
+    from insid3lab.stages.refine.lattice import PermutohedralLattice
 
     cpu = torch.device("cpu")
     a = spatial_lattice(40, 56, 1.5, cpu)

@@ -7,15 +7,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from insid3lab.eval.davis import (
-    DavisDataset,
-    YouTubeVOSDataset,
-    davis_palette,
-    read_label_map,
-    save_palette_png,
-    write_davis_sequence,
-)
-from insid3lab.scenes_video import moving_object_sequence, write_moving_sequences
+from insid3lab.core.palette import davis_palette, read_label_map, save_palette_png
+from insid3lab.eval.video.layouts import DavisDataset, YouTubeVOSDataset
+from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence, write_moving_sequences
 
 
 def test_palette_by_the_bit_interleaving_rule():

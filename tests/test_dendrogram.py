@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from insid3lab import Params, TargetClusters
 from insid3lab.stages.clustering import agglomerative_clustering, register_clusterer
-from insid3lab.stages.dendrogram import TREE_CLUSTERERS, cut_tree, linkage_tree
+from insid3lab.stages.clustering.tree import TREE_CLUSTERERS, cut_tree, linkage_tree
 
 
 def blobs(n: int, c: int, seed: int) -> torch.Tensor:

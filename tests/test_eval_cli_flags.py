@@ -13,7 +13,7 @@ from test_cocojson import make_export
 import insid3lab
 import insid3lab.cli.options
 from insid3lab.cli import main
-from insid3lab.eval.runfiles import RunLock
+from insid3lab.eval.run.files import RunLock
 
 
 @pytest.fixture
@@ -243,7 +243,7 @@ def test_coco_json_from_the_command_line(tmp_path, stand_in, capsys):
 
 
 def test_davis2017_prints_j_and_f(tmp_path, tiny_saved, capsys):
-    from insid3lab.scenes_video import write_moving_sequences
+    from insid3lab.synthetic.video import write_moving_sequences
 
     root = tmp_path / "DAVIS"
     write_moving_sequences(root, 1, frames=3, size=(48, 64), objects=1)

@@ -11,11 +11,11 @@ from test_eval_cli_flags import isaid_three_folds
 
 from insid3lab.cli import main
 from insid3lab.eval import SegmentationMeter, build_dataset, run_evaluation
-from insid3lab.eval.compare import RunsDifferError, compare_runs
-from insid3lab.eval.folds import run_all_folds
-from insid3lab.eval.report import report
-from insid3lab.eval.runs import NotARunError
-from insid3lab.eval.stats import bootstrap_weights
+from insid3lab.eval.metrics.stats import bootstrap_weights
+from insid3lab.eval.reports.compare import RunsDifferError, compare_runs
+from insid3lab.eval.reports.report import report
+from insid3lab.eval.reports.runs import NotARunError
+from insid3lab.eval.run.folds import run_all_folds
 
 
 @pytest.fixture(scope="module")

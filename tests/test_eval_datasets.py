@@ -16,7 +16,7 @@ from insid3lab.eval.datasets import (
     dataset_names,
     decode_segmentation,
 )
-from insid3lab.eval.episodes import sample_episodes
+from insid3lab.eval.run.episodes import sample_episodes
 
 
 def test_names_accepted():

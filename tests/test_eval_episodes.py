@@ -6,7 +6,7 @@ import pytest
 from helpers.eval_fixtures import eval_data  # noqa: F401  (fixture)
 
 from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, build_dataset, dataset_names
-from insid3lab.eval.episodes import (
+from insid3lab.eval.run.episodes import (
     Episode,
     episode_rng,
     load_episodes,

@@ -27,14 +27,14 @@ from insid3lab.eval import (
     run_evaluation,
 )
 from insid3lab.eval.datasets import SplitFileError, load_npy, load_pickle, read_image
-from insid3lab.eval.episodes import sample_episodes
-from insid3lab.eval.stats import segmentation_interval
+from insid3lab.eval.metrics.stats import segmentation_interval
+from insid3lab.eval.run.episodes import sample_episodes
 
 # ───────────────────────── 16-bit images ─────────────────────────
 
 
 def test_16_bit_images_are_scaled_by_bit_depth_as_the_package_reader_does(tmp_path):
-    from insid3lab.preprocess import to_pil_rgb
+    from insid3lab.core.preprocess import to_pil_rgb
 
     ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
     path = tmp_path / "ramp16.png"

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from insid3lab.eval.metrics import KeypointMeter, SegmentationMeter, intersection_union, match_size, pck_hits
+from insid3lab.eval.metrics.segmentation import (
+    KeypointMeter,
+    SegmentationMeter,
+    intersection_union,
+    match_size,
+    pck_hits,
+)
 
 PRED = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
 GT = np.array([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)

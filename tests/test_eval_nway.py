@@ -16,10 +16,10 @@ import insid3lab
 import insid3lab.cli.options
 from insid3lab.cli.eval import build_eval_parser
 from insid3lab.eval import build_dataset, run_evaluation
-from insid3lab.eval.cocojson import CocoJsonDataset
-from insid3lab.eval.episodes import Episode, load_episodes, sample_episodes, save_episodes
-from insid3lab.eval.nway import nway_episode
-from insid3lab.eval.runner import _segment_episode
+from insid3lab.eval.datasets.cocojson import CocoJsonDataset
+from insid3lab.eval.run.episodes import Episode, load_episodes, sample_episodes, save_episodes
+from insid3lab.eval.run.nway import nway_episode
+from insid3lab.eval.run.runner import _segment_episode
 
 # ───────────────────────── a COCO-format export drawn by hand ─────────────────────────
 
@@ -273,7 +273,7 @@ def test_perfect_instances_give_ap_1(export, tmp_path):
     assert {n for n, v in s["per_class_ap"].items() if v == 1.0} == visited
     rec = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
     assert set(rec) >= {"size", "gt", "pred"} and all(isinstance(p["rle"], str) for p in rec["pred"])
-    from insid3lab.eval.report import report_rows
+    from insid3lab.eval.reports.report import report_rows
 
     row = report_rows([tmp_path / "run"])[0]
     assert row["metric"] == "mask AP" and list(row["cells"].values()) == [(100.0, None)]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from insid3lab.eval import BadSampleError, SegmentationMeter, build_dataset, read_records, run_evaluation
 from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, dataset_names
-from insid3lab.eval.episodes import load_episodes, sample_episodes
+from insid3lab.eval.run.episodes import load_episodes, sample_episodes
 
 
 def _root(eval_data, name):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from insid3lab import INSID3, random_backbone
 from insid3lab.authors import baseline_basis, baseline_segment
 from insid3lab.bench import mask_iou, synthetic_inputs
-from insid3lab.preprocess import preprocess_image, preprocess_mask
+from insid3lab.core.preprocess import preprocess_image, preprocess_mask
 from insid3lab.stages import aggregation as agg
 from insid3lab.stages import matching as mat
 from insid3lab.stages.clustering import agglomerative_clustering
@@ -214,7 +214,7 @@ def test_cuda_clustering_equals_sklearn_on_the_cpu(tiny):
 @pytest.mark.cuda
 @cuda
 def test_cuda_decode_equals_the_cpu_decode_of_the_same_features(tiny):
-    from insid3lab import method
+    from insid3lab.method import pipeline as method
 
     refs, targets = synthetic_inputs(2, 4, seed=13, size=(120, 160))
     cpu = INSID3(tiny, image_size=128, svd_components=20, basis_cache=False)

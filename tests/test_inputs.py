@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from insid3lab import imageio
-from insid3lab.preprocess import (
+from insid3lab.core import imageio
+from insid3lab.core.preprocess import (
     mask_to_numpy,
     normalize,
     preprocess_image,

@@ -13,8 +13,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from test_cocojson import make_export
 
-from insid3lab.eval.cocojson import CocoJsonDataset
-from insid3lab.eval.instance_ap import instance_ap
+from insid3lab.eval.datasets.cocojson import CocoJsonDataset
+from insid3lab.eval.metrics.instance_ap import instance_ap
 
 H, W = 64, 64
 #: COCO's IoU thresholds 0.50, 0.55, ..., 0.95; a detection counts at threshold t when IoU >= t

@@ -4,9 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from insid3lab import INSID3, method, save_pretrained
+from insid3lab import INSID3, save_pretrained
 from insid3lab.bench import synthetic_inputs
-from insid3lab.params import Params
+from insid3lab.method import pipeline as method
+from insid3lab.method.params import Params
 from insid3lab.stages import clustering as clu
 from insid3lab.stages import matching as mat
 from insid3lab.stages.refine import REFINERS, get_refiner, register_refiner

@@ -9,8 +9,8 @@ from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 from PIL import Image
 
 from insid3lab import INSID3, authors, load_backbone, save_meta_checkpoint, save_pretrained
-from insid3lab.pipeline import SegmentManyError
-from insid3lab.samples import sample_scene
+from insid3lab.model.insid3 import SegmentManyError
+from insid3lab.synthetic import sample_scene
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 

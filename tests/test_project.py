@@ -55,7 +55,7 @@ def test_the_top_level_namespace_is_the_exports_alone():
     from types import ModuleType
 
     import insid3lab
-    from insid3lab.params import Params
+    from insid3lab.method.params import Params
 
     assert insid3lab.Params is Params
     # submodules become attributes once imported; every other public name is an export

@@ -1,13 +1,13 @@
-"""The reference shots (insid3lab.references) and keypoint matching (insid3lab.keypoints) behind the façade."""
+"""The reference shots (insid3lab.model.references) and keypoint matching (insid3lab.tasks.matching) behind the façade."""
 
 import pytest
 import torch
 from PIL import Image
 
 from insid3lab import INSID3
-from insid3lab.keypoints import match_points
-from insid3lab.references import stack_shots
-from insid3lab.samples import sample_scene
+from insid3lab.model.references import stack_shots
+from insid3lab.synthetic import sample_scene
+from insid3lab.tasks.matching import match_points
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 

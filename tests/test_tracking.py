@@ -14,12 +14,11 @@ from PIL import Image
 from insid3lab import INSID3
 from insid3lab.cli.track import ANIMATION, MASKS_DIR, first_mask_objects
 from insid3lab.cli.track import add_parser as add_track_parser
-from insid3lab.eval.davis import read_label_map as read_png_labels
-from insid3lab.eval.davis import write_davis_sequence
-from insid3lab.eval.davis_eval import evaluate_davis
-from insid3lab.scenes_video import moving_object_sequence
+from insid3lab.eval.video.evaluate import evaluate_davis
+from insid3lab.eval.video.layouts import read_label_map as read_png_labels
 from insid3lab.stages.prototype import EmptyMaskError
-from insid3lab.tracking import track
+from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence
+from insid3lab.tasks.tracking import track
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from insid3lab.video import VIDEO_INSTALL, count_frames, iter_frames, list_frame_files, natural_key
+from insid3lab.core.video import VIDEO_INSTALL, count_frames, iter_frames, list_frame_files, natural_key
 
 
 def flat_frames(n: int = 4, hw=(20, 30)) -> np.ndarray:

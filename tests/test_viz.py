@@ -12,8 +12,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch, Rectangle
 
-from insid3lab import viz
-from insid3lab.pipeline import INSID3
+from insid3lab import synthetic, viz
+from insid3lab.model.insid3 import INSID3
 from insid3lab.viz import draw as _draw
 
 S = 128  # network input: an 8 x 8 grid with patch 16
@@ -22,8 +22,8 @@ SCENE = 256  # side of the generated images
 
 @pytest.fixture(scope="module")
 def scene():
-    ref, ref_mask = viz.lesion_scene(seed=0, size=SCENE)
-    tgt, tgt_mask = viz.lesion_scene(seed=1, size=SCENE)
+    ref, ref_mask = synthetic.lesion_scene(seed=0, size=SCENE)
+    tgt, tgt_mask = synthetic.lesion_scene(seed=1, size=SCENE)
     return ref, ref_mask, tgt, tgt_mask
 
 
@@ -135,7 +135,7 @@ def test_layer_features_match_get_intermediate_layers(tiny, scene):
     ref, _, tgt, _ = scene
     feats = viz.layer_features(tiny, [ref, tgt], [2, 0, -2], image_size=S)
     assert list(feats) == [2, 0, 1]
-    from insid3lab.preprocess import preprocess_image
+    from insid3lab.core.preprocess import preprocess_image
 
     x = torch.cat([preprocess_image(ref, S)[0], preprocess_image(tgt, S)[0]])
     want = tiny.get_intermediate_layers(x, n=[0], reshape=True)[0]
@@ -362,7 +362,7 @@ def test_mask_grid_and_score_table(scene):
 def test_token_statistics_by_hand(tiny, scene):
     ref = scene[0]
     stats = viz.token_statistics(tiny, ref, image_size=64)
-    from insid3lab.preprocess import preprocess_image
+    from insid3lab.core.preprocess import preprocess_image
 
     x, _ = preprocess_image(ref, 64)
     with torch.inference_mode():
@@ -432,7 +432,7 @@ def test_story_without_candidates(tiny, scene):
 # ----------------------------------------------------------------- scenes
 
 
-@pytest.mark.parametrize("make", [viz.lesion_scene, viz.defect_scene])
+@pytest.mark.parametrize("make", [synthetic.lesion_scene, synthetic.defect_scene])
 def test_scenes_are_small_objects_and_deterministic(make):
     img, mask = make(3, 96)
     assert img.shape == (96, 96, 3) and img.dtype == np.uint8 and mask.dtype == bool
@@ -446,7 +446,7 @@ def test_scenes_are_small_objects_and_deterministic(make):
 
 def test_cat_pair_ground_truth_is_the_mirrored_mask():
     pytest.importorskip("skimage")
-    pair = viz.cat_pair()
+    pair = synthetic.cat_pair()
     ref_mask, tgt_mask = pair["reference_mask"], pair["target_mask"]
     assert pair["target_image"].shape[:2] == tgt_mask.shape == (260, 401)
     np.testing.assert_array_equal(tgt_mask, ref_mask[:, ::-1][20:280, 30:431])
@@ -458,21 +458,21 @@ def test_cat_pair_ground_truth_is_the_mirrored_mask():
 def test_write_folder_dataset(tmp_path):
     from PIL import Image
 
-    root = viz.write_folder_dataset(tmp_path / "ds", 3, kind="defect", size=64)
+    root = synthetic.write_folder_dataset(tmp_path / "ds", 3, kind="defect", size=64)
     names = sorted(p.name for p in (root / "images").iterdir())
     assert names == ["000.png", "001.png", "002.png"]
     m = np.asarray(Image.open(root / "masks" / "001.png"))
-    np.testing.assert_array_equal(m > 0, viz.defect_scene(1, 64)[1])
+    np.testing.assert_array_equal(m > 0, synthetic.defect_scene(1, 64)[1])
     with pytest.raises(ValueError, match="kind"):
-        viz.write_folder_dataset(tmp_path / "x", 3, kind="cats")
+        synthetic.write_folder_dataset(tmp_path / "x", 3, kind="cats")
 
 
 def test_write_folder_dataset_classes_load_as_a_folder_benchmark(tmp_path):
     from insid3lab.eval.datasets import build_dataset
 
     for kind in ("lesion", "defect"):
-        viz.write_folder_dataset(tmp_path, 3, kind=kind, size=64, class_name=kind)
+        synthetic.write_folder_dataset(tmp_path, 3, kind=kind, size=64, class_name=kind)
     ds = build_dataset("folder", tmp_path, shots=1)
     assert ds.class_names == ["defect", "lesion"]
     sample = ds.load({"image": "lesion/002.png", "mask": "lesion/002.png"}, 1)
-    np.testing.assert_array_equal(sample.mask == 1, viz.lesion_scene(2, 64)[1])
+    np.testing.assert_array_equal(sample.mask == 1, synthetic.lesion_scene(2, 64)[1])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from insid3lab.eval.vos import (
+from insid3lab.eval.video.scores import (
     boundary_f,
     boundary_map,
     boundary_precision_recall,

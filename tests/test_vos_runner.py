@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from insid3lab.eval.davis import DavisDataset
-from insid3lab.eval.vos import evaluate_sequence, summarise
-from insid3lab.eval.vos_runner import evaluate_sequences
-from insid3lab.scenes_video import write_moving_sequences
+from insid3lab.eval.video.layouts import DavisDataset
+from insid3lab.eval.video.runner import evaluate_sequences
+from insid3lab.eval.video.scores import evaluate_sequence, summarise
+from insid3lab.synthetic.video import write_moving_sequences
 
 
 def shift_right(labels: np.ndarray, k: int = 2) -> np.ndarray:

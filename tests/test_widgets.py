@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from insid3lab import random_backbone, viz
-from insid3lab.pipeline import INSID3
-from insid3lab.widgets import CONTROL_NAMES, PANEL_NAMES, Explorer, MaskPainter
+from insid3lab import random_backbone, synthetic, viz
+from insid3lab.lab.explorer import CONTROL_NAMES, PANEL_NAMES, Explorer, MaskPainter
+from insid3lab.model.insid3 import INSID3
 
 S = 128
 SCENE = 256
@@ -37,8 +37,8 @@ def backbone():
 
 @pytest.fixture(scope="module")
 def scene():
-    ref, ref_mask = viz.lesion_scene(seed=0, size=SCENE)
-    tgt, tgt_mask = viz.lesion_scene(seed=1, size=SCENE)
+    ref, ref_mask = synthetic.lesion_scene(seed=0, size=SCENE)
+    tgt, tgt_mask = synthetic.lesion_scene(seed=1, size=SCENE)
     return ref, ref_mask, tgt, tgt_mask
 
 
@@ -283,13 +283,13 @@ def test_painter_mask_feeds_the_explorer(backbone, scene):
     model = INSID3(backbone, image_size=64, svd_components=4, basis_cache=False)
     ex = Explorer(model, ref, p.mask, tgt)
     assert ex.last_error is None
-    from insid3lab.preprocess import preprocess_mask
+    from insid3lab.core.preprocess import preprocess_mask
 
     assert torch.equal(ex.model.references[0].mask, preprocess_mask(scene[1], 64)[0])
 
 
 def test_concept_explorer_refine_keeps_the_clustering(backbone, scene):
-    from insid3lab.widgets import ConceptExplorer
+    from insid3lab.lab.explorer import ConceptExplorer
 
     ref, ref_mask, tgt, _ = scene
     lm = np.asarray(ref_mask).astype(np.uint8)

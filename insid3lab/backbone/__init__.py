@@ -1,8 +1,8 @@
 """DINOv3 backbones: every checkpoint format in one transformers model with Meta's feature contract."""
 
-from .archs import META_ARCHS, MetaArch, config_for_arch, get_arch
-from .convert import CheckpointFormatError
-from .loading import (
+from insid3lab.backbone.archs import META_ARCHS, MetaArch, config_for_arch, get_arch
+from insid3lab.backbone.convert import CheckpointFormatError
+from insid3lab.backbone.loading import (
     load_backbone,
     meta_to_transformers,
     random_backbone,
@@ -12,7 +12,7 @@ from .loading import (
     save_pretrained,
     transformers_to_meta,
 )
-from .model import DinoV3Backbone, default_rope_periods
+from insid3lab.backbone.model import DinoV3Backbone, default_rope_periods
 
 __all__ = [
     "META_ARCHS",

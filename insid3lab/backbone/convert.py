@@ -29,7 +29,7 @@ from dataclasses import replace
 
 import torch
 
-from .archs import MetaArch, arch_from_filename, get_arch, match_released_arch
+from insid3lab.backbone.archs import MetaArch, arch_from_filename, get_arch, match_released_arch
 
 __all__ = [
     "CheckpointFormatError",

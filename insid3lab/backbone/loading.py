@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-from .archs import META_ARCHS, MetaArch, config_for_arch, get_arch, match_released_arch
-from .convert import (
+from insid3lab.backbone.archs import META_ARCHS, MetaArch, config_for_arch, get_arch, match_released_arch
+from insid3lab.backbone.convert import (
     CheckpointFormatError,
     detect_format,
     hf_to_meta_state_dict,
@@ -21,10 +21,10 @@ from .convert import (
     meta_to_hf_state_dict,
     unwrap_state_dict,
 )
-from .devices import resolve_device, resolve_dtype
-from .hub import load_from_hub
-from .model import DinoV3Backbone, default_rope_periods
-from .random import RANDOM_SCHEME, parse_random_source, random_backbone
+from insid3lab.backbone.devices import resolve_device, resolve_dtype
+from insid3lab.backbone.hub import load_from_hub
+from insid3lab.backbone.model import DinoV3Backbone, default_rope_periods
+from insid3lab.backbone.random import RANDOM_SCHEME, parse_random_source, random_backbone
 
 __all__ = [
     "load_backbone",

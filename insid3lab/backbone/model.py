@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..digest import module_digest
+from insid3lab.core.digest import module_digest
 
 __all__ = ["DinoV3Backbone", "default_rope_periods"]
 
@@ -133,7 +133,7 @@ class DinoV3Backbone(nn.Module):
     def fingerprint(self) -> str:
         """A short hex digest identifying the weights and RoPE periods (for caches and run summaries).
 
-        Hashes every tensor's name, shape, dtype and bytes (see :func:`insid3lab.digest.module_digest`),
+        Hashes every tensor's name, shape, dtype and bytes (see :func:`insid3lab.core.digest.module_digest`),
         recomputed on each call so that any change of the weights, in place or not, changes it.
         """
         return module_digest(self, {"rope_periods": self.rope_periods})

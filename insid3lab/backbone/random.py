@@ -6,9 +6,9 @@ import torch
 from transformers import DINOv3ViTModel
 from transformers.initialization import no_init_weights
 
-from .archs import META_ARCHS, config_for_arch, get_arch
-from .devices import resolve_device, resolve_dtype
-from .model import DinoV3Backbone, default_rope_periods
+from insid3lab.backbone.archs import META_ARCHS, config_for_arch, get_arch
+from insid3lab.backbone.devices import resolve_device, resolve_dtype
+from insid3lab.backbone.model import DinoV3Backbone, default_rope_periods
 
 __all__ = ["RANDOM_SCHEME", "parse_random_source", "random_backbone"]
 

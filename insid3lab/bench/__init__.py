@@ -31,11 +31,11 @@ Modules: :mod:`~insid3lab.bench.inputs` (the inputs), :mod:`~insid3lab.bench.run
 :mod:`~insid3lab.bench.report` (:func:`format_summary`).
 """
 
-from ..authors import baseline_basis, baseline_segment
-from .coldstart import cold_start_child
-from .inputs import synthetic_inputs
-from .report import format_summary
-from .running import BASELINE_STAGES, PIPELINE_STAGES, mask_iou, run_benchmark
+from insid3lab.authors import baseline_basis, baseline_segment
+from insid3lab.bench.coldstart import cold_start_child
+from insid3lab.bench.inputs import synthetic_inputs
+from insid3lab.bench.report import format_summary
+from insid3lab.bench.running import BASELINE_STAGES, PIPELINE_STAGES, mask_iou, run_benchmark
 
 __all__ = [
     "BASELINE_STAGES",

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .inputs import save_inputs
-from .timing import encoder_device, peak_rss_bytes, sync
+from insid3lab.bench.inputs import save_inputs
+from insid3lab.bench.timing import encoder_device, peak_rss_bytes, sync
 
 __all__ = ["CHILD_MARK", "DEFAULT_LOADER", "PHASES", "cold_start_child", "cold_starts", "run_cold_start"]
 
@@ -136,10 +136,10 @@ def cold_start_child(t_start: float, spec_json: str) -> None:
     :func:`~insid3lab.bench.baseline.baseline_segment`. One line ``INSID3LAB-BENCH-CHILD {json}``
     is printed with wall-clock timestamps (``time.time()``) and peak memory.
     """
-    from .. import cache as _cache
-    from ..authors import baseline_basis
-    from ..preprocess import preprocess_image, preprocess_mask
-    from .refinement import baseline_refined
+    from insid3lab.authors import baseline_basis
+    from insid3lab.bench.refinement import baseline_refined
+    from insid3lab.core.preprocess import preprocess_image, preprocess_mask
+    from insid3lab.model import basis_cache as _cache
 
     spec = json.loads(spec_json)
     marks = {"start": t_start, "imported": time.time()}
@@ -158,7 +158,7 @@ def cold_start_child(t_start: float, spec_json: str) -> None:
     S = spec["image_size"]
     extra: dict[str, Any] = {}
     if spec["mode"] == "pipeline":
-        from ..pipeline import INSID3
+        from insid3lab.model.insid3 import INSID3
 
         model = INSID3(
             backbone,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .timing import ratio, sync
+from insid3lab.bench.timing import ratio, sync
 
 __all__ = ["GOAL", "concept_label_map", "measure_concepts", "time_interleaved"]
 
@@ -109,7 +109,7 @@ def measure_concepts(
         through ``segment_labels`` / ``segment``), ``ratio_from_decode`` (the target's encoding
         time plus N concepts' decode, over one concept: less sensitive to a busy machine), ``goal``.
     """
-    from ..concepts import run_concepts
+    from insid3lab.tasks.concepts import run_concepts
 
     say = log or (lambda msg: None)
     lm = concept_label_map(mask, n)

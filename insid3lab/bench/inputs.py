@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scenes import object_scene
+from insid3lab.synthetic.scenes import object_scene
 
 __all__ = ["load_inputs", "save_inputs", "synthetic_inputs"]
 

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..authors import baseline_segment, load_image
-from ..preprocess import denormalize
-from ..stages.refine import bilinear, get_refiner
-from ..stages.upsampling import upsample_mask
-from .timing import Stages, sync
+from insid3lab.authors import baseline_segment, load_image
+from insid3lab.bench.timing import Stages, sync
+from insid3lab.core.preprocess import denormalize
+from insid3lab.stages.refine import bilinear, get_refiner
+from insid3lab.stages.upsampling import upsample_mask
 
 __all__ = ["REFINEMENT_STAGE", "baseline_refined", "refinement_memory", "refines", "reset_peak_rss", "rss_bytes"]
 

@@ -20,14 +20,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..authors import baseline_basis
-from ..params import Params, check_param
-from ..preprocess import denormalize
-from .coldstart import cold_starts
-from .concepts import measure_concepts
-from .inputs import load_inputs
-from .refinement import REFINEMENT_STAGE, baseline_refined, refinement_memory, refines
-from .stages import (
+from insid3lab.authors import baseline_basis
+from insid3lab.bench.coldstart import cold_starts
+from insid3lab.bench.concepts import measure_concepts
+from insid3lab.bench.inputs import load_inputs
+from insid3lab.bench.refinement import REFINEMENT_STAGE, baseline_refined, refinement_memory, refines
+from insid3lab.bench.stages import (
     BASELINE_STAGES,
     DECODE_STAGES,
     PIPELINE_STAGES,
@@ -38,8 +36,10 @@ from .stages import (
     stage_names,
     stage_report,
 )
-from .timing import encoder_device, peak_rss_bytes, ratio, summary, sync
-from .tracking import measure_tracking, sequence_inputs
+from insid3lab.bench.timing import encoder_device, peak_rss_bytes, ratio, summary, sync
+from insid3lab.bench.tracking import measure_tracking, sequence_inputs
+from insid3lab.core.preprocess import denormalize
+from insid3lab.method.params import Params, check_param
 
 __all__ = ["BASELINE_STAGES", "DECODE_STAGES", "PIPELINE_STAGES", "mask_iou", "run_benchmark", "stage_names"]
 
@@ -68,7 +68,7 @@ class _Run:
         return self.device is not None and self.device.type == "cuda"
 
     def pipeline(self, **changes):
-        from ..pipeline import INSID3
+        from insid3lab.model.insid3 import INSID3
 
         s = self.settings
         keys = ("image_size", "svd_components", "tau", "merge_threshold", "clustering", "refine")
@@ -122,7 +122,7 @@ def _load(run: _Run, load: Callable) -> None:
 
 def _get_ready(run: _Run, with_baseline: bool) -> None:
     """The positional basis and the reference shots (and the baseline's basis and stacked shots)."""
-    from ..preprocess import preprocess_image, preprocess_mask
+    from insid3lab.core.preprocess import preprocess_image, preprocess_mask
 
     s = run.settings
     run.say("computing the positional basis")
@@ -321,7 +321,7 @@ def _config(run: _Run, batch_size: int, warmup: int, synthetic: bool) -> dict[st
 
 
 def _autocast_of(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    from ..backbone.loading import resolve_dtype
+    from insid3lab.backbone.loading import resolve_dtype
 
     d = resolve_dtype(dtype)
     return None if d == torch.float32 else d
@@ -400,7 +400,7 @@ def run_benchmark(
     if cold_start != "none" and not isinstance(refine, str):
         raise ValueError(f"refine={refine!r}: cold-start processes take a registered name; pass cold_start='none'")
     if load is None:
-        from ..backbone import load_backbone as load
+        from insid3lab.backbone import load_backbone as load
     loader = f"{load.__module__}:{load.__qualname__}"
     refs, tgts = load_inputs(
         shots, targets, seed=seed, ref_images=ref_images, ref_masks=ref_masks, target_images=target_images

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..params import Params
-from .refinement import REFINEMENT_STAGE, refines
-from .timing import ratio, stage_means, summary
+from insid3lab.bench.refinement import REFINEMENT_STAGE, refines
+from insid3lab.bench.timing import ratio, stage_means, summary
+from insid3lab.method.params import Params
 
 __all__ = [
     "BASELINE_STAGES",

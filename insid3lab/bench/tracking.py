@@ -2,7 +2,7 @@
 
 ``insid3lab bench --frames N`` (and ``benchmarks/bench_track.py``). The baseline is
 ``set_reference(first frame, first mask)`` then ``segment(frame)`` for every later frame; the
-tracked time of a frame is the time :func:`insid3lab.tracking.track` takes to yield it (its one
+tracked time of a frame is the time :func:`insid3lab.tasks.tracking.track` takes to yield it (its one
 encoding, its debiasing and the decode against 1 + memory shots). Frames 1..T-1 are timed in
 both (the first frame is the reference in both), the two paths back to back per frame, which
 one goes first alternating, so that both see the same load of the machine. The ratio is the
@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-from .timing import sync
+from insid3lab.bench.timing import sync
 
 __all__ = ["GOAL", "MEMORY", "measure_tracking", "paired_times", "sequence_inputs"]
 
@@ -27,8 +27,8 @@ MEMORY = 4
 
 
 def sequence_inputs(frames: int, *, seed: int = 0, size: tuple[int, int] = (480, 640)):
-    """A synthetic sequence (:func:`insid3lab.scenes_video.moving_object_sequence`): (list of T frames, first mask)."""
-    from ..scenes_video import moving_object_sequence
+    """A synthetic sequence (:func:`insid3lab.synthetic.video.moving_object_sequence`): (list of T frames, first mask)."""
+    from insid3lab.synthetic.video import moving_object_sequence
 
     video, maps = moving_object_sequence(frames, size, seed=seed)
     return list(video), maps[0] == 1
@@ -40,7 +40,7 @@ def paired_times(model, frames, first_mask, memory: int, min_confidence: float) 
     ``model``'s references are replaced by the first frame. Returns (segment seconds, track
     seconds, shots used for the last frame).
     """
-    from ..tracking import track
+    from insid3lab.tasks.tracking import track
 
     def timed(fn) -> float:
         sync(model.device)

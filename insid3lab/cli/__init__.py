@@ -16,12 +16,12 @@ import argparse
 import os
 import sys
 
-from . import bench, cache, data, match, samples, segment, track
-from . import compare as compare_cmd
-from . import report as report_cmd
-from .console import Console, one_line, plain_warnings
-from .eval import add_eval_parser
-from .options import CLIError, load_model_source, pixel_limit
+from insid3lab.cli import bench, cache, data, match, samples, segment, track
+from insid3lab.cli import compare as compare_cmd
+from insid3lab.cli import report as report_cmd
+from insid3lab.cli.console import Console, one_line, plain_warnings
+from insid3lab.cli.eval import add_eval_parser
+from insid3lab.cli.options import CLIError, load_model_source, pixel_limit
 
 __all__ = ["CLIError", "build_parser", "load_model_source", "main"]
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             console.note("interrupted")
             return 130
         except Image.DecompressionBombError as e:
-            from .options import bomb_message
+            from insid3lab.cli.options import bomb_message
 
             console.error(bomb_message("an image", e))
             return 1

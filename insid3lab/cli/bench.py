@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..params import Params
-from . import options
-from .console import Console
+from insid3lab.cli import options
+from insid3lab.cli.console import Console
+from insid3lab.method.params import Params
 
 __all__ = ["add_bench_arguments", "add_parser", "benchmark_from_args", "cmd_bench", "main"]
 
@@ -50,7 +50,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 def benchmark_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """:func:`insid3lab.bench.run_benchmark` with the options of :func:`add_bench_arguments`; status on stderr."""
-    from ..bench import run_benchmark
+    from insid3lab.bench import run_benchmark
 
     if args.no_debias:
         raise options.CLIError("bench measures the method against the authors' procedure: --no-debias does not apply")
@@ -73,7 +73,7 @@ def benchmark_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark from parsed arguments, print the summary, write ``--out``."""
-    from ..bench import format_summary
+    from insid3lab.bench import format_summary
 
     res = benchmark_from_args(args)
     print(format_summary(res))

@@ -15,7 +15,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_cache(args) -> int:
-    from .. import cache
+    from insid3lab.model import basis_cache as cache
 
     if args.action == "clear":
         n = cache.clear_cache()

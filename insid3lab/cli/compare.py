@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the comparison; write its files with ``--out``. Errors raise ValueError (one line)."""
-    from ..eval.compare import compare_runs, plot_comparison
+    from insid3lab.eval.reports.compare import compare_runs, plot_comparison
 
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap {args.bootstrap}: must be >= 1")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..eval.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
+from insid3lab.eval.datasets.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
 
 __all__ = ["add_parser", "cmd_data_check"]
 

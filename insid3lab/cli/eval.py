@@ -6,15 +6,15 @@ Single process::
         --shots 1 --out runs/coco0
 
 Every fold and both shot counts, scored as the authors' evaluation scores (``--protocol paper``,
-the default; see :mod:`insid3lab.eval.protocol`)::
+the default; see :mod:`insid3lab.eval.run.protocol`)::
 
     insid3lab eval --dataset coco --fold all --shots 1,5 --data-root data --model ... --out runs/coco
 
 writes ``runs/coco/shots1/fold0/`` .. ``shots5/fold3/`` (each resumable) and prints the per-fold
 numbers and their mean, the number the papers report.
 
-N-way K-shot episodes (N classes per episode, multi-class mIoU; :mod:`insid3lab.eval.nway`) and
-instance evaluation (COCO mask AP of the instance output; :mod:`insid3lab.eval.instances_task`)::
+N-way K-shot episodes (N classes per episode, multi-class mIoU; :mod:`insid3lab.eval.run.nway`) and
+instance evaluation (COCO mask AP of the instance output; :mod:`insid3lab.eval.run.instances`)::
 
     insid3lab eval --dataset coco --fold 0 --ways 2 --shots 1 ... --out runs/coco0-2way
     insid3lab eval --dataset coco-json --annotations A.json --images DIR --task instances ... --out runs/ap
@@ -33,9 +33,9 @@ import math
 import os
 import sys
 
-from ..eval.datasets import EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, DatasetNotFoundError, dataset_names
-from ..eval.protocol import DEFAULT_PROTOCOL, PROTOCOLS
-from . import options
+from insid3lab.cli import options
+from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, DatasetNotFoundError, dataset_names
+from insid3lab.eval.run.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 
 __all__ = ["add_eval_parser", "build_eval_parser", "build_model", "run_eval_from_args"]
 
@@ -142,12 +142,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
     v = p.add_argument_group("davis2017 (video)")
     v.add_argument("--memory", type=int, default=None, help="past predicted frames kept as extra shots "
-                   "(default: insid3lab.tracking.MEMORY)")  # fmt: skip
+                   "(default: insid3lab.tasks.tracking.MEMORY)")  # fmt: skip
     v.add_argument(
         "--min-confidence",
         type=float,
         default=None,
-        help="a frame joins the memory when its confidence is at least this (default: insid3lab.tracking)",
+        help="a frame joins the memory when its confidence is at least this (default: insid3lab.tasks.tracking)",
     )
 
     options.add_model_arguments(p, default=None)
@@ -280,7 +280,7 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
     """
     import torch.distributed as dist
 
-    from ..eval.runfiles import RunFolderBusyError
+    from insid3lab.eval.run.files import RunFolderBusyError
 
     _check(args)
     device, started = _init_distributed(args.device)
@@ -334,9 +334,9 @@ def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
 
 
 def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
-    from ..eval.datasets import BENCHMARKS, build_dataset
-    from ..eval.folds import run_all_folds
-    from ..eval.runner import run_evaluation
+    from insid3lab.eval.datasets import BENCHMARKS, build_dataset
+    from insid3lab.eval.run.folds import run_all_folds
+    from insid3lab.eval.run.runner import run_evaluation
 
     cls = BENCHMARKS[args.dataset]
     if args.fold == "all" and cls.folds is None:
@@ -379,8 +379,8 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
 
 
 def _run_davis(args: argparse.Namespace, device: str) -> list[str]:
-    from ..eval.davis_eval import evaluate_davis
-    from ..tracking import MEMORY, MIN_CONFIDENCE
+    from insid3lab.eval.video.evaluate import evaluate_davis
+    from insid3lab.tasks.tracking import MEMORY, MIN_CONFIDENCE
 
     if args.fold not in (None, 0):
         raise ValueError(f"--fold {args.fold}: davis2017 has no folds; leave --fold unset")

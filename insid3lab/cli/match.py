@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from . import options
-from .console import Console
-from .output import OutputFolder
-from .targets import Batch, read_problem, reason, start_batch
+from insid3lab.cli import options
+from insid3lab.cli.console import Console
+from insid3lab.cli.output import OutputFolder
+from insid3lab.cli.targets import Batch, read_problem, reason, start_batch
 
 __all__ = ["add_parser", "cmd_match", "read_points"]
 
@@ -110,9 +110,9 @@ def _run(model, pts, targets, out: OutputFolder, args, batch: Batch) -> None:
 
 
 def _figure(out: OutputFolder, target: str, pts, matches, args, random_weights: bool) -> None:
-    from ..preprocess import to_pil_rgb
-    from ..viz import keypoint_matches
-    from .figures import RANDOM_WEIGHTS_NOTE
+    from insid3lab.cli.figures import RANDOM_WEIGHTS_NOTE
+    from insid3lab.core.preprocess import to_pil_rgb
+    from insid3lab.viz import keypoint_matches
 
     title = str(target) + (f"\n{RANDOM_WEIGHTS_NOTE}" if random_weights else "")
     fig = keypoint_matches(to_pil_rgb(args.ref), pts, to_pil_rgb(target), matches, title=title)

@@ -1,6 +1,6 @@
 """The options every command shares, written once: the model, the method's hyper-parameters, image limits.
 
-Defaults and help of the hyper-parameters come from :class:`insid3lab.params.Params`; the model
+Defaults and help of the hyper-parameters come from :class:`insid3lab.method.params.Params`; the model
 source string is turned into a backbone by :func:`load_model_source`; :func:`build_pipeline`
 makes the :class:`~insid3lab.INSID3` a command works with.
 """
@@ -15,7 +15,7 @@ import re
 from contextlib import contextmanager
 from typing import Any
 
-from ..params import BASIS_IMAGES, Params, check_param, describe
+from insid3lab.method.params import BASIS_IMAGES, Params, check_param, describe
 
 __all__ = [
     "CORRESPONDENCE_SVD_COMPONENTS",
@@ -52,7 +52,7 @@ def load_model_source(
 ):
     """A backbone from a command-line ``--model`` value: anything :func:`insid3lab.load_backbone` reads,
     ``random:ARCH[:SEED]`` included."""
-    from ..backbone import load_backbone
+    from insid3lab.backbone import load_backbone
 
     return load_backbone(spec, device=device, dtype=dtype, arch=arch, rope_periods=rope_periods)
 
@@ -92,7 +92,7 @@ def _param_type(name: str, convert):
 
 
 class _RegistryChoice(argparse.Action):
-    """Stores the value; the help lists the registered names (:func:`insid3lab.params.choices`), read when shown.
+    """Stores the value; the help lists the registered names (:func:`insid3lab.method.params.choices`), read when shown.
 
     Reading the registry only for ``--help`` keeps building the parser free of the stages' imports.
     """
@@ -103,7 +103,7 @@ class _RegistryChoice(argparse.Action):
 
     @property
     def help(self) -> str:
-        from ..params import choices
+        from insid3lab.method.params import choices
 
         return f"{self.text}; one of: {', '.join(choices(self.registry))}".replace("%", "%%")
 
@@ -117,11 +117,11 @@ class _RegistryChoice(argparse.Action):
 
 def add_hyperparameter_arguments(p: argparse.ArgumentParser, *, svd_note: str = "") -> None:
     """``--image-size``, ``--svd-components``, ``--tau``, ``--merge-threshold``, ``--clustering``, ``--no-debias``,
-    ``--refine``, ``--basis-image``: defaults and help from :class:`~insid3lab.params.Params`.
+    ``--refine``, ``--basis-image``: defaults and help from :class:`~insid3lab.method.params.Params`.
 
     ``--svd-components`` defaults to None (the command's own default, see ``svd_note``).
     """
-    g = p.add_argument_group("method (defaults: insid3lab.params.Params)")
+    g = p.add_argument_group("method (defaults: insid3lab.method.params.Params)")
     for name, convert in (("image_size", int), ("tau", float), ("merge_threshold", float)):
         g.add_argument("--" + name.replace("_", "-"), type=_param_type(name, convert), default=_DEFAULTS[name],
                        help=describe(name))  # fmt: skip

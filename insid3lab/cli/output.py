@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .options import CLIError
+from insid3lab.cli.options import CLIError
 
 __all__ = ["OUTPUT_SUFFIXES", "OutputFolder", "expand_targets", "relative_names", "write_atomic"]
 

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print the table; write it and its figure with ``--out``. A folder that is not a run: ValueError (one line)."""
-    from ..eval.report import report, write_report
+    from insid3lab.eval.reports.report import report, write_report
 
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap {args.bootstrap}: must be >= 1")

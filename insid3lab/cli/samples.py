@@ -19,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_samples(args) -> int:
-    from ..scenes import write_samples
+    from insid3lab.synthetic.scenes import write_samples
 
     for p in write_samples(args.out):
         print(p)

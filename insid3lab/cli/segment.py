@@ -2,24 +2,24 @@
 
 With ``--label NAME`` (one per ``--ref``; shots with the same name pool as k-shot) or ``--labels``
 (each ``--ref-mask`` read as a label map), every concept is segmented at once
-(:func:`insid3lab.concepts.labels_and_instances`: one encoding and one clustering per target) and
+(:func:`insid3lab.tasks.concepts.labels_and_instances`: one encoding and one clustering per target) and
 each target gets a label map, its instances and an overlay with a legend
-(:func:`insid3lab.label_files.label_files`).
+(:func:`insid3lab.tasks.concept_files.label_files`).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from . import options
-from .console import Console
-from .output import OutputFolder
-from .targets import Batch, read_problem, reason, start_batch
+from insid3lab.cli import options
+from insid3lab.cli.console import Console
+from insid3lab.cli.output import OutputFolder
+from insid3lab.cli.targets import Batch, read_problem, reason, start_batch
 
 __all__ = ["LABEL_SUFFIXES", "add_parser", "cmd_segment", "parse_labels"]
 
 PRED, OVERLAY = ".pred.png", ".overlay.png"
-#: The suffix of each file of a many-concept prediction (kinds of :data:`insid3lab.label_files.LABEL_FILES`).
+#: The suffix of each file of a many-concept prediction (kinds of :data:`insid3lab.tasks.concept_files.LABEL_FILES`).
 LABEL_SUFFIXES = {"labels": ".labels.png", "instances": ".instances.json", "overlay": OVERLAY}
 
 
@@ -61,7 +61,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _references(args, console: Console):
     """(image, mask) arrays of every shot, for the overlays."""
-    from ..preprocess import mask_to_numpy, to_display_array
+    from insid3lab.core.preprocess import mask_to_numpy, to_display_array
 
     refs = []
     for img, msk in zip(args.ref, args.ref_mask):
@@ -80,8 +80,8 @@ def _write(out: OutputFolder, target: str, mask, refs, args, random_weights: boo
     out.write(target, PRED, lambda fh: Image.fromarray(arr.astype(np.uint8) * 255).save(fh, format="PNG"))
     if args.no_overlay:
         return
-    from ..preprocess import to_display_array
-    from .figures import segment_overlay
+    from insid3lab.cli.figures import segment_overlay
+    from insid3lab.core.preprocess import to_display_array
 
     image = to_display_array(target)
     if image.shape[:2] != arr.shape:  # the library's mask is at the displayed (EXIF-rotated) size
@@ -174,9 +174,9 @@ def cmd_segment(args) -> int:
 
 def _write_labels(out: OutputFolder, target: str, model, args, random_weights: bool) -> None:
     """One pass over the target for every concept; its label map, instances and overlay through ``out``."""
-    from ..concepts import labels_and_instances
-    from ..label_files import label_files
-    from .figures import RANDOM_WEIGHTS_NOTE
+    from insid3lab.cli.figures import RANDOM_WEIGHTS_NOTE
+    from insid3lab.tasks.concept_files import label_files
+    from insid3lab.tasks.concepts import labels_and_instances
 
     label_map, _, instances = labels_and_instances(model, target)
     kinds = [k for k in LABEL_SUFFIXES if k != "overlay" or not args.no_overlay]

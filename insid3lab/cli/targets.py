@@ -7,9 +7,9 @@ at the end when any target failed.
 
 from __future__ import annotations
 
-from .console import Console, one_line
-from .options import bomb_message
-from .output import expand_targets
+from insid3lab.cli.console import Console, one_line
+from insid3lab.cli.options import bomb_message
+from insid3lab.cli.output import expand_targets
 
 __all__ = ["Batch", "read_problem", "start_batch"]
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import options
-from .console import Console
-from .output import write_atomic
+from insid3lab.cli import options
+from insid3lab.cli.console import Console
+from insid3lab.cli.output import write_atomic
 
 __all__ = ["add_parser", "cmd_track", "first_mask_objects"]
 
@@ -38,7 +38,7 @@ ANIMATION_MS = 100
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``track`` subcommand to an argparse ``subparsers`` object; sets ``func=cmd_track``."""
-    from ..tracking import MEMORY, MIN_CONFIDENCE
+    from insid3lab.tasks.tracking import MEMORY, MIN_CONFIDENCE
 
     p = subparsers.add_parser(
         "track",
@@ -75,7 +75,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def first_mask_objects(path: str | Path) -> list[int]:
     """The object ids of a first-mask file: its values other than 0 and 255 when it is a lossless
     palette or grayscale label map with several of them, else ``[1]`` (one object, foreground > 0)."""
-    from ..tracking import VOID, label_map_array
+    from insid3lab.tasks.tracking import VOID, label_map_array
 
     with Image.open(path) as img:
         lossless = img.format not in ("JPEG", "WEBP", "MPO")
@@ -119,8 +119,8 @@ def _overlay(frame: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> Imag
 
 def cmd_track(args) -> int:
     """Run ``insid3lab track`` from parsed arguments; returns the exit status (errors are raised as one line)."""
-    from ..eval.davis import davis_palette, save_palette_png
-    from ..video import list_frame_files
+    from insid3lab.core.palette import davis_palette, save_palette_png
+    from insid3lab.core.video import list_frame_files
 
     mask_path = Path(args.mask).expanduser()
     if not mask_path.is_file():
@@ -143,7 +143,7 @@ def cmd_track(args) -> int:
 
     console = Console(quiet=args.quiet)
     model = options.build_pipeline(args, status=console.status, warn=console.warning)
-    from ..video import iter_frames
+    from insid3lab.core.video import iter_frames
 
     masks_dir = out / MASKS_DIR
     palette = davis_palette().astype(np.float32)

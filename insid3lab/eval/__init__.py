@@ -7,8 +7,7 @@ Only the public pipeline (``set_reference`` / ``segment`` / ``match``) is called
 >>> summary = run_evaluation(model, ds, "runs/coco0", episodes=1000)  # doctest: +SKIP
 """
 
-from .cocojson import CocoJsonDataset
-from .datasets import (
+from insid3lab.eval.datasets import (
     BENCHMARKS,
     BadSampleError,
     DatasetNotFoundError,
@@ -17,12 +16,26 @@ from .datasets import (
     build_dataset,
     dataset_names,
 )
-from .episodes import Episode, episode_rng, load_episodes, sample_episode, sample_episodes, save_episodes
-from .folds import run_all_folds
-from .metrics import PCK_ALPHAS, KeypointMeter, SegmentationMeter, intersection_union, pck_hits
-from .runfiles import RunFolderBusyError
-from .runner import PROTOCOLS, read_records, run_evaluation
-from .threads import eval_num_threads
+from insid3lab.eval.datasets.cocojson import CocoJsonDataset
+from insid3lab.eval.metrics.segmentation import (
+    PCK_ALPHAS,
+    KeypointMeter,
+    SegmentationMeter,
+    intersection_union,
+    pck_hits,
+)
+from insid3lab.eval.run.episodes import (
+    Episode,
+    episode_rng,
+    load_episodes,
+    sample_episode,
+    sample_episodes,
+    save_episodes,
+)
+from insid3lab.eval.run.files import RunFolderBusyError
+from insid3lab.eval.run.folds import run_all_folds
+from insid3lab.eval.run.runner import PROTOCOLS, read_records, run_evaluation
+from insid3lab.eval.run.threads import eval_num_threads
 
 BENCHMARKS["coco_json"] = CocoJsonDataset  # see insid3lab.eval.datasets.registry.EXTERNAL_BENCHMARKS
 

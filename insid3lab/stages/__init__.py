@@ -8,22 +8,21 @@ Use them one by one from a notebook, in the order of the method:
 4. :mod:`~insid3lab.stages.matching` — ``forward_similarity``, ``forward_mask``, ``backward_votes``,
    ``backward_mask``, ``candidates``
 5. :mod:`~insid3lab.stages.clustering` — ``cosine_distances``, ``agglomerative_clustering``;
-   :mod:`~insid3lab.stages.dendrogram` — ``linkage_tree``, ``cut_tree`` (one tree, any τ)
+   :mod:`~insid3lab.stages.clustering.tree` — ``linkage_tree``, ``cut_tree`` (one tree, any τ)
 6. :mod:`~insid3lab.stages.aggregation` — ``cluster_prototypes``, ``seed_and_scores``, ``aggregate``
 7. :mod:`~insid3lab.stages.upsampling` — ``upsample_mask``; :mod:`~insid3lab.stages.refine` — ``REFINERS``,
-   ``register_refiner``, ``get_refiner``; :mod:`~insid3lab.stages.crf` — ``crf_refine`` (the dense CRF on a
-   band around the boundary, built on the permutohedral lattice of :mod:`~insid3lab.stages.lattice`)
+   ``register_refiner``, ``get_refiner``; :mod:`~insid3lab.stages.refine.crf` — ``crf_refine`` (the dense CRF on a
+   band around the boundary, built on the permutohedral lattice of :mod:`~insid3lab.stages.refine.lattice`)
 
 and :mod:`~insid3lab.stages.correspondence` for keypoint matching.
 """
 
-from .aggregation import aggregate, cluster_prototypes, cluster_sizes, seed_and_scores
-from .clustering import agglomerative_clustering, cosine_distances
-from .correspondence import match_keypoints
-from .crf import crf_refine
-from .dendrogram import cut_tree, linkage_tree
-from .features import Encoder, extract_features, l2_normalize
-from .matching import (
+from insid3lab.stages.aggregation import aggregate, cluster_prototypes, cluster_sizes, seed_and_scores
+from insid3lab.stages.clustering import agglomerative_clustering, cosine_distances
+from insid3lab.stages.clustering.tree import cut_tree, linkage_tree
+from insid3lab.stages.correspondence import match_keypoints
+from insid3lab.stages.features import Encoder, extract_features, l2_normalize
+from insid3lab.stages.matching import (
     backward_mask,
     backward_votes,
     candidates,
@@ -31,10 +30,11 @@ from .matching import (
     forward_similarity,
     nearest_reference_cells,
 )
-from .prototype import EmptyMaskError, downsample_mask, reference_prototype, shot_prototypes
-from .refine import REFINERS, get_refiner, register_refiner
-from .subspace import clamp_components, complement_projector, debias, positional_svd
-from .upsampling import upsample_mask
+from insid3lab.stages.prototype import EmptyMaskError, downsample_mask, reference_prototype, shot_prototypes
+from insid3lab.stages.refine import REFINERS, get_refiner, register_refiner
+from insid3lab.stages.refine.crf import crf_refine
+from insid3lab.stages.subspace import clamp_components, complement_projector, debias, positional_svd
+from insid3lab.stages.upsampling import upsample_mask
 
 __all__ = [
     "REFINERS",

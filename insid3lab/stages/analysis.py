@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..preprocess import preprocess_image
+from insid3lab.core.preprocess import preprocess_image
 
 __all__ = ["TOKEN_KINDS", "cell_similarity_map", "layer_features", "token_statistics", "tokens_statistics"]
 

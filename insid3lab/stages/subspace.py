@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._warn import warn as _warn
+from insid3lab.core.warn import warn as _warn
 
 __all__ = ["positional_svd", "clamp_components", "complement_projector", "debias"]
 

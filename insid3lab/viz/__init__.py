@@ -25,20 +25,29 @@ A whole trace
     :func:`story`, :func:`trace_panel`, :data:`PANELS`
 Boundary refinement
     :func:`refinement`, :data:`REFINEMENT_PANELS`
-Sample scenes (:mod:`insid3lab.viz.scenes`)
-    :func:`cat_pair`, :func:`lesion_scene`, :func:`defect_scene`, :func:`write_folder_dataset`
 """
 
-from .clusters import cluster_scores, clusters
-from .common import iou, pca_rgb, to_png
-from .features import feature_pca, feature_pca_debiased, feature_pca_layers, feature_pca_pair, layer_features
-from .normalisation import normalisation_statistics, token_statistics, tokens_statistics
-from .overlays import keypoint_matches, mask_grid, mask_overlay, reference_target_overlay, score_table
-from .refinement import REFINEMENT_PANELS, refinement
-from .scenes import cat_pair, defect_scene, lesion_scene, write_folder_dataset
-from .similarity import backward_votes, candidates, cell_similarity, cell_similarity_map, similarity_map
-from .story import PANELS, story, trace_panel
-from .subspace import black_image_pca, component_maps, positional_components, positional_subspace, singular_values
+from insid3lab.viz.clusters import cluster_scores, clusters
+from insid3lab.viz.common import iou, pca_rgb, to_png
+from insid3lab.viz.features import (
+    feature_pca,
+    feature_pca_debiased,
+    feature_pca_layers,
+    feature_pca_pair,
+    layer_features,
+)
+from insid3lab.viz.normalisation import normalisation_statistics, token_statistics, tokens_statistics
+from insid3lab.viz.overlays import keypoint_matches, mask_grid, mask_overlay, reference_target_overlay, score_table
+from insid3lab.viz.refinement import REFINEMENT_PANELS, refinement
+from insid3lab.viz.similarity import backward_votes, candidates, cell_similarity, cell_similarity_map, similarity_map
+from insid3lab.viz.story import PANELS, story, trace_panel
+from insid3lab.viz.subspace import (
+    black_image_pca,
+    component_maps,
+    positional_components,
+    positional_subspace,
+    singular_values,
+)
 
 __all__ = [
     "PANELS",
@@ -46,13 +55,11 @@ __all__ = [
     "backward_votes",
     "black_image_pca",
     "candidates",
-    "cat_pair",
     "cell_similarity",
     "cell_similarity_map",
     "cluster_scores",
     "clusters",
     "component_maps",
-    "defect_scene",
     "feature_pca",
     "feature_pca_debiased",
     "feature_pca_layers",
@@ -60,7 +67,6 @@ __all__ = [
     "iou",
     "keypoint_matches",
     "layer_features",
-    "lesion_scene",
     "mask_grid",
     "mask_overlay",
     "normalisation_statistics",
@@ -77,5 +83,4 @@ __all__ = [
     "token_statistics",
     "tokens_statistics",
     "trace_panel",
-    "write_folder_dataset",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .common import as_numpy, new_figure
-from .draw import draw_clusters, draw_scores
+from insid3lab.viz.common import as_numpy, new_figure
+from insid3lab.viz.draw import draw_clusters, draw_scores
 
 __all__ = ["cluster_scores", "clusters"]
 

@@ -10,7 +10,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..preprocess import mask_to_numpy, to_display_array
+from insid3lab.core.preprocess import mask_to_numpy, to_display_array
 
 __all__ = [
     "as_image",
@@ -72,7 +72,7 @@ def as_numpy(x) -> np.ndarray:
 
 
 def as_image(image) -> np.ndarray:
-    """(H, W, 3) uint8 for display: anything :func:`~insid3lab.preprocess.to_display_array` accepts."""
+    """(H, W, 3) uint8 for display: anything :func:`~insid3lab.core.preprocess.to_display_array` accepts."""
     return to_display_array(image)
 
 

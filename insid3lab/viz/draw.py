@@ -14,7 +14,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from .common import GT_COLOR, PRED_COLOR, SEED_COLOR, as_image, as_mask, as_numpy, blank, image_extent, iou
+from insid3lab.viz.common import GT_COLOR, PRED_COLOR, SEED_COLOR, as_image, as_mask, as_numpy, blank, image_extent, iou
 
 _CLUSTER_COLORS = np.array(
     [

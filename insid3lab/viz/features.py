@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..stages.analysis import layer_features
-from .common import new_figure, pca_rgb
-from .draw import draw_image, draw_rgb
+from insid3lab.stages.analysis import layer_features
+from insid3lab.viz.common import new_figure, pca_rgb
+from insid3lab.viz.draw import draw_image, draw_rgb
 
 __all__ = ["feature_pca", "feature_pca_debiased", "feature_pca_layers", "feature_pca_pair", "layer_features"]
 

@@ -8,17 +8,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .common import as_image, as_numpy, new_figure, resize_nearest
+from insid3lab.core.palette import concept_colours
+from insid3lab.viz.common import as_image, as_numpy, new_figure, resize_nearest
 
 __all__ = ["colour_label_map", "concept_colours", "instances", "label_overlay", "labels"]
-
-
-def concept_colours(n: int) -> np.ndarray:
-    """(n, 3) RGB colours in [0, 1] for concepts 1..n (the label PNG's palette uses the same)."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return np.asarray([cmap(i % cmap.N)[:3] for i in range(n)], dtype=np.float64)
 
 
 def colour_label_map(label_map, n: int, image=None, alpha: float = 0.55) -> np.ndarray:

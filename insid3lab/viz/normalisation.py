@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stages.analysis import TOKEN_KINDS, token_statistics, tokens_statistics
-from .common import new_figure
+from insid3lab.stages.analysis import TOKEN_KINDS, token_statistics, tokens_statistics
+from insid3lab.viz.common import new_figure
 
 __all__ = ["TOKEN_KINDS", "normalisation_statistics", "token_statistics", "tokens_statistics"]
 

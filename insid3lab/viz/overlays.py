@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.patches import ConnectionPatch
 
-from .common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure
-from .draw import draw_image, draw_mask
+from insid3lab.viz.common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure
+from insid3lab.viz.draw import draw_image, draw_mask
 
 __all__ = [
     "keypoint_colors",

@@ -1,4 +1,4 @@
-"""The boundary refinement of one prediction (stage 7b), from a :class:`~insid3lab.trace.Trace`.
+"""The boundary refinement of one prediction (stage 7b), from a :class:`~insid3lab.method.trace.Trace`.
 
 Four panels over the target: the bilinearly upsampled mask before refinement, the band the
 refiner re-decides (with both boundaries), the refined mask, and the pixels the refinement added
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.patches import Patch
 
-from .common import GT_COLOR, PRED_COLOR, as_mask, blank, empty_figure, image_extent, iou
-from .draw import draw_image, draw_mask, draw_outline, overlay_rgba
+from insid3lab.viz.common import GT_COLOR, PRED_COLOR, as_mask, blank, empty_figure, image_extent, iou
+from insid3lab.viz.draw import draw_image, draw_mask, draw_outline, overlay_rgba
 
 __all__ = ["REFINEMENT_PANELS", "refinement"]
 

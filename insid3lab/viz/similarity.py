@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stages.analysis import cell_similarity_map
-from .common import SEED_COLOR, as_numpy, new_figure
-from .draw import draw_candidates, draw_image, draw_similarity, draw_votes
+from insid3lab.stages.analysis import cell_similarity_map
+from insid3lab.viz.common import SEED_COLOR, as_numpy, new_figure
+from insid3lab.viz.draw import draw_candidates, draw_image, draw_similarity, draw_votes
 
 __all__ = ["backward_votes", "candidates", "cell_similarity", "cell_similarity_map", "similarity_map"]
 
@@ -61,7 +61,7 @@ def cell_similarity(
     draw_similarity(axes[1], sim, image=target_image, title="similarity to that cell")
     th, tw = sim.shape
     if target_image is not None:
-        from .common import as_image
+        from insid3lab.viz.common import as_image
 
         TH, TW = as_image(target_image).shape[:2]
     else:

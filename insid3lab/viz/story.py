@@ -1,9 +1,9 @@
-"""The whole story of one prediction, from a :class:`~insid3lab.trace.Trace`, in one figure."""
+"""The whole story of one prediction, from a :class:`~insid3lab.method.trace.Trace`, in one figure."""
 
 from __future__ import annotations
 
-from .common import REF_COLOR, as_mask, as_numpy, blank, empty_figure, iou, pca_rgb
-from .draw import (
+from insid3lab.viz.common import REF_COLOR, as_mask, as_numpy, blank, empty_figure, iou, pca_rgb
+from insid3lab.viz.draw import (
     draw_candidates,
     draw_clusters,
     draw_image,

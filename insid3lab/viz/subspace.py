@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import as_numpy, empty_figure, new_figure, pca_rgb
-from .draw import draw_map, draw_rgb, symmetric_limit
+from insid3lab.viz.common import as_numpy, empty_figure, new_figure, pca_rgb
+from insid3lab.viz.draw import draw_map, draw_rgb, symmetric_limit
 
 __all__ = ["black_image_pca", "component_maps", "positional_components", "positional_subspace", "singular_values"]
 
@@ -109,7 +109,7 @@ def positional_subspace(model, *, count: int = 4, title: str | None = None):
     """All of the above for a pipeline at its current image size and ``svd_components``.
 
     Args:
-        model: an :class:`~insid3lab.pipeline.INSID3` (its ``positional_svd`` and
+        model: an :class:`~insid3lab.model.insid3.INSID3` (its ``positional_svd`` and
             ``black_image_features`` are used; the basis is cached by the model).
         count: how many singular vectors to show.
 
@@ -118,7 +118,7 @@ def positional_subspace(model, *, count: int = 4, title: str | None = None):
     """
     svd = model.positional_svd()
     black = model.black_image_features()[0]
-    from ..stages.features import l2_normalize
+    from insid3lab.stages.features import l2_normalize
 
     black = l2_normalize(black, dim=0)
     r = model.effective_components()

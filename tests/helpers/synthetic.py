@@ -1,4 +1,4 @@
-"""A deterministic hand-made encoder for pipeline tests (grid-aligned scenes: :func:`insid3lab.scenes.grid_scene`).
+"""A deterministic hand-made encoder for pipeline tests (grid-aligned scenes: :func:`insid3lab.synthetic.scenes.grid_scene`).
 
 The encoder follows Meta's ``get_intermediate_layers`` contract. Its features are a
 colour part (soft assignment of each patch's mean colour to a fixed palette) plus a
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from insid3lab.preprocess import denormalize
-from insid3lab.scenes import grid_scene  # noqa: F401 - the tests' name for it
+from insid3lab.core.preprocess import denormalize
+from insid3lab.synthetic.scenes import grid_scene  # noqa: F401 - the tests' name for it
 
 PALETTE = torch.tensor(
     [[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]

@@ -6,7 +6,7 @@ label maps, polygons and split files; :mod:`.registry` the names :func:`build_da
 accepts.
 """
 
-from .base import (
+from insid3lab.eval.datasets.base import (
     IGNORE,
     BadSampleError,
     DatasetNotFoundError,
@@ -16,19 +16,25 @@ from .base import (
     read_image,
     read_rgb,
 )
-from .chest_xray import ChestXray
-from .coco20i import COCO_CLASS_NAMES, COCO20i
-from .folder import IMAGE_EXTENSIONS, MASK_EXTENSIONS, FolderDataset
-from .isaid import ISAID_CLASS_NAMES, ISAID5i
-from .isic import ISIC2018
-from .lvis92i import LVIS92i
-from .paco_part import PACOPart
-from .pascal_part import PascalPart
-from .permis import PerMIS
-from .readers import SplitFileError, decode_segmentation, load_npy, load_pickle, read_label_map
-from .registry import BENCHMARKS, EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, build_dataset, dataset_names
-from .spair import SPAIR_CATEGORIES, SPair71k
-from .suim import SUIM, SUIM_CLASSES
+from insid3lab.eval.datasets.chest_xray import ChestXray
+from insid3lab.eval.datasets.coco20i import COCO_CLASS_NAMES, COCO20i
+from insid3lab.eval.datasets.folder import IMAGE_EXTENSIONS, MASK_EXTENSIONS, FolderDataset
+from insid3lab.eval.datasets.isaid import ISAID_CLASS_NAMES, ISAID5i
+from insid3lab.eval.datasets.isic import ISIC2018
+from insid3lab.eval.datasets.lvis92i import LVIS92i
+from insid3lab.eval.datasets.paco_part import PACOPart
+from insid3lab.eval.datasets.pascal_part import PascalPart
+from insid3lab.eval.datasets.permis import PerMIS
+from insid3lab.eval.datasets.readers import SplitFileError, decode_segmentation, load_npy, load_pickle, read_label_map
+from insid3lab.eval.datasets.registry import (
+    BENCHMARKS,
+    EXTERNAL_BENCHMARKS,
+    VIDEO_BENCHMARKS,
+    build_dataset,
+    dataset_names,
+)
+from insid3lab.eval.datasets.spair import SPAIR_CATEGORIES, SPair71k
+from insid3lab.eval.datasets.suim import SUIM, SUIM_CLASSES
 
 __all__ = [
     "BENCHMARKS",

@@ -133,11 +133,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of an image file, in stored order (no EXIF rotation, as the authors' loaders).
 
     Every image the benchmarks load is read here, through the package's one image reader
-    (:func:`insid3lab.imageio.read_rgb_array`): gray, palette, RGBA and CMYK files become RGB,
-    16-bit files are scaled by their bit depth (see :mod:`insid3lab.imageio`), and an image over
+    (:func:`insid3lab.core.imageio.read_rgb_array`): gray, palette, RGBA and CMYK files become RGB,
+    16-bit files are scaled by their bit depth (see :mod:`insid3lab.core.imageio`), and an image over
     PIL's pixel limit is a bad sample rather than a crash.
     """
-    from ...imageio import read_rgb_array
+    from insid3lab.core.imageio import read_rgb_array
 
     try:
         return read_rgb_array(path, exif_transpose=False, what="image")

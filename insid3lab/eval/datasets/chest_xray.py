@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import (
+from insid3lab.eval.datasets.base import (
     Sample,
     SegmentationBenchmark,
     binary_mask,
@@ -11,7 +11,7 @@ from .base import (
     require_paths,
     target_and_references,
 )
-from .readers import read_label_map
+from insid3lab.eval.datasets.readers import read_label_map
 
 
 class ChestXray(SegmentationBenchmark):

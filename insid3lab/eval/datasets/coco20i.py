@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .base import (
+from insid3lab.eval.datasets.base import (
     Sample,
     SegmentationBenchmark,
     check_pair,
@@ -16,7 +16,7 @@ from .base import (
     target_and_references,
     unique,
 )
-from .readers import SplitFileError, load_pickle, read_label_map
+from insid3lab.eval.datasets.readers import SplitFileError, load_pickle, read_label_map
 
 COCO_CLASS_NAMES = (
     "person",

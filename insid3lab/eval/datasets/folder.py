@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from insid3lab._warn import warn
-
-from .base import (
+from insid3lab.core.warn import warn
+from insid3lab.eval.datasets.base import (
     IGNORE,
     Sample,
     SegmentationBenchmark,
@@ -15,7 +14,7 @@ from .base import (
     require_paths,
     target_and_references,
 )
-from .readers import read_label_map
+from insid3lab.eval.datasets.readers import read_label_map
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")

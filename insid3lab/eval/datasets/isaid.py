@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (
+from insid3lab.eval.datasets.base import (
     IGNORE,
     Sample,
     SegmentationBenchmark,
@@ -13,7 +13,7 @@ from .base import (
     require_paths,
     unique,
 )
-from .readers import read_label_map
+from insid3lab.eval.datasets.readers import read_label_map
 
 ISAID_CLASS_NAMES = (
     "ship",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (
+from insid3lab.eval.datasets.base import (
     Sample,
     SegmentationBenchmark,
     check_pair,
@@ -12,7 +12,7 @@ from .base import (
     require_paths,
     target_and_references,
 )
-from .readers import SplitFileError, decode_segmentation, load_pickle
+from insid3lab.eval.datasets.readers import SplitFileError, decode_segmentation, load_pickle
 
 
 class LVIS92i(SegmentationBenchmark):

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from .base import (
+from insid3lab.eval.datasets.base import (
     BadSampleError,
     DatasetNotFoundError,
     Sample,
@@ -18,7 +18,7 @@ from .base import (
     require_paths,
     unique,
 )
-from .readers import decode_segmentation
+from insid3lab.eval.datasets.readers import decode_segmentation
 
 
 class PascalPart(SegmentationBenchmark):

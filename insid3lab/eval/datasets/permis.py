@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (
+from insid3lab.eval.datasets.base import (
     BadSampleError,
     Sample,
     SegmentationBenchmark,
@@ -12,7 +12,7 @@ from .base import (
     missing_error,
     read_image,
 )
-from .readers import SplitFileError, load_npy
+from insid3lab.eval.datasets.readers import SplitFileError, load_npy
 
 
 class PerMIS(SegmentationBenchmark):

@@ -19,7 +19,7 @@ import zipfile
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .base import BadSampleError
+from insid3lab.eval.datasets.base import BadSampleError
 
 __all__ = ["SplitFileError", "decode_segmentation", "load_npy", "load_pickle", "read_label_map"]
 

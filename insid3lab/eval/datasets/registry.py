@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 
-from .chest_xray import ChestXray
-from .coco20i import COCO20i
-from .folder import FolderDataset
-from .isaid import ISAID5i
-from .isic import ISIC2018
-from .lvis92i import LVIS92i
-from .paco_part import PACOPart
-from .pascal_part import PascalPart
-from .permis import PerMIS
-from .spair import SPair71k
-from .suim import SUIM
+from insid3lab.eval.datasets.chest_xray import ChestXray
+from insid3lab.eval.datasets.coco20i import COCO20i
+from insid3lab.eval.datasets.folder import FolderDataset
+from insid3lab.eval.datasets.isaid import ISAID5i
+from insid3lab.eval.datasets.isic import ISIC2018
+from insid3lab.eval.datasets.lvis92i import LVIS92i
+from insid3lab.eval.datasets.paco_part import PACOPart
+from insid3lab.eval.datasets.pascal_part import PascalPart
+from insid3lab.eval.datasets.permis import PerMIS
+from insid3lab.eval.datasets.spair import SPair71k
+from insid3lab.eval.datasets.suim import SUIM
 
 __all__ = ["BENCHMARKS", "EXTERNAL_BENCHMARKS", "VIDEO_BENCHMARKS", "build_dataset", "dataset_names"]
 
@@ -34,11 +34,11 @@ BENCHMARKS: dict[str, type] = {
 
 # benchmarks that are not read from a --data-root alone: their own files are named by other arguments
 # (coco_json: the annotations file; the images folder takes the data root's place). coco_json's class
-# lives in insid3lab.eval.cocojson, which reads through this package: insid3lab.eval adds it to BENCHMARKS
+# lives in insid3lab.eval.datasets.cocojson, which reads through this package: insid3lab.eval adds it to BENCHMARKS
 # (the parent package is always imported before this one, so the entry is there for every caller)
 EXTERNAL_BENCHMARKS = ("coco_json",)
 
-# video benchmarks: scored per sequence by insid3lab.eval.davis_eval, not by the episode runner
+# video benchmarks: scored per sequence by insid3lab.eval.video.evaluate, not by the episode runner
 VIDEO_BENCHMARKS = ("davis2017",)
 
 

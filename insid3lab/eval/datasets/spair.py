@@ -7,12 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import (
-    BadSampleError,
-    KeypointPair,
-    read_image,
-    require_paths,
-)
+from insid3lab.eval.datasets.base import BadSampleError, KeypointPair, read_image, require_paths
 
 SPAIR_CATEGORIES = (
     "aeroplane",

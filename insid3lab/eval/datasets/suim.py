@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import (
+from insid3lab.eval.datasets.base import (
     Sample,
     SegmentationBenchmark,
     binary_mask,
@@ -13,7 +13,7 @@ from .base import (
     require_paths,
     target_and_references,
 )
-from .readers import read_label_map
+from insid3lab.eval.datasets.readers import read_label_map
 
 SUIM_CLASSES = ("FV", "HD", "PF", "RI", "RO", "SR", "WR")
 

@@ -1,0 +1,1 @@
+"""Scores: segmentation intersection and union, keypoint PCK, instance AP, bootstrap statistics."""

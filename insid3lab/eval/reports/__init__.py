@@ -1,0 +1,1 @@
+"""Reading finished runs back: summaries, reports, comparisons and their figures."""

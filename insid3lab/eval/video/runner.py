@@ -1,0 +1,224 @@
+"""Score a video object segmentation method on a set of sequences: resumable, shardable, one summary.
+
+Files in ``out_dir`` (as for :func:`insid3lab.eval.run_evaluation`):
+
+* ``run.json``: what the run is (dataset, sequences, tolerance, settings); a resumed run must match it.
+* ``results.jsonl``: one line per finished sequence (per-process ``results.rank<R>.jsonl`` while a
+  distributed run is going; merged and sorted by sequence index at its end), with the per-object,
+  per-frame J and F of :func:`insid3lab.eval.video.scores.evaluate_sequence`.
+* ``summary.json``: the DAVIS report of :func:`insid3lab.eval.video.scores.summarise`, settings and time.
+
+Distributed: when ``torch.distributed`` is initialised, process ``r`` of ``W`` runs the
+sequences whose index is ``r`` modulo ``W``; the records are gathered and every process returns
+the summary of a single-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from insid3lab.eval.run.files import (
+    RESULTS,
+    dist_info,
+    json_line,
+    now,
+    package_version,
+    plain,
+    read_records,
+    repair_tail,
+    write_json,
+)
+from insid3lab.eval.video.scores import BOUND_TH, evaluate_sequence, summarise
+
+__all__ = ["evaluate_sequences"]
+
+PredictSequence = Callable[[Iterator[np.ndarray], np.ndarray], Iterable]
+
+
+def _predict(predict_sequence: PredictSequence, dataset, seq: str, gt: np.ndarray) -> np.ndarray:
+    first = dataset.first_label_map(seq)
+    maps = []
+    for t, m in enumerate(predict_sequence(dataset.frames(seq), first)):
+        m = np.asarray(m)
+        if m.dtype == np.bool_:
+            m = m.astype(np.uint8)
+        if m.shape != gt.shape[1:] or not np.issubdtype(m.dtype, np.integer):
+            raise ValueError(
+                f"sequence {seq!r}, frame {t}: the prediction is {m.shape} {m.dtype}; "
+                f"expected an {gt.shape[1]}x{gt.shape[2]} integer label map (the frame's size)"
+            )
+        maps.append(m)
+    if len(maps) != len(gt):
+        raise ValueError(
+            f"sequence {seq!r}: {len(maps)} predicted label maps for {len(gt)} frames; "
+            "predict_sequence must yield one per frame, the first frame included"
+        )
+    return np.stack(maps)
+
+
+def evaluate_sequences(
+    dataset,
+    predict_sequence: PredictSequence,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = True,
+    bound_th: float = BOUND_TH,
+    settings: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run ``predict_sequence`` on every sequence of ``dataset``, score it as DAVIS does, write the run.
+
+    Args:
+        dataset: a :class:`~insid3lab.eval.video.layouts.DavisDataset` (or any object with ``name``,
+            ``sequences``, ``frames(seq)``, ``first_label_map(seq)``, ``label_maps(seq)``,
+            ``describe()``).
+        predict_sequence: ``predict_sequence(frames, first_label_map) -> iterable of label maps``:
+            ``frames`` is an iterator of (H, W, 3) uint8 frames, ``first_label_map`` the (H, W) uint8
+            object ids of the first frame; it yields one (H, W) integer (or bool, read as object 1)
+            label map per frame, the first frame included (its map is not scored).
+        out_dir: the run folder (created).
+        resume: continue the run in ``out_dir``, skipping sequences already scored; without it a
+            folder that already holds a run is an error.
+        bound_th: boundary tolerance of F (see :func:`insid3lab.eval.video.scores.boundary_f`).
+        settings: extra JSON-serialisable facts to record (method settings, model, device, ...);
+            part of the run's identity, so a resumed run must pass the same.
+        progress: show a tqdm bar (process 0 only).
+
+    Returns:
+        The summary (also written to ``out_dir/summary.json``); every process returns it.
+    """
+    dist, rank, world = dist_info()
+    out = Path(out_dir)
+    started, t0 = now(), time.perf_counter()
+    seqs = list(dataset.sequences)
+    identity = {
+        "task": "vos-semi-supervised",
+        "dataset": {k: v for k, v in dataset.describe().items() if k != "root"},  # the data may move
+        "sequences": seqs,
+        "bound_th": float(bound_th),
+        "settings": {} if settings is None else {k: plain(v) for k, v in settings.items()},
+    }
+
+    # ── the run folder ──
+    error = None
+    if rank == 0:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            run_file = out / "run.json"
+            existing = run_file.exists() or any(out.glob("results*.jsonl"))
+            if existing and not resume:
+                raise FileExistsError(
+                    f"{str(out)!r} already holds an evaluation run; pass resume=True to continue it "
+                    "or choose another output folder"
+                )
+            if run_file.exists():
+                old = json.loads(run_file.read_text()).get("identity", {})
+                if old != json.loads(json.dumps(identity)):
+                    keys = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+                    raise ValueError(f"cannot resume {str(out)!r}: the stored run differs in {', '.join(keys)}")
+            else:
+                write_json(run_file, {"identity": identity, "created": started})
+        except Exception as e:  # noqa: BLE001 - reported on every process below
+            error = e
+    if dist is not None:
+        flag = [None if error is None else f"{type(error).__name__}: {error}"]
+        dist.broadcast_object_list(flag, src=0)
+        if flag[0] is not None and error is None:
+            raise RuntimeError(f"process 0 could not prepare {str(out)!r}: {flag[0]}")
+    if error is not None:
+        raise error
+
+    # ── what is already done ──
+    done = read_records(out) if resume else {}
+    for idx, rec in done.items():
+        if idx < len(seqs) and rec.get("sequence") != seqs[idx]:
+            raise ValueError(
+                f"cannot resume {str(out)!r}: its record {idx} is of sequence {rec.get('sequence')!r}, "
+                f"not {seqs[idx]!r}"
+            )
+    mine = [i for i in range(len(seqs)) if i % world == rank]
+    todo = [i for i in mine if i not in done]
+    records = {i: done[i] for i in mine if i in done}
+    if dist is not None:
+        dist.barrier()  # every process has read the old files before anyone appends
+
+    live = out / (RESULTS if world == 1 else f"results.rank{rank}.jsonl")
+    repair_tail(live)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=len(mine),
+        initial=len(mine) - len(todo),
+        disable=not progress or rank != 0,
+        unit="seq",
+        desc=dataset.name + ("" if world == 1 else f" [rank 0 of {world}]"),
+        dynamic_ncols=True,
+    )
+    with open(live, "a") as fh:
+        for i in todo:
+            seq, ts = seqs[i], time.perf_counter()
+            gt = dataset.label_maps(seq)
+            pred = _predict(predict_sequence, dataset, seq, gt)
+            scores = evaluate_sequence(gt, pred, n_objects=int(dataset.first_label_map(seq).max()), bound_th=bound_th)
+            names = [p.stem for p in dataset.frame_paths(seq)] if hasattr(dataset, "frame_paths") else None
+            rec = {
+                "index": i,
+                "sequence": seq,
+                "objects": len(scores["J"]),
+                "frames": [names[t] for t in scores["frames"]] if names else scores["frames"],
+                **{k: v for k, v in scores.items() if k != "frames"},
+                "seconds": round(time.perf_counter() - ts, 4),
+            }
+            fh.write(json_line(rec))
+            fh.flush()
+            records[i] = rec
+            bar.update(1)
+            bar.set_postfix_str(f"J&F {summarise(records[k] for k in sorted(records))['J&F-Mean'] * 100:.1f}")
+    bar.close()
+
+    # ── gather ──
+    local = {"records": list(records.values()), "resumed": len(mine) - len(todo)}
+    if dist is not None:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, local)
+    else:
+        gathered = [local]
+    every = {int(r["index"]): r for g in gathered for r in g["records"]}
+    ordered = [every[i] for i in sorted(every)]
+    seconds = sum(float(r.get("seconds", 0.0)) for r in ordered)
+    summary = {
+        "task": identity["task"],
+        "dataset": dataset.describe(),
+        "settings": {**identity["settings"], "bound_th": float(bound_th), "world_size": world},
+        **summarise(ordered),
+        "resumed": sum(g["resumed"] for g in gathered),
+        "time": {
+            "started": started,
+            "finished": now(),
+            "wall_seconds": round(time.perf_counter() - t0, 3),
+            "sequence_seconds": round(seconds, 3),
+        },
+        "versions": {"insid3lab": package_version(), "numpy": np.__version__},
+    }
+
+    if dist is not None:
+        dist.barrier()  # all per-process files are complete
+    if rank == 0:
+        tmp = out / (RESULTS + ".tmp")
+        with open(tmp, "w") as fh:
+            for rec in ordered:
+                fh.write(json_line(rec))
+        os.replace(tmp, out / RESULTS)
+        for f in out.glob("results.rank*.jsonl"):
+            f.unlink()
+        write_json(out / "summary.json", summary)
+    if dist is not None:
+        dist.barrier()
+    return summary

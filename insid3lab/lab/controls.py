@@ -1,0 +1,73 @@
+"""The method's knobs as ipywidgets controls, shared by the explorers (:mod:`insid3lab.lab.explorer`).
+
+One function builds the sliders and dropdowns of the hyper-parameters every explorer has
+(τ, SVD components, merge threshold, debiasing, refinement); each explorer adds its own
+(image size, layer) and wires them to what they recompute.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+__all__ = ["method_controls", "png_panels", "refine_options", "wire"]
+
+
+def refine_options(current) -> list[tuple[str, object]]:
+    """The refiner dropdown's (label, value) pairs: every name of ``REFINERS``, and ``current`` when it is a callable."""
+    from insid3lab.method.params import choices
+
+    options = [(name, name) for name in choices("refine")]
+    if not isinstance(current, str):
+        options.append((getattr(current, "__name__", "custom"), current))
+    return options
+
+
+def method_controls(model, svd_limit: int) -> dict[str, widgets.Widget]:
+    """``tau``, ``svd``, ``merge``, ``debias`` and ``refine`` controls at ``model``'s current settings.
+
+    Args:
+        model: an :class:`~insid3lab.INSID3` (its ``params`` give the values).
+        svd_limit: the largest number of SVD components the slider offers (min(C, h*w)).
+    """
+
+    def slider(value, lo, hi, description):
+        return widgets.FloatSlider(
+            value=value,
+            min=lo,
+            max=hi,
+            step=0.05,
+            description=description,
+            continuous_update=False,
+            readout_format=".2f",
+        )
+
+    return {
+        "tau": slider(model.tau, 0.05, 1.0, "τ"),
+        "svd": widgets.IntSlider(
+            value=model.svd_components, min=0, max=svd_limit, step=1, description="SVD r", continuous_update=False
+        ),
+        "merge": slider(model.merge_threshold, -0.5, 1.0, "merge"),
+        "debias": widgets.Dropdown(
+            options=[("on", True), ("off", False)], value=bool(model.debias), description="debias"
+        ),
+        "refine": widgets.Dropdown(options=refine_options(model.refine), value=model.refine, description="refine"),
+    }
+
+
+def wire(controls: dict[str, widgets.Widget], css_prefix: str, handler) -> None:
+    """Give each control the CSS class ``<css_prefix>-<name>`` and call ``handler(name)`` on a new value."""
+    for name, w in controls.items():
+        w.add_class(f"{css_prefix}-{name}")
+        w.observe(handler(name), names="value")
+
+
+def png_panels(names, css_class: str, marked: str, marked_class: str) -> dict[str, widgets.Image]:
+    """One PNG image widget per name, each with ``css_class``; the one named ``marked`` also gets ``marked_class``."""
+    panels = {}
+    for name in names:
+        img = widgets.Image(format="png")
+        img.add_class(css_class)
+        if name == marked:
+            img.add_class(marked_class)
+        panels[name] = img
+    return panels
