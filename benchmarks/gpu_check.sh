@@ -36,7 +36,7 @@ fi
 
 echo "== pytest -m cuda"
 timeout 150 "$PY" -m pytest -m cuda -q -p no:cacheprovider -W ignore::pytest.PytestUnknownMarkWarning \
-    tests/test_fast_paths.py tests/test_bench.py > "$OUT/pytest_cuda.log" 2>&1
+    tests/stages/test_fast_paths.py tests/bench/test_bench.py > "$OUT/pytest_cuda.log" 2>&1
 rc=$?
 tail -n 15 "$OUT/pytest_cuda.log"
 if [ $rc -ne 0 ]; then echo "FAIL: pytest -m cuda (exit $rc)"; status=1; else echo "PASS: pytest -m cuda"; fi

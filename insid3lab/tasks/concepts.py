@@ -177,7 +177,7 @@ def instance_score(similarity: Tensor, cells: Tensor) -> float:
     """The score of an instance: the mean forward similarity s_c(x) = <tgt_deb(x), p_c> over its cells.
 
     Compared with the alternative, the mean aggregation score of its cells' clusters, on
-    hand-made scenes with two true objects and a look-alike (tests/test_concepts.py): both
+    hand-made scenes with two true objects and a look-alike (tests/tasks/test_concepts.py): both
     rank the true objects first, but the cluster score of a true object falls with its
     distance to the seed (intra uses the original, position-carrying features: 1.0 and 0.52
     for two true objects, 0.40 for the look-alike) and objects in one cluster share one

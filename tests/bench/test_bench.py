@@ -20,7 +20,7 @@ from insid3lab.cli import main
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench(tmp_path, *extra, device="cpu"):

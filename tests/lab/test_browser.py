@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from browser.lab import DEFAULT_CHROMIUM, artifacts_dir, chromium_path, run_notebook_in_lab  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests" / "browser" / "fixture_explorer.ipynb"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "lab" / "browser" / "fixture_explorer.ipynb"
 EXPLORER = REPO / "notebooks" / "09_explorer.ipynb"
 
 

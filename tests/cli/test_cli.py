@@ -15,7 +15,7 @@ from insid3lab import INSID3, load_backbone, save_pretrained
 from insid3lab.cli import main
 from insid3lab.synthetic import write_samples
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

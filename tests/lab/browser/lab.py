@@ -41,7 +41,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (
     "--headless",
@@ -726,7 +726,7 @@ def run_notebook_in_lab(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python tests/browser/lab.py NOTEBOOK [--control SELECTOR ...]`: run and print what was seen."""
+    """`python tests/lab/browser/lab.py NOTEBOOK [--control SELECTOR ...]`: run and print what was seen."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
