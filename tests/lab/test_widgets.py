@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from insid3lab import random_backbone, synthetic, viz
+from insid3lab import random_backbone, synthetic
 from insid3lab.lab.explorer import CONTROL_NAMES, PANEL_NAMES, Explorer, MaskPainter
 from insid3lab.model.insid3 import INSID3
 
