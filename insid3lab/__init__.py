@@ -25,8 +25,12 @@ _EXPORTS = {
     "INSID3": "insid3lab.model.insid3",
     "Params": "insid3lab.method.params",
     "SegmentManyError": "insid3lab.model.insid3",
+    "SettingsGrid": "insid3lab.method.grid",
     "TargetClusters": "insid3lab.lab.cluster_cache",
     "Trace": "insid3lab.method.trace",
+    "segment_grid": "insid3lab.model.grid",
+    "segment_instances_grid": "insid3lab.tasks.grid",
+    "segment_labels_grid": "insid3lab.tasks.grid",
 }
 
 __all__ = sorted(_EXPORTS)

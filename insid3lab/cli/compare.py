@@ -6,6 +6,11 @@ prints the mIoU (PCK@0.10) of both, the difference B - A with its paired-bootstr
 and the classes that changed most; with ``--out`` writes ``compare.json`` and ``compare.png``
 (per-class differences). Runs of different datasets, folds, shots, protocols or episodes are
 refused with one line saying which.
+
+Two settings of one grid run (``insid3lab eval --grid``) compare the same way: name each
+``RUN:SETTING``, the setting as ``NAME=VALUE,NAME=VALUE`` (axes left out: the default's values)::
+
+    insid3lab compare runs/ablation:tau=0.6 runs/ablation:tau=0.5,merge_threshold=0.1
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Difference B - A of two runs of insid3lab eval on identical episodes, with a paired-bootstrap "
         "interval (episodes resampled jointly) and per-class differences.",
     )
-    p.add_argument("run_a", metavar="RUN_A", help="run folder of insid3lab eval (the baseline)")
-    p.add_argument("run_b", metavar="RUN_B", help="run folder of insid3lab eval on the same episodes")
+    p.add_argument("run_a", metavar="RUN_A", help="run folder of insid3lab eval (the baseline), or RUN:SETTING for "
+                   "a setting of a grid run (e.g. runs/ablation:tau=0.5,merge_threshold=0.2)")  # fmt: skip
+    p.add_argument("run_b", metavar="RUN_B", help="run folder of insid3lab eval on the same episodes, or RUN:SETTING")
     p.add_argument("--out", default=None, metavar="DIR", help="write compare.json and compare.png here")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples (default %(default)s)")
     p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")

@@ -19,6 +19,13 @@ instance evaluation (COCO mask AP of the instance output; :mod:`insid3lab.eval.r
     insid3lab eval --dataset coco --fold 0 --ways 2 --shots 1 ... --out runs/coco0-2way
     insid3lab eval --dataset coco-json --annotations A.json --images DIR --task instances ... --out runs/ap
 
+Ablations: every setting of a grid in one pass (each image encoded once per image size; every
+setting decoded from that shared work; ``OUT/grid.json`` holds one summary per setting)::
+
+    insid3lab eval --dataset coco --fold 0 ... --out runs/ablation \
+        --grid tau=0.4,0.5,0.6,0.7 --grid merge_threshold=0.1,0.2,0.3 --grid svd_components=0,100,250,500
+    insid3lab report runs/ablation            # a curve per axis, a heat map per pair, the best setting
+
 Many GPUs (episodes sharded by rank, one summary)::
 
     torchrun --nproc_per_node 4 -m insid3lab eval --dataset coco --fold 0 ...
@@ -33,8 +40,14 @@ import math
 import os
 import sys
 
-from insid3lab.cli import options
-from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, DatasetNotFoundError, dataset_names
+from insid3lab.cli import grid_options, options
+from insid3lab.eval.datasets import (
+    BENCHMARKS,
+    EXTERNAL_BENCHMARKS,
+    VIDEO_BENCHMARKS,
+    DatasetNotFoundError,
+    dataset_names,
+)
 from insid3lab.eval.run.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 
 __all__ = ["add_eval_parser", "build_eval_parser", "build_model", "run_eval_from_args"]
@@ -155,6 +168,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         p, svd_note=f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper"
     )
 
+    grid_options.add_grid_arguments(p)
+
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, help="run folder: results.jsonl, summary.json, per_class.png")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished episodes")
@@ -257,6 +272,15 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--ways and --task do not apply to --dataset davis2017")
     if args.episodes_file and len(args.shots) > 1:
         raise ValueError("--episodes-file fixes the shots: give one --shots value")
+    if args.grid or args.grid_file:
+        flag = "--grid" if args.grid else "--grid-file"
+        if args.dataset in VIDEO_BENCHMARKS:
+            raise ValueError(f"{flag} does not apply to --dataset {args.dataset}: tracking feeds each frame's prediction "
+                             "into its memory, so the settings cannot share one encoding; run one eval per setting")  # fmt: skip
+        if getattr(BENCHMARKS.get(args.dataset), "task", None) == "keypoints":
+            raise ValueError(f"{flag} does not apply to --dataset {args.dataset}: keypoint matching reads only "
+                             "image_size, svd_components and debias; run one eval per setting")  # fmt: skip
+        args.grid_spec = grid_options.grid_from_args(args)
 
 
 def _dataset_kwargs(args: argparse.Namespace) -> dict:
@@ -324,6 +348,7 @@ def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
         "bootstrap_seed": args.bootstrap_seed,
         "ways": args.ways,
         "task": args.task,
+        "grid": getattr(args, "grid_spec", None),
         "settings": {
             "model_source": str(args.model),
             "device": str(device),
@@ -375,6 +400,8 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
         summary = run_evaluation(model, dataset, out, **_run_kwargs(args, device, shots))
         lines.append(prefix + _headline(summary))
         lines.append(f"summary: {os.path.join(out, 'summary.json')}")
+        if "grid" in summary:
+            lines.append(grid_options.grid_line(summary, out))
     return lines
 
 

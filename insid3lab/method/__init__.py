@@ -2,11 +2,14 @@
 
 - :mod:`~insid3lab.method.params`: :class:`Params`, the one home of every default and range;
 - :mod:`~insid3lab.method.trace`: :class:`Trace` (every intermediate) and the :class:`Recorder`;
-- :mod:`~insid3lab.method.pipeline`: :func:`decode` (localise, cluster, score, finalise) on encoded features.
+- :mod:`~insid3lab.method.pipeline`: :func:`decode` (localise, cluster, score, finalise) on encoded features;
+- :mod:`~insid3lab.method.grid`: :class:`SettingsGrid`, the settings of an ablation, and
+  :mod:`~insid3lab.method.grid_decode`: every setting decoded from one encoding.
 """
 
+from insid3lab.method.grid import SettingsGrid
 from insid3lab.method.params import Params
 from insid3lab.method.pipeline import decode
 from insid3lab.method.trace import NO_RECORD, ConceptsTrace, Recorder, Trace
 
-__all__ = ["NO_RECORD", "ConceptsTrace", "Params", "Recorder", "Trace", "decode"]
+__all__ = ["NO_RECORD", "ConceptsTrace", "Params", "Recorder", "SettingsGrid", "Trace", "decode"]

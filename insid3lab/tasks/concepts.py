@@ -50,14 +50,18 @@ __all__ = [
     "DEFAULT_LABEL",
     "check_label",
     "concept_shots",
+    "compete",
+    "concept_scores",
     "decode_concepts",
     "instance_score",
     "label_map_shots",
     "label_values",
     "labels_and_instances",
+    "localise_concepts",
     "run_concepts",
     "segment_concepts",
     "split_instances",
+    "upsample_labels",
     "write_label_outputs",
 ]
 
@@ -95,63 +99,150 @@ def decode_concepts(
     N = len(states)
     if N == 0:
         raise ValueError("decode_concepts needs at least one concept")
-    names = [str(i + 1) for i in range(N)] if names is None else list(names)
     recorders = [NO_RECORD] * N if recorders is None else list(recorders)
     h, w = target_norm.shape[-2:]
-    device = target_deb.device
     for rec in recorders:
         rec.record(target_features_norm=target_norm)
 
     # ---- 4. per concept: forward similarity (the same product as a single concept's, so that a
     # concept's cells do not depend on the others) and backward matching at its forward cells.
-    found = [
-        method.localise(st["features_deb"], st["masks_low"], st["prototype"], target_deb, recorder=rec)
-        for st, rec in zip(states, recorders)
-    ]
+    found = localise_concepts(states, target_deb, recorders)
     has = torch.stack([f["candidates"].any() for f in found])
-    out = ConceptsTrace(names=names, similarity=torch.stack([f["similarity"] for f in found]), has_candidates=has)
 
     # ---- 5. one clustering of the target, shared by every concept (only when one has candidates).
-    scores = None
+    scores = K = None
     if bool(has.any()):
         with recorder.stage("clustering"):
             if labels is None:
                 labels = method.cluster_target(target_norm, params)
-            labels = labels.reshape(h, w).to(device)
+            labels = labels.reshape(h, w).to(target_deb.device)
             K = int(labels.max()) + 1
-        P_deb, P_orig = method.cluster_prototypes(target_norm, target_deb, labels, K, recorder=recorder)
         # ---- 6. per concept: seed and scores.
-        scores = torch.zeros(N, K, dtype=target_deb.dtype, device=device)
-        for c, (st, f, rec) in enumerate(zip(states, found, recorders)):
-            if bool(has[c]):
-                sc = method.score_clusters(
-                    f["candidates"], labels, K, P_deb, P_orig, st["prototype"], f["similarity"], recorder=rec
-                )
-                scores[c] = sc["score"]
-        # ---- competition: claimed clusters go to the highest score, ties to the earlier concept.
+        scores = concept_scores(states, found, has, target_norm, target_deb, labels, K, recorders, recorder)
+    # ---- competition and 7. upsampling
+    return compete(found, has, scores, labels, K, params.merge_threshold, params, names=names, image=image,
+                   out_size=out_size, recorders=recorders, recorder=recorder)  # fmt: skip
+
+
+def localise_concepts(states: Sequence[dict[str, Tensor]], target_deb: Tensor,
+                      recorders: Sequence[Recorder]) -> list[dict[str, Tensor]]:  # fmt: skip
+    """Stage 4 per concept: :func:`insid3lab.method.pipeline.localise` of each state (see :func:`decode_concepts`)."""
+    return [
+        method.localise(st["features_deb"], st["masks_low"], st["prototype"], target_deb, recorder=rec)
+        for st, rec in zip(states, recorders)
+    ]
+
+
+def concept_scores(
+    states: Sequence[dict[str, Tensor]],
+    found: Sequence[dict[str, Tensor]],
+    has: Tensor,
+    target_norm: Tensor,
+    target_deb: Tensor,
+    labels: Tensor,
+    num_clusters: int,
+    recorders: Sequence[Recorder],
+    recorder: Recorder = NO_RECORD,
+) -> Tensor:
+    """(N, K) aggregation scores of every concept (0 for a concept without candidates), one clustering shared.
+
+    Args:
+        states, found, has: the concepts' states, their :func:`localise_concepts` and whether each has candidates.
+        target_norm, target_deb: (C, h, w) normalised and debiased target features.
+        labels: (h, w) long cluster labels; num_clusters: K.
+    """
+    P_deb, P_orig = method.cluster_prototypes(target_norm, target_deb, labels, num_clusters, recorder=recorder)
+    scores = torch.zeros(len(states), num_clusters, dtype=target_deb.dtype, device=target_deb.device)
+    for c, (st, f, rec) in enumerate(zip(states, found, recorders)):
+        if bool(has[c]):
+            sc = method.score_clusters(
+                f["candidates"], labels, num_clusters, P_deb, P_orig, st["prototype"], f["similarity"], recorder=rec
+            )
+            scores[c] = sc["score"]
+    return scores
+
+
+def compete(
+    found: Sequence[dict[str, Tensor]],
+    has: Tensor,
+    scores: Tensor | None,
+    labels: Tensor | None,
+    num_clusters: int | None,
+    merge_threshold: float,
+    params: Params,
+    *,
+    names: Sequence[str] | None = None,
+    image: Tensor | None = None,
+    out_size: tuple[int, int] | None = None,
+    recorders: Sequence[Recorder] | None = None,
+    recorder: Recorder = NO_RECORD,
+    upsample=None,
+) -> ConceptsTrace:
+    """The competition for the clusters at ``merge_threshold`` and the label map (see the module docstring).
+
+    Args:
+        found, has: :func:`localise_concepts` and whether each concept has candidates.
+        scores: (N, K) :func:`concept_scores`, or None when no concept has candidates; labels: (h, w); K.
+        params: ``image_size`` and ``refine`` (the upsampling).
+        upsample: ``(low label map (h, w) long) -> (H, W) label map`` replacing the per-concept upsampling
+            and overlap rule (a cache of it); None computes it.
+        names, image, out_size, recorders, recorder: as in :func:`decode_concepts`.
+
+    Returns:
+        a :class:`~insid3lab.method.trace.ConceptsTrace`.
+    """
+    N = len(found)
+    names = [str(i + 1) for i in range(N)] if names is None else list(names)
+    recorders = [NO_RECORD] * N if recorders is None else list(recorders)
+    h, w = found[0]["candidates"].shape
+    device = found[0]["candidates"].device
+    out = ConceptsTrace(names=names, similarity=torch.stack([f["similarity"] for f in found]), has_candidates=has)
+    if scores is not None:
         with recorder.stage("competition"):
-            claims = (scores > params.merge_threshold) & has[:, None]
+            claims = (scores > merge_threshold) & has[:, None]
             ranked = torch.where(claims, scores, torch.full_like(scores, -torch.inf))
-            owner = torch.where(claims.any(dim=0), ranked.argmax(dim=0), torch.full((K,), -1, device=device))
+            owner = torch.where(claims.any(dim=0), ranked.argmax(dim=0), torch.full((num_clusters,), -1, device=device))
             low = (owner + 1)[labels]
-        out.cluster_labels, out.num_clusters, out.cluster_scores = labels, K, scores
+        out.cluster_labels, out.num_clusters, out.cluster_scores = labels, num_clusters, scores
         out.claims, out.owner = claims, owner
     else:
         low = torch.zeros(h, w, dtype=torch.long, device=device)
     out.label_map_low = low
 
     # ---- 7. per concept: its cells upsampled and refined on their own; overlaps resolved.
+    if upsample is not None:
+        out.label_map = upsample(low)
+    else:
+        out.label_map = upsample_labels(low, N, scores, labels, params, image=image, out_size=out_size,
+                                        recorders=recorders, recorder=recorder)  # fmt: skip
+    for c, name in enumerate(names):
+        cells = low == c + 1
+        out.scores[name] = float(scores[c][labels][cells].mean()) if bool(cells.any()) else 0.0
+    return out
+
+
+def upsample_labels(
+    low: Tensor,
+    num_concepts: int,
+    scores: Tensor | None,
+    labels: Tensor | None,
+    params: Params,
+    *,
+    image: Tensor | None = None,
+    out_size: tuple[int, int] | None = None,
+    recorders: Sequence[Recorder] | None = None,
+    recorder: Recorder = NO_RECORD,
+) -> Tensor:
+    """The (h, w) low label map to the (H, W) label map: each concept's cells upsampled and refined on their own
+    (:func:`insid3lab.method.pipeline.upsample`), overlaps resolved by score (the module docstring's rule)."""
+    recorders = [NO_RECORD] * num_concepts if recorders is None else list(recorders)
     masks = []
     for c, rec in enumerate(recorders):
         mask_low = low == c + 1
         rec.record(mask_low=mask_low)
         masks.append(method.upsample(mask_low, params, image=image, out_size=out_size, recorder=rec))
     with recorder.stage("competition"):
-        out.label_map = _resolve(torch.stack(masks), scores, labels, (h, w))
-    for c, name in enumerate(names):
-        cells = low == c + 1
-        out.scores[name] = float(scores[c][labels][cells].mean()) if bool(cells.any()) else 0.0
-    return out
+        return _resolve(torch.stack(masks), scores, labels, tuple(low.shape))
 
 
 def _resolve(masks: Tensor, scores: Tensor | None, labels: Tensor | None, grid: tuple[int, int]) -> Tensor:

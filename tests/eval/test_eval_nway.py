@@ -19,7 +19,7 @@ from insid3lab.eval import build_dataset, run_evaluation
 from insid3lab.eval.datasets.cocojson import CocoJsonDataset
 from insid3lab.eval.run.episodes import Episode, load_episodes, sample_episodes, save_episodes
 from insid3lab.eval.run.nway import nway_episode
-from insid3lab.eval.run.runner import _segment_episode
+from insid3lab.eval.run.segment import segment_episode
 
 # ───────────────────────── a COCO-format export drawn by hand ─────────────────────────
 
@@ -184,7 +184,7 @@ def test_nway_scoring_of_one_way_episodes_equals_the_one_way_scoring(export):
     model = ColourModel(drop=None)
     model.segment = lambda target: model.segment_labels(target)[0] > 0  # the same prediction as a mask
     for ep in sample_episodes(ds, 9, seed=0):
-        one = _segment_episode(model, ds, ep, 255)
+        one = segment_episode(model, ds, ep, 255)
         many = nway_episode(model, ds, Episode(ep.index, ep.class_index, ep.class_name, ep.target, ep.references,
                                                ((ep.class_index, ep.class_name),)), 255)  # fmt: skip
         assert many["intersection"] == one["intersection"] and many["union"] == one["union"]

@@ -5,6 +5,9 @@ protocol and the episodes' digest agree); the episodes are resampled jointly (th
 resample for both runs, seeded), so the interval of the difference accounts for the
 episodes both runs share. For keypoint runs the compared number is PCK@0.10.
 
+Two settings of one grid run compare the same way, named ``RUN:SETTING``
+(``runs/ablation:tau=0.5,merge_threshold=0.2``; see :mod:`insid3lab.eval.reports.runs`).
+
 >>> from insid3lab.eval.reports.compare import compare_runs
 >>> c = compare_runs("runs/a", "runs/b", resamples=1000, seed=0)   # doctest: +SKIP
 >>> c["difference"], c["interval"]                                  # doctest: +SKIP
@@ -20,7 +23,7 @@ import numpy as np
 from insid3lab.eval.metrics.stats import bootstrap_weights, percentile_bounds, segmentation_resamples
 from insid3lab.eval.reports.runs import load_run
 
-__all__ = ["RunsDifferError", "compare_runs", "plot_comparison"]
+__all__ = ["RunsDifferError", "compare_runs", "plot_comparison", "resampled_metric"]
 
 _SAME = ("task", "dataset", "fold", "shots", "protocol", "episodes_digest")
 
@@ -49,7 +52,7 @@ def _check_pairable(a: dict, b: dict) -> None:
             raise RunsDifferError(f"cannot compare {a['path']!r} and {b['path']!r}: different episodes at index {i}")
 
 
-def _metric(run: dict, order: list[int], weights: np.ndarray) -> np.ndarray:
+def resampled_metric(run: dict, order: list[int], weights: np.ndarray) -> np.ndarray:
     """(B,) the run's headline number (mIoU or PCK@0.10, percent) for each resample of its episodes."""
     recs = [run["records"][i] for i in order]
     if run["summary"]["task"] == "segmentation":
@@ -84,9 +87,9 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, resample
         raise RunsDifferError(f"cannot compare {a['path']!r} and {b['path']!r}: no evaluated episode")
     seg = a["summary"]["task"] == "segmentation"
     full = np.ones((1, len(order)), dtype=np.int64)
-    va, vb = float(_metric(a, order, full)[0]), float(_metric(b, order, full)[0])
+    va, vb = float(resampled_metric(a, order, full)[0]), float(resampled_metric(b, order, full)[0])
     w = bootstrap_weights(len(order), resamples, seed)
-    diff = _metric(b, order, w) - _metric(a, order, w)
+    diff = resampled_metric(b, order, w) - resampled_metric(a, order, w)
     if seg:
         pa, pb = a["summary"]["per_class_iou"], b["summary"]["per_class_iou"]
         counts = a["summary"]["per_class_episodes"]

@@ -21,7 +21,7 @@ import numpy as np
 from insid3lab.eval.metrics.stats import bootstrap_weights, percentile_bounds, segmentation_resamples
 from insid3lab.eval.reports.runs import load_fold_runs
 
-__all__ = ["plot_report", "report", "report_rows", "write_report"]
+__all__ = ["mean_interval", "plot_report", "report", "report_rows", "write_report"]
 
 
 def _value(summary: dict) -> float:
@@ -42,7 +42,7 @@ def _fold_name(name: str, run: dict) -> str:
     return "all" if fold is None else f"fold{fold}"
 
 
-def _mean_interval(runs: list[dict], resamples: int, seed: int, level: float):
+def mean_interval(runs: list[dict], resamples: int, seed: int, level: float):
     """Interval of the mean over folds: each fold resampled on its own, the folds' numbers averaged."""
     per = []
     for k, run in enumerate(runs):
@@ -69,7 +69,7 @@ def report_rows(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0
         cells = {_fold_name(n, r): (_value(r["summary"]), _interval(r["summary"])) for n, r in runs.items()}
         if len(runs) > 1:
             mean = math.fsum(v for v, _ in cells.values()) / len(cells)
-            cells["mean"] = (mean, _mean_interval(list(runs.values()), resamples, seed, level))
+            cells["mean"] = (mean, mean_interval(list(runs.values()), resamples, seed, level))
         rows.append({
             "run": Path(path).name or str(path),
             "dataset": first["settings"].get("dataset"),

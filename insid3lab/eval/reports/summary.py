@@ -44,6 +44,7 @@ def build_summary(
     t0: float,
     bootstrap: int,
     bootstrap_seed: int,
+    quiet: bool = False,
 ) -> dict:
     """The run's summary from this process's ``records`` (episode index -> record) and ``meter``.
 
@@ -51,7 +52,8 @@ def build_summary(
     every process returns the same summary. ``identity``: the run's identity (run.json); ``msettings``: the
     model's settings; ``settings``: the extra facts to record; ``episodes``: the run's episode count;
     ``resumed``: this process's episodes found done; ``retried``: bad records evaluated again; ``started``
-    and ``t0``: the run's start time stamp and ``time.perf_counter()``.
+    and ``t0``: the run's start time stamp and ``time.perf_counter()``; ``quiet``: no warning (the other settings
+    of a grid, whose episodes are the primary setting's).
     """
     dist, rank, world = dist_info()
     # ── reduce across processes ──
@@ -160,7 +162,7 @@ def build_summary(
             },
         }
     )
-    if rank == 0 and task == "segmentation" and summary["classes_without_episodes"]:
+    if rank == 0 and not quiet and task == "segmentation" and summary["classes_without_episodes"]:
         names = summary["classes_without_episodes"]
         warn(
             f"{len(names)} of {len(dataset.class_names)} classes have no evaluated episode and count as IoU 0 in "

@@ -24,7 +24,15 @@ import numpy as np
 from insid3lab.eval.metrics.segmentation import match_size
 from insid3lab.eval.run.episodes import Episode
 
-__all__ = ["MAX_DETECTIONS", "check_instances", "instance_episode", "instance_summary"]
+__all__ = [
+    "MAX_DETECTIONS",
+    "check_instances",
+    "instance_episode",
+    "instance_predictions",
+    "instance_size",
+    "instance_summary",
+    "instance_truth",
+]
 
 MAX_DETECTIONS = 100  # COCOeval's largest maxDets
 
@@ -46,7 +54,7 @@ def _rle(mask) -> str:
     return to_rle(np.asarray(mask, dtype=bool))["counts"].decode("ascii")
 
 
-def _size(model, image: np.ndarray) -> tuple[int, int]:
+def instance_size(model, image: np.ndarray) -> tuple[int, int]:
     """The size the model's masks come at: S x S without ``resize_to_orig_size``, else the image's."""
     if getattr(model, "resize_to_orig_size", True) is False:
         return int(model.image_size), int(model.image_size)
@@ -61,7 +69,18 @@ def instance_episode(model, dataset, ep: Episode, ignore_value: int | None) -> d
     for r in refs:
         model.set_reference(r.image, r.foreground, label=ep.class_name)
     found = model.segment_instances(tgt.image)
-    size = _size(model, tgt.image)
+    size = instance_size(model, tgt.image)
+    return {
+        "target": tgt.image_path,
+        "references": [r.image_path for r in refs],
+        "size": list(size),
+        "gt": instance_truth(dataset, ep, size),
+        "pred": instance_predictions(found, size),
+    }
+
+
+def instance_predictions(found: list[dict], size: tuple[int, int]) -> list[dict]:
+    """The record's ``pred`` of ``segment_instances``' output: the best-scored :data:`MAX_DETECTIONS` as RLE."""
     preds = []
     for k, inst in enumerate(found):
         m = np.asarray(inst["mask"].detach().cpu() if hasattr(inst["mask"], "detach") else inst["mask"]).astype(bool)
@@ -69,17 +88,15 @@ def instance_episode(model, dataset, ep: Episode, ignore_value: int | None) -> d
             raise ValueError(f"model.segment_instances: instance {k} has a {m.shape} mask; expected {size}")
         preds.append((float(inst["score"]), _rle(m)))
     preds = sorted(preds, key=lambda p: -p[0])[:MAX_DETECTIONS]
+    return [{"rle": r, "score": s} for s, r in preds]
+
+
+def instance_truth(dataset, ep: Episode, size: tuple[int, int]) -> list[dict]:
+    """The record's ``gt``: the target's instances of the episode's class at ``size``, crowd regions marked."""
     image_id = ep.target["image_id"]
-    gt = [{"rle": _rle(match_size(i.mask, size).numpy()), "crowd": int(crowd)}
-          for crowd in (False, True) for i in dataset.instances(image_id, crowd=crowd)
-          if i.category_index == ep.class_index]  # fmt: skip
-    return {
-        "target": tgt.image_path,
-        "references": [r.image_path for r in refs],
-        "size": list(size),
-        "gt": gt,
-        "pred": [{"rle": r, "score": s} for s, r in preds],
-    }
+    return [{"rle": _rle(match_size(i.mask, size).numpy()), "crowd": int(crowd)}
+            for crowd in (False, True) for i in dataset.instances(image_id, crowd=crowd)
+            if i.category_index == ep.class_index]  # fmt: skip
 
 
 def instance_summary(records: list[dict], class_names: list[str]) -> dict:

@@ -33,7 +33,7 @@ from insid3lab.eval.datasets import BadSampleError
 from insid3lab.eval.metrics.segmentation import match_size
 from insid3lab.eval.run.episodes import Episode
 
-__all__ = ["add_nway", "nway_counts", "nway_episode", "nway_truth"]
+__all__ = ["add_nway", "label_map_counts", "nway_counts", "nway_episode", "nway_truth", "set_nway_shots"]
 
 
 def nway_truth(dataset, ep: Episode, ignore_value: int | None):
@@ -72,31 +72,36 @@ def nway_truth(dataset, ep: Episode, ignore_value: int | None):
     return tgt, labels, ignore
 
 
-def _way_of_label(model, names: list[str]) -> np.ndarray:
+def _way_of_label(model_labels: list[str], names: list[str]) -> np.ndarray:
     """(L + 1,) int64: the way + 1 of each of the model's labels (0 for background)."""
-    lut = np.zeros(len(model.labels) + 1, dtype=np.int64)
-    for i, name in enumerate(model.labels):
+    lut = np.zeros(len(model_labels) + 1, dtype=np.int64)
+    for i, name in enumerate(model_labels):
         if name not in names:
             raise ValueError(f"model label {name!r} is not one of the episode's classes {names}")
         lut[i + 1] = names.index(name) + 1
     return lut
 
 
-def nway_episode(model, dataset, ep: Episode, ignore_value: int | None) -> dict:
-    """Predict and score one N-way episode (the rule in the module docstring); returns its record's fields."""
-    classes = ep.classes
-    names = [n for _, n in classes]
-    shots = [[dataset.load(r, ci) for r in ep.references_of(way)] for way, (ci, _) in enumerate(classes)]
-    tgt, labels, ignore = nway_truth(dataset, ep, ignore_value)
+def set_nway_shots(model, dataset, ep: Episode) -> list[list]:
+    """Load the episode's shots, way after way, and give them to ``model`` named by their class: the shots per way."""
+    names = [n for _, n in ep.classes]
+    shots = [[dataset.load(r, ci) for r in ep.references_of(way)] for way, (ci, _) in enumerate(ep.classes)]
     model.clear_reference()
     for way, refs in enumerate(shots):
         for r in refs:
             model.set_reference(r.image, r.foreground, label=names[way])
-    label_map, _ = model.segment_labels(tgt.image)
+    return shots
+
+
+def label_map_counts(model_labels: list[str], ep: Episode, label_map, labels, ignore) -> dict:
+    """A predicted label map (label i is ``model_labels[i - 1]``) scored against the ways' ground truth
+    (:func:`nway_truth`): ``ways``, ``intersection``, ``union`` (background, then the ways) and ``iou``."""
+    classes = ep.classes
+    names = [n for _, n in classes]
     pred = torch.as_tensor(label_map).detach().cpu().long()
     if pred.ndim != 2:
         raise ValueError(f"model.segment_labels returned a label map of shape {tuple(pred.shape)}; expected (H, W)")
-    lut = torch.from_numpy(_way_of_label(model, names))
+    lut = torch.from_numpy(_way_of_label(model_labels, names))
     if int(pred.min()) < 0 or int(pred.max()) >= len(lut):
         raise ValueError(f"model.segment_labels returned labels outside 0..{len(lut) - 1}")
     pred = lut[pred]
@@ -109,12 +114,22 @@ def nway_episode(model, dataset, ep: Episode, ignore_value: int | None) -> dict:
         inter.append(int((p & g & valid).sum()))
         union.append(int(((p | g) & valid).sum()))
     return {
-        "target": tgt.image_path,
-        "references": [r.image_path for refs in shots for r in refs],
         "ways": [int(ci) for ci, _ in classes],
         "intersection": inter,
         "union": union,
         "iou": [i / max(u, 1) for i, u in zip(inter[1:], union[1:])],
+    }
+
+
+def nway_episode(model, dataset, ep: Episode, ignore_value: int | None) -> dict:
+    """Predict and score one N-way episode (the rule in the module docstring); returns its record's fields."""
+    shots = set_nway_shots(model, dataset, ep)
+    tgt, labels, ignore = nway_truth(dataset, ep, ignore_value)
+    label_map, _ = model.segment_labels(tgt.image)
+    return {
+        "target": tgt.image_path,
+        "references": [r.image_path for refs in shots for r in refs],
+        **label_map_counts(list(model.labels), ep, label_map, labels, ignore),
     }
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,6 @@ from insid3lab.eval.datasets import IGNORE, BadSampleError
 from insid3lab.eval.metrics.segmentation import (
     KeypointMeter,
     SegmentationMeter,
-    intersection_union,
-    match_size,
     pck_hits,
 )
 from insid3lab.eval.reports.plots import plot_per_class, plot_run
@@ -58,9 +57,22 @@ from insid3lab.eval.run.files import (
     write_atomic,
     write_json,
 )
+from insid3lab.eval.run.grid import (
+    GRID_FILE,
+    check_grid_run,
+    grid_difference,
+    grid_document,
+    grid_entry,
+    grid_episode,
+    grid_of,
+    grid_summaries,
+    primary_setting,
+    setting_record,
+)
 from insid3lab.eval.run.instances import check_instances, instance_episode
 from insid3lab.eval.run.nway import nway_episode
 from insid3lab.eval.run.protocol import PROTOCOLS
+from insid3lab.eval.run.segment import segment_episode
 from insid3lab.eval.run.threads import eval_num_threads, threads_requested
 
 __all__ = ["PROTOCOLS", "model_settings", "plot_per_class", "read_records", "run_evaluation"]
@@ -90,32 +102,6 @@ def model_settings(model) -> dict:
 
 
 # ───────────────────────── one episode ─────────────────────────
-
-
-def _segment_episode(model, dataset, ep: Episode, ignore_value: int | None) -> dict:
-    refs = [dataset.load(r, ep.class_index) for r in ep.references]
-    tgt = dataset.load(ep.target, ep.class_index)
-    model.clear_reference()
-    for r in refs:
-        model.set_reference(r.image, r.foreground)
-    pred = model.segment(tgt.image)
-    pred = torch.as_tensor(pred).detach().cpu()
-    if pred.ndim != 2:
-        raise ValueError(f"model.segment returned shape {tuple(pred.shape)}; expected (H, W)")
-    # the ground truth (and its ignore region) is brought to the prediction's size with nearest-neighbour
-    # F.interpolate, as the authors' inference_segmentation.evaluate does; the prediction is S x S under
-    # protocol "paper" and at the target's own size under "native"
-    gt = match_size(tgt.mask, tuple(pred.shape))
-    ignore = None if ignore_value is None else gt == ignore_value
-    inter, union = intersection_union(pred, gt == 1, ignore if ignore is not None and bool(ignore.any()) else None)
-    i, u = inter.tolist(), union.tolist()
-    return {
-        "target": tgt.image_path,
-        "references": [r.image_path for r in refs],
-        "intersection": i,
-        "union": u,
-        "iou": i[1] / max(u[1], 1),
-    }
 
 
 def _keypoint_episode(model, dataset, ep: Episode, ignore_value: int | None) -> dict:
@@ -159,6 +145,7 @@ def run_evaluation(
     bootstrap_seed: int = 0,
     ways: int = 1,
     task: str = "semantic",
+    grid=None,
 ) -> dict:
     """Evaluate ``model`` on ``dataset`` and write the run to ``out_dir``; returns the summary dict.
 
@@ -196,9 +183,13 @@ def run_evaluation(
         task: ``"semantic"`` (the benchmark's own task: masks, or keypoints for spair) or
             ``"instances"`` (COCO mask AP of ``segment_instances``, for benchmarks with
             instance annotations: :mod:`insid3lab.eval.run.instances`; no bootstrap interval).
+        grid: evaluate every setting of a grid in one pass (:mod:`insid3lab.eval.run.grid`):
+            ``{name: [values]}`` axes (their product), a list of ``{name: value}`` settings, or an
+            :class:`insid3lab.SettingsGrid`; based on the model's ``params``. Writes ``grid.json`` too.
 
     Returns:
-        The summary (also written to ``out_dir/summary.json``); every process returns it.
+        The summary (also written to ``out_dir/summary.json``; for a grid, its primary setting's); every
+        process returns it.
     """
     if shots is not None and int(shots) != dataset.shots:
         raise ValueError(
@@ -220,6 +211,9 @@ def run_evaluation(
         check_instances(dataset, ways)
     threads = eval_num_threads(num_threads)
     task = "instances" if task == "instances" else getattr(dataset, "task", "segmentation")
+    if grid is not None:
+        check_grid_run(dataset, task)
+        grid = grid_of(model, grid)
     if protocol == "paper" and task != "keypoints" and not hasattr(model, "resize_to_orig_size"):
         raise ValueError(
             "protocol='paper' scores the prediction at S x S; the model has no resize_to_orig_size "
@@ -254,6 +248,7 @@ def run_evaluation(
             lock=lock,
             bootstrap=int(bootstrap),
             bootstrap_seed=int(bootstrap_seed),
+            grid=grid,
         )
     finally:
         if lock is not None:
@@ -281,6 +276,8 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
     if resume and run_file.exists():
         old = read_run_file(run_file).get("identity", {})
         diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
+        if "grid" in diff:
+            raise ValueError(f"cannot resume {str(out)!r}: {grid_difference(*diff['grid'])}")
         if diff:
             lines = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
             raise ValueError(f"cannot resume {str(out)!r}: the stored run differs ({lines})")
@@ -330,6 +327,7 @@ def _run(
     lock,
     bootstrap,
     bootstrap_seed,
+    grid=None,
 ) -> dict:
     dist, rank, world = dist_info()
     started, t0 = now(), time.perf_counter()
@@ -349,6 +347,7 @@ def _run(
         "ignore_value": ignore_value,
         "model": msettings,
         **({"ways": ways} if ways > 1 else {}),  # absent for 1-way: runs made before ways existed resume
+        **({"grid": grid.to_json()} if grid is not None else {}),
     }
     digest = identity_digest(identity)
 
@@ -386,9 +385,18 @@ def _run(
 
     # ── evaluate ──
     records: dict[int, dict] = {e.index: done[e.index] for e in mine if e.index in done}
-    meter = {"segmentation": SegmentationMeter, "keypoints": KeypointMeter}.get(task, list)(list(dataset.class_names))
+    new_meter = {"segmentation": SegmentationMeter, "keypoints": KeypointMeter}.get(task, list)
+    # one meter per setting of a grid (one for a single run); the primary setting's is the run's own
+    meters = [new_meter(list(dataset.class_names)) for _ in range(1 if grid is None else len(grid))]
+    primary = 0 if grid is None else primary_setting(grid)
+    meter = meters[primary]
+
+    def count(rec: dict) -> None:
+        for j, m in enumerate(meters):
+            add_record(m, setting_record(rec, j), task)
+
     for rec in records.values():
-        add_record(meter, rec, task)
+        count(rec)
 
     from tqdm.auto import tqdm
 
@@ -401,10 +409,12 @@ def _run(
         dynamic_ncols=True,
     )
     run_one = {
-        "segmentation": nway_episode if ways > 1 else _segment_episode,
+        "segmentation": nway_episode if ways > 1 else segment_episode,
         "keypoints": _keypoint_episode,
         "instances": instance_episode,
     }[task]
+    if grid is not None:
+        run_one = partial(grid_episode, grid=grid, task=task, ways=ways)
     with open(live, "a") as fh, torch.no_grad():
         for ep in todo:
             ts = time.perf_counter()
@@ -428,7 +438,7 @@ def _run(
             fh.write(json_line(rec))
             fh.flush()
             records[ep.index] = rec
-            add_record(meter, rec, task)
+            count(rec)
             bar.update(1)
             if task == "segmentation":
                 bar.set_postfix_str(f"mIoU(seen classes) {meter.miou_visited():.1f}")
@@ -436,31 +446,24 @@ def _run(
                 bar.set_postfix_str(f"PCK@0.10 {meter.pck()['pck@0.10']:.1f}")
     bar.close()
 
-    summary = build_summary(
-        records,
-        meter,
-        dataset,
-        task=task,
-        ways=ways,
-        protocol=protocol,
-        identity=identity,
-        msettings=msettings,
-        settings=settings,
-        skip_bad=skip_bad,
-        threads=threads,
-        episodes=len(eps),
-        resumed=resumed,
-        retried=int(found["retried"]),
-        started=started,
-        t0=t0,
-        bootstrap=bootstrap,
-        bootstrap_seed=bootstrap_seed,
-    )
+    facts = {"dataset": dataset, "task": task, "ways": ways, "protocol": protocol, "identity": identity,
+             "settings": settings, "skip_bad": skip_bad, "threads": threads, "episodes": len(eps), "resumed": resumed,
+             "retried": int(found["retried"]), "started": started, "t0": t0, "bootstrap": bootstrap,
+             "bootstrap_seed": bootstrap_seed}  # fmt: skip
+    if grid is None:
+        summary = build_summary(records, meter, msettings=msettings, **facts)
+        configs = None
+    else:
+        configs = grid_summaries(grid, records, meters, msettings, facts)
+        summary = {**configs[primary], "grid": grid_entry(grid, primary)}
+        del summary["params"]
 
     if dist is not None:
         dist.barrier()  # all per-process files are complete
     if rank == 0:
         _finalise_files(out, summary, dataset, task)
+        if configs is not None:
+            write_json(out / GRID_FILE, grid_document(grid, primary, configs))
     if dist is not None:
         dist.barrier()
     return summary
