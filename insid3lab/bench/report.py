@@ -172,8 +172,25 @@ def _tracking(res: dict[str, Any]) -> list[str]:
     ]
 
 
+def _grid(res: dict[str, Any]) -> list[str]:
+    g = res.get("grid")
+    if not g:
+        return []
+    per = g["per_episode_s"]
+    return [
+        (
+            f"  grid of {g['settings']} settings vs 1 per episode: {_ms(per['grid'])} vs {_ms(per['one'])}  -> ratio "
+            f"{_verdict(g['ratio'], g['goal'])}"
+        ),
+        (
+            f"    each extra setting: {_ms(g['per_extra_setting_s'])} = {g['per_extra_setting_of_encoding']:.3f} of one "
+            f"target's encoding ({_ms(per['encoding'])}; goal <= {g['goal_per_setting']})"
+        ),
+    ]
+
+
 def format_summary(res: dict[str, Any]) -> str:
     """A compact text report of :func:`~insid3lab.bench.run_benchmark`'s result."""
-    parts = (_headline, _per_target, _stages, _refinement, _concepts, _tracking, _throughput_memory, _cold_start,
-             _fast)  # fmt: skip
+    parts = (_headline, _per_target, _stages, _refinement, _concepts, _tracking, _grid, _throughput_memory,
+             _cold_start, _fast)  # fmt: skip
     return "\n".join(line for part in parts for line in part(res))

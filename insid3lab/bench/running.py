@@ -23,6 +23,7 @@ from torch import Tensor
 from insid3lab.authors import baseline_basis
 from insid3lab.bench.coldstart import cold_starts
 from insid3lab.bench.concepts import measure_concepts
+from insid3lab.bench.grid import measure_grid
 from insid3lab.bench.inputs import load_inputs
 from insid3lab.bench.refinement import REFINEMENT_STAGE, baseline_refined, refinement_memory, refines
 from insid3lab.bench.stages import (
@@ -354,6 +355,7 @@ def run_benchmark(
     child_timeout: float = 900.0,
     concepts: int | None = None,
     frames: int | None = None,
+    grid=None,
     load: Callable | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -385,6 +387,8 @@ def run_benchmark(
             :func:`~insid3lab.bench.concepts.measure_concepts`).
         frames: N: also time ``track`` (memory 4) against ``segment`` per frame on a synthetic
             sequence of N frames (``tracking``, see :func:`~insid3lab.bench.tracking.measure_tracking`).
+        grid: also time every setting of a grid (axes, a list of settings or a ``SettingsGrid``) against the
+            one setting on the same targets (``grid``, see :func:`~insid3lab.bench.grid.measure_grid`).
         load: a module-level function ``load(source, *, device, dtype, arch, rope_periods)`` returning the
             backbone (default :func:`insid3lab.backbone.load_backbone`); cold-start processes import it by name.
         log: a callable receiving status lines (default: none).
@@ -467,6 +471,8 @@ def run_benchmark(
     res["cold_start"] = cold
     res["concepts"] = concepts and measure_concepts(run.pipeline, *run.refs[0], run.targets, concepts, log=run.say)
     res["tracking"] = frames and measure_tracking(run.pipeline(), *sequence_inputs(frames, seed=seed), log=run.say)
+    episodes = [(*run.refs[0], t, None) for t in run.targets]
+    res["grid"] = None if grid is None else measure_grid(run.pipeline, episodes, grid, log=run.say)
     now = peak_rss_bytes()
     memory["this_process_peak_rss_bytes"] = None if now is None else max(now, peak_rss or 0)
     return res

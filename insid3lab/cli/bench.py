@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from insid3lab.cli import options
+from insid3lab.cli import grid_options, options
 from insid3lab.cli.console import Console
 from insid3lab.method.params import Params
 
@@ -44,6 +44,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--frames", type=int, default=None, metavar="N",
                    help="also time track (memory 4) against segment per frame on a synthetic sequence of N frames "
                         "(goal <= 1.15x)")  # fmt: skip
+    grid_options.add_grid_arguments(p, what="benchmark")
     g.add_argument("--out", default=None, metavar="FILE", help="write the results as JSON")
     g.add_argument("--quiet", action="store_true", help="no status lines")
 
@@ -66,7 +67,7 @@ def benchmark_from_args(args: argparse.Namespace) -> dict[str, Any]:
         clustering=kw["clustering"], refine=kw.get("refine", Params.refine), batch_size=args.batch_size,
         warmup=args.warmup, baseline=not args.no_baseline,
         cold_start=args.cold_start, seed=args.seed, concepts=args.concepts, frames=args.frames,
-        ref_images=args.ref, ref_masks=args.ref_mask,
+        ref_images=args.ref, ref_masks=args.ref_mask, grid=grid_options.grid_from_args(args),
         target_images=args.target, load=options.load_model_source, log=Console(quiet=args.quiet).status,
     )  # fmt: skip
 
@@ -93,7 +94,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "time, decode time (also as a fraction of the target's encoding), images/s, peak memory, cold start (imports, "
         "weights, basis, references, first target) and mask agreement. --autocast bfloat16 measures the fast mode; "
         "--refine crf adds the refinement (to both paths) and reports its own time and peak memory; --concepts N "
-        "times N concepts against one per target, --frames N tracking against segment per frame, in the same run.",
+        "times N concepts against one per target, --frames N tracking against segment per frame, --grid every setting of "
+        "a grid against one setting (goal <= 1.5x for 48 settings), in the same run.",
     )  # fmt: skip
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)

@@ -238,3 +238,37 @@ def test_concept_label_map_regions():
     full = np.ones((8, 12), bool)
     with pytest.raises(ValueError, match="covers a whole strip"):
         concept_label_map(full, 2)
+
+
+def test_bench_grid_reports_its_ratios(tmp_path, capsys):
+    res = _bench(tmp_path, "--grid", "tau=0.5,0.6", "--grid", "merge_threshold=0.1,0.2,0.3", "--no-baseline")
+    g = res["grid"]
+    assert (
+        g["settings"] == 6
+        and g["encodings"] == 1
+        and g["episodes"] == 1
+        and (g["goal"], g["goal_per_setting"])
+        == (
+            1.5,
+            0.05,
+        )
+    )
+    per = g["per_episode_s"]
+    assert set(per) == {"one", "grid", "encoding"} and all(v > 0 for v in per.values())
+    assert g["ratio"] == pytest.approx(per["grid"] / per["one"])
+    assert g["per_extra_setting_s"] == pytest.approx((per["grid"] - per["one"]) / 5)
+    assert g["per_extra_setting_of_encoding"] == pytest.approx(g["per_extra_setting_s"] / per["encoding"])
+    printed = capsys.readouterr().out
+    assert "grid of 6 settings vs 1 per episode: " in printed and f"ratio {g['ratio']:.3f} (" in printed
+    assert main(["bench", "--model", "random:tiny", "--grid", "tau=2", "--quiet"]) == 1
+    assert "tau=2.0: must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_grid_benchmark_script_runs(capsys):
+    spec = importlib.util.spec_from_file_location("bench_grid", ROOT / "benchmarks" / "bench_grid.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--sizes", "64", "--arch", "tiny", "--episodes", "1", "--repeats", "1", "--grid", "tau=0.5,0.6"])
+    printed = capsys.readouterr().out
+    assert "S = 64, random tiny on cpu, 2 settings, 1 episodes" in printed
+    assert "ratio grid / one setting: " in printed and "of one target's encoding (goal <= 0.05)" in printed
