@@ -5,6 +5,7 @@
 - :mod:`~insid3lab.method.pipeline`: :func:`decode` (localise, cluster, score, finalise) on encoded features;
 - :mod:`~insid3lab.method.grid`: :class:`SettingsGrid`, the settings of an ablation, and
   :mod:`~insid3lab.method.grid_decode`: every setting decoded from one encoding.
+- :mod:`~insid3lab.method.concepts`: :func:`decode_concepts` (many concepts, one clustering) and the instances.
 """
 
 from insid3lab.method.grid import SettingsGrid

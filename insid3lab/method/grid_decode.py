@@ -13,6 +13,10 @@ of the method's description):
 - the low-resolution mask is one threshold of the scores per merge threshold, and the upsampled,
   refined mask is computed once per distinct low-resolution mask and refiner.
 
+:func:`decode_shared` decodes one concept (what :func:`~insid3lab.method.pipeline.decode` gives),
+:func:`decode_concepts_shared` many (what :func:`~insid3lab.method.concepts.decode_concepts` gives: per
+(debiasing, τ) the concepts' scores once, per setting the competition at its merge threshold).
+
 Each step is the very function :func:`~insid3lab.method.pipeline.decode` calls, on the same inputs,
 so every setting's mask equals the mask of a decode with that setting alone (the tree's cuts
 equal the tree clusterers' partitions; see :mod:`~insid3lab.stages.clustering.tree` for exact ties).
@@ -26,12 +30,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from insid3lab.method import concepts as many
 from insid3lab.method import pipeline as method
 from insid3lab.method.params import Params
+from insid3lab.method.trace import ConceptsTrace
 from insid3lab.stages import aggregation
 from insid3lab.stages.clustering.tree import TREE_CLUSTERERS, cut_tree, linkage_tree
+from insid3lab.stages.refine import bilinear, get_refiner
 
-__all__ = ["ClusterCuts", "Upsampled", "decode_shared", "group_by"]
+__all__ = ["ClusterCuts", "Upsampled", "decode_concepts_shared", "decode_shared", "group_by"]
 
 
 def group_by(items: Sequence[int], key: Callable[[int], Hashable]) -> dict[Hashable, list[int]]:
@@ -154,3 +161,60 @@ def decode_shared(
         for i in idxs:
             out[i] = upsampled(aggregation.aggregate(labels, score, settings[i].merge_threshold), settings[i])
     return out  # type: ignore[return-value]
+
+
+def decode_concepts_shared(
+    states: Sequence[dict[str, Tensor]],
+    names: Sequence[str],
+    target_norm: Tensor,
+    target_deb: Tensor,
+    settings: Sequence[Params],
+    cuts: ClusterCuts,
+    upsampled: Upsampled,
+    *,
+    taus: int | None = None,
+    key: Hashable = None,
+) -> list[ConceptsTrace]:
+    """The many-concept results of every setting of one debiasing (and one image size), sharing their common work.
+
+    Args:
+        states: per concept, ``features_deb``, ``masks_low`` and ``prototype`` for the debiasing all ``settings``
+            share (as :func:`~insid3lab.method.concepts.decode_concepts` reads them); names: the concepts' names.
+        target_norm, target_deb: (C, h, w) normalised and debiased target features.
+        settings, cuts, upsampled, taus: as in :func:`decode_shared`.
+        key: names this debiasing among the others sharing ``upsampled`` (a refiner's overlaps are resolved by
+            the scores, which depend on it).
+
+    Returns:
+        one :class:`~insid3lab.method.trace.ConceptsTrace` per setting (``label_map``, ``label_map_low``,
+        ``scores``, ...), as :func:`~insid3lab.method.concepts.decode_concepts` gives it with that setting.
+    """
+    found = many.localise_concepts(states, target_deb)
+    has = torch.stack([f["candidates"].any() for f in found])
+    taus = taus if taus is not None else len({p.tau for p in settings})
+    cut_groups = {(): list(range(len(settings)))}
+    if bool(has.any()):
+        cut_groups = group_by(range(len(settings)), lambda i: (settings[i].tau, settings[i].clustering))
+    out: list = [None] * len(settings)
+    for cut, members in cut_groups.items():
+        scores = labels = None
+        if cut:
+            labels = cuts.labels(settings[members[0]], taus=taus).to(target_deb.device)
+            K = int(labels.max()) + 1
+            scores = many.concept_scores(states, found, has, target_norm, target_deb, labels, K)
+        for i in members:
+            p = settings[i]
+            res = many.new_result(names, found)
+            if scores is None:
+                res.label_map_low = torch.zeros(target_norm.shape[-2:], dtype=torch.long, device=target_deb.device)
+            else:
+                many.claim(res, scores, labels, p.merge_threshold)
+
+            def finish(low, p=p, scores=scores, labels=labels):
+                return many.upsample_labels(low, scores, labels, p, concepts=len(states), image=upsampled.image,
+                                            out_size=upsampled.out_size)  # fmt: skip
+
+            # overlaps (only a refiner makes them) are resolved by the scores of this (debiasing, τ)
+            extra = None if get_refiner(p.refine) is bilinear else (key, cut)
+            out[i] = many.finish(res, p, upsample=lambda low, p=p, f=finish, e=extra: upsampled(low, p, f, extra=e))
+    return out

@@ -66,7 +66,7 @@ def encodings(model, target, settings: Sequence[Params]) -> Iterator[tuple[Encod
 
 
 def _debiasing(model, p: Params) -> tuple:
-    r = model.effective_components(p.svd_components) if p.debias else 0
+    r = model.positional.effective_components(p.svd_components) if p.debias else 0
     return (r, basis_tag(p) if r else None)
 
 
@@ -111,8 +111,8 @@ def segment_grid(model, target, grid) -> list[Tensor]:
             cuts, upsampled = shared_work(model, enc)
             taus = len({settings[i].tau for i in idxs})
             for group in debiasings(model, settings, idxs):
-                ref = model.reference_state()
-                target_deb = model.debias_features(enc.features_norm)
+                ref = model.shots.state()
+                target_deb = model.positional.debias(enc.features_norm)
                 masks = decode_shared(ref["features_deb"], ref["masks_low"], ref["prototype"], enc.features_norm,
                                       target_deb, [settings[i] for i in group], cuts, upsampled, taus=taus)  # fmt: skip
                 for i, m in zip(group, masks):

@@ -165,9 +165,9 @@ def test_the_work_is_shared(tiny, scenes, monkeypatch):
     model = _model(tiny)
     model.set_reference(img, mask)
     encoded, debiased = [], []
-    encode, debias = model.encode, model.debias_features
+    encode, debias = model.encode, model.positional.debias
     monkeypatch.setattr(model, "encode", lambda *a, **k: encoded.append(1) or encode(*a, **k))
-    monkeypatch.setattr(model, "debias_features", lambda f, **k: debiased.append(f.ndim) or debias(f, **k))
+    monkeypatch.setattr(model.positional, "debias", lambda f, **k: debiased.append(f.ndim) or debias(f, **k))
     trees, clusterings = [], []
     monkeypatch.setattr(grid_decode, "linkage_tree", lambda x: trees.append(1) or linkage_tree(x))
     monkeypatch.setattr(pipeline, "cluster_target", lambda *a: clusterings.append(1) or cluster_target(*a))
