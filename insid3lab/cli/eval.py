@@ -393,6 +393,9 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
             )
             lines += [prefix + line for line in _fold_lines(result, args.protocol)]
             lines.append(f"folds: {os.path.join(out, 'folds.json')}")
+            if getattr(args, "grid_spec", None) is not None:
+                lines.append(f"grid: {len(args.grid_spec)} settings per fold in {os.path.join(out, 'fold<k>', 'grid.json')}; "
+                             f"their mean over folds: insid3lab report {out}")  # fmt: skip
             continue
         dataset = build_dataset(args.dataset, _data_root(args), fold=args.fold, shots=shots, **kwargs)
         if model is None:

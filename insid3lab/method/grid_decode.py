@@ -9,7 +9,8 @@ of the method's description):
 - the debiased features, the prototype and the candidates depend on the debiasing (r and the basis
   images): the caller hands :func:`decode_shared` one debiasing at a time with every setting that
   uses it, so that at most one set of debiased features is held;
-- the cluster prototypes and scores depend on (debiasing, τ): once per pair;
+- the clusters' prototypes of the original features depend on τ only: once per cut; those of the
+  debiased features and the scores depend on (debiasing, τ): once per pair;
 - the low-resolution mask is one threshold of the scores per merge threshold, and the upsampled,
   refined mask is computed once per distinct low-resolution mask and refiner.
 
@@ -67,7 +68,11 @@ class ClusterCuts:
         self.target_norm = target_norm
         self._tree = None
         self._labels: dict[tuple, Tensor] = {}
+        self._prototypes: dict[tuple, Tensor] = {}
         self.runs = 0
+
+    def _key(self, params: Params) -> tuple:
+        return (round(float(params.tau), 12), params.clustering if not _tree_clusterer(params.clustering) else "tree")
 
     def labels(self, params: Params, *, taus: int = 2) -> Tensor:
         """(h, w) int64 canonical labels at ``params.tau`` with ``params.clustering``, on the features' device.
@@ -75,7 +80,7 @@ class ClusterCuts:
         ``taus``: how many values of τ the caller will ask for with a tree clusterer; with one, the
         clusterer itself runs (exactly the single-setting decode), with more, the tree is cut.
         """
-        key = (round(float(params.tau), 12), params.clustering if not _tree_clusterer(params.clustering) else "tree")
+        key = self._key(params)
         if key not in self._labels:
             C, h, w = self.target_norm.shape
             if key[1] == "tree" and taus > 1:
@@ -88,6 +93,18 @@ class ClusterCuts:
                 self.runs += 1
             self._labels[key] = labels
         return self._labels[key]
+
+    def prototypes(self, params: Params, *, taus: int = 2) -> Tensor:
+        """P_orig: (K, C) the clusters' prototypes of the original features at ``params.tau`` (they depend on the
+        labels alone), computed once per cut."""
+        key = self._key(params)
+        if key not in self._prototypes:
+            labels = self.labels(params, taus=taus)
+            C = self.target_norm.shape[0]
+            self._prototypes[key] = aggregation.cluster_prototypes(
+                self.target_norm.reshape(C, -1).T, labels, int(labels.max()) + 1
+            )
+        return self._prototypes[key]
 
 
 class Upsampled:
@@ -156,7 +173,9 @@ def decode_shared(
     for idxs in by_cut.values():
         labels = cuts.labels(settings[idxs[0]], taus=taus).to(candidates.device)
         K = int(labels.max()) + 1
-        P_deb, P_orig = method.cluster_prototypes(target_norm, target_deb, labels, K)
+        # what method.cluster_prototypes computes, P_orig once per cut (it does not depend on the debiasing)
+        P_deb = aggregation.cluster_prototypes(target_deb.reshape(target_deb.shape[0], -1).T, labels, K)
+        P_orig = cuts.prototypes(settings[idxs[0]], taus=taus)
         score = method.score_clusters(candidates, labels, K, P_deb, P_orig, prototype, found["similarity"])["score"]
         for i in idxs:
             out[i] = upsampled(aggregation.aggregate(labels, score, settings[i].merge_threshold), settings[i])

@@ -311,6 +311,7 @@ def upsample(
             band = getattr(refiner, "band", None)
             recorder.record(mask_refined=up, refine_band=None if band is None else band(before))
     with recorder.stage("upsampling"):
-        out = up if out_size is None else upsample_mask(up, *out_size)
+        # a resize to the same size is the identity (bilinear, align_corners=False, at scale 1)
+        out = up if out_size is None or tuple(out_size) == tuple(up.shape) else upsample_mask(up, *out_size)
     recorder.record(mask=out)
     return out

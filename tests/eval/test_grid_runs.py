@@ -251,7 +251,8 @@ def test_every_fold_and_both_shot_counts_with_a_grid(eval_data, tmp_path, capsys
         assert res["folds"] == 3
         per_fold = [json.loads((base / f"fold{k}" / "grid.json").read_text())["configs"] for k in range(3)]
         assert res["values"] == pytest.approx([sum(c[j]["miou"] for c in per_fold) / 3 for j in range(4)])
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert f"grid: 4 settings per fold in {tmp_path / 'all' / 'shots1' / 'fold<k>' / 'grid.json'}" in printed
     assert main(["report", str(tmp_path / "all" / "shots1"), "--bootstrap", "50"]) == 0
     assert "mean over 3 folds" in capsys.readouterr().out
 

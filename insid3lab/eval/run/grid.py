@@ -146,7 +146,8 @@ def grid_episode(model, dataset, ep: Episode, ignore_value: int | None, *, grid,
                 "grid": _named(grid, fields)}  # fmt: skip
     refs, tgt = set_shots(model, dataset, ep)
     masks = insid3lab.segment_grid(model, tgt.image, grid)
-    fields = _by_object(masks, lambda m: mask_counts(m, tgt, ignore_value))
+    truths: dict = {}
+    fields = _by_object(masks, lambda m: mask_counts(m, tgt, ignore_value, truths=truths))
     return {"target": tgt.image_path, "references": [r.image_path for r in refs], "grid": _named(grid, fields)}
 
 

@@ -23,18 +23,22 @@ def set_shots(model, dataset, ep: Episode, *, label: str | None = None) -> tuple
     return refs, tgt
 
 
-def mask_counts(pred, tgt, ignore_value: int | None) -> dict:
+def mask_counts(pred, tgt, ignore_value: int | None, *, truths: dict | None = None) -> dict:
     """A predicted (H, W) mask scored against the target's mask: ``intersection``, ``union`` (background,
-    foreground) and ``iou``."""
+    foreground) and ``iou``. ``truths``: a dict keeping the resized ground truth per prediction size (for many
+    predictions of one target)."""
     pred = torch.as_tensor(pred).detach().cpu()
     if pred.ndim != 2:
         raise ValueError(f"model.segment returned shape {tuple(pred.shape)}; expected (H, W)")
     # the ground truth (and its ignore region) is brought to the prediction's size with nearest-neighbour
     # F.interpolate, as the authors' inference_segmentation.evaluate does; the prediction is S x S under
     # protocol "paper" and at the target's own size under "native"
-    gt = match_size(tgt.mask, tuple(pred.shape))
-    ignore = None if ignore_value is None else gt == ignore_value
-    inter, union = intersection_union(pred, gt == 1, ignore if ignore is not None and bool(ignore.any()) else None)
+    truths = {} if truths is None else truths
+    if tuple(pred.shape) not in truths:
+        gt = match_size(tgt.mask, tuple(pred.shape))
+        ignore = None if ignore_value is None else gt == ignore_value
+        truths[tuple(pred.shape)] = (gt == 1, ignore if ignore is not None and bool(ignore.any()) else None)
+    inter, union = intersection_union(pred, *truths[tuple(pred.shape)])
     i, u = inter.tolist(), union.tolist()
     return {"intersection": i, "union": u, "iou": i[1] / max(u[1], 1)}
 
