@@ -1,8 +1,10 @@
 """The options every command shares, written once: the model, the method's hyper-parameters, image limits.
 
-Defaults and help of the hyper-parameters come from :class:`insid3lab.method.params.Params`; the model
-source string is turned into a backbone by :func:`load_model_source`; :func:`build_pipeline`
-makes the :class:`~insid3lab.INSID3` a command works with.
+The method's options are generated from the fields of :class:`insid3lab.method.params.Params` (flag,
+default, range or choices, help: :func:`add_hyperparameter_arguments`), so a new field needs no edit
+here; the model source string (``--model``, else ``$INSID3LAB_WEIGHTS``) is turned into a backbone by
+:func:`load_model_source`; :func:`build_pipeline` makes the :class:`~insid3lab.INSID3` every command
+works with.
 """
 
 from __future__ import annotations
