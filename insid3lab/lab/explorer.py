@@ -134,10 +134,10 @@ class Explorer:
     * ``merge`` (merge threshold): only the final aggregation and upsampling.
     * ``refine`` (the refiner, choices from :data:`insid3lab.stages.refine.REFINERS`): only the
       upsampling and refinement of the same coarse mask (:func:`insid3lab.method.pipeline.upsample`).
-    * ``layer``: the features of that block for the PCA panel (cached per (S, block)).
+    * ``layer``: the features of that block for the PCA panels (cached per (S, block)).
 
     ``counts`` records how many times each stage ran: ``encode`` (backbone passes for the
-    target or a reference), ``layer_features`` (backbone passes for the PCA panel),
+    target or a reference), ``layer_features`` (backbone passes for the PCA panels),
     ``clustering`` (trees built or labels computed; a cut at a new τ is not one), ``decode`` (matching + seed/scores), ``aggregation`` (merge-threshold-only
     updates), ``refinement`` (refiner-only updates); ``renders`` counts redraws per panel.
 

@@ -15,7 +15,18 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BASIS_IMAGES", "RANGES", "Params", "check_param", "check_value", "choices", "describe", "kind", "option"]
+__all__ = [
+    "BASIS_IMAGES",
+    "RANGES",
+    "REGISTRIES",
+    "Params",
+    "check_param",
+    "check_value",
+    "choices",
+    "describe",
+    "kind",
+    "option",
+]
 
 #: The images the positional basis is estimated from: ``"black"`` (the authors' code) or ``"noise"``
 #: (the paper's text); see :func:`insid3lab.core.preprocess.basis_images`.
