@@ -35,13 +35,11 @@ def add_grid_arguments(p: argparse.ArgumentParser, *, what: str = "run") -> None
 def grid_from_args(args: argparse.Namespace, *, svd_components: int | None = None):
     """The :class:`~insid3lab.method.grid.SettingsGrid` of ``--grid``/``--grid-file`` on the settings of the other
     flags, or None without either (checked before any work: a ValueError names what is wrong)."""
-    from insid3lab.method.grid import FIELDS, SettingsGrid
-    from insid3lab.method.params import Params
+    from insid3lab.method.grid import SettingsGrid
 
     if not getattr(args, "grid", None) and not getattr(args, "grid_file", None):
         return None
-    kw = options.pipeline_kwargs(args, svd_components=svd_components)
-    base = Params(**{k: v for k, v in kw.items() if k in FIELDS})
+    base = options.method_params(args, **({} if svd_components is None else {"svd_components": svd_components}))
     if args.grid_file:
         return SettingsGrid.from_file(args.grid_file, base)
     return SettingsGrid.parse(args.grid, base)

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from insid3lab.method.params import Params, check_param
+from insid3lab.method.params import Params, check_param, kind
 
 __all__ = ["ENCODING_FIELDS", "FIELDS", "MAX_SETTINGS", "SettingsGrid", "parse_axis", "parse_setting", "parse_value"]
 
@@ -41,7 +41,7 @@ ENCODING_FIELDS: tuple[str, ...] = ("image_size",)
 #: The most settings one grid may hold.
 MAX_SETTINGS = 10_000
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Params)}
+_FIELDS = {f.name: f for f in dataclasses.fields(Params)}
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -52,31 +52,25 @@ def _check_name(name: str) -> str:
 
 
 def parse_value(name: str, text: str) -> Any:
-    """One value of field ``name`` from text, converted as the field's default is typed and checked by
-    :func:`~insid3lab.method.params.check_param` (``"0.5"`` for ``tau``, ``"true"`` for ``debias``, ...).
+    """One value of field ``name`` from text, converted as the field's :func:`~insid3lab.method.params.kind` says
+    and checked by :func:`~insid3lab.method.params.check_param` (``"0.5"`` for ``tau``, ``"true"`` for ``debias``).
 
     Raises:
         ValueError: an unknown field, text that is not of the field's type, a value out of range.
     """
     _check_name(name)
     text = str(text).strip()
-    default = _DEFAULTS[name]
-    try:
-        if isinstance(default, bool):
-            if text.lower() not in _TRUE + _FALSE:
-                raise ValueError(f"{name}={text!r}: must be true or false")
-            value: Any = text.lower() in _TRUE
-        elif isinstance(default, int):
-            value = int(text)
-        elif isinstance(default, float):
-            value = float(text)
-        else:
-            value = text
-    except ValueError as e:
-        if str(e).startswith(f"{name}="):
-            raise
-        kind = "an integer" if isinstance(default, int) else "a number"
-        raise ValueError(f"{name}={text!r}: must be {kind}") from None
+    k = kind(_FIELDS[name])
+    value: Any = text
+    if k == "bool":
+        if text.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"{name}={text!r}: must be true or false")
+        value = text.lower() in _TRUE
+    elif k in ("int", "float"):
+        try:
+            value = int(text) if k == "int" else float(text)
+        except ValueError:
+            raise ValueError(f"{name}={text!r}: must be {'an integer' if k == 'int' else 'a number'}") from None
     return check_param(name, value)
 
 
