@@ -118,6 +118,14 @@ def test_nway_and_instance_grids_equal_their_settings_alone(tmp_path):
                 assert entry == own, (kind, j, i)
         if kind == "instances":
             assert "ap" in doc["configs"][0] and "gt" in records[0] and "pred" in records[0]["grid"][0]
+        res = grid_results(tmp_path / kind, resamples=20)
+        metric = [100 * c["ap"] if kind == "instances" else c["miou"] for c in doc["configs"]]
+        assert res["values"] == pytest.approx(metric) and res["metric"] == (
+            "mask AP" if kind == "instances" else "mIoU"
+        )
+        assert (res["intervals"][0] is None) == (kind == "instances")
+        md, (curves, heat) = grid_report(tmp_path / kind, resamples=20)
+        assert f"**Best setting:** `{res['labels'][res['best']]}`" in md and len(curves.axes) == 2
 
 
 # ───────────────────────── resume and processes ─────────────────────────
