@@ -186,6 +186,11 @@ def _grid(res: dict[str, Any]) -> list[str]:
             f"    each extra setting: {_ms(g['per_extra_setting_s'])} = {g['per_extra_setting_of_encoding']:.3f} of one "
             f"target's encoding ({_ms(per['encoding'])}; goal <= {g['goal_per_setting']})"
         ),
+        (
+            f"    after the encoding: grid {_ms(g['after_encoding_s']['grid'])} vs {_ms(g['after_encoding_s']['one'])}; "
+            f"ratio from the decodes {g['ratio_from_decode']:.3f}, each extra setting "
+            f"{g['per_extra_setting_from_decode_of_encoding']:.3f} of the encoding"
+        ),
     ]
 
 

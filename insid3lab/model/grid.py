@@ -58,11 +58,19 @@ def encodings(model, target, settings: Sequence[Params]) -> Iterator[tuple[Encod
     """Per image size: ``(the target encoded at it, the indices of its settings)``.
 
     ``model.params`` is the first of those settings while the caller works on them (so the shots are
-    encoded at that size on first use).
+    encoded at that size on first use). ``target`` may be an :class:`~insid3lab.model.encoding.Encoded` from
+    ``model.encode``: used as it is at its own size.
     """
     for idxs in group_by(range(len(settings)), lambda i: settings[i].image_size).values():
         model.params = settings[idxs[0]]
-        yield model.encode(target, what="target image"), idxs
+        if isinstance(target, Encoded):
+            # an encoding at this size serves as it is; at another size, the image it came from is encoded again
+            yield (
+                (target if target.size == model.image_size else model.encode(target.source, what="target image")),
+                idxs,
+            )
+        else:
+            yield model.encode(target, what="target image"), idxs
 
 
 def _debiasing(model, p: Params) -> tuple:
@@ -90,7 +98,8 @@ def segment_grid(model, target, grid) -> list[Tensor]:
 
     Args:
         model: an :class:`~insid3lab.INSID3` with its reference shots set (one concept).
-        target: the target image (path, PIL image, array or normalised tensor).
+        target: the target image (path, PIL image, array or normalised tensor), or its encoding from
+            ``model.encode`` (used as it is for the settings of its image size).
         grid: a :class:`~insid3lab.method.grid.SettingsGrid`, a list of :class:`Params`, ``{name: [values]}``
             axes or a list of ``{name: value}`` settings (these two based on ``model.params``).
 

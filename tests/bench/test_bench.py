@@ -258,6 +258,9 @@ def test_bench_grid_reports_its_ratios(tmp_path, capsys):
     assert g["ratio"] == pytest.approx(per["grid"] / per["one"])
     assert g["per_extra_setting_s"] == pytest.approx((per["grid"] - per["one"]) / 5)
     assert g["per_extra_setting_of_encoding"] == pytest.approx(g["per_extra_setting_s"] / per["encoding"])
+    dec = g["after_encoding_s"]
+    assert g["ratio_from_decode"] == pytest.approx((per["one"] - dec["one"] + dec["grid"]) / per["one"])
+    assert g["per_extra_setting_from_decode_s"] == pytest.approx((dec["grid"] - dec["one"]) / 5)
     printed = capsys.readouterr().out
     assert "grid of 6 settings vs 1 per episode: " in printed and f"ratio {g['ratio']:.3f} (" in printed
     assert main(["bench", "--model", "random:tiny", "--grid", "tau=2", "--quiet"]) == 1

@@ -144,6 +144,9 @@ def test_every_setting_equals_its_own_segment(tiny, scenes):
         assert torch.equal(masks[i], expected), g.label(i)
         sums.add(int(expected.sum()))
     assert len(sums) > 3  # the settings do change the masks
+    # an encoding of the target serves the settings of its size; the others encode its image again
+    encoded = segment_grid(model, model.encode(tgt), g)
+    assert all(torch.equal(a, b) for a, b in zip(encoded, masks))
 
 
 def test_other_axes_and_a_list_of_settings(tiny, scenes):
