@@ -9,7 +9,8 @@ import pycocotools.mask as mask_api
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.eval_fixtures import FakeModel, comparable, records_without_time
+from helpers.processes import free_port, gloo_group
+from helpers.runs import FakeModel, comparable, records_without_time
 from PIL import Image
 
 import insid3lab
@@ -379,23 +380,14 @@ def test_tiny_insid3_runs_nway_and_instances_under_both_protocols(export, tmp_pa
 
 
 def _worker(rank: int, world: int, port: int, images_dir: str, path: str, out: str) -> None:
-    import os
-
-    import torch.distributed as dist
-
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         ds = CocoJsonDataset(images_dir, annotations=path, reference_split=None)
         run_evaluation(ColourModel(drop="green"), ds, f"{out}/nway", episodes=9, seed=4, ways=3, progress=False)
         run_evaluation(ColourModel(shift=2), ds, f"{out}/inst", episodes=9, seed=4, task="instances", progress=False)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_processes_equal_one(export, tmp_path):
     import torch.multiprocessing as mp
-    from helpers.eval_fixtures import free_port
 
     ds = dataset(export)
     nway = run_evaluation(ColourModel(drop="green"), ds, tmp_path / "nway", episodes=9, seed=4, ways=3, progress=False)

@@ -5,12 +5,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
+from helpers.synthetic import ColourPositionEncoder
 from PIL import Image
 
 from insid3lab import INSID3, authors, load_backbone, save_meta_checkpoint, save_pretrained
 from insid3lab.model.insid3 import SegmentManyError
-from insid3lab.synthetic import sample_scene
+from insid3lab.synthetic import grid_scene, sample_scene
+from insid3lab.viz import iou
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
@@ -173,11 +174,10 @@ def test_authors_call_sequence_equals_the_new_one(tiny, scenes):
         assert old.references == []  # like the authors' code, the state is reset for the next episode
 
 
-def test_basis_is_cached_on_disk_and_reused(tiny, tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "c"))
+def test_basis_is_cached_on_disk_and_reused(tiny, isolated_cache, monkeypatch):
     a = INSID3(tiny, image_size=64, svd_components=8)
     U = a.basis
-    files = list((tmp_path / "c" / "basis").glob("*.pt"))
+    files = list(isolated_cache.glob("*.pt"))
     assert len(files) == 1
     b = INSID3(tiny, image_size=64, svd_components=8)
 
@@ -189,9 +189,9 @@ def test_basis_is_cached_on_disk_and_reused(tiny, tmp_path, monkeypatch):
     # a different image size is a different entry; disabling the cache writes nothing
     c = INSID3(tiny, image_size=96, svd_components=8, basis_cache=False)
     _ = c.basis  # computes the basis (not written to disk)
-    assert len(list((tmp_path / "c" / "basis").glob("*.pt"))) == 1
+    assert len(list(isolated_cache.glob("*.pt"))) == 1
     assert a.clear_basis_cache() == 1
-    assert not (tmp_path / "c" / "basis").exists()
+    assert not isolated_cache.exists()
 
 
 def test_changing_settings_reuses_or_reencodes(tiny, scenes):
