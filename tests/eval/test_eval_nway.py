@@ -21,11 +21,11 @@ from insid3lab.eval.datasets.cocojson import CocoJsonDataset
 from insid3lab.eval.run.episodes import Episode, load_episodes, sample_episodes, save_episodes
 from insid3lab.eval.run.nway import nway_episode
 from insid3lab.eval.run.runner import _segment_episode
+from insid3lab.synthetic import box_scene
 
 # ───────────────────────── a COCO-format export drawn by hand ─────────────────────────
 
 H, W = 32, 48
-GRAY = (128, 128, 128)
 NAMES = ["red", "green", "blue"]
 COLOURS = {1: (220, 40, 40), 2: (40, 200, 60), 3: (40, 80, 230)}
 N_IMAGES = 9
@@ -49,9 +49,8 @@ def make_export(root):
     images_dir.mkdir(parents=True)
     images, anns = [], []
     for i in range(N_IMAGES):
-        img = np.zeros((H, W, 3), dtype=np.uint8) + np.array(GRAY, dtype=np.uint8)
+        img, _ = box_scene((H, W), [(box, COLOURS[cat]) for cat, box, _ in boxes_of(i)], grey=128, noise=0)
         for cat, (x0, y0, x1, y1), crowd in boxes_of(i):
-            img[y0:y1, x0:x1] = COLOURS[cat]
             m = np.zeros((H, W), dtype=np.uint8)
             m[y0:y1, x0:x1] = 1
             rle = mask_api.encode(np.asfortranarray(m))

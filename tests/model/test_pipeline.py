@@ -8,31 +8,14 @@ import torch
 from helpers.synthetic import ColourPositionEncoder
 from PIL import Image
 
-from insid3lab import INSID3, authors, load_backbone, save_meta_checkpoint, save_pretrained
+from insid3lab import INSID3, authors, load_backbone
 from insid3lab.model.insid3 import SegmentManyError
-from insid3lab.synthetic import grid_scene, sample_scene
+from insid3lab.synthetic import grid_scene
 from insid3lab.viz import iou
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 RED, GREEN, YELLOW = (230, 30, 30), (30, 200, 40), (240, 230, 40)
-
-
-@pytest.fixture(scope="module")
-def scenes():
-    """(PIL image, mask) pairs of the sample object in different places and sizes."""
-    out = []
-    for seed, size, scale in [
-        (0, (96, 128), 1.0),
-        (1, (112, 96), 0.8),
-        (2, (128, 128), 1.2),
-        (3, (80, 144), 0.7),
-        (4, (100, 100), 1.0),
-        (5, (120, 90), 0.9),
-    ]:
-        img, m = sample_scene(seed, size, scale=scale)
-        out.append((Image.fromarray(img), m))
-    return out
 
 
 # ---------------------------------------------------------------- the hand-made encoder
@@ -129,21 +112,13 @@ def test_hand_encoder_equals_the_literal_implementation():
 
 
 # ------------------------------------------------------- checkpoints on disk, k-shot, caching
-@pytest.fixture(scope="module")
-def saved_tiny(tiny, tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    save_pretrained(tiny, d / "hf")
-    save_meta_checkpoint(tiny, d / "meta.pth")
-    save_meta_checkpoint(tiny, d / "meta.safetensors")
-    return d
-
-
-def test_every_checkpoint_format_gives_the_same_masks(saved_tiny, scenes):
+def test_every_checkpoint_format_gives_the_same_masks(tiny_saved, scenes):
     masks = []
-    for src in ("hf", "meta.pth", "meta.safetensors"):
-        model = INSID3(load_backbone(saved_tiny / src, device="cpu"), image_size=64, svd_components=8)
+    for path in tiny_saved.paths().values():
+        model = INSID3(load_backbone(path, device="cpu"), image_size=64, svd_components=8)
         model.set_reference(*scenes[0])
         masks.append([model.segment(img) for img, _ in scenes[1:4]])
+    assert len(masks) == 3
     for other in masks[1:]:
         assert all(torch.equal(a, b) for a, b in zip(masks[0], other))
 
