@@ -33,6 +33,7 @@ from pathlib import Path  # noqa: E402
 from helpers.backbones import TINY_DEPTH, SavedBackbone  # noqa: E402
 from helpers.benchmarks import make_all  # noqa: E402
 from helpers.synthetic import SCENE  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from insid3lab import synthetic  # noqa: E402
 from insid3lab.backbone import (  # noqa: E402
@@ -91,6 +92,23 @@ def scene():
     ref, ref_mask = synthetic.lesion_scene(seed=0, size=SCENE)
     tgt, tgt_mask = synthetic.lesion_scene(seed=1, size=SCENE)
     return ref, ref_mask, tgt, tgt_mask
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    """(PIL image, mask) pairs of the sample object in different places and sizes."""
+    out = []
+    for seed, size, scale in [
+        (0, (96, 128), 1.0),
+        (1, (112, 96), 0.8),
+        (2, (128, 128), 1.2),
+        (3, (80, 144), 0.7),
+        (4, (100, 100), 1.0),
+        (5, (120, 90), 0.9),
+    ]:
+        img, m = synthetic.sample_scene(seed, size, scale=scale)
+        out.append((Image.fromarray(img), m))
+    return out
 
 
 @pytest.fixture(scope="session")
