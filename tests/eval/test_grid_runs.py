@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.eval_fixtures import comparable, eval_data, free_port  # noqa: F401  (eval_data is a fixture)
-from test_eval_cli_flags import isaid_three_folds
+from helpers.benchmarks import isaid_three_folds
+from helpers.processes import cli_worker, free_port
+from helpers.runs import FakeModel, comparable
 from test_eval_nway import dataset as coco_json_dataset
 from test_eval_nway import make_export
 
@@ -176,30 +177,19 @@ def test_resume_after_sigkill_gives_the_grid_of_an_uninterrupted_run(eval_data, 
     assert {i: r["grid"] for i, r in read_records(tmp_path / "part").items()} == {i: r["grid"] for i, r in full.items()}
 
 
-def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
-    import torch.distributed as dist
-
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        run_evaluation(tiny_model(), build_dataset("folder", data), out, episodes=7, seed=3, progress=False,
-                       protocol="paper", grid=AXES, bootstrap=100)  # fmt: skip
-    finally:
-        dist.destroy_process_group()
-
-
-def test_two_processes_give_the_grid_of_one(eval_data, tmp_path):
+def test_torchrun_processes_give_the_grid_of_one(eval_data, tmp_path):
+    """WORLD_SIZE/RANK/MASTER_* as torchrun sets them: two gloo processes, the grid.json of one process."""
     import torch.multiprocessing as mp
 
     data = eval_data / "defects"
-    run_evaluation(tiny_model(), build_dataset("folder", data), tmp_path / "one", episodes=7, seed=3, progress=False,
-                   protocol="paper", grid=AXES, bootstrap=100)  # fmt: skip
-    mp.start_processes(_worker, args=(2, free_port(), str(data), str(tmp_path / "two")), nprocs=2, join=True,
-                       start_method="fork")  # fmt: skip
+    assert main(_cli(data, tmp_path / "one")) == 0
+    argv = _cli(data, tmp_path / "two")[1:]  # the eval command's own arguments
+    mp.start_processes(cli_worker, args=(2, free_port(), ["eval", *argv]), nprocs=2, join=True, start_method="fork")
     assert grid_view(tmp_path / "two") == grid_view(tmp_path / "one")
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert two["settings"]["world_size"] == 2 and not list((tmp_path / "two").glob("results.rank*.jsonl"))
-    assert read_records(tmp_path / "two").keys() == read_records(tmp_path / "one").keys()
+    one, both = read_records(tmp_path / "one"), read_records(tmp_path / "two")
+    assert {i: r["grid"] for i, r in both.items()} == {i: r["grid"] for i, r in one.items()}
 
 
 # ───────────────────────── report and compare ─────────────────────────
@@ -322,8 +312,6 @@ def test_resume_with_another_grid_names_the_difference(grid_run, folder, eval_da
         run_evaluation(tiny_model(), folder, out, **kw)
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
     with pytest.raises(ValueError, match="a grid run needs an insid3lab.INSID3 model"):
-        from helpers.eval_fixtures import FakeModel
-
         run_evaluation(FakeModel(), folder, tmp_path / "fake", grid=AXES, progress=False)
     with pytest.raises(ValueError, match="spair scores keypoint matching"):
         run_evaluation(tiny_model(), build_dataset("spair", eval_data), tmp_path / "kp", grid=AXES)
