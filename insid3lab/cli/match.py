@@ -106,6 +106,7 @@ def _run(model, pts, targets, out: OutputFolder, args, batch: Batch) -> None:
                 _figure(out, target, pts, matches, args, random_weights)
             batch.done += 1
         except Exception as e:  # noqa: BLE001 - reported with the target, the others go on
+            out.discard(target)  # a target that failed keeps no file: its rerun needs no --overwrite
             batch.fail(target, reason(e))
 
 

@@ -87,7 +87,7 @@ class PositionalBases:
             if fp:
                 try:
                     _cache.save_basis(fp, size, U, S, mean, tag=tag)
-                except OSError as e:
+                except OSError as e:  # a cache that cannot be written is no reason to stop the job
                     _warn(f"could not write the basis cache ({e}); continuing without it")
         self._svd[key] = {k: v.to(device) for k, v in data.items()}
         return self._svd[key]

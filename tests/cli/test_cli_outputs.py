@@ -292,3 +292,44 @@ def test_write_atomic_keeps_the_old_file_on_failure_and_reports_a_replacement(tm
     ]
     write_atomic(target, lambda tmp: tmp.write_bytes(b"x"), said.append)
     assert target.read_bytes() == b"x" and said == [f"replaced {target}"]
+
+
+def test_a_target_whose_files_cannot_all_be_written_keeps_none(env, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from matplotlib.figure import Figure
+
+    targets = [env / "s" / "target_1.png", env / "s" / "target_2.png"]
+    out = tmp_path / "o"
+    argv = [a for a in _segment(env, targets, out) if a != "--no-overlay"]
+
+    def full(self, fname, *a, **kw):
+        fname.write(b"\x89PNG half an overlay")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    assert main(argv) == 1
+    errors = _errors(capsys.readouterr().err)
+    assert len(errors) == 2 and all("No space left on device" in e for e in errors)
+    assert list(out.iterdir()) == []  # no mask without its overlay, no temporary file
+    monkeypatch.undo()
+    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(argv) == 0  # the rerun needs no --overwrite
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{t.name}{s}" for t in targets for s in (".pred.png", ".overlay.png")
+    )
+
+
+def test_outputs_get_the_permissions_of_the_umask(env, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert (
+            main([a for a in _segment(env, [env / "s" / "target_1.png"], tmp_path / "o") if a != "--no-overlay"]) == 0
+        )
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o").iterdir()}
+    assert modes == {"target_1.png.pred.png": 0o644, "target_1.png.overlay.png": 0o644}
