@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3lab.core.files import write_atomic
 from insid3lab.eval.metrics.stats import bootstrap_weights, percentile_bounds, segmentation_resamples
 from insid3lab.eval.reports.runs import load_fold_runs
 
-__all__ = ["plot_report", "report", "report_rows", "write_report"]
+__all__ = ["plot_report", "report", "report_files", "report_rows", "write_report"]
 
 
 def _value(summary: dict) -> float:
@@ -57,7 +58,8 @@ def _mean_interval(runs: list[dict], resamples: int, seed: int, level: float):
 
 
 def report_rows(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> list[dict]:
-    """One row per path: ``{"run", "dataset", "shots", "protocol", "metric", "cells": {column: (value, [lo, hi])}}``.
+    """One row per path: ``{"run", "dataset", "shots", "ways", "protocol", "metric", "cells": {column: (value,
+    [lo, hi])}}``.
 
     Raises:
         NotARunError: a path is not a run nor a ``--fold all`` folder.
@@ -74,6 +76,7 @@ def report_rows(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0
             "run": Path(path).name or str(path),
             "dataset": first["settings"].get("dataset"),
             "shots": first["settings"].get("shots"),
+            "ways": first.get("ways", 1),
             "protocol": first.get("protocol", first["settings"].get("protocol")),
             "metric": {"segmentation": "mIoU", "instances": "mask AP"}.get(first["task"], "PCK@0.10"),
             "cells": cells,
@@ -100,10 +103,10 @@ def report(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0.95):
     """(Markdown table, matplotlib Figure) of the runs in ``paths`` (see the module docstring)."""
     rows = report_rows(paths, resamples=resamples, seed=seed, level=level)
     cols = _columns(rows)
-    head = ["run", "dataset", "shots", "protocol", "metric", *cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * 4 + [":-:"] * (len(cols) + 1)) + "|"]
+    head = ["run", "dataset", "shots", "ways", "protocol", "metric", *cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * 5 + [":-:"] * (len(cols) + 1)) + "|"]
     for r in rows:
-        vals = [r["run"], str(r["dataset"]), str(r["shots"]), str(r["protocol"]), r["metric"]]
+        vals = [r["run"], str(r["dataset"]), str(r["shots"]), str(r["ways"]), str(r["protocol"]), r["metric"]]
         lines.append("| " + " | ".join(vals + [_cell(r["cells"].get(c)) for c in cols]) + " |")
     note = f"\nIntervals: {int(level * 100)}% bootstrap over episodes (percentile)."
     return "\n".join(lines) + "\n" + note + "\n", plot_report(rows, cols)
@@ -138,12 +141,17 @@ def plot_report(rows: list[dict], cols: list[str]):
     return fig
 
 
-def write_report(paths, out: str | os.PathLike, **kw) -> tuple[Path, Path]:
-    """Write ``out`` (Markdown) and the figure beside it (same name, ``.png``); returns both paths."""
-    md, fig = report(paths, **kw)
+def report_files(out: str | os.PathLike) -> tuple[Path, Path]:
+    """The files :func:`write_report` writes for ``out``: the table and the figure beside it (``.png``)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
-    png = out.with_suffix(".png")
-    fig.savefig(png, dpi=110)
-    return out, png
+    return out, out.with_suffix(".png")
+
+
+def write_report(paths, out: str | os.PathLike, **kw) -> tuple[Path, Path]:
+    """Write ``out`` (Markdown) and the figure beside it (same name, ``.png``), each whole or not at all;
+    returns both paths."""
+    md, fig = report(paths, **kw)
+    table, png = report_files(out)
+    write_atomic(table, md)
+    write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=110))
+    return table, png
