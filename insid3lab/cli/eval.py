@@ -274,6 +274,7 @@ def _data_root(args: argparse.Namespace) -> str:
 
 #: The exit status of a run that finished without a score for some fold or shot count (no evaluated episode).
 INCOMPLETE = 3
+_NO_EPISODE = "no evaluated episode"
 
 
 def run_eval_from_args(args: argparse.Namespace) -> int:
@@ -423,9 +424,6 @@ def _interval(summary: dict, key: str) -> str:
     return "" if not lo_hi else f" [{_fmt(lo_hi[0])}, {_fmt(lo_hi[1])}]"
 
 
-_NO_EPISODE = "no evaluated episode"
-
-
 def _headline(summary: dict) -> str:
     ep = summary["episodes"]
     tail = f"episodes {ep['evaluated']}/{ep['total']}" + (f", bad {ep['bad']}" if ep["bad"] else "")
@@ -435,8 +433,8 @@ def _headline(summary: dict) -> str:
     if not ep["evaluated"]:
         return f"{_NO_EPISODE}  ({tail})"
     if summary["task"] == "instances":
-        aps = "  ".join(f"{name} {_fmt(100 * summary[key])}" for name, key in (("AP", "ap"), ("AP50", "ap50"),
-                                                                                  ("AP75", "ap75")))  # fmt: skip
+        aps = "  ".join(f"{name} {_fmt(None if summary[key] is None else 100 * summary[key])}"
+                        for name, key in (("AP", "ap"), ("AP50", "ap50"), ("AP75", "ap75")))  # fmt: skip
         return f"{aps}  (mask AP in percent; {tail}, task instances)"
     if summary["task"] == "segmentation":
         return (f"mIoU {_fmt(summary['miou'])}{_interval(summary, 'miou')}  "

@@ -17,6 +17,7 @@ from test_eval_cli_flags import _argv, isaid_three_folds, stand_in  # noqa: F401
 
 from insid3lab.cli import main
 from insid3lab.eval import build_dataset, run_evaluation
+from insid3lab.eval.reports.report import report
 from insid3lab.eval.run import files
 
 
@@ -104,6 +105,9 @@ def test_every_json_file_of_a_run_is_strict(eval_data, tmp_path):
     assert doc["miou"] is None and doc["interval"]["miou"] == [None, None]
     for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
+    # a run without a score reads back and reports as such
+    md, _ = report([tmp_path / "run"], resamples=10)
+    assert md.splitlines()[2].endswith("| mIoU | n/a |")
 
 
 def test_a_fold_without_episodes_is_reported_left_out_of_the_mean_and_fails_the_exit_status(

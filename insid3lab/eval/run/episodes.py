@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3lab.core.files import json_text
 from insid3lab.eval.datasets.base import leaves_folder
 from insid3lab.eval.run.files import write_atomic
 
@@ -201,7 +202,7 @@ def save_episodes(path: str | os.PathLike, episodes: list[Episode], *, meta: dic
         "digest": episodes_digest(episodes),
         "episodes": [e.to_json() for e in episodes],
     }
-    write_atomic(path, json.dumps(doc, indent=1))
+    write_atomic(path, json_text(doc, indent=1))
     return path
 
 
