@@ -12,8 +12,9 @@ import stat
 import warnings
 
 import pytest
-from helpers.eval_fixtures import FakeModel, comparable, eval_data, records_without_time  # noqa: F401
-from test_eval_cli_flags import _argv, isaid_three_folds, stand_in  # noqa: F401  (stand_in is a fixture)
+from helpers.benchmarks import isaid_three_folds
+from helpers.cli import eval_argv
+from helpers.runs import FakeModel, comparable, records_without_time
 
 from insid3lab.cli import main
 from insid3lab.eval import build_dataset, run_evaluation
@@ -117,7 +118,7 @@ def test_a_fold_without_episodes_is_reported_left_out_of_the_mean_and_fails_the_
     for f in (root / "iSAID" / "val" / "images").glob("*_1.png"):
         f.write_bytes(b"\x00garbage")  # fold 1: every image unreadable
     out = tmp_path / "all"
-    rc = main(_argv(root, "isaid", out, "--fold", "all", "--episodes", "2", "--skip-bad", "--shots", "1,2"))
+    rc = main(eval_argv(root, "isaid", out, "--fold", "all", "--episodes", "2", "--skip-bad", "--shots", "1,2"))
     captured = capsys.readouterr()
     assert rc == 3
     for shots in (1, 2):
@@ -212,9 +213,9 @@ def test_a_finished_or_failed_run_leaves_no_lock_file(eval_data, tmp_path):
 
 def test_the_command_line_says_resume_in_its_own_words(eval_data, tmp_path, stand_in, capsys):
     out = tmp_path / "r"
-    assert main(_argv(eval_data, "isic", out, "--episodes", "2")) == 0
+    assert main(eval_argv(eval_data, "isic", out, "--episodes", "2")) == 0
     capsys.readouterr()
-    assert main(_argv(eval_data, "isic", out, "--episodes", "2")) == 1
+    assert main(eval_argv(eval_data, "isic", out, "--episodes", "2")) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
         f"insid3lab: error: {out} already holds an evaluation run; pass --resume to continue it, "
