@@ -229,6 +229,15 @@ def test_report_and_compare_on_a_grid_run(grid_run, tmp_path, capsys):
     assert main(["report", str(out), "--out", str(tmp_path / "rep" / "ablation.md"), "--bootstrap", "50"]) == 0
     assert {f.name for f in (tmp_path / "rep").iterdir()} == {"ablation.md", "ablation.png", "ablation-heatmaps.png"}
     assert "![ablation.png](ablation.png)" in (tmp_path / "rep" / "ablation.md").read_text()
+    # an existing report is replaced only with --overwrite; a file of the run never
+    again = ["report", str(out), "--out", str(tmp_path / "rep" / "ablation.md"), "--bootstrap", "50"]
+    before = (tmp_path / "rep" / "ablation.png").read_bytes()
+    assert main(again) == 1 and "pass --overwrite to replace" in capsys.readouterr().err
+    assert (tmp_path / "rep" / "ablation.png").read_bytes() == before
+    assert main([*again, "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out), "--out", str(out / "grid.json"), "--overwrite"]) == 1
+    assert "would replace the input" in capsys.readouterr().err
 
 
 def test_every_fold_and_both_shot_counts_with_a_grid(eval_data, tmp_path, capsys):

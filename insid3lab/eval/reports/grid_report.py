@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3lab.core.files import write_atomic
 from insid3lab.eval.metrics.stats import bootstrap_weights, percentile_bounds
 from insid3lab.eval.reports.compare import resampled_metric
 from insid3lab.eval.reports.report import mean_interval
 from insid3lab.eval.reports.runs import NotARunError, load_grid, setting_run
 
-__all__ = ["OPTIMISM", "grid_report", "grid_results", "is_grid_run", "plot_grid_curves", "plot_grid_heatmaps",
-           "write_grid_report"]  # fmt: skip
+__all__ = ["OPTIMISM", "grid_report", "grid_report_files", "grid_results", "is_grid_run", "plot_grid_curves",
+           "plot_grid_heatmaps", "write_grid_report"]  # fmt: skip
 
 #: The reminder printed with the best setting.
 OPTIMISM = ("The best setting was chosen on the evaluation episodes, so its score is optimistic: confirm it on other "
@@ -306,17 +307,21 @@ def grid_report(path: str | os.PathLike, *, resamples: int = 1000, seed: int = 0
     return _markdown(res, list(image_names)), [plot_grid_curves(res), plot_grid_heatmaps(res)]
 
 
+def grid_report_files(out: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """The files :func:`write_grid_report` writes for ``out``: the Markdown, the curves (``.png``) and the heat
+    maps (``-heatmaps.png``, with two axes or more)."""
+    out = Path(out)
+    return out, out.with_suffix(".png"), out.with_name(f"{out.stem}-heatmaps.png")
+
+
 def write_grid_report(path: str | os.PathLike, out: str | os.PathLike, *, resamples: int = 1000, seed: int = 0,
                       level: float = 0.95) -> list[Path]:  # fmt: skip
-    """Write ``out`` (Markdown), the curves beside it (same name, ``.png``) and the heat maps (``-heatmaps.png``,
-    with two axes or more); returns the paths written."""
-    out = Path(out)
+    """Write the files of :func:`grid_report_files`, each whole or not at all; returns the paths written."""
+    md_path, curves, heat = grid_report_files(out)
     res = grid_results(path, resamples=resamples, seed=seed, level=level)
-    figs = {out.with_suffix(".png"): plot_grid_curves(res), out.with_name(f"{out.stem}-heatmaps.png"):
-            plot_grid_heatmaps(res)}  # fmt: skip
-    figs = {f: fig for f, fig in figs.items() if fig is not None}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_markdown(res, [f.name for f in figs]))
+    figs = {f: fig for f, fig in ((curves, plot_grid_curves(res)), (heat, plot_grid_heatmaps(res))) if fig is not None}
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(md_path, _markdown(res, [f.name for f in figs]))
     for f, fig in figs.items():
-        fig.savefig(f, dpi=110)
-    return [out, *figs]
+        write_atomic(f, lambda tmp, fig=fig: fig.savefig(tmp, dpi=110))
+    return [md_path, *figs]

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 
 import insid3lab
-from insid3lab.eval.run.files import read_records
-from insid3lab.eval.run.grid import GRID_FILE, setting_record
+from insid3lab.core.warn import warn
+from insid3lab.eval.run.files import GRID_FILE, read_records, run_files
+from insid3lab.eval.run.grid import setting_record
 
-__all__ = ["NotARunError", "load_fold_runs", "load_grid", "load_run", "setting_run", "split_setting"]
+__all__ = ["NotARunError", "load_fold_runs", "load_grid", "load_run", "run_inputs", "setting_run", "split_setting"]
 
 
 class NotARunError(ValueError):
@@ -29,6 +30,15 @@ def split_setting(text: str | os.PathLike) -> tuple[str, str | None]:
     if not sep or "=" not in tail or Path(text).exists():
         return text, None
     return head, tail
+
+
+def _records(p: Path) -> dict[int, dict]:
+    """The run's good records; lines that cannot be trusted are left out with one warning."""
+    problems: list[str] = []
+    records = {i: r for i, r in read_records(p, problems=problems).items() if "bad" not in r}
+    if problems:
+        warn(f"{p}: {len(problems)} line(s) of its records cannot be trusted and are left out: {'; '.join(problems)}")
+    return records
 
 
 def _read_json(f: Path, what: str) -> dict:
@@ -58,8 +68,7 @@ def load_grid(path: str | os.PathLike) -> dict:
         grid = insid3lab.SettingsGrid.from_settings([c["params"] for c in configs], base)
     except (KeyError, TypeError, ValueError) as e:
         raise NotARunError(f"{str(f)!r} is not a grid run's grid.json ({e})") from None
-    records = {i: r for i, r in read_records(p).items() if "bad" not in r}
-    return {"path": str(p), "doc": doc, "grid": grid, "records": records}
+    return {"path": str(p), "doc": doc, "grid": grid, "records": _records(p)}
 
 
 def setting_run(g: dict, j: int) -> dict:
@@ -98,7 +107,7 @@ def load_run(path: str | os.PathLike, setting: str | None = None) -> dict:
         except ValueError as e:
             raise ValueError(f"{str(p)!r}: {e}") from None
         return setting_run(g, j)
-    records = {i: r for i, r in read_records(p).items() if "bad" not in r}
+    records = _records(p)
     return {"path": str(p), "summary": summary, "records": records}
 
 
@@ -119,3 +128,14 @@ def load_fold_runs(path: str | os.PathLike) -> dict[str, dict]:
             raise NotARunError(f"{str(f)!r} is not a folds summary of insid3lab eval --fold all") from None
         return {name: load_run(p / name) for name in folds}
     raise NotARunError(f"{str(p)!r} is not an evaluation run (no summary.json, no folds.json)")
+
+
+def run_inputs(path: str | os.PathLike) -> list[Path]:
+    """The files of a run folder (a grid run's setting: ``RUN:SETTING``), or of a ``--fold all`` folder and its folds:
+    what a report reads (never written)."""
+    p = Path(split_setting(path)[0])
+    files = run_files(p)
+    for sub in sorted(p.glob("fold*")):
+        if sub.is_dir():
+            files += run_files(sub)
+    return files

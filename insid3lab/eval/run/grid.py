@@ -31,6 +31,7 @@ from typing import Any
 import insid3lab
 from insid3lab.eval.reports.summary import build_summary
 from insid3lab.eval.run.episodes import Episode
+from insid3lab.eval.run.files import GRID_FILE
 from insid3lab.eval.run.instances import instance_predictions, instance_truth
 from insid3lab.eval.run.nway import label_map_counts, nway_truth, set_nway_shots
 from insid3lab.eval.run.segment import mask_counts, set_shots
@@ -47,8 +48,6 @@ __all__ = [
     "primary_setting",
     "setting_record",
 ]
-
-GRID_FILE = "grid.json"
 
 
 def grid_of(model, grid) -> insid3lab.SettingsGrid:

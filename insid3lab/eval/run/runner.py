@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from insid3lab.core.files import write_atomic as write_file
+from insid3lab.core.warn import warn
 from insid3lab.eval.datasets import IGNORE, BadSampleError
 from insid3lab.eval.metrics.segmentation import (
     KeypointMeter,
@@ -45,6 +47,8 @@ from insid3lab.eval.reports.summary import add_record, build_summary
 from insid3lab.eval.run.episodes import Episode, episodes_digest, resolve_episodes, save_episodes
 from insid3lab.eval.run.files import (
     RESULTS,
+    RecordFile,
+    RunExistsError,
     RunLock,
     dist_info,
     json_line,
@@ -269,10 +273,7 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
     run_file = out / "run.json"
     existing = run_file.exists() or any(out.glob("results*.jsonl"))
     if existing and not resume:
-        raise FileExistsError(
-            f"{str(out)!r} already holds an evaluation run; pass resume=True (--resume) to continue it "
-            "or choose another output folder"
-        )
+        raise RunExistsError(out)
     if resume and run_file.exists():
         old = read_run_file(run_file).get("identity", {})
         diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
@@ -286,7 +287,10 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
         files = sorted(out.glob("results*.jsonl"))
         for f in files:
             repair_tail(f)
-        records = read_records(out)
+        problems: list[str] = []
+        records = read_records(out, problems=problems)
+        if problems:
+            _set_aside(out, records, problems)
         digest = identity_digest(identity)
         foreign = sorted(i for i, r in records.items() if r.get("run", digest) != digest)
         if foreign:
@@ -301,6 +305,16 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
     save_episodes(out / "episodes.json", eps, meta={k: identity.get(k, 1) for k in ("dataset", "fold", "shots", "ways",
                                                                                      "seed")})  # fmt: skip
     return {"retried": retried}
+
+
+def _set_aside(out: Path, records: dict[int, dict], problems: list[str]) -> None:
+    """Name every record line that cannot be trusted, and keep only the sound records (their episodes
+    are evaluated again)."""
+    warn(f"resuming {out}: {len(problems)} line(s) of its records are set aside and their episodes evaluated "
+         f"again: {'; '.join(problems)}")  # fmt: skip
+    write_atomic(out / RESULTS, "".join(json_line(records[idx]) for idx in sorted(records)))
+    for f in out.glob("results.rank*.jsonl"):
+        f.unlink()
 
 
 def identity_digest(identity: dict) -> str:
@@ -415,7 +429,7 @@ def _run(
     }[task]
     if grid is not None:
         run_one = partial(grid_episode, grid=grid, task=task, ways=ways)
-    with open(live, "a") as fh, torch.no_grad():
+    with RecordFile(live) as fh, torch.no_grad():
         for ep in todo:
             ts = time.perf_counter()
             base = {
@@ -435,8 +449,7 @@ def _run(
                     ) from e
                 rec = {**base, "bad": {"file": e.path, "reason": e.reason}}
             rec["seconds"] = round(time.perf_counter() - ts, 4)
-            fh.write(json_line(rec))
-            fh.flush()
+            fh.write(rec)
             records[ep.index] = rec
             count(rec)
             bar.update(1)
@@ -461,18 +474,20 @@ def _run(
     if dist is not None:
         dist.barrier()  # all per-process files are complete
     if rank == 0:
-        _finalise_files(out, summary, dataset, task)
-        if configs is not None:
-            write_json(out / GRID_FILE, grid_document(grid, primary, configs))
+        grid_doc = None if configs is None else grid_document(grid, primary, configs)
+        _finalise_files(out, summary, dataset, task, grid_doc)
     if dist is not None:
         dist.barrier()
     return summary
 
 
-def _finalise_files(out: Path, summary: dict, dataset, task: str) -> None:
+def _finalise_files(out: Path, summary: dict, dataset, task: str, grid_doc: dict | None) -> None:
     records = read_records(out)
     write_atomic(out / RESULTS, "".join(json_line(records[idx]) for idx in sorted(records)))
     for f in out.glob("results.rank*.jsonl"):
         f.unlink()
+    if grid_doc is not None:  # before summary.json, which says the run is finished
+        write_json(out / GRID_FILE, grid_doc)
     write_json(out / "summary.json", summary)
-    plot_run(summary, dataset).savefig(out / "per_class.png", dpi=110)
+    figure = plot_run(summary, dataset)
+    write_file(out / "per_class.png", lambda tmp: figure.savefig(tmp, dpi=110))

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3lab.core.warn import warn
 from insid3lab.eval.run.files import (
     RESULTS,
+    RecordFile,
+    RunExistsError,
     dist_info,
     json_line,
     now,
@@ -32,6 +35,7 @@ from insid3lab.eval.run.files import (
     plain,
     read_records,
     repair_tail,
+    write_atomic,
     write_json,
 )
 from insid3lab.eval.video.scores import BOUND_TH, evaluate_sequence, summarise
@@ -60,6 +64,20 @@ def _predict(predict_sequence: PredictSequence, dataset, seq: str, gt: np.ndarra
             "predict_sequence must yield one per frame, the first frame included"
         )
     return np.stack(maps)
+
+
+def _set_aside(out: Path) -> None:
+    """Name every record line that cannot be trusted and keep only the sound records (their sequences run again)."""
+    for f in out.glob("results*.jsonl"):
+        repair_tail(f)
+    problems: list[str] = []
+    records = read_records(out, problems=problems)
+    if problems:
+        warn(f"resuming {out}: {len(problems)} line(s) of its records are set aside and their sequences run "
+             f"again: {'; '.join(problems)}")  # fmt: skip
+        write_atomic(out / RESULTS, "".join(json_line(records[i]) for i in sorted(records)))
+        for f in out.glob("results.rank*.jsonl"):
+            f.unlink()
 
 
 def evaluate_sequences(
@@ -113,10 +131,7 @@ def evaluate_sequences(
             run_file = out / "run.json"
             existing = run_file.exists() or any(out.glob("results*.jsonl"))
             if existing and not resume:
-                raise FileExistsError(
-                    f"{str(out)!r} already holds an evaluation run; pass resume=True to continue it "
-                    "or choose another output folder"
-                )
+                raise RunExistsError(out)
             if run_file.exists():
                 old = json.loads(run_file.read_text()).get("identity", {})
                 if old != json.loads(json.dumps(identity)):
@@ -124,6 +139,8 @@ def evaluate_sequences(
                     raise ValueError(f"cannot resume {str(out)!r}: the stored run differs in {', '.join(keys)}")
             else:
                 write_json(run_file, {"identity": identity, "created": started})
+            if resume:
+                _set_aside(out)
         except Exception as e:  # noqa: BLE001 - reported on every process below
             error = e
     if dist is not None:
@@ -161,7 +178,7 @@ def evaluate_sequences(
         desc=dataset.name + ("" if world == 1 else f" [rank 0 of {world}]"),
         dynamic_ncols=True,
     )
-    with open(live, "a") as fh:
+    with RecordFile(live) as fh:
         for i in todo:
             seq, ts = seqs[i], time.perf_counter()
             gt = dataset.label_maps(seq)
@@ -176,8 +193,7 @@ def evaluate_sequences(
                 **{k: v for k, v in scores.items() if k != "frames"},
                 "seconds": round(time.perf_counter() - ts, 4),
             }
-            fh.write(json_line(rec))
-            fh.flush()
+            fh.write(rec)
             records[i] = rec
             bar.update(1)
             bar.set_postfix_str(f"J&F {summarise(records[k] for k in sorted(records))['J&F-Mean'] * 100:.1f}")
@@ -211,11 +227,7 @@ def evaluate_sequences(
     if dist is not None:
         dist.barrier()  # all per-process files are complete
     if rank == 0:
-        tmp = out / (RESULTS + ".tmp")
-        with open(tmp, "w") as fh:
-            for rec in ordered:
-                fh.write(json_line(rec))
-        os.replace(tmp, out / RESULTS)
+        write_atomic(out / RESULTS, "".join(json_line(rec) for rec in ordered))
         for f in out.glob("results.rank*.jsonl"):
             f.unlink()
         write_json(out / "summary.json", summary)
