@@ -89,6 +89,7 @@ def test_every_setting_equals_a_run_with_that_setting_alone(grid_run, folder, tm
             distinct.add(json.dumps(r["intersection"]))
         assert config_view(config) == config_view(alone), label
         assert config["settings"]["model"] == {**alone["settings"]["model"]}
+        assert "grid" not in config["settings"]  # the grid is said once, not in each of its settings
         for f in (tmp_path / "x").iterdir():
             f.unlink()
         (tmp_path / "x").rmdir()

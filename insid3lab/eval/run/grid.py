@@ -158,6 +158,8 @@ def grid_summaries(grid, records: dict[int, dict], meters: list, msettings: dict
     setting's), each with ``params``: the setting's axes. Every process returns the same list."""
     out = []
     primary = primary_setting(grid)
+    # each setting's summary names its own setting; the whole grid is said once (grid.json's axes, run.json)
+    facts = {**facts, "identity": {k: v for k, v in facts["identity"].items() if k != "grid"}}
     for j, meter in enumerate(meters):
         mine = {i: setting_record(r, j) for i, r in records.items()}
         model = {**msettings, **grid.values(j)}
