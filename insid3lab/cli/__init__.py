@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``insid3lab`` console script; returns the exit status."""
-    from PIL import Image
+    from insid3lab.core.imageio import ImageTooLargeError
 
     args = build_parser().parse_args(argv)
     console = Console()
@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             console.note("interrupted")
             return 130
-        except Image.DecompressionBombError as e:
+        except ImageTooLargeError as e:
             from insid3lab.cli.options import bomb_message
 
-            console.error(bomb_message("an image", e))
+            console.error(bomb_message(e.path, e))
             return 1
         except (CLIError, OSError, ValueError, RuntimeError, TypeError, ImportError) as e:
             console.error(one_line(e) or type(e).__name__)

@@ -150,6 +150,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="a frame joins the memory when its confidence is at least this (default: insid3lab.tasks.tracking)",
     )
 
+    options.add_image_arguments(p)
     options.add_model_arguments(p, default=None)
     options.add_hyperparameter_arguments(
         p, svd_note=f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper"
@@ -437,7 +438,8 @@ def _fold_lines(result: dict, protocol: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m insid3lab.cli.eval eval ...``"""
     args = build_eval_parser().parse_args(argv)
-    return args.func(args)
+    with options.pixel_limit(args):
+        return args.func(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,7 +52,7 @@ from torch import Tensor
 
 from insid3lab.core.palette import VOID
 from insid3lab.core.preprocess import denormalize, mask_to_numpy, preprocess_mask
-from insid3lab.core.video import count_frames, iter_frames
+from insid3lab.core.video import count_frames, iter_frames, list_frame_files
 from insid3lab.method import pipeline as method
 from insid3lab.method.trace import Recorder, Trace
 from insid3lab.model.encoding import Encoded
@@ -350,16 +350,20 @@ def track(
     Args:
         model: an :class:`~insid3lab.INSID3`.
         frames: anything :func:`insid3lab.core.video.iter_frames` reads (a folder, a video file, a list of
-            paths, a (T, H, W, 3) array, an iterable of images).
+            paths, a (T, H, W, 3) array, an iterable of images). Frames may differ in size: each gets
+            its mask at its own size. A ``first_mask`` file inside a ``frames`` folder is not a frame.
         first_mask, memory, min_confidence, labels, mask_value: see :class:`Tracker`.
         progress: a tqdm bar with frames per second (default: the model's ``progress``).
         tracker: a list that receives the :class:`Tracker` once the first frame is read (to read its
             ``records`` afterwards).
 
     Yields:
-        (H, W) bool masks, or (H, W) uint8 label maps with ``labels=True``, on the model's device.
+        (H, W) bool masks, or (H, W) uint8 label maps with ``labels=True``, on the model's device, at
+        each frame's own size.
     """
     check_memory(memory, min_confidence)
+    if isinstance(frames, (str, os.PathLike)) and os.path.isdir(frames) and isinstance(first_mask, (str, os.PathLike)):
+        frames = list_frame_files(frames, exclude=[first_mask])
     from tqdm.auto import tqdm
 
     show = model.progress if progress is None else bool(progress)
