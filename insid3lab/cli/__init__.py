@@ -19,7 +19,7 @@ import sys
 from insid3lab.cli import bench, cache, data, match, samples, segment, track
 from insid3lab.cli import compare as compare_cmd
 from insid3lab.cli import report as report_cmd
-from insid3lab.cli.console import Console, one_line, plain_warnings
+from insid3lab.cli.console import Console, error_line, plain_warnings
 from insid3lab.cli.eval import add_eval_parser
 from insid3lab.cli.options import CLIError, load_model_source, pixel_limit
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             console.error(bomb_message(e.path, e))
             return 1
         except (CLIError, OSError, ValueError, RuntimeError, TypeError, ImportError) as e:
-            console.error(one_line(e) or type(e).__name__)
+            console.error(error_line(e))
             if os.environ.get("INSID3LAB_DEBUG"):
                 raise
             return 1

@@ -34,6 +34,7 @@ import os
 import sys
 
 from insid3lab.cli import options
+from insid3lab.cli.console import Console, emit
 from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, DatasetNotFoundError, dataset_names
 from insid3lab.eval.run.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 
@@ -228,6 +229,8 @@ def build_model(args: argparse.Namespace, device: str, task: str):
 
 def _check(args: argparse.Namespace) -> None:
     """Argument combinations argparse cannot check; a ValueError names the flag."""
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: is a file; give a folder")
     if args.episodes_file and args.episodes is not None:
         raise ValueError("--episodes and --episodes-file exclude each other: the file fixes the episodes")
     if args.dataset in EXTERNAL_BENCHMARKS:
@@ -292,14 +295,13 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
             else:
                 lines = _run_benchmark(args, device)
         except DatasetNotFoundError as e:  # keep the layout's line breaks
-            print(f"insid3lab eval: error: {e}", file=sys.stderr)
+            emit(f"insid3lab: error: {e}")
             return 2
         except RunFolderBusyError as e:
-            print(f"insid3lab eval: error: {' '.join(str(e).split())}", file=sys.stderr)
+            Console().error(str(e))
             return 1
         except KeyboardInterrupt:
-            print(f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
-                  file=sys.stderr)  # fmt: skip
+            Console().note(f"interrupted; finished episodes are kept in {args.out}: continue with --resume")
             raise
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if rank == 0:

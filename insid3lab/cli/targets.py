@@ -7,7 +7,7 @@ at the end when any target failed.
 
 from __future__ import annotations
 
-from insid3lab.cli.console import Console, one_line
+from insid3lab.cli.console import Console, error_line
 from insid3lab.cli.options import bomb_message
 from insid3lab.cli.output import expand_targets
 
@@ -46,7 +46,7 @@ def reason(err: BaseException) -> str:
 
     if isinstance(err, ImageTooLargeError):
         return bomb_message(err.path, err)
-    return one_line(err) or type(err).__name__
+    return error_line(err)
 
 
 class Batch:

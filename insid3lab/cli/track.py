@@ -87,6 +87,10 @@ def first_mask_objects(path: str | Path) -> list[int]:
 
 
 def _check_outputs(args, out: Path, inputs: set[Path]) -> None:
+    if out.exists() and not out.is_dir():
+        raise options.CLIError(f"--out {args.out}: is a file; give a folder")
+    if (out / MASKS_DIR).exists() and not (out / MASKS_DIR).is_dir():
+        raise options.CLIError(f"--out {args.out}: {out / MASKS_DIR} is a file; give another folder")
     masks_dir = (out / MASKS_DIR).resolve()
     frames = Path(args.frames).expanduser().resolve()
     if masks_dir == frames:

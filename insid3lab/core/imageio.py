@@ -220,6 +220,8 @@ def read_image(image, *, exif_transpose: bool = True, what: str = "image") -> Im
         img = _from_array(image, what)
     else:
         raise TypeError(f"{what}: expected a file path, PIL image or numpy array; got {type(image).__name__}")
+    if img.width == 0 or img.height == 0:
+        raise ValueError(f"{what}: the image is {img.height}x{img.width} (H x W); an image needs at least one pixel")
     if exif_transpose:
         img = ImageOps.exif_transpose(img)
     if img.mode in _HIGH_DEPTH_MODES:

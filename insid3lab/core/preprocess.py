@@ -229,6 +229,8 @@ def mask_to_numpy(
             arr = (arr[..., :3] if arr.shape[2] >= 3 else arr).max(axis=2) if arr.shape[2] != 1 else arr[..., 0]
     if arr.ndim != 2:
         raise ValueError(f"{what}: a mask must be HxW (or 1xHxW, HxWx3); got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{what}: the mask is {arr.shape[0]}x{arr.shape[1]} (H x W); a mask needs at least one pixel")
     if mask_value is not None:
         return arr == mask_value
     return arr >= 128 if lossy else arr > 0

@@ -84,6 +84,8 @@ def _raw_label_map(mask, exif_transpose: bool, what: str) -> np.ndarray:
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise ValueError(f"{what}: a label map must be HxW (or 1xHxW, HxWx3); got shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.inexact) and arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"{what}: the label map holds NaN or infinite values")
     return arr
 
 
