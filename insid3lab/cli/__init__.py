@@ -19,7 +19,7 @@ import sys
 from insid3lab.cli import bench, cache, data, match, samples, segment, track
 from insid3lab.cli import compare as compare_cmd
 from insid3lab.cli import report as report_cmd
-from insid3lab.cli.console import Console, error_line, plain_warnings
+from insid3lab.cli.console import Console, OneLineParser, error_line, plain_warnings
 from insid3lab.cli.eval import add_eval_parser
 from insid3lab.cli.options import CLIError, load_model_source, pixel_limit
 
@@ -28,7 +28,7 @@ __all__ = ["CLIError", "build_parser", "load_model_source", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``insid3lab`` parser with every command."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="insid3lab",
         description="Training-free one-shot in-context segmentation with a frozen DINOv3 backbone (INSID3).",
     )

@@ -10,12 +10,13 @@ the path and what to do (:func:`error_line`), not its errno text.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import sys
 import warnings
 from contextlib import contextmanager
 
-__all__ = ["Console", "emit", "error_line", "one_line", "plain_warnings"]
+__all__ = ["Console", "OneLineParser", "emit", "error_line", "one_line", "plain_warnings"]
 
 #: What an operating-system error means for the user, by errno.
 _ADVICE = {
@@ -60,6 +61,16 @@ def emit(text: str, stream=None) -> None:
         stream.flush()
     else:
         print(text, file=stream, flush=True)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``insid3lab: error: COMMAND: ...``, pointing to ``--help``
+    (exit status 2), instead of the whole usage block; its sub-command parsers are of this class too."""
+
+    def error(self, message: str):
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        where = f"{command}: " if command else ""
+        self.exit(2, f"insid3lab: error: {where}{one_line(message)} (see {self.prog} --help)\n")
 
 
 class Console:

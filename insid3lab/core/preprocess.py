@@ -267,12 +267,15 @@ def preprocess_mask(
     return t
 
 
-def preprocess_points(points, image_hw: tuple[int, int], *, what: str = "keypoints") -> torch.Tensor:
+def preprocess_points(
+    points, image_hw: tuple[int, int], *, what: str = "keypoints", image: str = "image"
+) -> torch.Tensor:
     """Keypoints as an (N, 2) float32 tensor of (x, y) in pixels of the original image.
 
     Args:
         points: an (N, 2) tensor, array or nested list of (x, y); x is the column, y the row.
         image_hw: (H, W) of the image the points belong to.
+        what, image: the points and their image in messages.
 
     A point must lie in the image: ``0 <= x < W`` and ``0 <= y < H`` (the pixel at row i,
     column j covers [j, j+1) x [i, i+1)). Arrays of any other shape ((2, N), flat lists,
@@ -297,7 +300,7 @@ def preprocess_points(points, image_hw: tuple[int, int], *, what: str = "keypoin
     if outside.any():
         bad = int(np.flatnonzero(outside)[0])
         raise ValueError(
-            f"{what}: point {bad} (x, y) = ({arr[bad, 0]:g}, {arr[bad, 1]:g}) lies outside the {W}x{H} image "
+            f"{what}: point {bad} (x, y) = ({arr[bad, 0]:g}, {arr[bad, 1]:g}) lies outside the {W}x{H} {image} "
             f"(allowed 0 <= x < {W}, 0 <= y < {H}); {int(outside.sum())} of {len(arr)} points are outside"
         )
     return torch.from_numpy(arr.astype(np.float32))
