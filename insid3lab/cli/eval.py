@@ -392,11 +392,12 @@ def _run_davis(args: argparse.Namespace, device: str) -> list[str]:
         model, args.data_root, args.out,
         memory=MEMORY if args.memory is None else args.memory,
         min_confidence=MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
-        resume=args.resume, progress=not args.no_progress,
+        resume=args.resume, progress=not args.no_progress, skip_bad=args.skip_bad,
         settings={"model_source": str(args.model), "device": str(device), "command": " ".join(sys.argv)},
     )  # fmt: skip
     head = "  ".join(f"{k} {100 * summary[k]:.2f}" for k in ("J&F-Mean", "J-Mean", "F-Mean"))
-    return [f"{head}  (sequences {summary['sequences']}, objects {summary['objects']})",
+    skipped = f", skipped {len(summary['skipped'])}" if summary.get("skipped") else ""
+    return [f"{head}  (sequences {summary['sequences']}, objects {summary['objects']}{skipped})",
             f"summary: {os.path.join(args.out, 'summary.json')}"]  # fmt: skip
 
 
