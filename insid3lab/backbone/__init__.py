@@ -13,7 +13,7 @@ from insid3lab.backbone.loading import (
     transformers_to_meta,
 )
 from insid3lab.backbone.model import DinoV3Backbone, default_rope_periods
-from insid3lab.backbone.random import is_random
+from insid3lab.core.weights import is_random
 
 __all__ = [
     "META_ARCHS",

@@ -9,17 +9,9 @@ from transformers.initialization import no_init_weights
 from insid3lab.backbone.archs import META_ARCHS, config_for_arch, get_arch
 from insid3lab.backbone.devices import resolve_device, resolve_dtype
 from insid3lab.backbone.model import DinoV3Backbone, default_rope_periods
+from insid3lab.core.weights import RANDOM_SCHEME
 
-__all__ = ["RANDOM_SCHEME", "is_random", "parse_random_source", "random_backbone"]
-
-RANDOM_SCHEME = "random:"
-
-
-def is_random(weights) -> bool:
-    """Whether ``weights`` are random: a ``random:ARCH[:SEED]`` source string, or a backbone (or any
-    object) whose ``source`` is one (what :func:`random_backbone` and ``load_backbone("random:...")`` build)."""
-    source = weights if isinstance(weights, str) else getattr(weights, "source", None)
-    return isinstance(source, str) and source.strip().lower().startswith(RANDOM_SCHEME)
+__all__ = ["RANDOM_SCHEME", "parse_random_source", "random_backbone"]
 
 
 def parse_random_source(spec: str) -> tuple[str, int]:

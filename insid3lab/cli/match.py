@@ -102,7 +102,9 @@ def _check_points(args, pts) -> None:
 def _run(model, pts, targets, out: OutputFolder, args, batch: Batch) -> None:
     from tqdm.auto import tqdm
 
-    random_weights = args.model.startswith("random:")
+    from insid3lab.core.weights import is_random
+
+    random_weights = is_random(model.encoder)
     for target in tqdm(targets, desc="match", disable=args.quiet):
         problem = read_problem(target)
         if problem:

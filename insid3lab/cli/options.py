@@ -263,6 +263,7 @@ def build_pipeline(args: argparse.Namespace, *, device: str | None = None, svd_c
     kw = pipeline_kwargs(args, svd_components=svd_components)
     model = insid3lab.INSID3(backbone, **kw, progress=False)
     if warn is not None:
-        explain_clamp(model, kw["svd_components"], warn)
+        if args.svd_components is not None:  # only an r the user asked for is worth a word
+            explain_clamp(model, kw["svd_components"], warn)
         warnings.filterwarnings("ignore", message=r"svd_components=\d+ exceeds")
     return model

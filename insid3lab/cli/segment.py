@@ -220,7 +220,9 @@ def _run(model, targets, out, refs, args, batch: Batch, concepts: bool) -> None:
     from tqdm.auto import tqdm
 
     bs = 1 if concepts else args.batch_size or (8 if model.device.type == "cuda" else 1)
-    random_weights = args.model.startswith("random:")
+    from insid3lab.core.weights import is_random
+
+    random_weights = is_random(model.encoder)
     with tqdm(total=len(targets), desc="segment", unit="img", disable=args.quiet) as bar:
         for start in range(0, len(targets), bs):
             chunk = []

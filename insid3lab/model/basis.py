@@ -103,11 +103,11 @@ class PositionalBases:
                 tensors.extend(fn())
         return tuple(t._version for t in tensors)
 
-    def components(self, r: int, channels: int, positions: int, size: int) -> int:
-        """r clamped to min(C, h*w), with one warning per (r, size) when it had to be reduced."""
+    def components(self, r: int, channels: int, positions: int, size: int, *, warn: bool = True) -> int:
+        """r clamped to min(C, h*w), with one warning per (r, size) when it had to be reduced (and ``warn``)."""
         key = (r, size)
         if key not in self._components:
-            self._components[key] = sub.clamp_components(r, channels, positions)
+            self._components[key] = sub.clamp_components(r, channels, positions) if warn else min(r, channels, positions)
         return self._components[key]
 
     def projector(self, size: int, r: int, U: Tensor, tag: str = "black") -> Tensor:

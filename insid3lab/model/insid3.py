@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from insid3lab.core.preprocess import black_image, preprocess_image
+from insid3lab.core.weights import is_random
 from insid3lab.method.params import Params
 from insid3lab.method.trace import NO_RECORD, Recorder
 from insid3lab.model import basis_cache as _cache
@@ -188,9 +189,12 @@ class INSID3:
         return self.image_size // self.patch_size, self.image_size // self.patch_size
 
     def settings(self) -> dict[str, Any]:
-        """The hyper-parameters in force and the compute dtype, as a dictionary."""
+        """The hyper-parameters in force, the r in use (``effective_components``: ``svd_components`` clamped to
+        min(C, h*w) at the current size), the compute dtype and whether the weights are random, as a dictionary."""
         dtype = None if self.autocast_dtype is None else str(self.autocast_dtype).replace("torch.", "")
-        return {**self.params.as_dict(), "autocast_dtype": dtype}
+        h, w = self.grid
+        return {**self.params.as_dict(), "effective_components": min(self.svd_components, self.embed_dim, h * w),
+                "autocast_dtype": dtype, "random_weights": is_random(self.encoder)}  # fmt: skip
 
     # --------------------------------------------------------------- encoding
     def _prepare(self, image, what: str) -> tuple[Tensor, tuple[int, int]]:
@@ -229,10 +233,13 @@ class INSID3:
         return extract_features(self.encoder, black_image(self.image_size, device=self.device), autocast_dtype=None)
 
     def effective_components(self, components: int | None = None) -> int:
-        """r actually used: ``components`` (default ``svd_components``) clamped to min(C, h*w), warning once."""
+        """r actually used: ``components`` (default ``svd_components``) clamped to min(C, h*w), warning once when
+        an r other than the default had to be reduced (the default, the paper's r for ViT-L, means "as many as
+        the model allows" on smaller models)."""
         r = self.svd_components if components is None else Params(svd_components=components).svd_components
         h, w = self.grid
-        return self._bases.components(r, self.embed_dim, h * w, self.image_size)
+        asked = r != Params.svd_components
+        return self._bases.components(r, self.embed_dim, h * w, self.image_size, warn=asked)
 
     @property
     def basis(self) -> Tensor:
