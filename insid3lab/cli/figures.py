@@ -79,14 +79,17 @@ def segment_overlay(references: Sequence[tuple[np.ndarray, np.ndarray]], target:
     Returns:
         Figure with k + 1 axes.
     """
+    from insid3lab.viz.common import wrap_text
+
     n = len(references) + 1
-    fig = Figure(figsize=(3.4 * n, 3.6 if random_weights else 3.4))
+    fig = Figure(figsize=(3.4 * n, 3.4))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for i, (img, m) in enumerate(references):
         _draw(axes[i], img, m, (0.2, 0.45, 1.0), f"reference {i + 1} ({100 * m.mean():.1f}% of pixels)")
     _draw(axes[-1], target, prediction, contrasting_colour(target, prediction),
           f"prediction ({100 * prediction.mean():.1f}%)")  # fmt: skip
-    fig.suptitle(title + (f"\n{RANDOM_WEIGHTS_NOTE}" if random_weights else ""), fontsize=10,
-                 color="black")  # fmt: skip
+    text = wrap_text(title + (f"\n{RANDOM_WEIGHTS_NOTE}" if random_weights else ""), fig.get_figwidth() - 0.2, 10)
+    fig.set_figheight(3.4 + 0.18 * text.count("\n"))
+    fig.suptitle(text, fontsize=10, color="black")
     fig.tight_layout()
     return fig
