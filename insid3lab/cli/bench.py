@@ -21,7 +21,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     options.add_hyperparameter_arguments(p)
     options.add_image_arguments(p)
     g = p.add_argument_group("benchmark")
-    g.add_argument("--targets", type=int, default=8, help="number of synthetic targets (default %(default)s)")
+    g.add_argument("--targets", type=int, default=None, metavar="N",
+                   help="number of targets timed (default: 8 synthetic ones, or each --target once); with --target, "
+                        "the given images are repeated in turn to N")  # fmt: skip
     g.add_argument("--shots", type=int, default=1, help="number of synthetic reference shots (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=None,
                    help="targets per backbone pass for images/s (default 8 on CUDA, 1 else)")  # fmt: skip
