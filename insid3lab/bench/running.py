@@ -392,8 +392,11 @@ def run_benchmark(
     """
     if cold_start not in ("all", "pipeline", "none"):
         raise ValueError(f"cold_start={cold_start!r}: allowed 'all', 'pipeline', 'none'")
-    if (targets is not None and targets < 1) or shots < 1 or (concepts is not None and concepts < 1) or (
-        frames is not None and frames < 2
+    if (
+        (targets is not None and targets < 1)
+        or shots < 1
+        or (concepts is not None and concepts < 1)
+        or (frames is not None and frames < 2)
     ):
         raise ValueError(
             f"targets={targets}, shots={shots}, concepts={concepts}, frames={frames}: targets, shots "

@@ -156,14 +156,14 @@ def add_image_arguments(p: argparse.ArgumentParser) -> None:
 def pixel_limit(args: argparse.Namespace):
     """The pixel limit of ``--max-image-pixels`` while the command runs (else ``$INSID3LAB_MAX_IMAGE_PIXELS``
     or PIL's, checked now so that a bad value is one line before any work)."""
-    from insid3lab.core.imageio import pixel_limit as current, pixel_limit_set
+    from insid3lab.core import imageio
 
     value = getattr(args, "max_image_pixels", None)
     if value is None:
-        current()  # a bad $INSID3LAB_MAX_IMAGE_PIXELS is reported here
+        imageio.pixel_limit()  # a bad $INSID3LAB_MAX_IMAGE_PIXELS is reported here
         yield
         return
-    with pixel_limit_set(value):
+    with imageio.pixel_limit_set(value):
         yield
 
 

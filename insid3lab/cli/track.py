@@ -173,10 +173,10 @@ def cmd_track(args) -> int:
     """Run ``insid3lab track`` from parsed arguments; returns the exit status (errors are raised as one line)."""
     from tqdm.auto import tqdm
 
-    from insid3lab.core.weights import is_random
     from insid3lab.cli.figures import RANDOM_WEIGHTS_NOTE, note_band
     from insid3lab.core.palette import davis_palette, save_palette_png
     from insid3lab.core.video import count_frames, iter_frames
+    from insid3lab.core.weights import is_random
 
     console = Console(quiet=args.quiet)
     mask_path = Path(args.mask).expanduser()

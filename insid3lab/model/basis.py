@@ -107,7 +107,9 @@ class PositionalBases:
         """r clamped to min(C, h*w), with one warning per (r, size) when it had to be reduced (and ``warn``)."""
         key = (r, size)
         if key not in self._components:
-            self._components[key] = sub.clamp_components(r, channels, positions) if warn else min(r, channels, positions)
+            self._components[key] = (
+                sub.clamp_components(r, channels, positions) if warn else min(r, channels, positions)
+            )
         return self._components[key]
 
     def projector(self, size: int, r: int, U: Tensor, tag: str = "black") -> Tensor:

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from insid3lab.cli import main
-from insid3lab.cli import console
+from insid3lab.cli import console, main
 from insid3lab.synthetic import write_samples
 
 

@@ -251,7 +251,9 @@ def test_jpeg_masks_are_thresholded_at_128(tmp_path):
 def test_an_image_without_pixels_is_one_line_naming_it(tiny):
     from insid3lab import INSID3
 
-    with pytest.raises(ValueError, match=r"^target image: the image is 0x0 \(H x W\); an image needs at least one pixel"):
+    with pytest.raises(
+        ValueError, match=r"^target image: the image is 0x0 \(H x W\); an image needs at least one pixel"
+    ):
         imageio.read_image(np.zeros((0, 0, 3), np.uint8), what="target image")
     with pytest.raises(ValueError, match=r"^mask: the mask is 0x5 \(H x W\)"):
         mask_to_numpy(np.zeros((0, 5), np.uint8))

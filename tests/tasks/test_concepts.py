@@ -258,7 +258,7 @@ def test_bad_input_errors(tiny):
     model = _hand()
     with pytest.raises(RuntimeError, match="no concept yet"):
         model.segment_labels(tgt)
-    with pytest.raises(ValueError, match="no value other than 0 \(background\) and 255 \(void\)"):
+    with pytest.raises(ValueError, match=r"no value other than 0 \(background\) and 255 \(void\)"):
         model.set_reference(ref, np.zeros((256, 256), np.uint8), labels="all")
     with pytest.raises(ValueError, match="'a' is given for values 1 and 2"):
         model.set_reference(ref, label_map, labels={1: "a", 2: "a"})

@@ -71,5 +71,5 @@ def test_the_concept_overlay_file_draws_a_long_title_whole_at_the_image_size():
     assert png.width >= widest
     arr = np.asarray(png.convert("RGB"))
     coloured = np.argwhere((arr.max(axis=2) - arr.min(axis=2)) > 60)  # the concepts' colours (not black, white)
-    rows, cols = coloured[:, 0], coloured[:, 1]
+    cols = coloured[:, 1]
     assert cols.min() == 0 and cols.max() - cols.min() + 1 >= 64  # the image drawn at its own size, from the left

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3lab.core.warn import warn
 from insid3lab.eval.run.files import (
     RESULTS,
     dist_info,
@@ -40,7 +41,6 @@ from insid3lab.eval.run.files import (
     repair_tail,
     write_json,
 )
-from insid3lab.core.warn import warn
 from insid3lab.eval.video.scores import BOUND_TH, evaluate_sequence, summarise
 
 __all__ = ["BadSequenceError", "evaluate_sequences"]
