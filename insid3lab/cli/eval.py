@@ -143,12 +143,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
     v = p.add_argument_group("davis2017 (video)")
     v.add_argument("--memory", type=int, default=None, help="past predicted frames kept as extra shots "
-                   "(default: insid3lab.tasks.tracking.MEMORY)")  # fmt: skip
+                   "(default: insid3lab.Tracker.MEMORY)")  # fmt: skip
     v.add_argument(
         "--min-confidence",
         type=float,
         default=None,
-        help="a frame joins the memory when its confidence is at least this (default: insid3lab.tasks.tracking)",
+        help="a frame joins the memory when its confidence is at least this (default: insid3lab.Tracker.MIN_CONFIDENCE)",
     )
 
     options.add_image_arguments(p)
@@ -382,16 +382,16 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
 
 
 def _run_davis(args: argparse.Namespace, device: str) -> list[str]:
+    from insid3lab import Tracker
     from insid3lab.eval.video.evaluate import evaluate_davis
-    from insid3lab.tasks.tracking import MEMORY, MIN_CONFIDENCE
 
     if args.fold not in (None, 0):
         raise ValueError(f"--fold {args.fold}: davis2017 has no folds; leave --fold unset")
     model = build_model(args, device, "video")
     summary = evaluate_davis(
         model, args.data_root, args.out,
-        memory=MEMORY if args.memory is None else args.memory,
-        min_confidence=MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
+        memory=Tracker.MEMORY if args.memory is None else args.memory,
+        min_confidence=Tracker.MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
         resume=args.resume, progress=not args.no_progress, skip_bad=args.skip_bad,
         settings={"model_source": str(args.model), "device": str(device), "command": " ".join(sys.argv)},
     )  # fmt: skip
