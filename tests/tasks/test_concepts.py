@@ -272,7 +272,7 @@ def test_bad_input_errors(tiny):
         model.set_reference(ref, label_map, labels={1: "a"}, label="b")
     with pytest.raises(ValueError, match="non-empty string"):
         model.set_reference(ref, rm[RED], label="  ")
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"labels value 7 \(.absent.\) is absent from the label map"):
         model.set_reference(ref, label_map, labels={1: "red", 7: "absent"})
     assert model.references == []  # a failed call adds nothing
     model.set_reference(ref, label_map, labels={1: "red", 2: "green"})
