@@ -31,7 +31,7 @@ from insid3lab.lab.controls import method_controls, png_panels, wire
 from insid3lab.lab.mask_painter import MaskPainter
 from insid3lab.method import pipeline as method
 from insid3lab.stages.features import extract_features, l2_normalize
-from insid3lab.viz.common import REF_COLOR, as_mask, as_numpy, empty_figure, iou, pca_rgb, to_png
+from insid3lab.viz.common import REF_COLOR, as_mask, as_numpy, empty_figure, iou, pca_rgb, to_png, wrap_text
 from insid3lab.viz.draw import draw_mask, draw_rgb
 from insid3lab.viz.story import draw_panel, settings_line
 
@@ -324,9 +324,8 @@ class Explorer:
         elif name == "mask":
             fig, ax = self._figure(3.2, 3.2)
             draw_panel(ax, t, "prediction", ground_truth=self.ground_truth)
-            parts = settings_line(t.settings).split(", ") + [f"PCA block {self.controls['layer'].value}"]
-            half = (len(parts) + 1) // 2
-            fig.suptitle(", ".join(parts[:half]) + "\n" + ", ".join(parts[half:]), fontsize=7.5)
+            line = f"{settings_line(t.settings)}, PCA block {self.controls['layer'].value}"
+            fig.suptitle(wrap_text(line, fig.get_figwidth() - 0.1, 7.5), fontsize=7.5)
         elif name == "scores":
             fig, ax = self._figure(3.8, 3.0)
             draw_panel(ax, t, "scores")

@@ -37,7 +37,7 @@ def settings_line(settings: dict) -> str:
     threshold, debiasing, refiner unless bilinear."""
     if not settings:
         return ""
-    parts = ["RANDOM weights (only the mechanics are real)"] if settings.get("random_weights") else []
+    parts = ["RANDOM weights"] if settings.get("random_weights") else []
     if "image_size" in settings:
         parts.append(f"S={settings['image_size']}")
     if "effective_components" in settings or "svd_components" in settings:
