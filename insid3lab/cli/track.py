@@ -11,6 +11,12 @@ Writes ``OUT/masks/<frame>.png`` per frame — a 0/255 PNG for one object, a DAV
 is written whole or not at all (:func:`insid3lab.cli.output.write_atomic`, as ``segment`` writes).
 The output names follow the frames and are known only as they are read (a video's), so the
 check before the work refuses any earlier mask in ``OUT/masks`` rather than a list of names.
+
+A folder of frames is surveyed before the weights are loaded: ``--mask`` kept in it is not a
+frame; every image over the pixel limit is named in one error; images whose naming pattern or
+size differs from most frames' are named in one warning (and tracked). Each frame's mask has
+the frame's own size; the animation's frames take the first frame's. On random weights the
+animation carries :data:`~insid3lab.cli.figures.RANDOM_WEIGHTS_NOTE` under its frames.
 """
 
 from __future__ import annotations
