@@ -6,13 +6,14 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
+from helpers.synthetic import SCENE
 
-from insid3lab import random_backbone, synthetic
-from insid3lab.lab.explorer import CONTROL_NAMES, PANEL_NAMES, Explorer, MaskPainter
+import insid3lab.lab.explorer
+from insid3lab.lab.explorer import CONTROL_NAMES, EXPLORER_PANELS, PANEL_NAMES, Explorer, MaskPainter, Panel
 from insid3lab.model.insid3 import INSID3
+from insid3lab.viz.story import PANELS as STORY_PANELS
 
 S = 128
-SCENE = 256
 
 
 class CountingEncoder:
@@ -30,22 +31,10 @@ class CountingEncoder:
         return getattr(self.inner, name)
 
 
-@pytest.fixture(scope="module")
-def backbone():
-    return random_backbone("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def scene():
-    ref, ref_mask = synthetic.lesion_scene(seed=0, size=SCENE)
-    tgt, tgt_mask = synthetic.lesion_scene(seed=1, size=SCENE)
-    return ref, ref_mask, tgt, tgt_mask
-
-
 @pytest.fixture
-def explorer(backbone, scene):
+def explorer(tiny, scene):
     ref, ref_mask, tgt, tgt_mask = scene
-    enc = CountingEncoder(backbone)
+    enc = CountingEncoder(tiny)
     model = INSID3(enc, image_size=S, svd_components=8, basis_cache=False, progress=False)
     ex = Explorer(model, ref, ref_mask, tgt, ground_truth=tgt_mask, sizes=[64, S])
     assert ex.last_error is None, ex.status.value
@@ -53,10 +42,10 @@ def explorer(backbone, scene):
     return ex
 
 
-def fresh_mask(backbone, scene, **settings):
+def fresh_mask(tiny, scene, **settings):
     """The mask a new pipeline computes from scratch with these settings."""
     ref, ref_mask, tgt, _ = scene
-    model = INSID3(backbone, basis_cache=False, progress=False, **settings)
+    model = INSID3(tiny, basis_cache=False, progress=False, **settings)
     model.set_reference(ref, ref_mask)
     return model.segment(tgt).numpy()
 
@@ -80,7 +69,7 @@ def test_dom_contract(explorer):
     for name, img in explorer.panels.items():
         assert isinstance(img, widgets.Image) and "insid3lab-panel" in img._dom_classes
         assert img.value[:8] == b"\x89PNG\r\n\x1a\n"
-        assert ("insid3lab-mask" in img._dom_classes) == (name == "mask")
+        assert ("insid3lab-mask" in img._dom_classes) == (name == "prediction")
     assert isinstance(explorer.widget, widgets.VBox)
     assert hasattr(explorer, "_ipython_display_") and callable(explorer.display)
     # every panel and control is inside the root widget
@@ -92,14 +81,58 @@ def test_dom_contract(explorer):
     assert all(id(w) in seen for w in [*explorer.panels.values(), *explorer.controls.values()])
 
 
-def test_initial_state_matches_a_fresh_pipeline(explorer, backbone, scene):
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
+def test_the_panels_are_the_tables_and_named_as_in_the_story(explorer):
+    assert PANEL_NAMES == tuple(p.name for p in EXPLORER_PANELS)
+    assert tuple(explorer.panels) == PANEL_NAMES
+    assert set(PANEL_NAMES) <= set(STORY_PANELS)  # viz.story's names: "prediction", not "mask"
+    shown = [w for row in explorer.widget.children if isinstance(row, widgets.HBox) for w in row.children]
+    assert [w for w in shown if isinstance(w, widgets.Image)] == [explorer.panels[n] for n in PANEL_NAMES]
+    assert all(explorer.renders[n] == 1 for n in PANEL_NAMES)  # each drawn once at the start
+    with pytest.raises(ValueError, match="panel 'mask': allowed reference, target"):
+        Panel("mask", lambda ex, ax, name: None, ("tau",))
+    with pytest.raises(ValueError, match=r"redrawn by \['sigma'\]"):
+        Panel("votes", lambda ex, ax, name: None, ("sigma",))
+
+
+#: A new value for each control (every one differs from the explorer's start).
+NEW_VALUES = {"tau": 0.8, "svd": 30, "merge": 0.0, "debias": False, "refine": "crf", "layer": 0, "size": 64}
+
+
+def test_each_control_redraws_exactly_the_panels_listed_for_it(explorer):
+    assert set(NEW_VALUES) == set(CONTROL_NAMES)
+    for control, value in NEW_VALUES.items():
+        renders, shown = dict(explorer.renders), {k: p.value for k, p in explorer.panels.items()}
+        explorer.controls[control].value = value
+        assert explorer.last_error is None, (control, explorer.status.value)
+        listed = {p.name for p in EXPLORER_PANELS if control in p.redrawn_by}
+        redrawn = {n for n in PANEL_NAMES if explorer.renders[n] != renders[n]}
+        assert redrawn == listed, control
+        assert all(explorer.renders[n] == renders[n] + 1 for n in listed), control
+        assert all(explorer.panels[n].value == shown[n] for n in set(PANEL_NAMES) - listed), control
+        assert explorer.panels["prediction"].value != shown["prediction"], control  # its caption names the change
+
+
+def test_a_panel_added_to_the_table_is_shown_and_redrawn(tiny, scene, monkeypatch):
+    votes = Panel("votes", insid3lab.lab.explorer._story_panel, ("size", "svd", "debias"))
+    monkeypatch.setattr(insid3lab.lab.explorer, "EXPLORER_PANELS", (*EXPLORER_PANELS, votes))
+    ref, ref_mask, tgt, _ = scene
+    model = INSID3(tiny, image_size=64, svd_components=8, basis_cache=False, progress=False)
+    ex = Explorer(model, ref, ref_mask, tgt, sizes=[64])
+    assert list(ex.panels) == [*PANEL_NAMES, "votes"] and ex.panels["votes"].value[:8] == b"\x89PNG\r\n\x1a\n"
+    ex.controls["merge"].value = 0.0
+    assert ex.renders["votes"] == 1
+    ex.controls["svd"].value = 4
+    assert ex.last_error is None and ex.renders["votes"] == 2
+
+
+def test_initial_state_matches_a_fresh_pipeline(explorer, tiny, scene):
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8))
     assert explorer.counts["encode"] == 2  # reference + target
     assert explorer.counts["clustering"] == 1 and explorer.counts["decode"] == 1
     assert "IoU" in explorer.status.value
 
 
-def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
+def test_merge_threshold_only_reaggregates(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["merge"].value = -0.5  # every cluster scores above it (the non-candidate ones score 0)
     assert explorer.last_error is None
@@ -110,15 +143,15 @@ def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
     assert backbone_passes(explorer) == calls, "the backbone must not run for a merge-threshold change"
     assert explorer.mask.mean() > 0.9
     np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, merge_threshold=-0.5)
+        explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, merge_threshold=-0.5)
     )
-    assert explorer.panels["mask"].value != panels["mask"]
+    assert explorer.panels["prediction"].value != panels["prediction"]
     assert explorer.panels["scores"].value != panels["scores"]
     assert explorer.panels["similarity"].value == panels["similarity"]  # not redrawn
     assert explorer.trace.settings["merge_threshold"] == -0.5
 
 
-def test_refine_reruns_only_the_final_step(explorer, backbone, scene):
+def test_refine_reruns_only_the_final_step(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     assert explorer.controls["refine"].options == (("bilinear", "bilinear"), ("crf", "crf"))
     explorer.controls["refine"].value = "crf"
@@ -128,58 +161,56 @@ def test_refine_reruns_only_the_final_step(explorer, backbone, scene):
     for stage in ("encode", "clustering", "decode", "aggregation", "layer_features"):
         assert explorer.counts[stage] == counts[stage], stage
     assert backbone_passes(explorer) == calls, "the backbone must not run for a refiner change"
-    crf = fresh_mask(backbone, scene, image_size=S, svd_components=8, refine="crf")
-    assert (crf != fresh_mask(backbone, scene, image_size=S, svd_components=8)).sum() > 100, "the CRF changes the mask"
+    crf = fresh_mask(tiny, scene, image_size=S, svd_components=8, refine="crf")
+    assert (crf != fresh_mask(tiny, scene, image_size=S, svd_components=8)).sum() > 100, "the CRF changes the mask"
     np.testing.assert_array_equal(explorer.mask, crf)
     assert explorer.trace.mask_refined is not None and explorer.trace.refine_band is not None
     assert explorer.panels["similarity"].value == panels["similarity"]  # not redrawn
     # the merge threshold keeps the refiner; back to bilinear gives the first mask again
     explorer.controls["merge"].value = 0.0
     np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, refine="crf", merge_threshold=0.0)
+        explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, refine="crf", merge_threshold=0.0)
     )
     explorer.controls["merge"].value = 0.2
     explorer.controls["refine"].value = "bilinear"
     assert explorer.trace.mask_refined is None
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
-    assert explorer.panels["mask"].value == panels["mask"]
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8))
+    assert explorer.panels["prediction"].value == panels["prediction"]
     assert explorer.counts["decode"] == counts["decode"] and explorer.counts["refinement"] == counts["refinement"] + 2
 
 
-def test_tau_cuts_the_cached_tree_without_reclustering(explorer, backbone, scene):
+def test_tau_cuts_the_cached_tree_without_reclustering(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["tau"].value = 0.8
     assert explorer.model.tau == pytest.approx(0.8)
     assert explorer.counts["clustering"] == counts["clustering"]  # a cut of the tree built at the first τ
     assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
-    assert explorer.panels["mask"].value != panels["mask"]
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, tau=0.8))
+    assert explorer.panels["prediction"].value != panels["prediction"]
     explorer.controls["tau"].value = 0.6  # back
     assert explorer.counts["clustering"] == counts["clustering"]
-    assert explorer.panels["mask"].value == panels["mask"]
+    assert explorer.panels["prediction"].value == panels["prediction"]
 
 
-def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, backbone, scene):
+def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, tiny, scene):
     explorer.model.clustering = "torch"
     explorer.controls["tau"].value = 0.7
     counts = dict(explorer.counts)
     explorer.controls["tau"].value = 0.8
     assert explorer.counts["clustering"] == counts["clustering"] + 1
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, tau=0.8))
     explorer.controls["tau"].value = 0.7
     assert explorer.counts["clustering"] == counts["clustering"] + 1
 
 
-def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, backbone, scene):
+def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["svd"].value = 30
     assert explorer.model.svd_components == 30
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=30))
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=30))
     explorer.controls["debias"].value = False
     assert explorer.model.debias is False
-    np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=30, debias=False)
-    )
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=30, debias=False))
     assert explorer.counts["decode"] == counts["decode"] + 2
     assert explorer.counts["clustering"] == counts["clustering"]
     assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls
@@ -187,22 +218,22 @@ def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, backbon
     assert explorer.trace.settings["debias"] is False and explorer.trace.settings["svd_components"] == 30
 
 
-def test_image_size_reencodes_once_per_size(explorer, backbone, scene):
+def test_image_size_reencodes_once_per_size(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["size"].value = 64
     assert explorer.last_error is None, explorer.status.value
     assert explorer.model.image_size == 64
     assert explorer.counts["encode"] == counts["encode"] + 2  # target and reference at the new size
-    limit = min(backbone.embed_dim, (64 // 16) ** 2)
+    limit = min(tiny.embed_dim, (64 // 16) ** 2)
     assert explorer.controls["svd"].max == limit and explorer.model.svd_components == min(8, limit)
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=64, svd_components=8))
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=64, svd_components=8))
     assert explorer.panels["reference"].value != panels["reference"]
     at_64, calls_at_64 = dict(explorer.counts), backbone_passes(explorer)
     explorer.controls["size"].value = S  # encodings and cluster labels of S are cached
     assert backbone_passes(explorer) == calls_at_64
     assert explorer.counts["encode"] == at_64["encode"] and explorer.counts["clustering"] == at_64["clustering"]
-    assert explorer.controls["svd"].max == min(backbone.embed_dim, (S // 16) ** 2)
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
+    assert explorer.controls["svd"].max == min(tiny.embed_dim, (S // 16) ** 2)
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8))
 
 
 def test_layer_changes_only_the_pca(explorer):
@@ -211,7 +242,8 @@ def test_layer_changes_only_the_pca(explorer):
     assert explorer.counts["layer_features"] == counts["layer_features"] + 1
     assert backbone_passes(explorer) == calls + 1
     assert explorer.counts["decode"] == counts["decode"]
-    assert explorer.panels["pca"].value != panels["pca"]
+    assert explorer.panels["pca_reference"].value != panels["pca_reference"]
+    assert explorer.panels["pca_target"].value != panels["pca_target"]
     assert explorer.panels["similarity"].value == panels["similarity"]
     explorer.controls["layer"].value = explorer.model.encoder.n_blocks - 1  # the features in use: no pass
     explorer.controls["layer"].value = 0  # cached
@@ -226,9 +258,9 @@ def test_an_error_is_shown_not_raised(explorer):
     assert "nonexistent" in explorer.status.value and "size" in explorer.status.value
 
 
-def test_sizes_are_validated_before_the_model_changes(backbone, scene):
+def test_sizes_are_validated_before_the_model_changes(tiny, scene):
     ref, ref_mask, tgt, _ = scene
-    model = INSID3(backbone, image_size=64, basis_cache=False)
+    model = INSID3(tiny, image_size=64, basis_cache=False)
     with pytest.raises(ValueError, match="multiple of the patch size 16"):
         Explorer(model, ref, ref_mask, tgt, sizes=[64, 100])
     assert model.references == []
@@ -276,11 +308,11 @@ def test_painter_polygons_invert_clear(scene):
         MaskPainter(scene[0], cells=1)
 
 
-def test_painter_mask_feeds_the_explorer(backbone, scene):
+def test_painter_mask_feeds_the_explorer(tiny, scene):
     ref, _, tgt, _ = scene
     p = MaskPainter(ref, cells=8, mask=scene[1])
     np.testing.assert_array_equal(p.mask, scene[1])
-    model = INSID3(backbone, image_size=64, svd_components=4, basis_cache=False)
+    model = INSID3(tiny, image_size=64, svd_components=4, basis_cache=False)
     ex = Explorer(model, ref, p.mask, tgt)
     assert ex.last_error is None
     from insid3lab.core.preprocess import preprocess_mask
@@ -288,20 +320,20 @@ def test_painter_mask_feeds_the_explorer(backbone, scene):
     assert torch.equal(ex.model.references[0].mask, preprocess_mask(scene[1], 64)[0])
 
 
-def test_concept_explorer_refine_keeps_the_clustering(backbone, scene):
+def test_concept_explorer_refine_keeps_the_clustering(tiny, scene):
     from insid3lab.lab.explorer import ConceptExplorer
 
     ref, ref_mask, tgt, _ = scene
     lm = np.asarray(ref_mask).astype(np.uint8)
     lm[:40, :] = np.where(lm[:40, :] == 0, 2, lm[:40, :])  # a second concept: the top rows of the background
     labels = {1: "lesion", 2: "top"}
-    app = ConceptExplorer(INSID3(backbone, image_size=S, svd_components=8, basis_cache=False, progress=False),
+    app = ConceptExplorer(INSID3(tiny, image_size=S, svd_components=8, basis_cache=False, progress=False),
                           ref, lm, labels, tgt, panel_px=120)  # fmt: skip
     assert app.last_error is None and "insid3lab-concepts-control-refine" in app.controls["refine"]._dom_classes
     counts = dict(app.counts)
     app.controls["refine"].value = "crf"
     assert app.last_error is None, app.status.value
     assert app.counts["clustering"] == counts["clustering"] and app.counts["decode"] == counts["decode"] + 1
-    direct = INSID3(backbone, image_size=S, svd_components=8, refine="crf", basis_cache=False, progress=False)
+    direct = INSID3(tiny, image_size=S, svd_components=8, refine="crf", basis_cache=False, progress=False)
     direct.set_reference(ref, lm, labels=labels)
     assert torch.equal(app.label_map, direct.segment_labels(tgt)[0])
