@@ -219,7 +219,7 @@ def test_a_target_whose_files_cannot_all_be_written_keeps_none(workdir, tmp_path
     monkeypatch.setattr(Figure, "savefig", full)
     assert main(argv) == 1
     errors = _errors(capsys.readouterr().err)
-    assert len(errors) == 2 and all("No space left on device" in e for e in errors)
+    assert len(errors) == 2 and all("no space left on the device; free some space" in e for e in errors)
     assert list(out.iterdir()) == []  # no mask without its overlay, no temporary file
     monkeypatch.setattr(Figure, "savefig", real)
     assert main(argv) == 0  # the rerun needs no --overwrite
