@@ -14,7 +14,7 @@ import os
 
 from insid3lab.cli import options
 
-__all__ = ["add_grid_arguments", "grid_from_args", "grid_line"]
+__all__ = ["add_grid_arguments", "eval_grid", "grid_from_args", "grid_line"]
 
 
 def add_grid_arguments(p: argparse.ArgumentParser, *, what: str = "run") -> None:
@@ -43,6 +43,20 @@ def grid_from_args(args: argparse.Namespace, *, svd_components: int | None = Non
     if args.grid_file:
         return SettingsGrid.from_file(args.grid_file, base)
     return SettingsGrid.parse(args.grid, base)
+
+
+def eval_grid(args: argparse.Namespace, *, video: bool, keypoints: bool):
+    """``insid3lab eval``'s grid (or None); a ValueError for a benchmark whose settings cannot share an encoding."""
+    if not args.grid and not args.grid_file:
+        return None
+    flag = "--grid" if args.grid else "--grid-file"
+    if video:
+        raise ValueError(f"{flag} does not apply to --dataset {args.dataset}: tracking feeds each frame's prediction "
+                         "into its memory, so the settings cannot share one encoding; run one eval per setting")  # fmt: skip
+    if keypoints:
+        raise ValueError(f"{flag} does not apply to --dataset {args.dataset}: keypoint matching reads only "
+                         "image_size, svd_components and debias; run one eval per setting")  # fmt: skip
+    return grid_from_args(args)
 
 
 def grid_line(summary: dict, out: str) -> str:

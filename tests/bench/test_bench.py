@@ -240,19 +240,25 @@ def test_concept_label_map_regions():
         concept_label_map(full, 2)
 
 
+def test_given_targets_are_repeated_to_the_count_asked_for(tmp_path):
+    refs, targets = synthetic_inputs(1, 2, seed=0, size=(60, 80))
+    refs[0][0].save(tmp_path / "r.png")
+    refs[0][1].save(tmp_path / "m.png")
+    targets[0].save(tmp_path / "a.png")
+    targets[1].save(tmp_path / "b.png")
+    given = ["--ref", str(tmp_path / "r.png"), "--ref-mask", str(tmp_path / "m.png"), "--no-baseline"]
+    res = _bench(tmp_path, *given, "--targets", "3", "--target", str(tmp_path / "a.png"))
+    assert res["config"]["targets"] == 3 and len(res["per_target"]["times_s"]) == 3
+    res = _bench(tmp_path, *given, "--targets", "3", "--target", str(tmp_path / "a.png"), "--target",
+                 str(tmp_path / "b.png"))  # fmt: skip
+    assert res["config"]["targets"] == 3 and len(res["per_target"]["times_s"]) == 3
+
+
 def test_bench_grid_reports_its_ratios(tmp_path, capsys):
     res = _bench(tmp_path, "--grid", "tau=0.5,0.6", "--grid", "merge_threshold=0.1,0.2,0.3", "--no-baseline")
     g = res["grid"]
-    assert (
-        g["settings"] == 6
-        and g["encodings"] == 1
-        and g["episodes"] == 1
-        and (g["goal"], g["goal_per_setting"])
-        == (
-            1.5,
-            0.05,
-        )
-    )
+    assert (g["settings"], g["encodings"], g["episodes"]) == (6, 1, 1)
+    assert (g["goal"], g["goal_per_setting"]) == (1.5, 0.05)
     per = g["per_episode_s"]
     assert set(per) == {"one", "grid", "encoding"} and all(v > 0 for v in per.values())
     assert g["ratio"] == pytest.approx(per["grid"] / per["one"])

@@ -169,3 +169,37 @@ def test_two_processes_shard_by_sequence_and_equal_one(davis, tmp_path):
         tmp_path / "one" / "results.jsonl"
     )
     assert not list((tmp_path / "two").glob("results.rank*.jsonl"))
+
+
+def test_a_sequence_without_an_object_or_with_under_3_frames_is_named_and_skipped_under_skip_bad(tmp_path, capsys):
+    from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence
+
+    root = tmp_path / "davis"
+    write_moving_sequences(root, 1, frames=5, size=(48, 64), objects=1)
+    frames, labels = moving_object_sequence(4, (48, 64), seed=5)
+    labels[0] = 0  # the object appears only later
+    write_davis_sequence(root, "empty-first", frames, labels)
+    write_moving_sequences(root, 2, frames=5, size=(48, 64), objects=1)  # moving-1 after the bad one
+    frames, labels = moving_object_sequence(2, (48, 64), seed=6)
+    write_davis_sequence(root, "short", frames, labels)
+    ds = DavisDataset(root)
+    assert ds.sequences == ["moving-0", "empty-first", "moving-1", "short"]
+
+    def predict(frames, first):
+        for frame in frames:
+            yield np.zeros(frame.shape[:2], np.uint8)
+
+    with pytest.raises(ValueError) as e:
+        evaluate_sequences(ds, predict, tmp_path / "strict", progress=False)
+    assert "sequence 'empty-first'" in str(e.value) and "skip_bad" in str(e.value) and "\n" not in str(e.value)
+
+    s = evaluate_sequences(ds, predict, tmp_path / "run", progress=False, skip_bad=True)
+    assert s["sequences"] == 2 and set(s["per_sequence"]) == {"moving-0", "moving-1"}
+    assert s["skipped"] == [
+        {"sequence": "empty-first", "reason": "its first annotation holds no object"},
+        {"sequence": "short", "reason": "2 frame(s); the scores need at least 3 (the first and last are not scored)"},
+    ]
+    err = capsys.readouterr().err
+    assert "sequence 'empty-first' skipped: its first annotation holds no object" in err and "'short' skipped" in err
+    again = evaluate_sequences(ds, predict, tmp_path / "run", progress=False, skip_bad=True)
+    assert comparable(again) == comparable(s)

@@ -31,7 +31,7 @@ from typing import Any
 import insid3lab
 from insid3lab.eval.reports.summary import build_summary
 from insid3lab.eval.run.episodes import Episode
-from insid3lab.eval.run.files import GRID_FILE
+from insid3lab.eval.run.files import GRID_FILE, plain
 from insid3lab.eval.run.instances import instance_predictions, instance_truth
 from insid3lab.eval.run.nway import label_map_counts, nway_truth, set_nway_shots
 from insid3lab.eval.run.segment import mask_counts, set_shots
@@ -46,6 +46,7 @@ __all__ = [
     "grid_of",
     "grid_summaries",
     "primary_setting",
+    "setting_models",
     "setting_record",
 ]
 
@@ -153,17 +154,30 @@ def grid_episode(model, dataset, ep: Episode, ignore_value: int | None, *, grid,
 # ───────────────────────── the grid's summaries ─────────────────────────
 
 
-def grid_summaries(grid, records: dict[int, dict], meters: list, msettings: dict, facts: dict) -> list[dict]:
-    """One summary per setting (``build_summary`` of that setting's records and meter, its model settings the
-    setting's), each with ``params``: the setting's axes. Every process returns the same list."""
+def setting_models(model, grid, msettings: dict) -> list[dict]:
+    """The model's settings under each setting of ``grid`` (``msettings`` with what ``model.settings()`` says while
+    ``model.params`` is that setting: the hyper-parameters, the r in use, ...); the model's params are restored."""
+    saved = model.params
+    try:
+        out = []
+        for p in grid.settings:
+            model.params = p
+            out.append({**msettings, **{k: plain(v) for k, v in model.settings().items()}})
+        return out
+    finally:
+        model.params = saved
+
+
+def grid_summaries(grid, records: dict[int, dict], meters: list, models: list[dict], facts: dict) -> list[dict]:
+    """One summary per setting (``build_summary`` of that setting's records and meter, with its model settings from
+    :func:`setting_models`), each with ``params``: the setting's axes. Every process returns the same list."""
     out = []
     primary = primary_setting(grid)
     # each setting's summary names its own setting; the whole grid is said once (grid.json's axes, run.json)
     facts = {**facts, "identity": {k: v for k, v in facts["identity"].items() if k != "grid"}}
     for j, meter in enumerate(meters):
         mine = {i: setting_record(r, j) for i, r in records.items()}
-        model = {**msettings, **grid.values(j)}
-        summary = build_summary(mine, meter, msettings=model, quiet=j != primary, **facts)
+        summary = build_summary(mine, meter, msettings=models[j], quiet=j != primary, **facts)
         out.append({"params": grid.values(j), **summary})
     return out
 

@@ -71,6 +71,7 @@ from insid3lab.eval.run.grid import (
     grid_of,
     grid_summaries,
     primary_setting,
+    setting_models,
     setting_record,
 )
 from insid3lab.eval.run.instances import check_instances, instance_episode
@@ -467,7 +468,7 @@ def _run(
         summary = build_summary(records, meter, msettings=msettings, **facts)
         configs = None
     else:
-        configs = grid_summaries(grid, records, meters, msettings, facts)
+        configs = grid_summaries(grid, records, meters, setting_models(model, grid, msettings), facts)
         summary = {**configs[primary], "grid": grid_entry(grid, primary)}
         del summary["params"]
 

@@ -55,6 +55,7 @@ def evaluate_davis(
     bound_th: float = BOUND_TH,
     settings: dict | None = None,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> dict:
     """Track every sequence of a DAVIS split with ``model`` and score it (J, F, J&F as the toolkit reports).
 
@@ -69,6 +70,8 @@ def evaluate_davis(
         bound_th: boundary tolerance of F (fraction of the image diagonal).
         settings: extra facts recorded in the run (model source, device, ...).
         progress: a tqdm bar over sequences.
+        skip_bad: name and skip a sequence that cannot be scored (no object in its first annotation,
+            fewer than 3 frames, unreadable files) instead of stopping.
 
     Returns:
         The summary of :func:`~insid3lab.eval.video.runner.evaluate_sequences`.
@@ -77,5 +80,6 @@ def evaluate_davis(
     predict = track_predictor(model, memory=memory, min_confidence=min_confidence)
     facts = {**model.settings(), "memory": int(memory), "min_confidence": float(min_confidence), **(settings or {})}
     return evaluate_sequences(
-        dataset, predict, out_dir, resume=resume, bound_th=bound_th, settings=facts, progress=progress
-    )
+        dataset, predict, out_dir, resume=resume, bound_th=bound_th, settings=facts, progress=progress,
+        skip_bad=skip_bad,
+    )  # fmt: skip

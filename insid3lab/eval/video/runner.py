@@ -6,7 +6,13 @@ Files in ``out_dir`` (as for :func:`insid3lab.eval.run_evaluation`):
 * ``results.jsonl``: one line per finished sequence (per-process ``results.rank<R>.jsonl`` while a
   distributed run is going; merged and sorted by sequence index at its end), with the per-object,
   per-frame J and F of :func:`insid3lab.eval.video.scores.evaluate_sequence`.
-* ``summary.json``: the DAVIS report of :func:`insid3lab.eval.video.scores.summarise`, settings and time.
+* ``summary.json``: the DAVIS report of :func:`insid3lab.eval.video.scores.summarise`, settings and time,
+  and ``skipped``: the sequences that could not be scored and why.
+
+A sequence whose first annotation holds no object, with fewer than 3 frames (the first and the
+last are not scored) or whose files cannot be read stops the run with one line naming it; with
+``skip_bad`` it is named in a warning, recorded as skipped and left out of the scores (a resumed
+run tries it again).
 
 Distributed: when ``torch.distributed`` is initialised, process ``r`` of ``W`` runs the
 sequences whose index is ``r`` modulo ``W``; the records are gathered and every process returns
@@ -40,13 +46,38 @@ from insid3lab.eval.run.files import (
 )
 from insid3lab.eval.video.scores import BOUND_TH, evaluate_sequence, summarise
 
-__all__ = ["evaluate_sequences"]
+__all__ = ["BadSequenceError", "evaluate_sequences"]
 
 PredictSequence = Callable[[Iterator[np.ndarray], np.ndarray], Iterable]
+#: The fewest frames a semi-supervised sequence is scored on: the first (given) and the last are not.
+MIN_FRAMES = 3
 
 
-def _predict(predict_sequence: PredictSequence, dataset, seq: str, gt: np.ndarray) -> np.ndarray:
-    first = dataset.first_label_map(seq)
+class BadSequenceError(ValueError):
+    """A sequence that cannot be scored (``sequence`` and ``reason``)."""
+
+    def __init__(self, sequence: str, reason: str):
+        self.sequence, self.reason = sequence, reason
+        super().__init__(f"sequence {sequence!r}: {reason}")
+
+
+def _ground_truth(dataset, seq: str) -> tuple[np.ndarray, np.ndarray]:
+    """(T, H, W) ground truth and (H, W) first label map of ``seq``; a :class:`BadSequenceError` saying why not."""
+    try:
+        gt = dataset.label_maps(seq)
+        first = dataset.first_label_map(seq)
+    except (OSError, ValueError) as e:
+        raise BadSequenceError(seq, str(e).removeprefix(f"sequence {seq!r}: ")) from None
+    if not first.any():
+        raise BadSequenceError(seq, "its first annotation holds no object")
+    if len(gt) < MIN_FRAMES:
+        raise BadSequenceError(
+            seq, f"{len(gt)} frame(s); the scores need at least {MIN_FRAMES} (the first and last are not scored)"
+        )
+    return gt, first
+
+
+def _predict(predict_sequence: PredictSequence, dataset, seq: str, gt: np.ndarray, first: np.ndarray) -> np.ndarray:
     maps = []
     for t, m in enumerate(predict_sequence(dataset.frames(seq), first)):
         m = np.asarray(m)
@@ -64,6 +95,11 @@ def _predict(predict_sequence: PredictSequence, dataset, seq: str, gt: np.ndarra
             "predict_sequence must yield one per frame, the first frame included"
         )
     return np.stack(maps)
+
+
+def _scored(records) -> list[dict]:
+    """The records of sequences that were scored (not skipped as bad)."""
+    return [r for r in records if "bad" not in r]
 
 
 def _set_aside(out: Path) -> None:
@@ -89,6 +125,7 @@ def evaluate_sequences(
     bound_th: float = BOUND_TH,
     settings: dict | None = None,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> dict:
     """Run ``predict_sequence`` on every sequence of ``dataset``, score it as DAVIS does, write the run.
 
@@ -107,6 +144,8 @@ def evaluate_sequences(
         settings: extra JSON-serialisable facts to record (method settings, model, device, ...);
             part of the run's identity, so a resumed run must pass the same.
         progress: show a tqdm bar (process 0 only).
+        skip_bad: name a sequence that cannot be scored in a warning and go on (see the module)
+            instead of stopping.
 
     Returns:
         The summary (also written to ``out_dir/summary.json``); every process returns it.
@@ -152,7 +191,7 @@ def evaluate_sequences(
         raise error
 
     # ── what is already done ──
-    done = read_records(out) if resume else {}
+    done = {i: r for i, r in read_records(out).items() if "bad" not in r} if resume else {}  # bad ones: again
     for idx, rec in done.items():
         if idx < len(seqs) and rec.get("sequence") != seqs[idx]:
             raise ValueError(
@@ -181,9 +220,19 @@ def evaluate_sequences(
     with RecordFile(live) as fh:
         for i in todo:
             seq, ts = seqs[i], time.perf_counter()
-            gt = dataset.label_maps(seq)
-            pred = _predict(predict_sequence, dataset, seq, gt)
-            scores = evaluate_sequence(gt, pred, n_objects=int(dataset.first_label_map(seq).max()), bound_th=bound_th)
+            try:
+                gt, first = _ground_truth(dataset, seq)
+            except BadSequenceError as e:
+                if not skip_bad:
+                    raise ValueError(f"{e}; pass skip_bad=True (--skip-bad) to name and skip such sequences") from None
+                warn(f"sequence {seq!r} skipped: {e.reason}")
+                rec = {"index": i, "sequence": seq, "bad": e.reason}
+                fh.write(rec)
+                records[i] = rec
+                bar.update(1)
+                continue
+            pred = _predict(predict_sequence, dataset, seq, gt, first)
+            scores = evaluate_sequence(gt, pred, n_objects=int(first.max()), bound_th=bound_th)
             names = [p.stem for p in dataset.frame_paths(seq)] if hasattr(dataset, "frame_paths") else None
             rec = {
                 "index": i,
@@ -196,7 +245,7 @@ def evaluate_sequences(
             fh.write(rec)
             records[i] = rec
             bar.update(1)
-            bar.set_postfix_str(f"J&F {summarise(records[k] for k in sorted(records))['J&F-Mean'] * 100:.1f}")
+            bar.set_postfix_str(f"J&F {summarise(_scored(records[k] for k in sorted(records)))['J&F-Mean'] * 100:.1f}")
     bar.close()
 
     # ── gather ──
@@ -208,12 +257,16 @@ def evaluate_sequences(
         gathered = [local]
     every = {int(r["index"]): r for g in gathered for r in g["records"]}
     ordered = [every[i] for i in sorted(every)]
+    scored = _scored(ordered)
+    if not scored:
+        raise ValueError(f"no sequence of {dataset.name} could be scored: all {len(ordered)} were skipped as bad")
     seconds = sum(float(r.get("seconds", 0.0)) for r in ordered)
     summary = {
         "task": identity["task"],
         "dataset": dataset.describe(),
         "settings": {**identity["settings"], "bound_th": float(bound_th), "world_size": world},
-        **summarise(ordered),
+        **summarise(scored),
+        "skipped": [{"sequence": r["sequence"], "reason": r["bad"]} for r in ordered if "bad" in r],
         "resumed": sum(g["resumed"] for g in gathered),
         "time": {
             "started": started,
