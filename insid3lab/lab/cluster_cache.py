@@ -1,11 +1,12 @@
 """Cluster labels of encoded targets at any τ, each target clustered once (for the explorers).
 
-With a clusterer of :data:`~insid3lab.stages.clustering.tree.TREE_CLUSTERERS` (the default
-``"auto"`` among them), the first request for a target builds its average-linkage tree and
-every τ after that is a cut of it (:func:`~insid3lab.stages.clustering.tree.cut_tree`, well under
-a millisecond at 64 x 64 cells, where re-clustering takes about 0.2 s on 2 cores). Any other clusterer
-(``"torch"``, a registered name or a callable) is run once per (target, τ, clusterer) and its
-labels kept.
+With a clusterer whose registry entry says ``tree=True``
+(:class:`~insid3lab.stages.clustering.registry.ClustererEntry`; the default ``"auto"`` among
+them), the first request for a target builds its average-linkage tree and every τ after that
+is a cut of it (:func:`~insid3lab.stages.clustering.tree.cut_tree`, well under a millisecond
+at 64 x 64 cells, where re-clustering takes about 0.2 s on 2 cores). Any other clusterer
+(``"torch"``, a name registered without ``tree=True``, or a callable) is run once per (target,
+τ, clusterer) and its labels kept.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from torch import Tensor
 
 from insid3lab.method.params import Params
 from insid3lab.method.pipeline import cluster_target
-from insid3lab.stages.clustering.tree import TREE_CLUSTERERS, cut_tree, linkage_tree
+from insid3lab.stages.clustering.registry import CLUSTERERS
+from insid3lab.stages.clustering.tree import cut_tree, linkage_tree
 
 __all__ = ["TargetClusters"]
 
@@ -47,7 +49,8 @@ class TargetClusters:
         """
         C, h, w = features_norm.shape
         method = params.clustering
-        if isinstance(method, str) and method in TREE_CLUSTERERS:
+        entry = CLUSTERERS.get(method) if isinstance(method, str) else None
+        if entry is not None and entry.tree:
             if key not in self._trees:
                 self._trees[key] = linkage_tree(features_norm.reshape(C, -1).T)
                 self.runs += 1
