@@ -68,3 +68,19 @@ def tiny() -> DinoV3Backbone:
 def isolated_cache(tmp_path, monkeypatch):
     """The positional-basis disk cache in the test's own folder (``pytest.mark.usefixtures("isolated_cache")``)."""
     monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def registries():
+    """Every registry (clusterers, refiners, image and video benchmarks) restored after the test, so a test may
+    register its own."""
+    from insid3lab.eval.datasets import BENCHMARKS
+    from insid3lab.eval.video import VIDEO_BENCHMARKS
+    from insid3lab.stages.clustering import CLUSTERERS
+    from insid3lab.stages.refine import REFINERS
+
+    saved = [(r, dict(r)) for r in (CLUSTERERS, REFINERS, BENCHMARKS, VIDEO_BENCHMARKS)]
+    yield
+    for registry, entries in saved:
+        registry.clear()
+        registry.update(entries)

@@ -92,9 +92,12 @@ def _param_type(name: str, convert):
 
 
 class _RegistryChoice(argparse.Action):
-    """Stores the value; the help lists the registered names (:func:`insid3lab.method.params.choices`), read when shown.
+    """A pluggable step's name (``--clustering``, ``--refine``): its help lists the registry's names.
 
-    Reading the registry only for ``--help`` keeps building the parser free of the stages' imports.
+    The help (each name with its entry's one-line help) is read from
+    :func:`insid3lab.method.params.registered` when shown, never when the parser is built, so
+    building it stays free of the stages' imports and a name registered later is listed;
+    :func:`check_choices` checks the name against the same registry.
     """
 
     def __init__(self, option_strings, dest, *, registry: str, text: str, **kw):
@@ -103,9 +106,10 @@ class _RegistryChoice(argparse.Action):
 
     @property
     def help(self) -> str:
-        from insid3lab.method.params import choices
+        from insid3lab.method.params import registered
 
-        return f"{self.text}; one of: {', '.join(choices(self.registry))}".replace("%", "%%")
+        listed = ", ".join(f"{n} ({e.help})" if e.help else n for n, e in registered(self.registry).items())
+        return f"{self.text}; one of: {listed}".replace("%", "%%")
 
     @help.setter
     def help(self, value) -> None:  # argparse.Action.__init__ assigns it; the text is built when shown
@@ -127,7 +131,8 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, *, svd_note: str = 
                        help=describe(name))  # fmt: skip
     g.add_argument("--svd-components", type=_param_type("svd_components", int), default=None,
                    help=describe("svd_components") + svd_note)  # fmt: skip
-    g.add_argument("--clustering", default=_DEFAULTS["clustering"], help=describe("clustering"))
+    g.add_argument("--clustering", default=_DEFAULTS["clustering"], action=_RegistryChoice, registry="clustering",
+                   metavar="NAME", text=describe("clustering"))  # fmt: skip
     g.add_argument("--refine", default=None, action=_RegistryChoice, registry="refine", metavar="NAME",
                    text=describe("refine"))  # fmt: skip
     g.add_argument("--no-debias", action="store_true", help="keep the positional subspace (ablation)")

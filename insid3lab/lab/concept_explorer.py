@@ -3,7 +3,7 @@
 DOM contract: image panels are ``ipywidgets.Image`` with CSS class ``insid3lab-concepts-panel``
 (the label-map panel also ``insid3lab-labels``); controls have
 ``insid3lab-concepts-control-<name>`` with names ``tau``, ``svd``, ``merge`` (sliders),
-``debias`` and ``refine`` (dropdowns).
+``debias``, ``clustering`` and ``refine`` (dropdowns).
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ import ipywidgets as widgets
 import torch
 
 from insid3lab.lab.cluster_cache import TargetClusters
-from insid3lab.lab.controls import method_controls, png_panels, refine_options, wire
+from insid3lab.lab.controls import method_controls, png_panels, wire
 from insid3lab.tasks import concepts as _concepts
 from insid3lab.viz.common import to_png
 from insid3lab.viz.labels import instances as draw_instances
 from insid3lab.viz.labels import label_overlay
 from insid3lab.viz.labels import labels as draw_labels
 
-__all__ = ["CONCEPT_CONTROL_NAMES", "CONCEPT_PANEL_NAMES", "ConceptExplorer", "refine_options"]
+__all__ = ["CONCEPT_CONTROL_NAMES", "CONCEPT_PANEL_NAMES", "ConceptExplorer"]
 
 #: Names of the controls (CSS class ``insid3lab-concepts-control-<name>``).
-CONCEPT_CONTROL_NAMES = ("tau", "svd", "merge", "debias", "refine")
+CONCEPT_CONTROL_NAMES = ("tau", "svd", "merge", "debias", "clustering", "refine")
 #: Names of the image panels, in display order; ``labels`` is the label map with the score bars.
 CONCEPT_PANEL_NAMES = ("reference", "labels", "instances")
 
 
 class ConceptExplorer:
-    """Turn τ, the SVD components, the merge threshold, debiasing and the refiner, and watch every concept's share.
+    """Turn τ, the SVD components, the merge threshold, debiasing, the clusterer and the refiner, and watch every concept's share.
 
     The target is encoded and clustered once (``counts["clustering"]``): a new τ cuts its
     average-linkage tree again (:class:`~insid3lab.lab.cluster_cache.TargetClusters`); every update re-runs the per-concept matching and the competition
@@ -74,7 +74,7 @@ class ConceptExplorer:
         self.widget = widgets.VBox(
             [
                 widgets.HBox([c["tau"], c["svd"]]),
-                widgets.HBox([c["merge"], c["debias"], c["refine"]]),
+                widgets.HBox([c["merge"], c["debias"], c["clustering"], c["refine"]]),
                 widgets.HBox([self.panels[n] for n in CONCEPT_PANEL_NAMES]),
                 self.status,
             ]
@@ -110,6 +110,8 @@ class ConceptExplorer:
                 m.svd_components = int(value)
             elif name == "merge":
                 m.merge_threshold = float(value)
+            elif name == "clustering":
+                m.clustering = value
             elif name == "refine":
                 m.refine = value
             else:

@@ -6,7 +6,8 @@ Both work with plain ipywidgets in JupyterLab (no extra frontend extension).
 DOM contract of the explorer (a browser test relies on it): every image panel is an
 ``ipywidgets.Image`` with CSS class ``insid3lab-panel``, the predicted-mask panel also has
 ``insid3lab-mask``; every control has ``insid3lab-control-<name>`` with names ``tau`` (a
-``FloatSlider``), ``svd``, ``merge`` (sliders), ``size``, ``layer``, ``debias``, ``refine`` (dropdowns).
+``FloatSlider``), ``svd``, ``merge`` (sliders), ``size``, ``layer``, ``debias``, ``clustering``, ``refine``
+(dropdowns).
 
 Several concepts at once (a label map, per-concept scores, instances):
 :class:`~insid3lab.lab.concept_explorer.ConceptExplorer`, also importable from here.
@@ -38,7 +39,7 @@ from insid3lab.viz.story import draw_panel, settings_line
 __all__ = ["CONTROL_NAMES", "PANEL_NAMES", "ConceptExplorer", "Explorer", "MaskPainter"]
 
 #: Names of the explorer's controls (CSS class ``insid3lab-control-<name>``).
-CONTROL_NAMES = ("tau", "svd", "merge", "size", "layer", "debias", "refine")
+CONTROL_NAMES = ("tau", "svd", "merge", "size", "layer", "debias", "clustering", "refine")
 #: Names of the explorer's image panels, in display order; ``mask`` is the prediction.
 PANEL_NAMES = ("reference", "pca", "similarity", "clusters", "scores", "mask")
 
@@ -47,6 +48,7 @@ _AFFECTS = {
     "tau": ("clusters", "scores", "mask"),
     "svd": ("similarity", "clusters", "scores", "mask"),
     "debias": ("similarity", "clusters", "scores", "mask"),
+    "clustering": ("clusters", "scores", "mask"),
     "merge": ("scores", "mask"),
     "refine": ("mask",),
     "layer": ("pca", "mask"),
@@ -69,6 +71,8 @@ class Explorer:
       (cached per S), then every stage after the backbone.
     * ``tau`` (τ): the clusters (a cut of the target's average-linkage tree, built once per S;
       see :class:`~insid3lab.lab.cluster_cache.TargetClusters`) and the stages after them.
+    * ``clustering`` (the clusterer, choices from :data:`insid3lab.stages.clustering.CLUSTERERS`): the
+      clusters as for ``tau`` (cut from the same tree when the clusterer's entry says ``tree=True``).
     * ``svd`` (components r), ``debias``: matching, seed and scores, reusing the cached encodings
       and cluster labels.
     * ``merge`` (merge threshold): only the final aggregation and upsampling.
@@ -157,7 +161,8 @@ class Explorer:
         self.widget = widgets.VBox(
             [
                 widgets.HBox([c["tau"], c["svd"], c["merge"]]),
-                widgets.HBox([c["size"], c["debias"], c["layer"], c["refine"]]),
+                widgets.HBox([c["size"], c["debias"], c["layer"]]),
+                widgets.HBox([c["clustering"], c["refine"]]),
                 widgets.HBox([self.panels[n] for n in ("reference", "pca", "similarity")]),
                 widgets.HBox([self.panels[n] for n in ("clusters", "scores", "mask")]),
                 self.status,
@@ -205,6 +210,8 @@ class Explorer:
             m.merge_threshold = float(value)
         elif name == "debias":
             m.debias = bool(value)
+        elif name == "clustering":
+            m.clustering = value
         elif name == "refine":
             m.refine = value
         elif name == "size":

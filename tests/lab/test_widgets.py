@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from insid3lab import random_backbone, synthetic
+from insid3lab.lab.controls import method_controls
 from insid3lab.lab.explorer import CONTROL_NAMES, PANEL_NAMES, Explorer, MaskPainter
 from insid3lab.model.insid3 import INSID3
+from insid3lab.stages.clustering import register_clusterer
 
 S = 128
 SCENE = 256
@@ -160,7 +162,13 @@ def test_tau_cuts_the_cached_tree_without_reclustering(explorer, backbone, scene
 
 
 def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, backbone, scene):
-    explorer.model.clustering = "torch"
+    counts, panels, calls = snapshot(explorer)
+    before = explorer.mask
+    explorer.controls["clustering"].value = "torch"
+    assert explorer.model.clustering == "torch" and explorer.last_error is None
+    assert explorer.counts["clustering"] == counts["clustering"] + 1 and backbone_passes(explorer) == calls
+    assert explorer.trace.settings["clustering"] == "torch"
+    np.testing.assert_array_equal(explorer.mask, before)  # the same partition as the default's
     explorer.controls["tau"].value = 0.7
     counts = dict(explorer.counts)
     explorer.controls["tau"].value = 0.8
@@ -168,6 +176,26 @@ def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, backbone, 
     np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
     explorer.controls["tau"].value = 0.7
     assert explorer.counts["clustering"] == counts["clustering"] + 1
+
+
+def test_a_clusterer_registered_before_the_explorer_is_offered_and_used(registries, backbone, scene):
+    ref, ref_mask, tgt, _ = scene
+    calls = []
+
+    @register_clusterer("one-cluster-for-test", help="every cell in one cluster")
+    def one_cluster(X, threshold):
+        calls.append(X.shape[0])
+        return torch.zeros(X.shape[0], dtype=torch.long)
+
+    model = INSID3(backbone, image_size=S, svd_components=8, basis_cache=False, progress=False)
+    assert method_controls(model, 8)["clustering"].options[-1] == ("one-cluster-for-test", "one-cluster-for-test")
+    ex = Explorer(model, ref, ref_mask, tgt, sizes=[S])
+    assert [v for _, v in ex.controls["clustering"].options] == ["auto", "sklearn", "scipy", "torch", "components",
+                                                                 "one-cluster-for-test"]  # fmt: skip
+    ex.controls["clustering"].value = "one-cluster-for-test"
+    assert ex.last_error is None, ex.status.value
+    assert calls == [(S // 16) ** 2] and ex.trace.cluster_labels.unique().tolist() == [0]
+    assert ex.trace.settings["clustering"] == "one-cluster-for-test"
 
 
 def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, backbone, scene):
@@ -305,3 +333,7 @@ def test_concept_explorer_refine_keeps_the_clustering(backbone, scene):
     direct = INSID3(backbone, image_size=S, svd_components=8, refine="crf", basis_cache=False, progress=False)
     direct.set_reference(ref, lm, labels=labels)
     assert torch.equal(app.label_map, direct.segment_labels(tgt)[0])
+    before, counts = app.label_map.clone(), dict(app.counts)
+    app.controls["clustering"].value = "torch"  # no tree: clustered once more, the same partition
+    assert app.last_error is None and app.model.clustering == "torch"
+    assert app.counts["clustering"] == counts["clustering"] + 1 and torch.equal(app.label_map, before)
