@@ -1,4 +1,5 @@
-"""The sequence evaluation driver: numbers, records, resume after an interruption, two processes."""
+"""The sequence evaluation driver: numbers, records, resume after an interruption, two processes, objects given
+after the first frame (YouTube-VOS)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from insid3lab.eval.video.layouts import DavisDataset
+from insid3lab.eval.video.layouts import DavisDataset, YouTubeVOSDataset
 from insid3lab.eval.video.runner import evaluate_sequences
 from insid3lab.eval.video.scores import evaluate_sequence, summarise
-from insid3lab.synthetic.video import write_moving_sequences
+from insid3lab.synthetic.video import moving_object_sequence, write_moving_sequences, write_youtube_vos_sequence
 
 
 def shift_right(labels: np.ndarray, k: int = 2) -> np.ndarray:
@@ -160,3 +161,64 @@ def test_two_processes_shard_by_sequence_and_equal_one(davis, tmp_path):
         assert got["summary"]["settings"]["world_size"] == 2
     assert records(tmp_path / "two" / "results.jsonl") == records(tmp_path / "one" / "results.jsonl")
     assert not list((tmp_path / "two").glob("results.rank*.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def youtube(tmp_path_factory):
+    """A YouTube-VOS train sequence of 11 frames, every fifth annotated; object 2 appears at frame 5."""
+    root = tmp_path_factory.mktemp("ytvos")
+    frames, labels = moving_object_sequence(11, (48, 64), seed=3, objects=2)
+    labels[:5][labels[:5] == 2] = 0
+    write_youtube_vos_sequence(root, "clip", frames, labels)
+    return root, labels
+
+
+def test_youtube_vos_objects_are_given_where_they_appear_and_scored_after(youtube, tmp_path):
+    root, labels = youtube
+    ds = YouTubeVOSDataset(root, all_frames=True)
+    calls = []
+
+    def method(frames, given):
+        start = next(t for t, m in ds.given("clip").items() if np.array_equal(m, given))
+        ids = sorted(set(np.unique(given).tolist()) - {0})
+        calls.append((start, ids))
+        for t, _ in enumerate(frames, start=start):  # object 1 over the whole frame; the later run's truth
+            yield np.ones_like(labels[t]) if ids == [1] else np.where(labels[t] == 2, 2, 0).astype(np.uint8)
+
+    s = evaluate_sequences(ds, method, tmp_path / "run", progress=False)
+    assert calls == [(0, [1]), (5, [2])]  # one run per frame where objects are first given
+    (rec,) = records(tmp_path / "run" / "results.jsonl")
+    assert rec["ids"] == [1, 2] and rec["objects"] == 2 and rec["frames"] == ["00005", "00010"]
+    # the later run keeps the pixels it claims: object 1 is everything but object 2's truth
+    expected_j1 = [float((labels[t] == 1).sum() / (labels[t] != 2).sum()) for t in (5, 10)]
+    assert rec["J"][0] == pytest.approx(expected_j1) and rec["J"][1] == [1.0]  # object 2: frame 10 only
+    assert rec["F"][1] == [1.0] and rec["F"][0][0] < 1.0
+    assert s["objects"] == 2 and s["sequences"] == 1
+    assert s["J-Mean"] == pytest.approx((np.mean(expected_j1) + 1.0) / 2)
+    assert list(s["per_object"]) == ["clip_1", "clip_2"]
+
+
+def test_youtube_vos_truth_scores_one_on_the_split_frames(youtube, tmp_path):
+    root, labels = youtube
+    ds = YouTubeVOSDataset(root)  # the split's frames, 00000 00005 00010, each annotated
+
+    def truth(frames, given):
+        ids = list(set(np.unique(given).tolist()) - {0})
+        start = 0 if 1 in ids else 1
+        for i, _ in enumerate(frames):
+            gt = labels[5 * (start + i)]
+            yield np.where(np.isin(gt, ids), gt, 0).astype(np.uint8)
+
+    s = evaluate_sequences(ds, truth, tmp_path / "run", progress=False)
+    assert s["J&F-Mean"] == 1.0 and s["objects"] == 2
+    (rec,) = records(tmp_path / "run" / "results.jsonl")
+    assert rec["frames"] == ["00005", "00010"] and [len(j) for j in rec["J"]] == [2, 1]
+
+
+def test_youtube_vos_hidden_split_stops_before_any_work(youtube, tmp_path):
+    root, labels = youtube
+    shutil.copytree(root / "train", tmp_path / "valid")
+    called = []
+    with pytest.raises(ValueError, match="valid split is not public"):
+        evaluate_sequences(YouTubeVOSDataset(tmp_path, "valid"), lambda f, g: called.append(1), tmp_path / "run")
+    assert not called and not (tmp_path / "run").exists()

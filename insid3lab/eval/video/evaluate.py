@@ -1,8 +1,11 @@
-"""Semi-supervised video object segmentation on DAVIS with :meth:`INSID3.track`, scored as the DAVIS toolkit does.
+"""Semi-supervised video object segmentation with :meth:`INSID3.track`, scored as the DAVIS toolkit does.
 
->>> from insid3lab.eval.video.evaluate import evaluate_davis
+>>> from insid3lab.eval.video.evaluate import evaluate_davis, evaluate_video
 >>> summary = evaluate_davis(model, "data/DAVIS", "runs/davis17", memory=4)  # doctest: +SKIP
 >>> summary["J&F-Mean"]                                                     # doctest: +SKIP
+>>> from insid3lab.eval.video import build_video_dataset
+>>> train = build_video_dataset("youtube_vos", "data/YouTube-VOS")          # doctest: +SKIP
+>>> summary = evaluate_video(model, train, "runs/ytvos-train")              # doctest: +SKIP
 
 The run folder, resume and the sharding over ``torchrun`` processes are those of
 :func:`insid3lab.eval.video.runner.evaluate_sequences`.
@@ -17,13 +20,13 @@ from insid3lab.eval.video.runner import evaluate_sequences
 from insid3lab.eval.video.scores import BOUND_TH
 from insid3lab.tasks.tracking import MEMORY, MIN_CONFIDENCE, check_memory
 
-__all__ = ["evaluate_davis", "track_predictor"]
+__all__ = ["evaluate_davis", "evaluate_video", "track_predictor"]
 
 
 def track_predictor(model, *, memory: int = MEMORY, min_confidence: float = MIN_CONFIDENCE):
-    """A ``predict_sequence(frames, first_label_map)`` for :func:`evaluate_sequences` built on :meth:`INSID3.track`.
+    """A ``predict_sequence(frames, given_label_map)`` for :func:`evaluate_sequences` built on :meth:`INSID3.track`.
 
-    Every object of the first label map is tracked with its own memory (``labels=True``); yields
+    Every object of the given label map is tracked with its own memory (``labels=True``); yields
     (H, W) uint8 label maps as numpy arrays.
     """
     check_memory(memory, min_confidence)
@@ -32,13 +35,50 @@ def track_predictor(model, *, memory: int = MEMORY, min_confidence: float = MIN_
             "resize_to_orig_size=False: video scores need masks at the frame's size; build INSID3 with True"
         )
 
-    def predict_sequence(frames, first_label_map):
+    def predict_sequence(frames, given_label_map):
         for m in model.track(
-            frames, first_label_map, memory=memory, min_confidence=min_confidence, labels=True, progress=False
+            frames, given_label_map, memory=memory, min_confidence=min_confidence, labels=True, progress=False
         ):
             yield m.cpu().numpy()
 
     return predict_sequence
+
+
+def evaluate_video(
+    model,
+    dataset,
+    out_dir: str | os.PathLike,
+    *,
+    memory: int = MEMORY,
+    min_confidence: float = MIN_CONFIDENCE,
+    resume: bool = True,
+    bound_th: float = BOUND_TH,
+    settings: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Track every sequence of a video benchmark with ``model`` and score it (J, F, J&F as the DAVIS toolkit reports).
+
+    Args:
+        model: an :class:`~insid3lab.INSID3` (``resize_to_orig_size=True``).
+        dataset: a :class:`~insid3lab.eval.video.layouts.VideoLayout`, e.g. from
+            :func:`~insid3lab.eval.video.registry.build_video_dataset`; what it gives is tracked
+            and what it scores is scored.
+        out_dir: the run folder (``run.json``, ``results.jsonl``, ``summary.json``).
+        memory, min_confidence: see :mod:`insid3lab.tasks.tracking`.
+        resume: continue a run in ``out_dir``, skipping finished sequences.
+        bound_th: boundary tolerance of F (fraction of the image diagonal).
+        settings: extra facts recorded in the run (model source, device, ...).
+        progress: a tqdm bar over sequences.
+
+    Returns:
+        The summary of :func:`~insid3lab.eval.video.runner.evaluate_sequences`.
+    """
+    dataset.check_scorable()  # before the tracker checks the model
+    predict = track_predictor(model, memory=memory, min_confidence=min_confidence)
+    facts = {**model.settings(), "memory": int(memory), "min_confidence": float(min_confidence), **(settings or {})}
+    return evaluate_sequences(
+        dataset, predict, out_dir, resume=resume, bound_th=bound_th, settings=facts, progress=progress
+    )
 
 
 def evaluate_davis(
@@ -63,20 +103,13 @@ def evaluate_davis(
         model: an :class:`~insid3lab.INSID3` (``resize_to_orig_size=True``).
         data_root: the DAVIS folder (``JPEGImages/480p``, ``Annotations/480p``, ``ImageSets/2017``).
         out_dir: the run folder (``run.json``, ``results.jsonl``, ``summary.json``).
-        memory, min_confidence: see :mod:`insid3lab.tasks.tracking`.
-        resume: continue a run in ``out_dir``, skipping finished sequences.
         sequences: names to evaluate instead of the split's list.
         split, year, resolution: which DAVIS list and frames (see :class:`~insid3lab.eval.video.layouts.DavisDataset`).
-        bound_th: boundary tolerance of F (fraction of the image diagonal).
-        settings: extra facts recorded in the run (model source, device, ...).
-        progress: a tqdm bar over sequences.
+        memory, min_confidence, resume, bound_th, settings, progress: as for :func:`evaluate_video`.
 
     Returns:
         The summary of :func:`~insid3lab.eval.video.runner.evaluate_sequences`.
     """
     dataset = DavisDataset(data_root, split, year=year, resolution=resolution, sequences=sequences)
-    predict = track_predictor(model, memory=memory, min_confidence=min_confidence)
-    facts = {**model.settings(), "memory": int(memory), "min_confidence": float(min_confidence), **(settings or {})}
-    return evaluate_sequences(
-        dataset, predict, out_dir, resume=resume, bound_th=bound_th, settings=facts, progress=progress
-    )
+    return evaluate_video(model, dataset, out_dir, memory=memory, min_confidence=min_confidence, resume=resume,
+                          bound_th=bound_th, settings=settings, progress=progress)  # fmt: skip

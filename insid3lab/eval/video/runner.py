@@ -4,8 +4,11 @@ Files in ``out_dir`` (as for :func:`insid3lab.eval.run_evaluation`):
 
 * ``run.json``: what the run is (dataset, sequences, tolerance, settings); a resumed run must match it.
 * ``results.jsonl``: one line per finished sequence (per-process ``results.rank<R>.jsonl`` while a
-  distributed run is going; merged and sorted by sequence index at its end), with the per-object,
-  per-frame J and F of :func:`insid3lab.eval.video.scores.evaluate_sequence`.
+  distributed run is going; merged and sorted by sequence index at its end): the object ``ids``,
+  the names of the ``frames`` scored, and per object its per-frame ``J`` and ``F`` on the frames
+  it is scored on (:meth:`~insid3lab.eval.video.layouts.VideoLayout.scored_frames`: object k's
+  lists cover the last ``len(J[k])`` of ``frames``) with their statistics
+  (:func:`insid3lab.eval.video.scores.evaluate_objects`).
 * ``summary.json``: the DAVIS report of :func:`insid3lab.eval.video.scores.summarise`, settings and time.
 
 Distributed: when ``torch.distributed`` is initialised, process ``r`` of ``W`` runs the
@@ -34,32 +37,65 @@ from insid3lab.eval.run.files import (
     repair_tail,
     write_json,
 )
-from insid3lab.eval.video.scores import BOUND_TH, evaluate_sequence, summarise
+from insid3lab.eval.video.scores import BOUND_TH, evaluate_objects, summarise
 
 __all__ = ["evaluate_sequences"]
 
 PredictSequence = Callable[[Iterator[np.ndarray], np.ndarray], Iterable]
 
+_STATS = ("", "_mean", "_recall", "_decay")
 
-def _predict(predict_sequence: PredictSequence, dataset, seq: str, gt: np.ndarray) -> np.ndarray:
-    first = dataset.first_label_map(seq)
-    maps = []
-    for t, m in enumerate(predict_sequence(dataset.frames(seq), first)):
-        m = np.asarray(m)
-        if m.dtype == np.bool_:
-            m = m.astype(np.uint8)
-        if m.shape != gt.shape[1:] or not np.issubdtype(m.dtype, np.integer):
+
+def _predict(predict_sequence: PredictSequence, dataset, seq: str, T: int, keep: list[int], shape) -> np.ndarray:
+    """(len(keep), H, W) uint8 predicted label maps of frames ``keep``, from one run of ``predict_sequence``
+    per frame where objects are given.
+
+    A run from frame ``t`` tracks the objects given there over frames ``t..T-1`` and must yield one
+    label map per frame; where runs from different frames claim a pixel, the later-started run
+    keeps it. Frames before the first given frame are background.
+    """
+    row = {t: i for i, t in enumerate(keep)}
+    out = np.zeros((len(keep), *shape), dtype=np.uint8)
+    for start, given in sorted(dataset.given(seq).items()):
+        ids = {int(k) for k in np.unique(given)} - {0}
+        count = 0
+        for m in predict_sequence(dataset.frames(seq, start), given):
+            t, m = start + count, np.asarray(m)
+            if m.dtype == np.bool_:
+                m = m.astype(np.uint8)
+            if m.shape != tuple(shape) or not np.issubdtype(m.dtype, np.integer):
+                raise ValueError(
+                    f"sequence {seq!r}, frame {t}: the prediction is {m.shape} {m.dtype}; "
+                    f"expected an {shape[0]}x{shape[1]} integer label map (the frame's size)"
+                )
+            extra = {int(k) for k in np.unique(m)} - ids - {0}
+            if extra:
+                raise ValueError(f"sequence {seq!r}, frame {t}: the prediction holds object id(s) {sorted(extra)}, "
+                                 f"but the objects given are {sorted(ids)}")  # fmt: skip
+            if t in row:
+                np.copyto(out[row[t]], m, where=m > 0, casting="unsafe")
+            count += 1
+        if count != T - start:
             raise ValueError(
-                f"sequence {seq!r}, frame {t}: the prediction is {m.shape} {m.dtype}; "
-                f"expected an {gt.shape[1]}x{gt.shape[2]} integer label map (the frame's size)"
+                f"sequence {seq!r}: {count} predicted label maps for {T - start} frames; "
+                "predict_sequence must yield one per frame, the given frame included"
             )
-        maps.append(m)
-    if len(maps) != len(gt):
-        raise ValueError(
-            f"sequence {seq!r}: {len(maps)} predicted label maps for {len(gt)} frames; "
-            "predict_sequence must yield one per frame, the first frame included"
-        )
-    return np.stack(maps)
+    return out
+
+
+def _score(dataset, seq: str, predict_sequence: PredictSequence, bound_th: float) -> dict:
+    """The record fields of one sequence: its objects, the frames scored and their J and F."""
+    frames = dataset.frame_paths(seq)
+    annotated = dataset.annotated_frames(seq)
+    gt = dataset.label_maps(seq)  # (A, H, W) on the annotated frames
+    pred = _predict(predict_sequence, dataset, seq, len(frames), annotated, gt.shape[1:])
+    scored = dataset.scored_frames(seq)  # object id -> frame indices
+    if not scored:  # every object given at the last annotated frame: nothing to score
+        return {"objects": 0, "frames": [], "ids": [], **{f"{m}{s}": [] for m in "JF" for s in _STATS}}
+    row = {t: i for i, t in enumerate(annotated)}
+    scores = evaluate_objects(gt, pred, {k: [row[t] for t in ts] for k, ts in scored.items()}, bound_th=bound_th)
+    union = sorted({t for ts in scored.values() for t in ts})
+    return {"objects": len(scores["ids"]), "frames": [frames[t].stem for t in union], **scores}
 
 
 def evaluate_sequences(
@@ -72,16 +108,18 @@ def evaluate_sequences(
     settings: dict | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run ``predict_sequence`` on every sequence of ``dataset``, score it as DAVIS does, write the run.
+    """Run ``predict_sequence`` on every sequence of ``dataset``, score it (J, F, J&F as DAVIS reports), write the run.
 
     Args:
-        dataset: a :class:`~insid3lab.eval.video.layouts.DavisDataset` (or any object with ``name``,
-            ``sequences``, ``frames(seq)``, ``first_label_map(seq)``, ``label_maps(seq)``,
-            ``describe()``).
-        predict_sequence: ``predict_sequence(frames, first_label_map) -> iterable of label maps``:
-            ``frames`` is an iterator of (H, W, 3) uint8 frames, ``first_label_map`` the (H, W) uint8
-            object ids of the first frame; it yields one (H, W) integer (or bool, read as object 1)
-            label map per frame, the first frame included (its map is not scored).
+        dataset: a :class:`~insid3lab.eval.video.layouts.VideoLayout` (DAVIS, YouTube-VOS, ...):
+            what is given, at which frame, and what is scored. Checked first
+            (:meth:`~insid3lab.eval.video.layouts.VideoLayout.check_scorable`).
+        predict_sequence: ``predict_sequence(frames, given_label_map) -> iterable of label maps``:
+            ``frames`` is an iterator of (H, W, 3) uint8 frames from a frame where objects are
+            given, ``given_label_map`` the (H, W) uint8 ids of those objects in that frame (for
+            DAVIS, the first frame and all its objects); it yields one (H, W) integer (or bool,
+            read as object 1) label map per frame, the given frame included (its map is not
+            scored). It is called once per frame where objects are first given.
         out_dir: the run folder (created).
         resume: continue the run in ``out_dir``, skipping sequences already scored; without it a
             folder that already holds a run is an error.
@@ -93,6 +131,7 @@ def evaluate_sequences(
     Returns:
         The summary (also written to ``out_dir/summary.json``); every process returns it.
     """
+    dataset.check_scorable()
     dist, rank, world = dist_info()
     out = Path(out_dir)
     started, t0 = now(), time.perf_counter()
@@ -164,23 +203,14 @@ def evaluate_sequences(
     with open(live, "a") as fh:
         for i in todo:
             seq, ts = seqs[i], time.perf_counter()
-            gt = dataset.label_maps(seq)
-            pred = _predict(predict_sequence, dataset, seq, gt)
-            scores = evaluate_sequence(gt, pred, n_objects=int(dataset.first_label_map(seq).max()), bound_th=bound_th)
-            names = [p.stem for p in dataset.frame_paths(seq)] if hasattr(dataset, "frame_paths") else None
-            rec = {
-                "index": i,
-                "sequence": seq,
-                "objects": len(scores["J"]),
-                "frames": [names[t] for t in scores["frames"]] if names else scores["frames"],
-                **{k: v for k, v in scores.items() if k != "frames"},
-                "seconds": round(time.perf_counter() - ts, 4),
-            }
+            rec = {"index": i, "sequence": seq, **_score(dataset, seq, predict_sequence, bound_th),
+                   "seconds": round(time.perf_counter() - ts, 4)}  # fmt: skip
             fh.write(json_line(rec))
             fh.flush()
             records[i] = rec
             bar.update(1)
-            bar.set_postfix_str(f"J&F {summarise(records[k] for k in sorted(records))['J&F-Mean'] * 100:.1f}")
+            if any(r["objects"] for r in records.values()):
+                bar.set_postfix_str(f"J&F {summarise(records[k] for k in sorted(records))['J&F-Mean'] * 100:.1f}")
     bar.close()
 
     # ── gather ──
