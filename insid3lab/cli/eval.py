@@ -34,8 +34,9 @@ import os
 import sys
 
 from insid3lab.cli import options
-from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, VIDEO_BENCHMARKS, DatasetNotFoundError, dataset_names
+from insid3lab.eval.datasets import BENCHMARKS, DatasetNotFoundError
 from insid3lab.eval.run.protocol import DEFAULT_PROTOCOL, PROTOCOLS
+from insid3lab.eval.video.registry import VIDEO_BENCHMARKS
 
 __all__ = ["add_eval_parser", "build_eval_parser", "build_model", "run_eval_from_args"]
 
@@ -65,6 +66,25 @@ def _shots(text: str) -> list[int]:
     return values
 
 
+def _annotations(name: str) -> bool:
+    """Whether benchmark ``name`` reads a COCO-format annotations file (``--annotations``, ``--images``)."""
+    return name in BENCHMARKS and BENCHMARKS[name].annotations
+
+
+def _names(keep) -> str:
+    """The registered image benchmarks for which ``keep(entry)`` holds, comma-separated."""
+    return ", ".join(name for name, entry in BENCHMARKS.items() if keep(entry))
+
+
+def _fold_ranges() -> str:
+    return ", ".join(f"{name} {entry.fold_range}" for name, entry in BENCHMARKS.items() if entry.folds)
+
+
+def _dataset_help() -> str:
+    entries = [*BENCHMARKS.values(), *VIDEO_BENCHMARKS.values()]
+    return "benchmark name, one of: " + "; ".join(f"{e.name} ({e.help})" if e.help else e.name for e in entries)
+
+
 def _split(text: str):
     if text.lower() == "none":
         return None
@@ -75,27 +95,30 @@ def _split(text: str):
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
+    nway = _names(lambda e: getattr(e.cls, "loads_any_class", False))
+    keypoints = _names(lambda e: getattr(e.cls, "task", "") == "keypoints")
+    coco_format = _names(lambda e: e.annotations)
     g = p.add_argument_group("benchmark")
     g.add_argument(
         "--dataset",
         required=True,
         type=_dataset_name,
-        choices=dataset_names() + list(VIDEO_BENCHMARKS),
-        help="benchmark name; 'folder' reads DATA_ROOT/images and DATA_ROOT/masks; 'coco_json' reads --annotations "
-        "and --images; 'davis2017' tracks DAVIS 2017 val sequences (J&F)",
+        choices=[*BENCHMARKS, *VIDEO_BENCHMARKS],
+        metavar="NAME",
+        help=_dataset_help(),
     )
     g.add_argument(
         "--fold",
         type=_fold,
         default=None,
-        help="fold (coco 0-3, lvis 0-9, pascal_part 0-3, paco_part 0-3, isaid 0-2; default 0) or 'all': every fold "
-        "into OUT/fold<k>/ and their mean; unset for the others",
+        help=f"fold ({_fold_ranges()}; default 0) or 'all': every fold into OUT/fold<k>/ and their mean; unset for "
+        "the others",
     )
     g.add_argument(
         "--data-root",
         default=None,
         help="folder holding the benchmark's folder (COCO2014/, LVIS/, DAVIS/...) or that folder itself "
-        "(required except for coco_json)",
+        f"(required except for {coco_format})",
     )
     g.add_argument("--shots", type=_shots, default=[1], help="reference images per episode; '1,5' runs both into "
                    "OUT/shots<k>/ (default 1)")  # fmt: skip
@@ -110,10 +133,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="episode i is drawn from (seed, i) alone (default 0)")
     g.add_argument("--ways", type=int, default=1, metavar="N",
                    help="classes per episode (N-way K-shot): the target's class and N-1 others with --shots references "
-                   "each, scored as multi-class mIoU (coco, lvis, isaid, coco_json; default 1)")  # fmt: skip
+                   f"each, scored as multi-class mIoU ({nway}; default 1)")  # fmt: skip
     g.add_argument("--task", choices=("semantic", "instances"), default="semantic",
-                   help="semantic: masks (keypoints for spair); instances: COCO mask AP / AP50 / AP75 of the instance "
-                   "output (coco_json; default %(default)s)")  # fmt: skip
+                   help=f"semantic: masks (keypoints for {keypoints}); instances: COCO "
+                   f"mask AP / AP50 / AP75 of the instance output ({coco_format}; default "
+                   "%(default)s)")  # fmt: skip
 
     s = p.add_argument_group("scoring")
     s.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL,
@@ -132,7 +156,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")
 
-    c = p.add_argument_group("coco_json (COCO-format annotations)")
+    c = p.add_argument_group(f"{coco_format} (COCO-format annotations)")
     c.add_argument("--annotations", default=None, metavar="FILE.json", help="the COCO-format annotations file")
     c.add_argument("--images", default=None, metavar="DIR", help="the folder of its images")
     c.add_argument("--reference-split", type=_split, default=0.5, metavar="F|none",
@@ -140,7 +164,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    "targets); none: any image may be either (default %(default)s)")  # fmt: skip
     c.add_argument("--categories", default=None, metavar="A,B", help="only these categories (names or ids)")
 
-    v = p.add_argument_group("davis2017 (video)")
+    v = p.add_argument_group(f"video ({', '.join(VIDEO_BENCHMARKS)})")
     v.add_argument("--memory", type=int, default=None, help="past predicted frames kept as extra shots "
                    "(default: insid3lab.tasks.tracking.MEMORY)")  # fmt: skip
     v.add_argument(
@@ -174,7 +198,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "eval",
         help="evaluate on a few-shot segmentation / correspondence / video benchmark",
-        description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (or PCK for spair, J&F for davis2017) "
+        description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (PCK for keypoints, J&F for video) "
         "with 95%% bootstrap intervals; resumable; shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval",
     )
     _add_arguments(p)
@@ -229,7 +253,7 @@ def _check(args: argparse.Namespace) -> None:
     """Argument combinations argparse cannot check; a ValueError names the flag."""
     if args.episodes_file and args.episodes is not None:
         raise ValueError("--episodes and --episodes-file exclude each other: the file fixes the episodes")
-    if args.dataset in EXTERNAL_BENCHMARKS:
+    if _annotations(args.dataset):
         if not args.annotations or not (args.images or args.data_root):
             raise ValueError(f"--dataset {args.dataset} needs --annotations FILE.json and --images DIR")
         if args.fold == "all":
@@ -239,9 +263,9 @@ def _check(args: argparse.Namespace) -> None:
             raise ValueError(f"--dataset {args.dataset} needs --data-root")
         for flag in ("annotations", "images", "categories"):
             if getattr(args, flag) is not None:
-                raise ValueError(f"--{flag} belongs to --dataset coco_json, not {args.dataset}")
+                raise ValueError(f"--{flag} belongs to --dataset {_names(lambda e: e.annotations)}, not {args.dataset}")
     if args.dataset not in VIDEO_BENCHMARKS and (args.memory is not None or args.min_confidence is not None):
-        raise ValueError("--memory and --min-confidence belong to --dataset davis2017")
+        raise ValueError(f"--memory and --min-confidence belong to the video benchmarks: {', '.join(VIDEO_BENCHMARKS)}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: must be >= 1")
     if args.bootstrap < 0:
@@ -250,17 +274,17 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--ways {args.ways}: must be >= 1")
     if args.task == "instances" and args.ways != 1:
         raise ValueError(f"--task instances scores one class per episode; --ways {args.ways} is not allowed with it")
-    if args.task == "instances" and args.dataset not in EXTERNAL_BENCHMARKS:
+    if args.task == "instances" and not _annotations(args.dataset):
         raise ValueError(f"--task instances needs instance annotations; --dataset {args.dataset} has none "
-                         "(use --dataset coco_json)")  # fmt: skip
+                         f"(use --dataset {_names(lambda e: e.annotations)})")  # fmt: skip
     if args.dataset in VIDEO_BENCHMARKS and (args.ways != 1 or args.task != "semantic"):
-        raise ValueError("--ways and --task do not apply to --dataset davis2017")
+        raise ValueError(f"--ways and --task do not apply to the video benchmark {args.dataset}")
     if args.episodes_file and len(args.shots) > 1:
         raise ValueError("--episodes-file fixes the shots: give one --shots value")
 
 
 def _dataset_kwargs(args: argparse.Namespace) -> dict:
-    if args.dataset not in EXTERNAL_BENCHMARKS:
+    if not _annotations(args.dataset):
         return {}
     cats = None if args.categories is None else [c.strip() for c in args.categories.split(",") if c.strip()]
     cats = None if cats is None else [int(c) if c.isdigit() else c for c in cats]
@@ -269,7 +293,7 @@ def _dataset_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _data_root(args: argparse.Namespace) -> str:
-    return args.images if args.dataset in EXTERNAL_BENCHMARKS and args.images else args.data_root
+    return args.images if _annotations(args.dataset) and args.images else args.data_root
 
 
 def run_eval_from_args(args: argparse.Namespace) -> int:
@@ -287,7 +311,7 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
     try:
         try:
             if args.dataset in VIDEO_BENCHMARKS:
-                lines = _run_davis(args, device)
+                lines = _run_video(args, device)
             else:
                 lines = _run_benchmark(args, device)
         except DatasetNotFoundError as e:  # keep the layout's line breaks
@@ -334,17 +358,17 @@ def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
 
 
 def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
-    from insid3lab.eval.datasets import BENCHMARKS, build_dataset
+    from insid3lab.eval.datasets import build_dataset
     from insid3lab.eval.run.folds import run_all_folds
     from insid3lab.eval.run.runner import run_evaluation
 
-    cls = BENCHMARKS[args.dataset]
-    if args.fold == "all" and cls.folds is None:
+    entry = BENCHMARKS[args.dataset]
+    if args.fold == "all" and entry.folds is None:
         with_folds = [n for n, c in BENCHMARKS.items() if c.folds is not None]
         raise ValueError(f"--fold all: {args.dataset} has no folds; benchmarks with folds: {', '.join(with_folds)}")
-    if args.fold not in (None, "all") and cls.folds is not None and args.fold not in cls.folds:
-        raise ValueError(f"--fold {args.fold}: {args.dataset} has folds {cls.folds[0]}..{cls.folds[-1]} (or 'all')")
-    if args.fold not in (None, "all", 0) and cls.folds is None:
+    if args.fold not in (None, "all") and entry.folds is not None and args.fold not in entry.folds:
+        raise ValueError(f"--fold {args.fold}: {args.dataset} has folds {entry.folds[0]}..{entry.folds[-1]} (or 'all')")
+    if args.fold not in (None, "all", 0) and entry.folds is None:
         raise ValueError(f"--fold {args.fold}: {args.dataset} has no folds; leave --fold unset")
     kwargs = _dataset_kwargs(args)
     many = len(args.shots) > 1
@@ -355,8 +379,8 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
         if args.fold == "all":
             # the model is built once the first fold's dataset is known to be readable
             if model is None:
-                build_dataset(args.dataset, args.data_root, fold=cls.folds[0], shots=shots, **kwargs)
-                model = build_model(args, device, cls.task)
+                build_dataset(args.dataset, args.data_root, fold=entry.folds[0], shots=shots, **kwargs)
+                model = build_model(args, device, entry.cls.task)
             result = run_all_folds(
                 model,
                 args.dataset,
@@ -378,15 +402,18 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
     return lines
 
 
-def _run_davis(args: argparse.Namespace, device: str) -> list[str]:
-    from insid3lab.eval.video.evaluate import evaluate_davis
+def _run_video(args: argparse.Namespace, device: str) -> list[str]:
+    from insid3lab.eval.video.evaluate import evaluate_video
+    from insid3lab.eval.video.registry import build_video_dataset
     from insid3lab.tasks.tracking import MEMORY, MIN_CONFIDENCE
 
     if args.fold not in (None, 0):
-        raise ValueError(f"--fold {args.fold}: davis2017 has no folds; leave --fold unset")
+        raise ValueError(f"--fold {args.fold}: {args.dataset} has no folds; leave --fold unset")
+    dataset = build_video_dataset(args.dataset, args.data_root)
+    dataset.check_scorable()  # before the model is loaded
     model = build_model(args, device, "video")
-    summary = evaluate_davis(
-        model, args.data_root, args.out,
+    summary = evaluate_video(
+        model, dataset, args.out,
         memory=MEMORY if args.memory is None else args.memory,
         min_confidence=MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
         resume=args.resume, progress=not args.no_progress,
