@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         svd_components=args.svd_components,
         progress=False,
     )
-    model.positional_svd()
+    model.positional.svd()
     res = measure_tracking(
         model, frames, first_mask, memory=args.memory, min_confidence=args.min_confidence, rounds=args.rounds
     )

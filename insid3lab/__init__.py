@@ -7,6 +7,10 @@ Main entry points::
     model.set_reference(image, mask)
     mask, trace = model.segment(target, return_trace=True)
 
+Tasks over a model are objects of their own (``ConceptSegmenter``, ``Tracker``,
+``KeypointMatcher``); ``model.segment_labels``, ``model.track``, ``model.match``, ... are their
+short forms (:mod:`insid3lab.tasks.shortcuts`).
+
 Names are imported on first use, so ``import insid3lab`` (and the command line's
 ``--help``) stays quick.
 """
@@ -22,11 +26,14 @@ _EXPORTS = {
     "random_backbone": "insid3lab.backbone",
     "save_meta_checkpoint": "insid3lab.backbone",
     "save_pretrained": "insid3lab.backbone",
-    "INSID3": "insid3lab.model.insid3",
+    "ConceptSegmenter": "insid3lab.tasks",
+    "INSID3": "insid3lab.tasks",  # the class with its short forms (insid3lab.tasks.shortcuts)
+    "KeypointMatcher": "insid3lab.tasks",
     "Params": "insid3lab.method.params",
     "SegmentManyError": "insid3lab.model.insid3",
     "TargetClusters": "insid3lab.lab.cluster_cache",
     "Trace": "insid3lab.method.trace",
+    "Tracker": "insid3lab.tasks",
 }
 
 __all__ = sorted(_EXPORTS)

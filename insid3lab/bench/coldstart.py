@@ -175,7 +175,7 @@ def cold_start_child(t_start: float, spec_json: str) -> None:
         fp = _cache.weights_fingerprint(backbone)
         extra["basis_cache_hit"] = bool(fp) and _cache.basis_cache_path(fp, S).is_file()
         marks["init"] = time.time()
-        model.positional_svd()
+        model.positional.svd()
         sync(device)
         marks["basis"] = time.time()
         for img, m in zip(spec["refs"], spec["ref_masks"]):

@@ -109,7 +109,7 @@ def measure_concepts(
         through ``segment_labels`` / ``segment``), ``ratio_from_decode`` (the target's encoding
         time plus N concepts' decode, over one concept: less sensitive to a busy machine), ``goal``.
     """
-    from insid3lab.tasks.concepts import run_concepts
+    from insid3lab.tasks.concepts import ConceptSegmenter
 
     say = log or (lambda msg: None)
     lm = concept_label_map(mask, n)
@@ -138,8 +138,8 @@ def measure_concepts(
                                              device, warmup=i == 0).items():  # fmt: skip
             times[name].append(s)
         enc = one.encode(x)
-        decode = {"one_concept": lambda t, e=enc: run_concepts(one, e, timings=t),
-                  "concepts": lambda t, e=enc: run_concepts(many, e, timings=t)}  # fmt: skip
+        decode = {"one_concept": lambda t, e=enc: ConceptSegmenter(one).decode(e, timings=t),
+                  "concepts": lambda t, e=enc: ConceptSegmenter(many).decode(e, timings=t)}  # fmt: skip
         for name, (s, _) in time_interleaved(decode, repeats, device, warmup=i == 0).items():
             after[name].append(s)
     per = {k: statistics.fmean(v) for k, v in times.items()}

@@ -126,13 +126,13 @@ def _get_ready(run: _Run, with_baseline: bool) -> None:
 
     s = run.settings
     run.say("computing the positional basis")
-    _, run.results["basis_s"] = _timed(run, run.pipe.positional_svd)
+    _, run.results["basis_s"] = _timed(run, run.pipe.positional.svd)
     run.say(f"encoding {len(run.refs)} reference shot(s)")
 
     def encode_refs():
         for img, m in run.refs:
             run.pipe.set_reference(img, m)
-        run.pipe.reference_state()
+        run.pipe.shots.state()
 
     _, run.results["reference_encoding_s"] = _timed(run, encode_refs)
     run.results["baseline_basis_s"] = None
@@ -303,7 +303,7 @@ def _config(run: _Run, batch_size: int, warmup: int, synthetic: bool) -> dict[st
         "shots": len(run.refs),
         "targets": len(run.targets),
         "svd_components": s["svd_components"],
-        "effective_components": pipe.effective_components(),
+        "effective_components": pipe.positional.effective_components(),
         "tau": s["tau"],
         "merge_threshold": s["merge_threshold"],
         "clustering": s["clustering"],

@@ -2,7 +2,7 @@
 
 ``insid3lab bench --frames N`` (and ``benchmarks/bench_track.py``). The baseline is
 ``set_reference(first frame, first mask)`` then ``segment(frame)`` for every later frame; the
-tracked time of a frame is the time :func:`insid3lab.tasks.tracking.track` takes to yield it (its one
+tracked time of a frame is the time :meth:`insid3lab.Tracker.track` takes to yield it (its one
 encoding, its debiasing and the decode against 1 + memory shots). Frames 1..T-1 are timed in
 both (the first frame is the reference in both), the two paths back to back per frame, which
 one goes first alternating, so that both see the same load of the machine. The ratio is the
@@ -40,7 +40,7 @@ def paired_times(model, frames, first_mask, memory: int, min_confidence: float) 
     ``model``'s references are replaced by the first frame. Returns (segment seconds, track
     seconds, shots used for the last frame).
     """
-    from insid3lab.tasks.tracking import track
+    from insid3lab.tasks.tracking import Tracker
 
     def timed(fn) -> float:
         sync(model.device)
@@ -51,15 +51,15 @@ def paired_times(model, frames, first_mask, memory: int, min_confidence: float) 
 
     model.clear_reference()
     model.set_reference(frames[0], first_mask)  # the baseline's reference: the first frame
-    holder: list = []
-    gen = track(model, frames, first_mask, memory=memory, min_confidence=min_confidence, progress=False, tracker=holder)
+    tracker = Tracker(model, memory=memory, min_confidence=min_confidence)
+    gen = tracker.track(frames, first_mask, progress=False)
     next(gen)  # the first frame: its encoding is the reference, as set_reference in the baseline
     seg, trk = [], []
     for t, frame in enumerate(frames[1:]):
         pair = [("segment", lambda f=frame: model.segment(f)), ("track", lambda: next(gen))]
         for name, fn in pair if t % 2 == 0 else pair[::-1]:
             (seg if name == "segment" else trk).append(timed(fn))
-    return seg, trk, holder[0].records[-1].shots[1]
+    return seg, trk, tracker.records[-1].shots[1]
 
 
 def measure_tracking(model, frames, first_mask, *, memory: int = MEMORY, min_confidence: float = -1.0,

@@ -166,12 +166,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
     v = p.add_argument_group(f"video ({', '.join(VIDEO_BENCHMARKS)})")
     v.add_argument("--memory", type=int, default=None, help="past predicted frames kept as extra shots "
-                   "(default: insid3lab.tasks.tracking.MEMORY)")  # fmt: skip
+                   "(default: insid3lab.Tracker.MEMORY)")  # fmt: skip
     v.add_argument(
         "--min-confidence",
         type=float,
         default=None,
-        help="a frame joins the memory when its confidence is at least this (default: insid3lab.tasks.tracking)",
+        help="a frame joins the memory when its confidence is at least this (default: insid3lab.Tracker.MIN_CONFIDENCE)",
     )
 
     options.add_model_arguments(p, default=None)
@@ -403,9 +403,9 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
 
 
 def _run_video(args: argparse.Namespace, device: str) -> list[str]:
+    from insid3lab import Tracker
     from insid3lab.eval.video.evaluate import evaluate_video
     from insid3lab.eval.video.registry import build_video_dataset
-    from insid3lab.tasks.tracking import MEMORY, MIN_CONFIDENCE
 
     if args.fold not in (None, 0):
         raise ValueError(f"--fold {args.fold}: {args.dataset} has no folds; leave --fold unset")
@@ -414,8 +414,8 @@ def _run_video(args: argparse.Namespace, device: str) -> list[str]:
     model = build_model(args, device, "video")
     summary = evaluate_video(
         model, dataset, args.out,
-        memory=MEMORY if args.memory is None else args.memory,
-        min_confidence=MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
+        memory=Tracker.MEMORY if args.memory is None else args.memory,
+        min_confidence=Tracker.MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
         resume=args.resume, progress=not args.no_progress,
         settings={"model_source": str(args.model), "device": str(device), "command": " ".join(sys.argv)},
     )  # fmt: skip

@@ -2,7 +2,7 @@
 
 With ``--label NAME`` (one per ``--ref``; shots with the same name pool as k-shot) or ``--labels``
 (each ``--ref-mask`` read as a label map), every concept is segmented at once
-(:func:`insid3lab.tasks.concepts.labels_and_instances`: one encoding and one clustering per target) and
+(:meth:`insid3lab.ConceptSegmenter.labels_and_instances`: one encoding and one clustering per target) and
 each target gets a label map, its instances and an overlay with a legend
 (:func:`insid3lab.tasks.concept_files.label_files`).
 """
@@ -157,7 +157,7 @@ def cmd_segment(args) -> int:
     refs = None if concepts else _references(args, console)
     model = options.build_pipeline(args, status=console.status, warn=console.warning)
     console.status(f"positional basis at {model.image_size} px")
-    model.positional_svd()
+    model.positional.svd()
     console.status(f"encoding {len(args.ref)} reference shot(s)")
     _set_references(model, args)
     if concepts:
@@ -176,9 +176,9 @@ def _write_labels(out: OutputFolder, target: str, model, args, random_weights: b
     """One pass over the target for every concept; its label map, instances and overlay through ``out``."""
     from insid3lab.cli.figures import RANDOM_WEIGHTS_NOTE
     from insid3lab.tasks.concept_files import label_files
-    from insid3lab.tasks.concepts import labels_and_instances
+    from insid3lab.tasks.concepts import ConceptSegmenter
 
-    label_map, _, instances = labels_and_instances(model, target)
+    label_map, _, instances = ConceptSegmenter(model).labels_and_instances(target)
     kinds = [k for k in LABEL_SUFFIXES if k != "overlay" or not args.no_overlay]
     title = str(target) + (f"\n{RANDOM_WEIGHTS_NOTE}" if random_weights else "")
     files = label_files(label_map, instances, model.labels, image=target, kinds=kinds, title=title)

@@ -38,7 +38,7 @@ ANIMATION_MS = 100
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``track`` subcommand to an argparse ``subparsers`` object; sets ``func=cmd_track``."""
-    from insid3lab.tasks.tracking import MEMORY, MIN_CONFIDENCE
+    from insid3lab.tasks.tracking import Tracker
 
     p = subparsers.add_parser(
         "track",
@@ -56,11 +56,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="mask of the first frame (foreground > 0), or a palette/grayscale label map with several object ids",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--memory", type=int, default=MEMORY, help="past frames kept as extra shots (default %(default)s)")
+    p.add_argument(
+        "--memory", type=int, default=Tracker.MEMORY, help="past frames kept as extra shots (default %(default)s)"
+    )
     p.add_argument(
         "--min-confidence",
         type=float,
-        default=MIN_CONFIDENCE,
+        default=Tracker.MIN_CONFIDENCE,
         help="a frame joins the memory when its confidence relative to the first frame reaches this "
         "(default %(default)s)",
     )
@@ -75,7 +77,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def first_mask_objects(path: str | Path) -> list[int]:
     """The object ids of a first-mask file: its values other than 0 and 255 when it is a lossless
     palette or grayscale label map with several of them, else ``[1]`` (one object, foreground > 0)."""
-    from insid3lab.tasks.tracking import VOID, label_map_array
+    from insid3lab.core.palette import VOID
+    from insid3lab.tasks.tracking import label_map_array
 
     with Image.open(path) as img:
         lossless = img.format not in ("JPEG", "WEBP", "MPO")

@@ -18,7 +18,9 @@ import torch
 
 from insid3lab.lab.cluster_cache import TargetClusters
 from insid3lab.lab.controls import method_controls, png_panels, wire
-from insid3lab.tasks import concepts as _concepts
+from insid3lab.method.concepts import split_instances
+from insid3lab.model.references import DEFAULT_LABEL
+from insid3lab.tasks.concepts import ConceptSegmenter
 from insid3lab.viz.common import to_png
 from insid3lab.viz.labels import instances as draw_instances
 from insid3lab.viz.labels import label_overlay
@@ -37,7 +39,7 @@ class ConceptExplorer:
 
     The target is encoded and clustered once (``counts["clustering"]``): a new τ cuts its
     average-linkage tree again (:class:`~insid3lab.lab.cluster_cache.TargetClusters`); every update re-runs the per-concept matching and the competition
-    (``counts["decode"]``) through :func:`insid3lab.tasks.concepts.run_concepts`, as ``segment_labels`` does.
+    (``counts["decode"]``) through :meth:`~insid3lab.tasks.concepts.ConceptSegmenter.decode`, as ``segment_labels`` does.
 
     Args:
         model: an :class:`~insid3lab.INSID3`; its references are replaced by the label map's concepts.
@@ -126,9 +128,9 @@ class ConceptExplorer:
         try:
             labels = self._clusters.labels("target", self._target.features_norm, m.params)
             self.counts["clustering"] = self._clusters.runs
-            self.result = _concepts.run_concepts(m, self._target, trace=False, labels=labels).cpu()
+            self.result = ConceptSegmenter(m).decode(self._target, labels=labels).cpu()
             self.counts["decode"] += 1
-            self.instances = _concepts.split_instances(self.result)
+            self.instances = split_instances(self.result)
             dpi = max(40, round(self.panel_px / 4.0))
             self.panels["labels"].value = to_png(
                 draw_labels(self.result.label_map, m.labels, self.result.scores, image=self._target_image), dpi=dpi
@@ -156,7 +158,7 @@ def reference_labels_map(model) -> torch.Tensor:
     out = None
     for i, name in enumerate(model.labels, start=1):
         for ref in model.references:
-            if (ref.label or _concepts.DEFAULT_LABEL) == name and ref.mask is not None:
+            if (ref.label or DEFAULT_LABEL) == name and ref.mask is not None:
                 out = torch.zeros(ref.mask.shape, dtype=torch.long) if out is None else out
                 out[ref.mask.cpu()] = i
     return out

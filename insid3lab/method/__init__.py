@@ -2,7 +2,8 @@
 
 - :mod:`~insid3lab.method.params`: :class:`Params`, the one home of every default and range;
 - :mod:`~insid3lab.method.trace`: :class:`Trace` (every intermediate) and the :class:`Recorder`;
-- :mod:`~insid3lab.method.pipeline`: :func:`decode` (localise, cluster, score, finalise) on encoded features.
+- :mod:`~insid3lab.method.pipeline`: :func:`decode` (localise, cluster, score, finalise) on encoded features;
+- :mod:`~insid3lab.method.concepts`: :func:`decode_concepts` (many concepts, one clustering) and the instances.
 """
 
 from insid3lab.method.params import Params

@@ -14,7 +14,7 @@ SVD components or the merge threshold). :func:`finalize` is the last step on its
 caller that changes only the merge threshold or the refiner reruns just that.
 
 The per-concept part of the decode is written as its own functions so that several
-concepts can share one target encoding and one clustering (:mod:`insid3lab.tasks.concepts`):
+concepts can share one target encoding and one clustering (:mod:`insid3lab.method.concepts`):
 :func:`localise` (stage 4), :func:`cluster_prototypes` (target only) and
 :func:`score_clusters` (stage 6). :func:`decode` is these, in order.
 """

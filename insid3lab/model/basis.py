@@ -1,4 +1,4 @@
-"""The positional bases of one encoder: SVDs per (image size, basis images) and projectors per r, cached.
+"""The positional bases of one model (``model.positional``): SVDs per (image size, basis images) and projectors per r, cached.
 
 The basis is estimated from the images :func:`basis_images` makes from the
 :class:`~insid3lab.method.params.Params` (``basis_image``: the black image of the authors' code, or the
@@ -9,8 +9,6 @@ extra forward passes and the SVD.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
@@ -19,7 +17,7 @@ from insid3lab.core.warn import warn as _warn
 from insid3lab.method.params import Params
 from insid3lab.model import basis_cache as _cache
 from insid3lab.stages import subspace as sub
-from insid3lab.stages.features import l2_normalize
+from insid3lab.stages.features import extract_features, l2_normalize
 
 __all__ = ["PositionalBases", "basis_images", "basis_tag"]
 
@@ -44,95 +42,125 @@ def basis_images(params: Params, size: int, device=None) -> Tensor:
 
 
 class PositionalBases:
-    """Cached positional SVDs and complement projectors of one encoder.
+    """The positional bases of one model (``model.positional``): SVDs per (image size, basis images),
+    complement projectors per r, kept in memory and on disk.
+
+    Every method reads the owner's current settings (``image_size``, ``params``, ``debias``, ``device``)
+    and calls its encoder; nothing is computed before it is asked for.
 
     Args:
-        encoder: the encoder (its weights' fingerprint keys the disk cache).
-        disk: also keep the SVDs on disk.
+        model: the owner (an :class:`~insid3lab.INSID3`); its encoder's weights key the disk cache.
+        disk: also keep the SVDs on disk (:mod:`insid3lab.model.basis_cache`).
+
+    Attributes:
+        disk: whether SVDs are read from and written to the disk cache.
     """
 
-    def __init__(self, encoder, *, disk: bool = True):
-        self.encoder = encoder
+    def __init__(self, model, *, disk: bool = True):
+        self.model = model
         self.disk = bool(disk)
         self._svd: dict[tuple[int, str], dict[str, Tensor]] = {}
         self._projectors: dict[tuple[int, str, int], Tensor] = {}
         self._components: dict[tuple[int, int], int] = {}
         self._version: tuple[int, ...] | None = None
 
-    def svd(
-        self, size: int, params: Params, features: Callable[[Tensor], Tensor], device: torch.device
-    ) -> dict[str, Tensor]:
-        """``U`` (C, m), ``S`` (m,), ``mean`` (C,) at input side ``size`` from the basis images of ``params``
-        (:func:`basis_images`); ``features`` maps (1, 3, S, S) images to (1, C, h, w) raw features and is
-        called once per image when neither memory nor disk holds the SVD."""
+    def svd(self) -> dict[str, Tensor]:
+        """SVD of the basis images' features at the current size: ``U`` (C, m), ``S`` (m,), ``mean`` (C,).
+
+        The images are the black one or noise (``basis_image``, see :func:`basis_images`); computed once
+        per (weights, image size, basis images), kept in memory and on disk unless ``disk`` is off.
+        Never under autocast, as :meth:`black_image_features`.
+        """
+        model = self.model
         version = self._weights_version()
         if version != self._version:
             # the weights changed in place (load_state_dict, an optimiser step, ...): nothing cached
             # for the old weights may be reused
-            self.clear()
+            self._forget()
             self._version = version
-        tag = basis_tag(params)
-        key = (size, tag)
-        if key in self._svd:
-            return self._svd[key]
-        fp = _cache.weights_fingerprint(self.encoder) if self.disk else None
-        channels = getattr(self.encoder, "embed_dim", None)
-        data = _cache.load_basis(fp, size, tag=tag, channels=channels) if fp else None
-        if data is None:
-            images = basis_images(params, size, device)
-            # one image per forward pass: n noise images at full size would otherwise need n times the memory
-            raw = torch.cat([features(images[i : i + 1]) for i in range(images.shape[0])])
-            U, S, mean = sub.positional_svd(l2_normalize(raw, dim=1))
-            data = {"U": U, "S": S, "mean": mean}
-            if fp:
-                try:
-                    _cache.save_basis(fp, size, U, S, mean, tag=tag)
-                except OSError as e:
-                    _warn(f"could not write the basis cache ({e}); continuing without it")
-        self._svd[key] = {k: v.to(device) for k, v in data.items()}
-        return self._svd[key]
+        size, tag = model.image_size, basis_tag(model.params)
+        if (size, tag) not in self._svd:
+            data = self._load_or_compute(size, model.params)
+            self._svd[(size, tag)] = {k: v.to(model.device) for k, v in data.items()}
+        return self._svd[(size, tag)]
+
+    def _load_or_compute(self, size: int, params: Params) -> dict[str, Tensor]:
+        """The SVD from the disk cache, else from the basis images (then written to the cache)."""
+        encoder, tag = self.model.encoder, basis_tag(params)
+        fp = _cache.weights_fingerprint(encoder) if self.disk else None
+        data = _cache.load_basis(fp, size, tag=tag, channels=getattr(encoder, "embed_dim", None)) if fp else None
+        if data is not None:
+            return data
+        images = basis_images(params, size, self.model.device)
+        # one image per forward pass: n noise images at full size would otherwise need n times the memory
+        raw = torch.cat([self._features(images[i : i + 1]) for i in range(images.shape[0])])
+        U, S, mean = sub.positional_svd(l2_normalize(raw, dim=1))
+        if fp:
+            try:
+                _cache.save_basis(fp, size, U, S, mean, tag=tag)
+            except OSError as e:
+                _warn(f"could not write the basis cache ({e}); continuing without it")
+        return {"U": U, "S": S, "mean": mean}
+
+    def _features(self, images: Tensor) -> Tensor:
+        """(n, 3, S, S) -> (n, C, h, w) raw features, never under autocast (the basis is shared by every
+        mode through the disk cache, and bfloat16 rounding would rotate it)."""
+        return extract_features(self.model.encoder, images, autocast_dtype=None)
+
+    def black_image_features(self) -> Tensor:
+        """Raw features of the normalised black image at the current size: (1, C, h, w), never under autocast."""
+        return self._features(black_image(self.model.image_size, device=self.model.device))
 
     def _weights_version(self) -> tuple[int, ...]:
         """The version counters of every parameter and buffer: any in-place change of the weights through
         the tensors themselves (``load_state_dict``, ``param.copy_``) bumps one. Writes through ``.data``
-        bypass the counters; call :meth:`clear` after those."""
+        bypass the counters; call :meth:`clear_cache` after those."""
         tensors = []
         for getter in ("parameters", "buffers"):
-            fn = getattr(self.encoder, getter, None)
+            fn = getattr(self.model.encoder, getter, None)
             if fn is not None:
                 tensors.extend(fn())
         return tuple(t._version for t in tensors)
 
-    def components(self, r: int, channels: int, positions: int, size: int) -> int:
-        """r clamped to min(C, h*w), with one warning per (r, size) when it had to be reduced."""
-        key = (r, size)
+    def effective_components(self, components: int | None = None) -> int:
+        """r actually used: ``components`` (default ``svd_components``) clamped to min(C, h*w), warning once
+        per (r, size) when it had to be reduced."""
+        model = self.model
+        r = model.params.svd_components if components is None else Params(svd_components=components).svd_components
+        key = (r, model.image_size)
         if key not in self._components:
-            self._components[key] = sub.clamp_components(r, channels, positions)
+            h, w = model.grid
+            self._components[key] = sub.clamp_components(r, model.embed_dim, h * w)
         return self._components[key]
 
-    def projector(self, size: int, r: int, U: Tensor, tag: str = "black") -> Tensor:
-        """I − U[:, :r] U[:, :r]ᵀ, (C, C), kept per (size, tag, r); ``U`` is the basis of (size, tag)."""
-        key = (size, tag, r)
+    @property
+    def basis(self) -> Tensor:
+        """U: (C, r) the positional basis in use."""
+        return self.svd()["U"][:, : self.effective_components()].contiguous()
+
+    def debias(self, features_norm: Tensor, *, components: int | None = None) -> Tensor:
+        """(B, C, h, w) or (C, h, w) normalised features without their part in the first r directions of the
+        basis (identity when the model's ``debias`` is off or r = 0); ``components`` overrides
+        ``svd_components`` for this call only. The projector I − U Uᵀ is kept per (size, basis images, r)."""
+        model = self.model
+        r = self.effective_components(components) if model.params.debias else 0
+        if not r:
+            return features_norm
+        U = self.svd()["U"]  # first: it forgets every projector when the weights changed in place
+        key = (model.image_size, basis_tag(model.params), r)
         if key not in self._projectors:
             self._projectors[key] = sub.complement_projector(U[:, :r].contiguous())
-        return self._projectors[key]
-
-    def debias(
-        self,
-        features_norm: Tensor,
-        size: int,
-        r: int,
-        svd: Callable[[], dict[str, Tensor]],
-        params: Params | None = None,
-    ) -> Tensor:
-        """(B, C, h, w) or (C, h, w) normalised features without their part in the first r directions of
-        ``svd()["U"]`` (the SVD at input side ``size`` from the basis images of ``params``, default the
-        black image), through the projector kept per (size, basis images, r)."""
-        P = self.projector(size, r, svd()["U"], basis_tag(params or Params()))
+        P = self._projectors[key]
         out = sub.debias(features_norm.unsqueeze(0) if features_norm.ndim == 3 else features_norm, P)
         return out[0] if features_norm.ndim == 3 else out
 
-    def clear(self) -> None:
+    def clear_cache(self) -> int:
+        """Forget the bases in memory and delete the on-disk cache; returns the number of files removed."""
+        self._forget()
+        self.model.shots.invalidate()
+        return _cache.clear_cache()
+
+    def _forget(self) -> None:
         """Forget everything held in memory."""
         self._svd.clear()
         self._projectors.clear()

@@ -3,7 +3,7 @@
 The steps around :func:`insid3lab.method.pipeline.decode` that need the model's state: the check that
 the target was encoded at the model's image size, the stacked reference state, the target's
 debiasing, and the inputs a trace keeps (:func:`record_inputs`, shared with the many-concept
-decode :func:`insid3lab.tasks.concepts.run_concepts`). Nothing is re-encoded here: a target encoded
+decode :meth:`insid3lab.tasks.concepts.ConceptSegmenter.decode`). Nothing is re-encoded here: a target encoded
 at another size is an error, and the shots follow the image size in
 :meth:`insid3lab.model.references.ReferenceShots.at_current_size`.
 """
@@ -40,8 +40,8 @@ def check_target_size(model, target: Encoded) -> None:
 def record_inputs(rec, model, state: dict[str, Tensor], target: Encoded, *, shots: Sequence[int] | None = None) -> None:
     """Give ``rec`` the inputs of one decode: the shots of ``state`` (the model's ``references``
     numbered ``shots``, default all), the encoded ``target`` and the positional basis in use."""
-    r = model.effective_components() if model.debias else 0
-    svd = model.positional_svd() if r else None
+    r = model.positional.effective_components() if model.debias else 0
+    svd = model.positional.svd() if r else None
     refs = model.references if shots is None else [model.references[i] for i in shots]
     rec.record(
         reference_images=state["images"],
@@ -76,9 +76,9 @@ def decode_target(
     """
     check_target_size(model, target)
     with rec.stage("references"):
-        ref = model.reference_state()
+        ref = model.shots.state()
     with rec.stage("debias"):
-        target_deb = model.debias_features(target.features_norm)
+        target_deb = model.positional.debias(target.features_norm)
     record_inputs(rec, model, ref, target)
     mask = method.decode(
         ref["features_deb"],

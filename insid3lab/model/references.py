@@ -15,9 +15,10 @@ module keeps the list of shots and everything derived from it:
 - the authors' episode sequence (``set_target``, then ``segment()`` without a target, after
   which the shots are forgotten): :meth:`ReferenceShots.target_of`.
 
-The owner (the façade) encodes, debiases and holds the settings; this module only calls its
-public methods (``encode``, ``debias_features``, ``effective_components``) and reads its
-settings (``image_size``, ``debias``, ``device``, ``exif_transpose``).
+The owner (the model, whose ``shots`` view :class:`ReferenceShots` is) encodes, debiases and holds
+the settings; this module only calls its public parts (``encode``, ``positional.debias``,
+``positional.effective_components``) and reads its settings (``image_size``, ``debias``, ``device``,
+``exif_transpose``).
 """
 
 from __future__ import annotations
@@ -219,25 +220,25 @@ def stack_shots(refs: list[Encoded], debias) -> dict[str, Tensor]:
 
 
 class ReferenceShots:
-    """The shots of one model and their cached stacked state.
+    """The shots of one model (``model.shots``) and their cached stacked state.
 
     Args:
         model: the owner (an :class:`~insid3lab.INSID3`).
 
     Attributes:
-        shots: the :class:`~insid3lab.model.encoding.Encoded` shots in the order given (the model's
+        encoded: the :class:`~insid3lab.model.encoding.Encoded` shots in the order given (the model's
             ``references``).
     """
 
     def __init__(self, model):
         self.model = model
-        self.shots: list[Encoded] = []
+        self.encoded: list[Encoded] = []
         self._cached: tuple[tuple, Any] | None = None
         self._pending: tuple[Any] | None = None  # the target of set_target, in a 1-tuple
 
     def add(self, image, mask=None, *, mask_value: int | None = None, label=None, labels=None) -> None:
         """Encode ``image`` and add its shot(s): one, or one per value of a label map with ``labels``."""
-        first = len(self.shots)
+        first = len(self.encoded)
         if labels is not None and labels is not False:
             shots = label_map_shots(self.model, image, mask, labels, label=label, mask_value=mask_value, first=first)
         else:
@@ -246,17 +247,17 @@ class ReferenceShots:
             shots[0].label = label
             if mask is not None:
                 attach_mask(self.model, shots[0], mask, mask_value, first)
-        self.shots.extend(shots)
+        self.encoded.extend(shots)
         self.invalidate()
 
     @property
     def labels(self) -> list[str]:
         """The concepts' names in order of first appearance."""
-        return list(concept_shots(self.shots))
+        return list(concept_shots(self.encoded))
 
     def clear(self) -> None:
         """Forget every shot and a pending target."""
-        self.shots = []
+        self.encoded = []
         self._pending = None
         self.invalidate()
 
@@ -291,27 +292,27 @@ class ReferenceShots:
         """
         model, size = self.model, self.model.image_size
         fresh: dict[int, Encoded] = {}
-        for i, ref in enumerate(self.shots):
+        for i, ref in enumerate(self.encoded):
             if ref.size != size:
                 if id(ref.features) not in fresh:
                     fresh[id(ref.features)] = model.encode(ref.source, what=f"reference image {i}")
                 enc = dataclasses.replace(fresh[id(ref.features)], label=ref.label)
                 if ref.mask_source is not None:
                     attach_mask(model, enc, ref.mask_source, ref.mask_value, i)
-                self.shots[i] = enc
+                self.encoded[i] = enc
                 self.invalidate()
-        return self.shots
+        return self.encoded
 
     def _key(self, refs: list[Encoded], *extra) -> tuple:
         """What the stacked state depends on: image size, r in use, the shots themselves."""
         m = self.model
-        return (m.image_size, m.effective_components() if m.debias else 0, tuple(map(id, refs)), *extra)
+        return (m.image_size, m.positional.effective_components() if m.debias else 0, tuple(map(id, refs)), *extra)
 
     def _stack(self, refs: list[Encoded]) -> dict[str, Tensor]:
-        missing = [i for i, r in enumerate(self.shots) if r.mask is None]
+        missing = [i for i, r in enumerate(self.encoded) if r.mask is None]
         if missing:
             raise RuntimeError(f"reference shot(s) {missing} have no mask: pass a mask to set_reference() to segment")
-        return stack_shots(refs, self.model.debias_features)
+        return stack_shots(refs, self.model.positional.debias)
 
     def state(self) -> dict[str, Tensor]:
         """:func:`stack_shots` of every shot at the current settings, computed once per settings.

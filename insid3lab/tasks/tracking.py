@@ -1,4 +1,5 @@
-"""Video object segmentation: propagate the first frame's mask through a sequence with a memory of past frames.
+"""Video object segmentation over one model: propagate the first frame's mask through a sequence with a
+memory of past frames (:class:`Tracker`; ``model.track`` is its short form, :mod:`insid3lab.tasks.shortcuts`).
 
 Every frame is encoded once. It is first a *target*: its features are debiased once and decoded
 (:func:`insid3lab.method.pipeline.decode`) against the current reference state of each object. A frame
@@ -23,7 +24,7 @@ own value::
 The denominator is the first frame's self-similarity, ‖mean of its foreground features‖, so the
 first frame has confidence 1. Measuring against p₀ (not the memory's prototype) keeps the memory
 from vouching for itself as it drifts. A frame joins the memory when its mask is not empty and
-its confidence is at least ``min_confidence`` (:data:`MIN_CONFIDENCE` by default); otherwise it
+its confidence is at least ``min_confidence`` (:attr:`Tracker.MIN_CONFIDENCE` by default); otherwise it
 is skipped and the memory keeps its older frames. ``memory=0`` segments every frame against the
 first frame alone (the same masks as ``set_reference(first); segment(frame)``).
 
@@ -34,7 +35,7 @@ object). Each object has its own memory; a frame is encoded and debiased once an
 computed once, then decoded per object. A pixel claimed by several objects goes to the one with
 the highest confidence in that frame.
 
-The model's own references (:meth:`INSID3.set_reference`) are neither read nor changed: the
+The model's own references (``model.set_reference``) are neither read nor changed: the
 tracker keeps its own shot list and calls :func:`~insid3lab.method.pipeline.decode` with it.
 """
 
@@ -60,24 +61,10 @@ from insid3lab.stages import prototype as proto
 from insid3lab.stages.prototype import EmptyMaskError
 from insid3lab.stages.upsampling import upsample_mask
 
-__all__ = [
-    "MEMORY",
-    "MIN_CONFIDENCE",
-    "FrameRecord",
-    "ObjectMemory",
-    "Tracker",
-    "check_memory",
-    "label_map_array",
-    "track",
-]
-
-#: Past frames kept as extra shots by default.
-MEMORY = 4
-#: A prediction whose confidence (relative to the first frame's, see the module) is below this is not remembered.
-MIN_CONFIDENCE = 0.5
+__all__ = ["FrameRecord", "ObjectMemory", "Shot", "Tracker", "label_map_array"]
 
 
-def check_memory(memory, min_confidence) -> tuple[int, float]:
+def _check_memory(memory, min_confidence) -> tuple[int, float]:
     """``memory`` (an int >= 0) and ``min_confidence`` (a finite float) checked; a ValueError naming the bad one."""
     if isinstance(memory, bool) or not isinstance(memory, int) or memory < 0:
         raise ValueError(f"memory={memory!r}: must be an integer >= 0 (past frames kept as extra shots)")
@@ -86,7 +73,7 @@ def check_memory(memory, min_confidence) -> tuple[int, float]:
     except (TypeError, ValueError):
         c = float("nan")
     if not np.isfinite(c):
-        raise ValueError(f"min_confidence={min_confidence!r}: must be a finite number (e.g. {MIN_CONFIDENCE})")
+        raise ValueError(f"min_confidence={min_confidence!r}: must be a finite number (e.g. {Tracker.MIN_CONFIDENCE})")
     return memory, c
 
 
@@ -208,76 +195,101 @@ def label_map_array(mask, *, what: str = "first mask") -> np.ndarray:
 
 
 class Tracker:
-    """Segments the frames of one sequence one after the other, with a memory per object.
+    """Video object segmentation over a model: segments the frames of a sequence one after the other,
+    with a memory per object (the way SAM 2's video predictor sits over SAM's model).
 
     Args:
         model: an :class:`~insid3lab.INSID3` (its encoder, settings and positional basis are used;
             its references are left alone).
-        first_frame: the first frame (anything :meth:`INSID3.encode` reads).
-        first_mask: its mask: foreground ``> 0`` (or ``== mask_value``); with ``labels=True`` a label
-            map whose every value but 0 and 255 is an object. It must have the frame's size.
         memory: past frames kept as extra shots (>= 0).
         min_confidence: a prediction joins the memory when its confidence reaches this (see the module).
-        labels: read ``first_mask`` as a label map and track every object in it.
-        mask_value: with ``labels=False``, the label selected from a label map.
-        name: the first frame's name.
 
-    Attributes:
+    Attributes (of the sequence begun by :meth:`track` or :meth:`start`):
+        labels: whether the first mask was read as a label map.
         ids: the object ids (``[1]`` without ``labels``).
         memories: per object id, its :class:`ObjectMemory`.
         records: one :class:`FrameRecord` per frame so far.
-        first_output: the first frame's mask (H, W) bool, or its label map (H, W) uint8 with ``labels``.
+
+    Example:
+        >>> tracker = Tracker(model, memory=4)
+        >>> masks = list(tracker.track("clip/", "first_mask.png"))  # one (H, W) bool mask per frame
+        >>> tracker.records[-1].confidence  # {1: ...}
     """
 
-    def __init__(
-        self,
-        model,
-        first_frame,
-        first_mask,
-        *,
-        memory: int = MEMORY,
-        min_confidence: float = MIN_CONFIDENCE,
-        labels: bool = False,
-        mask_value: int | None = None,
-        name: str = "00000",
-    ):
+    #: Past frames kept as extra shots by default.
+    MEMORY = 4
+    #: A prediction whose confidence (relative to the first frame's, see the module) is below this is not remembered.
+    MIN_CONFIDENCE = 0.5
+
+    def __init__(self, model, *, memory: int = MEMORY, min_confidence: float = MIN_CONFIDENCE):
         self.model = model
-        self.memory, self.min_confidence = check_memory(memory, min_confidence)
-        self.labels = bool(labels)
-        enc = model.encode(first_frame, what=f"frame {name}")
-        H, W = enc.orig_size
-        if self.labels:
-            lab = label_map_array(first_mask)
-            lab = np.where(lab == VOID, 0, lab)
-            ids = [int(i) for i in np.unique(lab) if i != 0]
-            per_object = {i: lab == i for i in ids}
-        else:
-            arr = mask_to_numpy(
-                first_mask, mask_value=mask_value, exif_transpose=model.exif_transpose, what="first mask"
-            )
-            ids, per_object = [1], {1: arr}
-        shape = next(iter(per_object.values())).shape if per_object else lab.shape
-        if tuple(shape) != (H, W):
-            raise ValueError(
-                f"the first mask is {shape[0]}x{shape[1]} but the first frame is {H}x{W} (H x W); "
-                "the mask must have the frame's size"
-            )
-        if not ids or not any(bool(m.any()) for m in per_object.values()):
-            sel = "no object id (values other than 0 and 255)" if self.labels else "no foreground pixel"
-            raise EmptyMaskError(f"the first mask is empty: {sel}; tracking needs the object in the first frame")
-        self.ids = ids
-        deb = model.debias_features(enc.features_norm)
-        h, w = enc.features.shape[-2:]
+        self.memory, self.min_confidence = _check_memory(memory, min_confidence)
+        self.labels = False
+        self.ids: list[int] = []
         self.memories: dict[int, ObjectMemory] = {}
-        full = {}
+        self.records: list[FrameRecord] = []
+
+    def track(
+        self, frames, first_mask, *, labels: bool = False, mask_value: int | None = None, progress: bool | None = None
+    ) -> Iterator[Tensor]:
+        """Yield one mask per frame of ``frames``, the first frame's being ``first_mask`` itself.
+
+        Args:
+            frames: anything :func:`insid3lab.core.video.iter_frames` reads (a folder, a video file, a list of
+                paths, a (T, H, W, 3) array, an iterable of images).
+            first_mask, labels, mask_value: see :meth:`start`.
+            progress: a tqdm bar with frames per second (default: the model's ``progress``).
+
+        Yields:
+            (H, W) bool masks, or (H, W) uint8 label maps with ``labels=True``, on the model's device.
+        """
+        from tqdm.auto import tqdm
+
+        show = self.model.progress if progress is None else bool(progress)
+        total = count_frames(frames) if show else None
+        with tqdm(total=total, disable=not show, unit="frame", desc="track", dynamic_ncols=True) as bar:
+            started = False
+            for name, frame in iter_frames(frames):
+                if started:
+                    out = self.step(frame, name)
+                else:
+                    out = self.start(frame, first_mask, labels=labels, mask_value=mask_value, name=name)
+                    started = True
+                bar.update(1)
+                yield out
+
+    def start(
+        self, first_frame, first_mask, *, labels: bool = False, mask_value: int | None = None, name: str = "00000"
+    ) -> Tensor:
+        """Begin a sequence (forgetting the previous one) with its first frame and mask.
+
+        Args:
+            first_frame: the first frame (anything ``model.encode`` reads).
+            first_mask: its mask: foreground ``> 0`` (or ``== mask_value``); with ``labels=True`` a label
+                map whose every value but 0 and 255 is an object. It must have the frame's size.
+            labels: read ``first_mask`` as a label map and track every object in it.
+            mask_value: with ``labels=False``, the label selected from a label map.
+            name: the first frame's name.
+
+        Returns:
+            the first frame's mask (H, W) bool, or its label map (H, W) uint8 with ``labels``.
+        """
+        model = self.model
+        enc = model.encode(first_frame, what=f"frame {name}")
+        self.labels = bool(labels)
+        per_object = _first_masks(first_mask, self.labels, mask_value, model.exif_transpose, enc.orig_size)
+        self.ids = ids = list(per_object)
+        deb = model.positional.debias(enc.features_norm)
+        h, w = enc.features.shape[-2:]
+        self.memories, full = {}, {}
         for i, m in per_object.items():
             full[i] = preprocess_mask(m, model.image_size, device=model.device, what=f"first mask (object {i})")[0]
             shot_enc = replace(enc, mask=full[i], mask_low=proto.downsample_mask(full[i], h, w))
             self.memories[i] = ObjectMemory(Shot(shot_enc, deb, 0, 1.0), self.memory)
         if model.resize_to_orig_size:
             full = {i: torch.from_numpy(np.ascontiguousarray(m)) for i, m in per_object.items()}
-        self.first_output = self._output(full)
         self.records = [FrameRecord(0, name, {i: 1.0 for i in ids}, {i: True for i in ids}, {i: 0 for i in ids})]
+        return self._output(full)
 
     def _output(self, masks: dict[int, Tensor]) -> Tensor:
         """Per-object disjoint (H, W) masks -> (H, W) bool (one object) or uint8 label map (``labels``)."""
@@ -290,36 +302,20 @@ class Tracker:
         return out
 
     def step(self, frame, name: str | None = None) -> Tensor:
-        """Segment the next frame and update the memories.
+        """Segment the next frame of the sequence begun by :meth:`start` and update the memories.
 
         Returns:
             (H, W) bool mask (``labels=False``) or (H, W) uint8 label map, at the frame's size
             (S x S with the model's ``resize_to_orig_size=False``), on the model's device.
         """
+        if not self.records:
+            raise RuntimeError("step() needs a sequence: call start(first_frame, first_mask) first")
         model, t = self.model, len(self.records)
         name = f"{t:05d}" if name is None else name
         enc = model.encode(frame, what=f"frame {name}")  # the frame's one encoding
-        deb = model.debias_features(enc.features_norm)  # its one debiasing
-        image = denormalize(enc.image[0])
+        deb = model.positional.debias(enc.features_norm)  # its one debiasing
+        preds, conf, shots = self._predict(enc, deb)
         h, w = enc.features.shape[-2:]
-        labels = None  # the clustering depends on the target alone: computed once, shared by the objects
-        preds, conf, shots = {}, {}, {}
-        for i, mem in self.memories.items():
-            ref_deb, ref_low, p = mem.reference()
-            rec = Recorder(Trace()) if len(self.memories) > 1 and labels is None else method.NO_RECORD
-            up = method.decode(
-                ref_deb, ref_low, p, enc.features_norm, deb, model.params, image=image, labels=labels, recorder=rec
-            )  # (S, S)
-            if rec.trace is not None and rec.trace.cluster_labels is not None:
-                labels = rec.trace.cluster_labels
-            preds[i], shots[i] = up, ref_deb.shape[0]
-            conf[i] = mem.confidence(deb, proto.downsample_mask(up, h, w) if bool(up.any()) else None)
-        if len(preds) > 1:  # a pixel claimed by several objects goes to the most confident one
-            ids = list(preds)
-            stack = torch.stack([preds[i] for i in ids])
-            score = torch.tensor([conf[i] for i in ids], device=stack.device)[:, None, None]
-            best = torch.where(stack, score, torch.full_like(score, -torch.inf)).argmax(dim=0)
-            preds = {i: stack[k] & (best == k) for k, i in enumerate(ids)}
         remembered = {}
         for i, up in preds.items():
             keep = bool(up.any()) and conf[i] >= self.min_confidence and self.memory > 0
@@ -332,56 +328,49 @@ class Tracker:
             preds = {i: upsample_mask(up, *enc.orig_size) for i, up in preds.items()}
         return self._output(preds)
 
+    def _predict(self, enc: Encoded, deb: Tensor) -> tuple[dict, dict, dict]:
+        """Per object: its (S, S) mask (disjoint: a pixel claimed by several goes to the most confident),
+        its confidence and the number of shots it was decoded with."""
+        image = denormalize(enc.image[0])
+        h, w = enc.features.shape[-2:]
+        labels = None  # the clustering depends on the target alone: computed once, shared by the objects
+        preds, conf, shots = {}, {}, {}
+        for i, mem in self.memories.items():
+            ref_deb, ref_low, p = mem.reference()
+            rec = Recorder(Trace()) if len(self.memories) > 1 and labels is None else method.NO_RECORD
+            up = method.decode(
+                ref_deb, ref_low, p, enc.features_norm, deb, self.model.params, image=image, labels=labels, recorder=rec
+            )  # (S, S)
+            if rec.trace is not None and rec.trace.cluster_labels is not None:
+                labels = rec.trace.cluster_labels
+            preds[i], shots[i] = up, ref_deb.shape[0]
+            conf[i] = mem.confidence(deb, proto.downsample_mask(up, h, w) if bool(up.any()) else None)
+        if len(preds) > 1:
+            ids = list(preds)
+            stack = torch.stack([preds[i] for i in ids])
+            score = torch.tensor([conf[i] for i in ids], device=stack.device)[:, None, None]
+            best = torch.where(stack, score, torch.full_like(score, -torch.inf)).argmax(dim=0)
+            preds = {i: stack[k] & (best == k) for k, i in enumerate(ids)}
+        return preds, conf, shots
 
-def track(
-    model,
-    frames,
-    first_mask,
-    *,
-    memory: int = MEMORY,
-    min_confidence: float = MIN_CONFIDENCE,
-    labels: bool = False,
-    mask_value: int | None = None,
-    progress: bool | None = None,
-    tracker: list | None = None,
-) -> Iterator[Tensor]:
-    """Yield one mask per frame of ``frames``, the first frame's being ``first_mask`` itself.
 
-    Args:
-        model: an :class:`~insid3lab.INSID3`.
-        frames: anything :func:`insid3lab.core.video.iter_frames` reads (a folder, a video file, a list of
-            paths, a (T, H, W, 3) array, an iterable of images).
-        first_mask, memory, min_confidence, labels, mask_value: see :class:`Tracker`.
-        progress: a tqdm bar with frames per second (default: the model's ``progress``).
-        tracker: a list that receives the :class:`Tracker` once the first frame is read (to read its
-            ``records`` afterwards).
-
-    Yields:
-        (H, W) bool masks, or (H, W) uint8 label maps with ``labels=True``, on the model's device.
-    """
-    check_memory(memory, min_confidence)
-    from tqdm.auto import tqdm
-
-    show = model.progress if progress is None else bool(progress)
-    total = count_frames(frames) if show else None
-    with tqdm(total=total, disable=not show, unit="frame", desc="track", dynamic_ncols=True) as bar:
-        it = None
-        for name, frame in iter_frames(frames):
-            if it is None:
-                it = Tracker(
-                    model,
-                    frame,
-                    first_mask,
-                    memory=memory,
-                    min_confidence=min_confidence,
-                    labels=labels,
-                    mask_value=mask_value,
-                    name=name,
-                )
-                if tracker is not None:
-                    tracker.append(it)
-                out = it.first_output
-            else:
-                out = it.step(frame, name)
-            bar.update(1)
-            yield out
+def _first_masks(first_mask, labels: bool, mask_value, exif_transpose: bool, size: tuple[int, int]) -> dict:
+    """``{object id: (H, W) bool array}`` of a first mask for a frame of ``size`` (H, W); every error named."""
+    H, W = size
+    if labels:
+        lab = label_map_array(first_mask)
+        lab = np.where(lab == VOID, 0, lab)
+        per_object = {int(i): lab == i for i in np.unique(lab) if i != 0}
+        shape = lab.shape
+    else:
+        arr = mask_to_numpy(first_mask, mask_value=mask_value, exif_transpose=exif_transpose, what="first mask")
+        per_object, shape = {1: arr}, arr.shape
+    if tuple(shape) != (H, W):
+        raise ValueError(
+            f"the first mask is {shape[0]}x{shape[1]} but the first frame is {H}x{W} (H x W); "
+            "the mask must have the frame's size"
+        )
+    if not per_object or not any(bool(m.any()) for m in per_object.values()):
+        sel = "no object id (values other than 0 and 255)" if labels else "no foreground pixel"
+        raise EmptyMaskError(f"the first mask is empty: {sel}; tracking needs the object in the first frame")
+    return per_object

@@ -33,7 +33,7 @@ def singular_values(S, *, components: int | None = None, title: str | None = Non
     """The singular values of the centred black-image features (log scale).
 
     Args:
-        S: (m,) singular values (``model.positional_svd()["S"]``).
+        S: (m,) singular values (``model.positional.svd()["S"]``).
         components: r, drawn as a vertical line between the kept and the rest.
 
     Returns:
@@ -109,19 +109,19 @@ def positional_subspace(model, *, count: int = 4, title: str | None = None):
     """All of the above for a pipeline at its current image size and ``svd_components``.
 
     Args:
-        model: an :class:`~insid3lab.model.insid3.INSID3` (its ``positional_svd`` and
-            ``black_image_features`` are used; the basis is cached by the model).
+        model: an :class:`~insid3lab.model.insid3.INSID3` (its ``positional.svd()`` and
+            ``positional.black_image_features()`` are used; the basis is cached by the model).
         count: how many singular vectors to show.
 
     Returns:
         Figure: spectrum, black-image PCA, then ``count`` component maps.
     """
-    svd = model.positional_svd()
-    black = model.black_image_features()[0]
+    svd = model.positional.svd()
+    black = model.positional.black_image_features()[0]
     from insid3lab.stages.features import l2_normalize
 
     black = l2_normalize(black, dim=0)
-    r = model.effective_components()
+    r = model.positional.effective_components()
     fig = empty_figure(2.4 * max(count, 3), 5.6)
     top = ["spectrum"] * max(count - 1, 2) + ["black"]
     bottom = [f"u{i}" for i in range(count)] + ["."] * (len(top) - count)

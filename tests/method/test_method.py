@@ -29,7 +29,7 @@ def _model(tiny, inputs, **kw):
 
 def test_decode_called_directly_equals_segment(tiny, inputs):
     model = _model(tiny, inputs)
-    ref = model.reference_state()
+    ref = model.shots.state()
     for t in inputs[1]:
         enc = model.encode(t)
         mask = method.decode(
@@ -37,7 +37,7 @@ def test_decode_called_directly_equals_segment(tiny, inputs):
             ref["masks_low"],
             ref["prototype"],
             enc.features_norm,
-            model.debias_features(enc.features_norm),
+            model.positional.debias(enc.features_norm),
             model.params,
             out_size=enc.orig_size,
         )

@@ -108,13 +108,13 @@ def test_positional_svd_pools_all_positions_of_all_images():
 # ------------------------------------------------------------------ bases
 def test_black_basis_is_the_authors(tiny_backbone):
     m = _model(tiny_backbone)
-    U = m.basis
+    U = m.positional.basis
     ref = authors.baseline_basis(tiny_backbone, S, R)
     # the same subspace (singular vectors are defined up to sign)
     assert torch.allclose(U.T @ ref, torch.diag(torch.diagonal(U.T @ ref)), atol=1e-4)
     assert torch.allclose(torch.diagonal(U.T @ ref).abs(), torch.ones(R), atol=1e-4)
     raw = extract_features(tiny_backbone, black_image(S))
-    assert torch.equal(m.positional_svd()["U"], sub.positional_svd(l2_normalize(raw, dim=1))[0])
+    assert torch.equal(m.positional.svd()["U"], sub.positional_svd(l2_normalize(raw, dim=1))[0])
 
 
 def _cosines(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -125,15 +125,15 @@ def _cosines(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 def test_noise_basis_is_deterministic_and_depends_on_the_seed(tiny_backbone):
     noise = _model(tiny_backbone, basis_image="noise", basis_noise_images=3)
     again = _model(tiny_backbone, basis_image="noise", basis_noise_images=3)
-    assert torch.equal(noise.positional_svd()["U"], again.positional_svd()["U"])
+    assert torch.equal(noise.positional.svd()["U"], again.positional.svd()["U"])
     # by hand: the features of the three images, pooled
     raw = torch.cat([extract_features(tiny_backbone, x[None]) for x in noise_images(3, S, seed=0)])
-    assert torch.equal(noise.positional_svd()["U"], sub.positional_svd(l2_normalize(raw, dim=1))[0])
+    assert torch.equal(noise.positional.svd()["U"], sub.positional_svd(l2_normalize(raw, dim=1))[0])
     other = _model(tiny_backbone, basis_image="noise", basis_noise_images=3, basis_seed=1)
     black = _model(tiny_backbone)
-    assert _cosines(noise.basis, other.basis).min() < 0.999  # another seed: another subspace
-    assert _cosines(noise.basis, black.basis).min() < 0.99  # not the black image's subspace
-    assert noise.positional_svd()["U"].shape == (tiny_backbone.embed_dim, min(tiny_backbone.embed_dim, 3 * 16))
+    assert _cosines(noise.positional.basis, other.positional.basis).min() < 0.999  # another seed: another subspace
+    assert _cosines(noise.positional.basis, black.positional.basis).min() < 0.99  # not the black image's subspace
+    assert noise.positional.svd()["U"].shape == (tiny_backbone.embed_dim, min(tiny_backbone.embed_dim, 3 * 16))
 
 
 def test_switching_the_basis_images_recomputes_the_reference_state(tiny_backbone):
@@ -176,7 +176,7 @@ def test_cache_keys_differ_by_kind_count_and_seed(cache_home):
 
 def test_cached_noise_and_black_bases_stay_apart(tiny_backbone, cache_home):
     def svd(**kw):
-        return INSID3(tiny_backbone, image_size=S, progress=False, **kw).positional_svd()["U"]
+        return INSID3(tiny_backbone, image_size=S, progress=False, **kw).positional.svd()["U"]
 
     noise = svd(basis_image="noise", basis_noise_images=2)
     black = svd()

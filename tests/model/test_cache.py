@@ -30,11 +30,11 @@ def bb():
 
 
 def _fresh_basis(encoder) -> dict:
-    return INSID3(encoder, image_size=S, basis_cache=False, progress=False).positional_svd()
+    return INSID3(encoder, image_size=S, basis_cache=False, progress=False).positional.svd()
 
 
 def _cached_basis(encoder) -> dict:
-    return INSID3(encoder, image_size=S, basis_cache=True, progress=False).positional_svd()
+    return INSID3(encoder, image_size=S, basis_cache=True, progress=False).positional.svd()
 
 
 # ----------------------------------------------------------------- the key
@@ -247,8 +247,8 @@ def test_a_model_whose_weights_change_in_place_recomputes_its_basis(cache_home):
     enc = random_backbone("tiny", seed=3)
     other = random_backbone("tiny", seed=4)
     model = INSID3(enc, image_size=S, basis_cache=True, progress=False)
-    before = model.positional_svd()["U"].clone()
+    before = model.positional.svd()["U"].clone()
     enc.load_state_dict(other.state_dict())
-    after = model.positional_svd()["U"]
+    after = model.positional.svd()["U"]
     assert not torch.equal(before, after)
     assert torch.equal(after, _fresh_basis(other)["U"])

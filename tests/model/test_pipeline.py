@@ -64,7 +64,7 @@ def test_without_debiasing_the_position_wins_when_the_object_moves():
     assert iou(mask.numpy(), old_place) > 0.9  # it segments whatever sits where the object used to be
     # the basis found on the black image lies in the positional channels (all but a trace of its energy)
     model.debias = True
-    U = model.basis
+    U = model.positional.basis
     assert U.shape == (enc.embed_dim, 16)
     assert float((U[27:] ** 2).sum() / (U**2).sum()) > 0.999
 
@@ -176,7 +176,7 @@ def test_authors_call_sequence_equals_the_new_one(tiny, scenes):
 def test_basis_is_cached_on_disk_and_reused(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "c"))
     a = INSID3(tiny, image_size=64, svd_components=8)
-    U = a.basis
+    U = a.positional.basis
     files = list((tmp_path / "c" / "basis").glob("*.pt"))
     assert len(files) == 1
     b = INSID3(tiny, image_size=64, svd_components=8)
@@ -184,13 +184,13 @@ def test_basis_is_cached_on_disk_and_reused(tiny, tmp_path, monkeypatch):
     def no_forward(*args, **kw):
         raise AssertionError("the basis should come from the disk cache")
 
-    monkeypatch.setattr(b, "black_image_features", no_forward)
-    assert torch.equal(b.basis, U)
+    monkeypatch.setattr(b.positional, "_features", no_forward)  # the basis images' forward passes
+    assert torch.equal(b.positional.basis, U)
     # a different image size is a different entry; disabling the cache writes nothing
     c = INSID3(tiny, image_size=96, svd_components=8, basis_cache=False)
-    _ = c.basis  # computes the basis (not written to disk)
+    _ = c.positional.basis  # computes the basis (not written to disk)
     assert len(list((tmp_path / "c" / "basis").glob("*.pt"))) == 1
-    assert a.clear_basis_cache() == 1
+    assert a.positional.clear_cache() == 1
     assert not (tmp_path / "c" / "basis").exists()
 
 
@@ -328,7 +328,7 @@ def test_too_many_components_are_clamped_with_a_warning(tiny, scenes):
     model.set_reference(*scenes[0])
     with pytest.warns(UserWarning, match="exceeds min"):
         model.segment(scenes[1][0])
-    assert model.basis.shape == (64, 16)  # min(C=64, h*w=16)
+    assert model.positional.basis.shape == (64, 16)  # min(C=64, h*w=16)
 
 
 def test_missing_and_unreadable_images_are_named(tiny, tmp_path):

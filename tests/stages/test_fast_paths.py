@@ -120,8 +120,8 @@ def test_uncached_autocast_gives_the_cached_result(tiny):
 def test_the_basis_is_computed_at_full_precision_in_the_fast_mode(tiny):
     exact = INSID3(tiny, image_size=128, svd_components=20, basis_cache=False)
     fast = INSID3(tiny, image_size=128, svd_components=20, basis_cache=False, autocast_dtype=torch.bfloat16)
-    assert torch.equal(fast.black_image_features(), exact.black_image_features())
-    assert torch.equal(fast.basis, exact.basis)
+    assert torch.equal(fast.positional.black_image_features(), exact.positional.black_image_features())
+    assert torch.equal(fast.positional.basis, exact.positional.basis)
 
 
 def test_fast_mode_masks_agree_with_float32(tiny):
@@ -220,7 +220,7 @@ def test_cuda_decode_equals_the_cpu_decode_of_the_same_features(tiny):
     cpu = INSID3(tiny, image_size=128, svd_components=20, basis_cache=False)
     for img, m in refs:
         cpu.set_reference(img, m)
-    ref = cpu.reference_state()
+    ref = cpu.shots.state()
     # the decode alone, a function of tensors: both sides start from the CPU's features and basis
     for t in targets:
         e = cpu.encode(t)
@@ -229,7 +229,7 @@ def test_cuda_decode_equals_the_cpu_decode_of_the_same_features(tiny):
             ref["masks_low"],
             ref["prototype"],
             e.features_norm,
-            cpu.debias_features(e.features_norm),
+            cpu.positional.debias(e.features_norm),
         )
         want = method.decode(*args, cpu.params, out_size=e.orig_size)
         got = method.decode(*(a.cuda() for a in args), cpu.params, out_size=e.orig_size)

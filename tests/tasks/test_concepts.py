@@ -11,8 +11,10 @@ from PIL import Image
 
 from insid3lab import INSID3
 from insid3lab.method import pipeline as method
+from insid3lab.method.concepts import split_instances
+from insid3lab.model.references import DEFAULT_LABEL
 from insid3lab.synthetic import sample_scene
-from insid3lab.tasks.concepts import DEFAULT_LABEL, split_instances, write_label_outputs
+from insid3lab.tasks.concept_files import write_label_outputs
 from insid3lab.viz import labels as viz_labels
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -102,7 +104,7 @@ def test_pooled_labels_are_k_shot_and_separate_calls_with_one_name_pool(tiny):
     other[10:40, 10:50] = 1
     pooled.set_reference(Image.fromarray(shots[0][0]), other, label="box")
     assert pooled.labels == ["cat", "box"]
-    assert [s["shots"] for s in pooled.concept_states()] == [[0, 1], [2]]
+    assert [s["shots"] for s in pooled.shots.concept_states()] == [[0, 1], [2]]
     _label_map, _, trace = pooled.segment_labels(tgt, return_trace=True)
     _mask, t = plain.segment(tgt, return_trace=True)
     assert torch.equal(trace.concepts[0].cluster_score, t.cluster_score)
@@ -245,9 +247,9 @@ def test_label_map_shots_follow_a_new_image_size():
     model = _hand()
     model.set_reference(ref, label_map, labels={1: "red", 2: "green"})
     model.image_size = 128
-    model.positional_svd()  # the black image at the new size
+    model.positional.svd()  # the black image at the new size
     before = model.encoder.calls
-    states = model.concept_states()
+    states = model.shots.concept_states()
     assert model.encoder.calls == before + 1
     assert [r.label for r in model.references] == ["red", "green"] and states[0]["masks_low"].shape[-1] == 8
 

@@ -11,14 +11,13 @@ import torch
 from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
 from PIL import Image
 
-from insid3lab import INSID3
+from insid3lab import INSID3, Tracker
 from insid3lab.cli.track import ANIMATION, MASKS_DIR, first_mask_objects
 from insid3lab.cli.track import add_parser as add_track_parser
 from insid3lab.eval.video.evaluate import evaluate_davis
 from insid3lab.eval.video.layouts import read_label_map as read_png_labels
 from insid3lab.stages.prototype import EmptyMaskError
 from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence
-from insid3lab.tasks.tracking import track
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
@@ -35,7 +34,7 @@ def sequence():
 def colour_model(**kw):
     enc = ColourPositionEncoder()
     model = INSID3(enc, image_size=256, svd_components=16, basis_cache=False, progress=False, **kw)
-    model.positional_svd()  # the basis's own encoder call, before counting
+    model.positional.svd()  # the basis's own encoder call, before counting
     enc.calls = 0
     return model, enc
 
@@ -46,10 +45,9 @@ def test_every_frame_is_encoded_once(sequence, labels):
     frames, maps = sequence
     model, enc = colour_model()
     first = maps[0] if labels else maps[0] == 1
-    holder = []
-    out = list(track(model, frames, first, memory=4, labels=labels, tracker=holder))
+    tr = Tracker(model, memory=4)
+    out = list(tr.track(frames, first, labels=labels))
     assert enc.calls == len(frames) == len(out)
-    tr = holder[0]
     # memory shots are the frames' own target encodings: the same tensors, not copies
     for mem in tr.memories.values():
         assert len(mem.recent) == 4 and [s.frame for s in mem.recent] == [4, 5, 6, 7]
@@ -107,16 +105,16 @@ def test_an_empty_prediction_is_not_remembered():
     blank = np.zeros_like(a)
     blank[:] = BACKGROUND  # no object at all
     model, _ = colour_model()
-    holder = []
-    out = list(track(model, [a, blank, b, b], ma[RED], memory=2, tracker=holder))
-    rec = holder[0].records
+    tracker = Tracker(model, memory=2)
+    out = list(tracker.track([a, blank, b, b], ma[RED]))
+    rec = tracker.records
     assert not bool(out[1].any())
     assert rec[1].confidence[1] == 0.0 and rec[1].remembered[1] is False
     assert rec[2].shots[1] == 1 and rec[2].remembered[1] is True  # frame 1 left no shot behind
     assert rec[3].shots[1] == 2
-    assert [s.frame for s in holder[0].memories[1].recent] == [2, 3]
+    assert [s.frame for s in tracker.memories[1].recent] == [2, 3]
     # the rule by hand: mean <deb(x), p0> over the predicted cells over the first frame's own mean
-    mem = holder[0].memories[1]
+    mem = tracker.memories[1]
     shot = mem.recent[0]
     p0, deb0, low0 = mem.first_prototype, mem.first.features_deb, mem.first.encoded.mask_low
     want = float((p0 @ shot.features_deb[:, shot.encoded.mask_low]).mean() / (p0 @ deb0[:, low0]).mean())
@@ -142,14 +140,14 @@ def test_overlap_goes_to_the_more_confident_object(tiny, sequence):
     model = INSID3(tiny, image_size=128, svd_components=16, merge_threshold=-0.3, progress=False)
     alone, conf = {}, {}
     for i in (1, 2):  # each object tracked on its own: its raw prediction and confidence
-        holder = []
-        alone[i] = list(track(model, frames[:2], maps[0] == i, memory=1, tracker=holder))[1].numpy()
-        conf[i] = holder[0].records[1].confidence[1]
+        tracker = Tracker(model, memory=1)
+        alone[i] = list(tracker.track(frames[:2], maps[0] == i))[1].numpy()
+        conf[i] = tracker.records[1].confidence[1]
     both = alone[1] & alone[2]
     assert both.any() and conf[1] != conf[2]
-    holder = []
-    out = list(track(model, frames[:2], maps[0], memory=1, labels=True, tracker=holder))[1].numpy()
-    rec = holder[0].records[1]
+    tracker = Tracker(model, memory=1)
+    out = list(tracker.track(frames[:2], maps[0], labels=True))[1].numpy()
+    rec = tracker.records[1]
     assert rec.confidence == pytest.approx(conf)
     winner, loser = sorted(conf, key=conf.get, reverse=True)
     want = np.where(alone[1], 1, 0) + np.where(alone[2] & ~alone[1], 2, 0)

@@ -154,7 +154,7 @@ def test_layer_features_match_get_intermediate_layers(tiny, scene):
 
 def test_singular_values_spectrum_and_cut(traced):
     model, _, _ = traced
-    svd = model.positional_svd()
+    svd = model.positional.svd()
     fig = viz.singular_values(svd["S"], components=8)
     ax = fig.axes[0]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), np.maximum(svd["S"].numpy(), 1e-12))
@@ -165,8 +165,8 @@ def test_singular_values_spectrum_and_cut(traced):
 
 def test_component_maps_are_projections(traced):
     model, _, _ = traced
-    svd = model.positional_svd()
-    black = torch.nn.functional.normalize(model.black_image_features()[0], dim=0)
+    svd = model.positional.svd()
+    black = torch.nn.functional.normalize(model.positional.black_image_features()[0], dim=0)
     maps = viz.component_maps(black, svd["U"], 3)
     X = black.reshape(black.shape[0], -1).double()
     X = X - X.mean(dim=1, keepdim=True)

@@ -1,4 +1,4 @@
-"""Semi-supervised video object segmentation with :meth:`INSID3.track`, scored as the DAVIS toolkit does.
+"""Semi-supervised video object segmentation with ``insid3lab.Tracker``, scored as the DAVIS toolkit does.
 
 >>> from insid3lab.eval.video.evaluate import evaluate_davis, evaluate_video
 >>> summary = evaluate_davis(model, "data/DAVIS", "runs/davis17", memory=4)  # doctest: +SKIP
@@ -15,30 +15,29 @@ from __future__ import annotations
 
 import os
 
+from insid3lab import Tracker
 from insid3lab.eval.video.layouts import DavisDataset
 from insid3lab.eval.video.runner import evaluate_sequences
 from insid3lab.eval.video.scores import BOUND_TH
-from insid3lab.tasks.tracking import MEMORY, MIN_CONFIDENCE, check_memory
 
 __all__ = ["evaluate_davis", "evaluate_video", "track_predictor"]
 
 
-def track_predictor(model, *, memory: int = MEMORY, min_confidence: float = MIN_CONFIDENCE):
-    """A ``predict_sequence(frames, given_label_map)`` for :func:`evaluate_sequences` built on :meth:`INSID3.track`.
+def track_predictor(model, *, memory: int = Tracker.MEMORY, min_confidence: float = Tracker.MIN_CONFIDENCE):
+    """A ``predict_sequence(frames, given_label_map)`` for :func:`evaluate_sequences` built on a
+    :class:`~insid3lab.Tracker` over ``model``.
 
     Every object of the given label map is tracked with its own memory (``labels=True``); yields
     (H, W) uint8 label maps as numpy arrays.
     """
-    check_memory(memory, min_confidence)
+    tracker = Tracker(model, memory=memory, min_confidence=min_confidence)  # checks both before any work
     if not model.resize_to_orig_size:
         raise ValueError(
             "resize_to_orig_size=False: video scores need masks at the frame's size; build INSID3 with True"
         )
 
     def predict_sequence(frames, given_label_map):
-        for m in model.track(
-            frames, given_label_map, memory=memory, min_confidence=min_confidence, labels=True, progress=False
-        ):
+        for m in tracker.track(frames, given_label_map, labels=True, progress=False):
             yield m.cpu().numpy()
 
     return predict_sequence
@@ -49,8 +48,8 @@ def evaluate_video(
     dataset,
     out_dir: str | os.PathLike,
     *,
-    memory: int = MEMORY,
-    min_confidence: float = MIN_CONFIDENCE,
+    memory: int = Tracker.MEMORY,
+    min_confidence: float = Tracker.MIN_CONFIDENCE,
     resume: bool = True,
     bound_th: float = BOUND_TH,
     settings: dict | None = None,
@@ -64,7 +63,7 @@ def evaluate_video(
             :func:`~insid3lab.eval.video.registry.build_video_dataset`; what it gives is tracked
             and what it scores is scored.
         out_dir: the run folder (``run.json``, ``results.jsonl``, ``summary.json``).
-        memory, min_confidence: see :mod:`insid3lab.tasks.tracking`.
+        memory, min_confidence: see :class:`~insid3lab.Tracker`.
         resume: continue a run in ``out_dir``, skipping finished sequences.
         bound_th: boundary tolerance of F (fraction of the image diagonal).
         settings: extra facts recorded in the run (model source, device, ...).
@@ -86,8 +85,8 @@ def evaluate_davis(
     data_root: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    memory: int = MEMORY,
-    min_confidence: float = MIN_CONFIDENCE,
+    memory: int = Tracker.MEMORY,
+    min_confidence: float = Tracker.MIN_CONFIDENCE,
     resume: bool = True,
     sequences=None,
     split: str = "val",
