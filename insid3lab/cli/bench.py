@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -10,7 +12,6 @@ from typing import Any
 
 from insid3lab.cli import options
 from insid3lab.cli.console import Console
-from insid3lab.method.params import Params
 
 __all__ = ["add_bench_arguments", "add_parser", "benchmark_from_args", "cmd_bench", "main"]
 
@@ -52,19 +53,21 @@ def benchmark_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """:func:`insid3lab.bench.run_benchmark` with the options of :func:`add_bench_arguments`; status on stderr."""
     from insid3lab.bench import run_benchmark
 
-    if args.no_debias:
-        raise options.CLIError("bench measures the method against the authors' procedure: --no-debias does not apply")
-    if getattr(args, "basis_image", "black") != "black":
-        raise options.CLIError("bench measures the method against the authors' procedure, whose basis is the black "
-                               "image: --basis-image noise does not apply")  # fmt: skip
     options.check_choices(args)
-    kw = options.pipeline_kwargs(args)
+    params = options.method_params(args)
+    taken = inspect.signature(run_benchmark).parameters
+    method = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if f.name in taken:
+            method[f.name] = value
+        elif value != f.default:
+            raise options.CLIError("bench measures the method against the authors' procedure: "
+                                   f"{options.flag_value(f, value)} does not apply")  # fmt: skip
     return run_benchmark(
-        args.model, image_size=kw["image_size"], targets=args.targets, shots=args.shots, device=args.device,
+        args.model, **method, targets=args.targets, shots=args.shots, device=args.device,
         autocast=args.autocast, weights_dtype=args.dtype, arch=args.arch, rope_periods=args.rope_periods,
-        svd_components=kw["svd_components"], tau=kw["tau"], merge_threshold=kw["merge_threshold"],
-        clustering=kw["clustering"], refine=kw.get("refine", Params.refine), batch_size=args.batch_size,
-        warmup=args.warmup, baseline=not args.no_baseline,
+        batch_size=args.batch_size, warmup=args.warmup, baseline=not args.no_baseline,
         cold_start=args.cold_start, seed=args.seed, concepts=args.concepts, frames=args.frames,
         ref_images=args.ref, ref_masks=args.ref_mask,
         target_images=args.target, load=options.load_model_source, log=Console(quiet=args.quiet).status,

@@ -176,7 +176,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
     options.add_model_arguments(p, default=None)
     options.add_hyperparameter_arguments(
-        p, svd_note=f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper"
+        p, own_defaults={"svd_components": f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper"}
     )
 
     r = p.add_argument_group("run")
@@ -239,14 +239,9 @@ def _init_distributed(device_arg: str):
 
 
 def build_model(args: argparse.Namespace, device: str, task: str):
-    """The INSID3 pipeline described by the command-line arguments, on ``device``."""
-    import insid3lab
-
-    options.check_choices(args)
-    backbone = options.load_model_source(args.model, device=device, dtype=args.dtype, arch=args.arch,
-                                         rope_periods=args.rope_periods)  # fmt: skip
+    """The INSID3 pipeline described by the command-line arguments, on ``device`` (r 20 for keypoints)."""
     svd = options.CORRESPONDENCE_SVD_COMPONENTS if task == "keypoints" else None
-    return insid3lab.INSID3(backbone, **options.pipeline_kwargs(args, svd_components=svd), progress=False)
+    return options.build_pipeline(args, device=device, svd_components=svd)
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -34,9 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no status lines, no progress bar")
     options.add_image_arguments(p)
     options.add_model_arguments(p)
-    options.add_hyperparameter_arguments(
-        p, svd_note=f"; match uses {options.CORRESPONDENCE_SVD_COMPONENTS} unless given, as the paper does"
-    )
+    r_note = f"; match uses {options.CORRESPONDENCE_SVD_COMPONENTS} unless given, as the paper does"
+    options.add_hyperparameter_arguments(p, own_defaults={"svd_components": r_note})
     p.set_defaults(func=cmd_match)
     return p
 

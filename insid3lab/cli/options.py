@@ -1,33 +1,38 @@
 """The options every command shares, written once: the model, the method's hyper-parameters, image limits.
 
-Defaults and help of the hyper-parameters come from :class:`insid3lab.method.params.Params`; the model
-source string is turned into a backbone by :func:`load_model_source`; :func:`build_pipeline`
-makes the :class:`~insid3lab.INSID3` a command works with.
+The method's options are generated from the fields of :class:`insid3lab.method.params.Params` (flag,
+default, range or choices, help: :func:`add_hyperparameter_arguments`), so a new field needs no edit
+here; the model source string (``--model``, else ``$INSID3LAB_WEIGHTS``) is turned into a backbone by
+:func:`load_model_source`; :func:`build_pipeline` makes the :class:`~insid3lab.INSID3` every command
+works with.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
 import re
 from contextlib import contextmanager
 from typing import Any
 
-from insid3lab.method.params import BASIS_IMAGES, Params, check_param, describe
+from insid3lab.method.params import Params, check_value, choices, describe, kind, registered
 
 __all__ = [
     "CORRESPONDENCE_SVD_COMPONENTS",
     "DEFAULT_MODEL",
     "DTYPES",
+    "WEIGHTS_ENV",
     "CLIError",
     "add_hyperparameter_arguments",
     "add_image_arguments",
     "add_model_arguments",
     "build_pipeline",
     "check_choices",
+    "flag_value",
     "load_model_source",
+    "method_flag",
+    "method_params",
     "pipeline_kwargs",
     "pixel_limit",
 ]
@@ -40,7 +45,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 #: Environment variable holding PIL's pixel limit for the command line (0: no limit).
 PIXEL_LIMIT_ENV = "INSID3LAB_MAX_IMAGE_PIXELS"
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Params)}
+#: Environment variable naming the weights ``--model`` falls back to.
+WEIGHTS_ENV = "INSID3LAB_WEIGHTS"
 
 
 class CLIError(Exception):
@@ -60,15 +66,19 @@ def load_model_source(
 def add_model_arguments(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL) -> None:
     """``--model``, ``--arch``, ``--device``, ``--dtype`` (weights), ``--autocast`` (compute), ``--rope-periods``, ``--no-cache``.
 
-    ``default=None`` makes ``--model`` required; otherwise ``$INSID3LAB_WEIGHTS`` or ``default``.
+    ``--model`` defaults to ``$INSID3LAB_WEIGHTS``, else to ``default``; ``default=None`` makes it
+    required when the variable is not set.
     """
     g = p.add_argument_group("model")
     src = "DINOv3 weights: a hub id, a transformers folder, a Meta .pth/.safetensors file, or random:ARCH[:SEED] "
-    if default is None:
-        g.add_argument("--model", required=True, help=src + "for random weights")
+    fallback = os.environ.get(WEIGHTS_ENV) or default
+    if fallback is None:
+        g.add_argument(
+            "--model", required=True, help=src + f"for random weights (required unless ${WEIGHTS_ENV} is set)"
+        )
     else:
-        g.add_argument("--model", default=os.environ.get("INSID3LAB_WEIGHTS", default),
-                       help=src + "for random weights (default: $INSID3LAB_WEIGHTS or %(default)s)")  # fmt: skip
+        g.add_argument("--model", default=fallback,
+                       help=src + f"for random weights (default: ${WEIGHTS_ENV} or {default or 'required'})")  # fmt: skip
     g.add_argument("--arch", default=None, help="architecture override for Meta files (vits16, vitb16, vitl16, ...)")
     g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", default=None, choices=DTYPES, help="dtype the weights are stored in (default float32)")
@@ -80,14 +90,34 @@ def add_model_arguments(p: argparse.ArgumentParser, *, default: str | None = DEF
     g.add_argument("--no-cache", action="store_true", help="do not read or write the positional-basis disk cache")
 
 
-def _param_type(name: str, convert):
+def method_flag(f: dataclasses.Field) -> str:
+    """The command-line flag of a field of :class:`~insid3lab.method.params.Params`: its ``flag`` metadata, else
+    ``--field-name`` (``--no-field-name`` for a ``bool`` that is true by default)."""
+    dashed = "--" + f.name.replace("_", "-")
+    if f.metadata.get("flag"):
+        return f.metadata["flag"]
+    return "--no-" + dashed[2:] if kind(f) == "bool" and f.default else dashed
+
+
+def _dest(f: dataclasses.Field) -> str:
+    return method_flag(f)[2:].replace("-", "_")
+
+
+def _param_type(f: dataclasses.Field):
+    """Parse and check one value of ``f``; argparse prints the record's message after the flag."""
+    convert = {"int": int, "float": float}.get(kind(f), str)
+
     def parse(text: str):
         try:
-            return check_param(name, convert(text))
+            value = convert(text)
+        except ValueError:
+            value = text  # the check says what is allowed
+        try:
+            return check_value(f, value)
         except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e).replace(f"{name}=", "", 1)) from None
+            raise argparse.ArgumentTypeError(str(e).replace(f"{f.name}=", "", 1)) from None
 
-    parse.__name__ = name
+    parse.__name__ = f.name
     return parse
 
 
@@ -106,8 +136,6 @@ class _RegistryChoice(argparse.Action):
 
     @property
     def help(self) -> str:
-        from insid3lab.method.params import registered
-
         listed = ", ".join(f"{n} ({e.help})" if e.help else n for n, e in registered(self.registry).items())
         return f"{self.text}; one of: {listed}".replace("%", "%%")
 
@@ -119,25 +147,36 @@ class _RegistryChoice(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def add_hyperparameter_arguments(p: argparse.ArgumentParser, *, svd_note: str = "") -> None:
-    """``--image-size``, ``--svd-components``, ``--tau``, ``--merge-threshold``, ``--clustering``, ``--no-debias``,
-    ``--refine``, ``--basis-image``: defaults and help from :class:`~insid3lab.method.params.Params`.
+def add_hyperparameter_arguments(
+    p: argparse.ArgumentParser, *, own_defaults: dict[str, str] | None = None, record: type[Params] | None = None
+) -> None:
+    """One flag per field of ``record`` (:class:`~insid3lab.method.params.Params`), generated from the field:
+    its flag (:func:`method_flag`), default, range or choices and help.
 
-    ``--svd-components`` defaults to None (the command's own default, see ``svd_note``).
+    Numbers are checked by the parser with the record's message; ``bool`` fields are switches;
+    registry names are checked by :func:`check_choices` (so that parsing does not import the stages).
+
+    Args:
+        own_defaults: ``{field: note}`` for fields whose default the command picks (the flag defaults
+            to None; the note, added to the help, says what the command uses).
+        record: :class:`~insid3lab.method.params.Params` (the default) or a subclass with more fields.
     """
-    g = p.add_argument_group("method (defaults: insid3lab.method.params.Params)")
-    for name, convert in (("image_size", int), ("tau", float), ("merge_threshold", float)):
-        g.add_argument("--" + name.replace("_", "-"), type=_param_type(name, convert), default=_DEFAULTS[name],
-                       help=describe(name))  # fmt: skip
-    g.add_argument("--svd-components", type=_param_type("svd_components", int), default=None,
-                   help=describe("svd_components") + svd_note)  # fmt: skip
-    g.add_argument("--clustering", default=_DEFAULTS["clustering"], action=_RegistryChoice, registry="clustering",
-                   metavar="NAME", text=describe("clustering"))  # fmt: skip
-    g.add_argument("--refine", default=None, action=_RegistryChoice, registry="refine", metavar="NAME",
-                   text=describe("refine"))  # fmt: skip
-    g.add_argument("--no-debias", action="store_true", help="keep the positional subspace (ablation)")
-    g.add_argument("--basis-image", default=_DEFAULTS["basis_image"], choices=BASIS_IMAGES,
-                   help=describe("basis_image"))  # fmt: skip
+    own_defaults, record = own_defaults or {}, record or Params
+    g = p.add_argument_group(f"method (defaults: {record.__module__}.{record.__qualname__})")
+    for f in dataclasses.fields(record):
+        flag, k, help_ = method_flag(f), kind(f), describe(f.name, record)
+        default = None if f.name in own_defaults else f.default
+        help_ += own_defaults.get(f.name, "")
+        if k == "bool":
+            help_ = ("do not " if f.default else "") + f.metadata["help"]
+            g.add_argument(flag, dest=_dest(f), action="store_true", help=help_)
+        elif k == "registry":
+            g.add_argument(flag, dest=_dest(f), default=default, action=_RegistryChoice, metavar="NAME",
+                           registry=f.metadata["registry"], text=help_)  # fmt: skip
+        elif k == "choice":
+            g.add_argument(flag, dest=_dest(f), default=default, choices=f.metadata["choices"], help=help_)
+        else:
+            g.add_argument(flag, dest=_dest(f), type=_param_type(f), default=default, help=help_)
 
 
 def add_image_arguments(p: argparse.ArgumentParser) -> None:
@@ -178,42 +217,47 @@ def bomb_message(path: str, err: Exception) -> str:
             f"if you trust the file, raise it with --max-image-pixels N or ${PIXEL_LIMIT_ENV}=N (0: no limit)")  # fmt: skip
 
 
-def _registry(module: str, name: str) -> dict | None:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
+def flag_value(f: dataclasses.Field, value: Any) -> str:
+    """How ``value`` of the field ``f`` is written on a command line (``--no-debias``, ``--tau 0.5``)."""
+    return method_flag(f) if kind(f) == "bool" else f"{method_flag(f)} {value}"
 
 
-def check_choices(args: argparse.Namespace) -> None:
-    """``--clustering`` and ``--refine`` against the library's registries (where this version has them)."""
-    clusterers = _registry("insid3lab.stages.clustering", "CLUSTERERS")
-    if clusterers is not None and args.clustering != "auto" and args.clustering not in clusterers:
-        raise CLIError(f"--clustering {args.clustering}: allowed auto, {', '.join(sorted(clusterers))}")
-    refine = getattr(args, "refine", None)
-    if refine is not None and refine != _DEFAULTS["refine"]:
-        refiners = _registry("insid3lab.stages.refine", "REFINERS")
-        allowed = sorted(refiners) if refiners is not None else [_DEFAULTS["refine"]]
-        if refine not in allowed:
-            raise CLIError(f"--refine {refine}: allowed {', '.join(allowed)}")
+def check_choices(args: argparse.Namespace, record: type[Params] | None = None) -> None:
+    """The registry-named options (``--clustering``, ``--refine``) against the library's registries."""
+    for f in dataclasses.fields(record or Params):
+        value = getattr(args, _dest(f), None)
+        if kind(f) != "registry" or value is None or value == f.default:
+            continue
+        names = choices(f.metadata["registry"])
+        if value not in names:
+            allowed = [f.default, *sorted(n for n in names if n != f.default)]
+            raise CLIError(f"{flag_value(f, value)}: allowed {', '.join(allowed)}")
+
+
+def method_params(args: argparse.Namespace, *, record: type[Params] | None = None, **defaults: Any) -> Params:
+    """The ``record`` (default :class:`~insid3lab.method.params.Params`) the options of
+    :func:`add_hyperparameter_arguments` describe; ``defaults`` fill the options left unset (None)."""
+    record, values = record or Params, {}
+    for f in dataclasses.fields(record):
+        value = getattr(args, _dest(f))
+        if kind(f) == "bool":
+            value = (not f.default) if value else f.default
+        values[f.name] = value if value is not None else defaults.get(f.name, f.default)
+    return record(**values)
 
 
 def pipeline_kwargs(args: argparse.Namespace, *, svd_components: int | None = None) -> dict[str, Any]:
-    """Keyword arguments of :class:`~insid3lab.INSID3` from the shared options.
+    """Keyword arguments of :class:`~insid3lab.INSID3` from the shared options: every field of
+    :class:`~insid3lab.method.params.Params`, ``basis_cache`` and, when asked for, ``autocast_dtype``.
 
     ``svd_components``: the command's default r when ``--svd-components`` is not given.
-    ``autocast_dtype`` and ``refine`` are passed only when asked for.
     """
-    r = args.svd_components if args.svd_components is not None else (svd_components or _DEFAULTS["svd_components"])
-    kw: dict[str, Any] = {
-        "image_size": args.image_size, "svd_components": r, "tau": args.tau, "merge_threshold": args.merge_threshold,
-        "clustering": args.clustering, "debias": not args.no_debias, "basis_cache": not args.no_cache,
-        "basis_image": getattr(args, "basis_image", _DEFAULTS["basis_image"]),
-    }  # fmt: skip
+    own = {} if svd_components is None else {"svd_components": svd_components}
+    params = method_params(args, **own)
+    kw: dict[str, Any] = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    kw["basis_cache"] = not args.no_cache
     if getattr(args, "autocast", None) not in (None, "float32"):
         kw["autocast_dtype"] = args.autocast
-    if getattr(args, "refine", None) not in (None, _DEFAULTS["refine"]):
-        kw["refine"] = args.refine
     return kw
 
 
@@ -252,18 +296,26 @@ def _loading_bars(shown: bool):
 
 def build_pipeline(args: argparse.Namespace, *, device: str | None = None, svd_components: int | None = None,
                    status=None, warn=None):  # fmt: skip
-    """The :class:`~insid3lab.INSID3` the options describe (``status`` receives what is being done)."""
+    """The :class:`~insid3lab.INSID3` the options describe: the one way a command builds its model.
+
+    Args:
+        args: the options of :func:`add_model_arguments` and :func:`add_hyperparameter_arguments`.
+        device: overrides ``--device`` (a process's own device when sharded).
+        svd_components: the command's default r when ``--svd-components`` is not given.
+        status: receives what is being done; warn: receives a clamped r (then the library's warning is silenced).
+    """
     import warnings
 
     import insid3lab
 
     check_choices(args)
+    kw = pipeline_kwargs(args, svd_components=svd_components)
     if status:
         status(f"loading the weights: {args.model}")
-    with _loading_bars(shown=not getattr(args, "quiet", False)):
+    quiet = getattr(args, "quiet", False) or getattr(args, "no_progress", False)
+    with _loading_bars(shown=not quiet):
         backbone = load_model_source(args.model, device=device or args.device, dtype=args.dtype, arch=args.arch,
                                      rope_periods=args.rope_periods)  # fmt: skip
-    kw = pipeline_kwargs(args, svd_components=svd_components)
     model = insid3lab.INSID3(backbone, **kw, progress=False)
     if warn is not None:
         explain_clamp(model, kw["svd_components"], warn)

@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import torch
 
 from insid3lab.lab.cluster_cache import TargetClusters
-from insid3lab.lab.controls import method_controls, png_panels, wire
+from insid3lab.lab.controls import METHOD_CONTROLS, apply_control, method_controls, png_panels, wire
 from insid3lab.method.concepts import split_instances
 from insid3lab.model.references import DEFAULT_LABEL
 from insid3lab.tasks.concepts import ConceptSegmenter
@@ -29,7 +29,7 @@ from insid3lab.viz.labels import labels as draw_labels
 __all__ = ["CONCEPT_CONTROL_NAMES", "CONCEPT_PANEL_NAMES", "ConceptExplorer"]
 
 #: Names of the controls (CSS class ``insid3lab-concepts-control-<name>``).
-CONCEPT_CONTROL_NAMES = ("tau", "svd", "merge", "debias", "clustering", "refine")
+CONCEPT_CONTROL_NAMES = tuple(METHOD_CONTROLS)
 #: Names of the image panels, in display order; ``labels`` is the label map with the score bars.
 CONCEPT_PANEL_NAMES = ("reference", "labels", "instances")
 
@@ -104,20 +104,7 @@ class ConceptExplorer:
 
     def _handler(self, name):
         def on_change(change):
-            m = self.model
-            value = change["new"]
-            if name == "tau":
-                m.tau = float(value)
-            elif name == "svd":
-                m.svd_components = int(value)
-            elif name == "merge":
-                m.merge_threshold = float(value)
-            elif name == "clustering":
-                m.clustering = value
-            elif name == "refine":
-                m.refine = value
-            else:
-                m.debias = bool(value)
+            apply_control(self.model, name, change["new"])
             self._refresh(name)
 
         return on_change

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-__all__ = ["method_controls", "png_panels", "registry_options", "wire"]
+__all__ = ["METHOD_CONTROLS", "apply_control", "method_controls", "png_panels", "registry_options", "wire"]
+
+#: The controls of :func:`method_controls` and the :class:`~insid3lab.method.params.Params` field each sets.
+METHOD_CONTROLS = {
+    "tau": "tau",
+    "svd": "svd_components",
+    "merge": "merge_threshold",
+    "debias": "debias",
+    "clustering": "clustering",
+    "refine": "refine",
+}
 
 
 def registry_options(step: str, current) -> list[tuple[str, object]]:
@@ -60,6 +70,11 @@ def method_controls(model, svd_limit: int) -> dict[str, widgets.Widget]:
             options=registry_options("refine", model.refine), value=model.refine, description="refine"
         ),
     }
+
+
+def apply_control(model, name: str, value) -> None:
+    """Set the hyper-parameter behind the control ``name`` (a key of :data:`METHOD_CONTROLS`) on ``model`` (validated)."""
+    setattr(model, METHOD_CONTROLS[name], value)
 
 
 def wire(controls: dict[str, widgets.Widget], css_prefix: str, handler) -> None:

@@ -3,8 +3,12 @@
 
 Both work with plain ipywidgets in JupyterLab (no extra frontend extension).
 
+The explorer's image panels are one table, :data:`EXPLORER_PANELS`: each row names a panel of
+:data:`insid3lab.viz.story.PANELS`, says how it is drawn and which controls redraw it. A new panel
+is one row (and, for a panel :func:`insid3lab.viz.story.draw_panel` does not know, its drawing there).
+
 DOM contract of the explorer (a browser test relies on it): every image panel is an
-``ipywidgets.Image`` with CSS class ``insid3lab-panel``, the predicted-mask panel also has
+``ipywidgets.Image`` with CSS class ``insid3lab-panel``, the ``prediction`` panel also has
 ``insid3lab-mask``; every control has ``insid3lab-control-<name>`` with names ``tau`` (a
 ``FloatSlider``), ``svd``, ``merge`` (sliders), ``size``, ``layer``, ``debias``, ``clustering``, ``refine``
 (dropdowns).
@@ -20,6 +24,9 @@ import html
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 import numpy as np
@@ -28,32 +35,84 @@ import torch
 from insid3lab.core.preprocess import denormalize
 from insid3lab.lab.cluster_cache import TargetClusters
 from insid3lab.lab.concept_explorer import ConceptExplorer
-from insid3lab.lab.controls import method_controls, png_panels, wire
+from insid3lab.lab.controls import METHOD_CONTROLS, apply_control, method_controls, png_panels, wire
 from insid3lab.lab.mask_painter import MaskPainter
 from insid3lab.method import pipeline as method
 from insid3lab.stages.features import extract_features, l2_normalize
-from insid3lab.viz.common import REF_COLOR, as_mask, as_numpy, empty_figure, iou, pca_rgb, to_png
-from insid3lab.viz.draw import draw_mask, draw_rgb
+from insid3lab.viz.common import as_mask, as_numpy, empty_figure, iou, to_png
+from insid3lab.viz.story import PANELS as STORY_PANELS
 from insid3lab.viz.story import draw_panel, settings_line
 
-__all__ = ["CONTROL_NAMES", "PANEL_NAMES", "ConceptExplorer", "Explorer", "MaskPainter"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
-#: Names of the explorer's controls (CSS class ``insid3lab-control-<name>``).
-CONTROL_NAMES = ("tau", "svd", "merge", "size", "layer", "debias", "clustering", "refine")
-#: Names of the explorer's image panels, in display order; ``mask`` is the prediction.
-PANEL_NAMES = ("reference", "pca", "similarity", "clusters", "scores", "mask")
+__all__ = ["CONTROL_NAMES", "EXPLORER_PANELS", "PANEL_NAMES", "ConceptExplorer", "Explorer", "MaskPainter", "Panel"]
 
-# Which panels each control changes (the mask panel's caption lists every setting, so it always changes).
-_AFFECTS = {
-    "tau": ("clusters", "scores", "mask"),
-    "svd": ("similarity", "clusters", "scores", "mask"),
-    "debias": ("similarity", "clusters", "scores", "mask"),
-    "clustering": ("clusters", "scores", "mask"),
-    "merge": ("scores", "mask"),
-    "refine": ("mask",),
-    "layer": ("pca", "mask"),
-    "size": PANEL_NAMES,
-}
+#: Names of the explorer's controls (CSS class ``insid3lab-control-<name>``): the method's, then its own.
+CONTROL_NAMES = (*METHOD_CONTROLS, "size", "layer")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One image panel of the explorer.
+
+    Attributes:
+        name: a name of :data:`insid3lab.viz.story.PANELS`.
+        draw: ``draw(explorer, ax, name)`` draws it into a matplotlib axis.
+        redrawn_by: the controls (:data:`CONTROL_NAMES`) whose change redraws it.
+        size: the figure's (width, height) in inches.
+    """
+
+    name: str
+    draw: Callable[[Explorer, Axes, str], None]
+    redrawn_by: tuple[str, ...]
+    size: tuple[float, float] = (3.2, 3.0)
+
+    def __post_init__(self) -> None:
+        if self.name not in STORY_PANELS:
+            raise ValueError(f"panel {self.name!r}: allowed {', '.join(STORY_PANELS)} (insid3lab.viz.story.PANELS)")
+        unknown = [c for c in self.redrawn_by if c not in CONTROL_NAMES]
+        if unknown:
+            raise ValueError(f"panel {self.name!r} is redrawn by {unknown}: allowed {', '.join(CONTROL_NAMES)}")
+
+
+def _story_panel(ex: Explorer, ax, name: str) -> None:
+    """A panel of the current trace as :func:`insid3lab.viz.story.draw_panel` draws it."""
+    draw_panel(ax, ex.trace, name)
+
+
+def _pca_panel(ex: Explorer, ax, name: str) -> None:
+    """The joint PCA of the reference's and the target's features at the block the ``layer`` control picks."""
+    layer = int(ex.controls["layer"].value)
+    ref, tgt = ex._layer_maps_for(layer)
+    draw_panel(ax, dataclasses.replace(ex.trace, reference_features_norm=ref[None], target_features_norm=tgt), name)
+    ax.set_title(f"PCA, block {layer}: " + ("reference" if name == "pca_reference" else "target (same fit)"),
+                 fontsize=9)  # fmt: skip
+
+
+def _prediction_panel(ex: Explorer, ax, name: str) -> None:
+    """The prediction with the ground truth outlined; its caption lists every setting."""
+    draw_panel(ax, ex.trace, name, ground_truth=ex.ground_truth)
+    parts = settings_line(ex.trace.settings).split(", ") + [f"PCA block {ex.controls['layer'].value}"]
+    half = (len(parts) + 1) // 2
+    ax.figure.suptitle(", ".join(parts[:half]) + "\n" + ", ".join(parts[half:]), fontsize=7.5)
+
+
+#: The explorer's image panels in display order (rows of :data:`PANELS_PER_ROW`). ``size`` redraws
+#: every panel; the prediction's caption lists every setting, so every control redraws it.
+EXPLORER_PANELS = (
+    Panel("reference", _story_panel, ("size",)),
+    Panel("pca_reference", _pca_panel, ("size", "layer")),
+    Panel("pca_target", _pca_panel, ("size", "layer")),
+    Panel("similarity", _story_panel, ("size", "svd", "debias")),
+    Panel("clusters", _story_panel, ("size", "tau", "svd", "debias", "clustering")),
+    Panel("scores", _story_panel, ("size", "tau", "svd", "debias", "clustering", "merge"), size=(3.8, 3.0)),
+    Panel("prediction", _prediction_panel, CONTROL_NAMES, size=(3.2, 3.2)),
+)
+#: Names of the explorer's image panels, in display order.
+PANEL_NAMES = tuple(p.name for p in EXPLORER_PANELS)
+#: Panels side by side in one row of the app.
+PANELS_PER_ROW = 4
 
 
 def _default_sizes(size: int, patch: int) -> list[int]:
@@ -78,10 +137,10 @@ class Explorer:
     * ``merge`` (merge threshold): only the final aggregation and upsampling.
     * ``refine`` (the refiner, choices from :data:`insid3lab.stages.refine.REFINERS`): only the
       upsampling and refinement of the same coarse mask (:func:`insid3lab.method.pipeline.upsample`).
-    * ``layer``: the features of that block for the PCA panel (cached per (S, block)).
+    * ``layer``: the features of that block for the PCA panels (cached per (S, block)).
 
     ``counts`` records how many times each stage ran: ``encode`` (backbone passes for the
-    target or a reference), ``layer_features`` (backbone passes for the PCA panel),
+    target or a reference), ``layer_features`` (backbone passes for the PCA panels),
     ``clustering`` (trees built or labels computed; a cut at a new τ is not one), ``decode`` (matching + seed/scores), ``aggregation`` (merge-threshold-only
     updates), ``refinement`` (refiner-only updates); ``renders`` counts redraws per panel.
 
@@ -97,7 +156,7 @@ class Explorer:
     Attributes:
         widget: the root ``ipywidgets.VBox`` (display it, or the explorer itself).
         controls: ``{name: widget}`` for the names in :data:`CONTROL_NAMES`.
-        panels: ``{name: ipywidgets.Image}`` for the names in :data:`PANEL_NAMES`.
+        panels: ``{name: ipywidgets.Image}`` for the panels of :data:`EXPLORER_PANELS`, in its order.
         trace: the :class:`~insid3lab.method.trace.Trace` behind the panels.
         last_error: the last exception raised while updating (shown in the status line), or None.
     """
@@ -118,7 +177,9 @@ class Explorer:
         self.panel_px = int(panel_px)
         stages = ("encode", "layer_features", "clustering", "decode", "aggregation", "refinement")
         self.counts: Counter = Counter({k: 0 for k in stages})
-        self.renders: Counter = Counter({k: 0 for k in PANEL_NAMES})
+        self._panels = EXPLORER_PANELS
+        names = tuple(p.name for p in self._panels)
+        self.renders: Counter = Counter({k: 0 for k in names})
         self.last_error: BaseException | None = None
         self.trace = None
         self._target_source = target_image
@@ -156,15 +217,14 @@ class Explorer:
         )
         wire(c, "insid3lab-control", self._handler)
         self.controls = c
-        self.panels = png_panels(PANEL_NAMES, "insid3lab-panel", "mask", "insid3lab-mask")
+        self.panels = png_panels(names, "insid3lab-panel", "prediction", "insid3lab-mask")
         self.status = widgets.HTML()
+        rows = [names[i : i + PANELS_PER_ROW] for i in range(0, len(names), PANELS_PER_ROW)]
         self.widget = widgets.VBox(
             [
                 widgets.HBox([c["tau"], c["svd"], c["merge"]]),
-                widgets.HBox([c["size"], c["debias"], c["layer"]]),
-                widgets.HBox([c["clustering"], c["refine"]]),
-                widgets.HBox([self.panels[n] for n in ("reference", "pca", "similarity")]),
-                widgets.HBox([self.panels[n] for n in ("clusters", "scores", "mask")]),
+                widgets.HBox([c["size"], c["debias"], c["layer"], c["clustering"], c["refine"]]),
+                *[widgets.HBox([self.panels[n] for n in row]) for row in rows],
                 self.status,
             ]
         )
@@ -202,18 +262,8 @@ class Explorer:
 
     def _apply(self, name: str, value) -> None:
         m = self.model
-        if name == "tau":
-            m.tau = float(value)
-        elif name == "svd":
-            m.svd_components = int(value)
-        elif name == "merge":
-            m.merge_threshold = float(value)
-        elif name == "debias":
-            m.debias = bool(value)
-        elif name == "clustering":
-            m.clustering = value
-        elif name == "refine":
-            m.refine = value
+        if name in METHOD_CONTROLS:
+            apply_control(m, name, value)
         elif name == "size":
             m.image_size = int(value)
             limit = self._svd_limit(m.image_size)
@@ -310,37 +360,10 @@ class Explorer:
         return self._layer_maps[key]
 
     # ------------------------------------------------------------- drawing
-    def _figure(self, width: float = 3.2, height: float = 3.0):
-        fig = empty_figure(width, height)
-        return fig, fig.add_subplot(1, 1, 1)
-
-    def _render(self, name: str) -> bytes:
-        t = self.trace
-        if name == "reference":
-            fig, ax = self._figure()
-            ref = self.model.references[0]
-            draw_mask(ax, ref.image, ref.mask, hw=ref.orig_size, color=REF_COLOR, title="reference + mask")
-        elif name == "pca":
-            layer = int(self.controls["layer"].value)
-            rmap, tmap = self._layer_maps_for(layer)
-            rgb_r, rgb_t = pca_rgb([rmap, tmap])
-            fig = empty_figure(3.2, 3.0)
-            ax1, ax2 = fig.subplots(2, 1)
-            draw_rgb(ax1, rgb_r, hw=self.model.references[0].orig_size, title=f"PCA, block {layer}: reference")
-            draw_rgb(ax2, rgb_t, hw=t.target_size, title="target (same fit)")
-        elif name == "mask":
-            fig, ax = self._figure(3.2, 3.2)
-            draw_panel(ax, t, "prediction", ground_truth=self.ground_truth)
-            parts = settings_line(t.settings).split(", ") + [f"PCA block {self.controls['layer'].value}"]
-            half = (len(parts) + 1) // 2
-            fig.suptitle(", ".join(parts[:half]) + "\n" + ", ".join(parts[half:]), fontsize=7.5)
-        elif name == "scores":
-            fig, ax = self._figure(3.8, 3.0)
-            draw_panel(ax, t, "scores")
-        else:
-            fig, ax = self._figure()
-            draw_panel(ax, t, name)
-        self.renders[name] += 1
+    def _render(self, panel: Panel) -> bytes:
+        fig = empty_figure(*panel.size)
+        panel.draw(self, fig.add_subplot(1, 1, 1), panel.name)
+        self.renders[panel.name] += 1
         return to_png(fig, dpi=max(40, round(self.panel_px / 3.2)))
 
     def _refresh(self, changed: str) -> None:
@@ -352,8 +375,9 @@ class Explorer:
                 self.trace = self._refine(self.trace)
             elif changed != "layer" or self.trace is None:
                 self.trace = self._decode().cpu()
-            for name in _AFFECTS[changed]:
-                self.panels[name].value = self._render(name)
+            for panel in self._panels:
+                if changed in panel.redrawn_by:
+                    self.panels[panel.name].value = self._render(panel)
             self.last_error = None
             msg = f"{html.escape(settings_line(self.trace.settings))}; mask {100 * self.mask.mean():.1f}% of the target"
             if self.ground_truth is not None:

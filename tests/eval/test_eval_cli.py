@@ -190,9 +190,12 @@ def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipe
         "merge_threshold": 0.25,
         "clustering": "auto",
         "debias": True,
+        "refine": "bilinear",
         "basis_cache": True,
         "progress": False,
         "basis_image": "black",
+        "basis_noise_images": 8,
+        "basis_seed": 0,
     }
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["model"] == {

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+import insid3lab.lab.explorer
 from insid3lab import random_backbone, synthetic
 from insid3lab.lab.controls import method_controls
-from insid3lab.lab.explorer import CONTROL_NAMES, PANEL_NAMES, Explorer, MaskPainter
+from insid3lab.lab.explorer import CONTROL_NAMES, EXPLORER_PANELS, PANEL_NAMES, Explorer, MaskPainter, Panel
 from insid3lab.model.insid3 import INSID3
 from insid3lab.stages.clustering import register_clusterer
+from insid3lab.viz.story import PANELS as STORY_PANELS
 
 S = 128
 SCENE = 256
@@ -82,7 +84,7 @@ def test_dom_contract(explorer):
     for name, img in explorer.panels.items():
         assert isinstance(img, widgets.Image) and "insid3lab-panel" in img._dom_classes
         assert img.value[:8] == b"\x89PNG\r\n\x1a\n"
-        assert ("insid3lab-mask" in img._dom_classes) == (name == "mask")
+        assert ("insid3lab-mask" in img._dom_classes) == (name == "prediction")
     assert isinstance(explorer.widget, widgets.VBox)
     assert hasattr(explorer, "_ipython_display_") and callable(explorer.display)
     # every panel and control is inside the root widget
@@ -92,6 +94,51 @@ def test_dom_contract(explorer):
         seen.add(id(w))
         stack.extend(getattr(w, "children", ()))
     assert all(id(w) in seen for w in [*explorer.panels.values(), *explorer.controls.values()])
+
+
+def test_the_panels_are_the_tables_and_named_as_in_the_story(explorer):
+    assert PANEL_NAMES == tuple(p.name for p in EXPLORER_PANELS)
+    assert tuple(explorer.panels) == PANEL_NAMES
+    assert set(PANEL_NAMES) <= set(STORY_PANELS)  # viz.story's names: "prediction", not "mask"
+    shown = [w for row in explorer.widget.children if isinstance(row, widgets.HBox) for w in row.children]
+    assert [w for w in shown if isinstance(w, widgets.Image)] == [explorer.panels[n] for n in PANEL_NAMES]
+    assert all(explorer.renders[n] == 1 for n in PANEL_NAMES)  # each drawn once at the start
+    with pytest.raises(ValueError, match="panel 'mask': allowed reference, target"):
+        Panel("mask", lambda ex, ax, name: None, ("tau",))
+    with pytest.raises(ValueError, match=r"redrawn by \['sigma'\]"):
+        Panel("votes", lambda ex, ax, name: None, ("sigma",))
+
+
+#: A new value for each control (every one differs from the explorer's start).
+NEW_VALUES = {"tau": 0.8, "svd": 30, "merge": 0.0, "debias": False, "clustering": "torch", "refine": "crf", "layer": 0,
+              "size": 64}  # fmt: skip
+
+
+def test_each_control_redraws_exactly_the_panels_listed_for_it(explorer):
+    assert set(NEW_VALUES) == set(CONTROL_NAMES)
+    for control, value in NEW_VALUES.items():
+        renders, shown = dict(explorer.renders), {k: p.value for k, p in explorer.panels.items()}
+        explorer.controls[control].value = value
+        assert explorer.last_error is None, (control, explorer.status.value)
+        listed = {p.name for p in EXPLORER_PANELS if control in p.redrawn_by}
+        redrawn = {n for n in PANEL_NAMES if explorer.renders[n] != renders[n]}
+        assert redrawn == listed, control
+        assert all(explorer.renders[n] == renders[n] + 1 for n in listed), control
+        assert all(explorer.panels[n].value == shown[n] for n in set(PANEL_NAMES) - listed), control
+        assert explorer.panels["prediction"].value != shown["prediction"], control  # its caption names the change
+
+
+def test_a_panel_added_to_the_table_is_shown_and_redrawn(backbone, scene, monkeypatch):
+    votes = Panel("votes", insid3lab.lab.explorer._story_panel, ("size", "svd", "debias"))
+    monkeypatch.setattr(insid3lab.lab.explorer, "EXPLORER_PANELS", (*EXPLORER_PANELS, votes))
+    ref, ref_mask, tgt, _ = scene
+    model = INSID3(backbone, image_size=64, svd_components=8, basis_cache=False, progress=False)
+    ex = Explorer(model, ref, ref_mask, tgt, sizes=[64])
+    assert list(ex.panels) == [*PANEL_NAMES, "votes"] and ex.panels["votes"].value[:8] == b"\x89PNG\r\n\x1a\n"
+    ex.controls["merge"].value = 0.0
+    assert ex.renders["votes"] == 1
+    ex.controls["svd"].value = 4
+    assert ex.last_error is None and ex.renders["votes"] == 2
 
 
 def test_initial_state_matches_a_fresh_pipeline(explorer, backbone, scene):
@@ -114,7 +161,7 @@ def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
     np.testing.assert_array_equal(
         explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, merge_threshold=-0.5)
     )
-    assert explorer.panels["mask"].value != panels["mask"]
+    assert explorer.panels["prediction"].value != panels["prediction"]
     assert explorer.panels["scores"].value != panels["scores"]
     assert explorer.panels["similarity"].value == panels["similarity"]  # not redrawn
     assert explorer.trace.settings["merge_threshold"] == -0.5
@@ -144,7 +191,7 @@ def test_refine_reruns_only_the_final_step(explorer, backbone, scene):
     explorer.controls["refine"].value = "bilinear"
     assert explorer.trace.mask_refined is None
     np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
-    assert explorer.panels["mask"].value == panels["mask"]
+    assert explorer.panels["prediction"].value == panels["prediction"]
     assert explorer.counts["decode"] == counts["decode"] and explorer.counts["refinement"] == counts["refinement"] + 2
 
 
@@ -155,10 +202,10 @@ def test_tau_cuts_the_cached_tree_without_reclustering(explorer, backbone, scene
     assert explorer.counts["clustering"] == counts["clustering"]  # a cut of the tree built at the first τ
     assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls
     np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
-    assert explorer.panels["mask"].value != panels["mask"]
+    assert explorer.panels["prediction"].value != panels["prediction"]
     explorer.controls["tau"].value = 0.6  # back
     assert explorer.counts["clustering"] == counts["clustering"]
-    assert explorer.panels["mask"].value == panels["mask"]
+    assert explorer.panels["prediction"].value == panels["prediction"]
 
 
 def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, backbone, scene):
@@ -169,6 +216,7 @@ def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, backbone, 
     assert explorer.counts["clustering"] == counts["clustering"] + 1 and backbone_passes(explorer) == calls
     assert explorer.trace.settings["clustering"] == "torch"
     np.testing.assert_array_equal(explorer.mask, before)  # the same partition as the default's
+    assert explorer.panels["prediction"].value != panels["prediction"]  # its caption names the clusterer
     explorer.controls["tau"].value = 0.7
     counts = dict(explorer.counts)
     explorer.controls["tau"].value = 0.8
@@ -239,7 +287,8 @@ def test_layer_changes_only_the_pca(explorer):
     assert explorer.counts["layer_features"] == counts["layer_features"] + 1
     assert backbone_passes(explorer) == calls + 1
     assert explorer.counts["decode"] == counts["decode"]
-    assert explorer.panels["pca"].value != panels["pca"]
+    assert explorer.panels["pca_reference"].value != panels["pca_reference"]
+    assert explorer.panels["pca_target"].value != panels["pca_target"]
     assert explorer.panels["similarity"].value == panels["similarity"]
     explorer.controls["layer"].value = explorer.model.encoder.n_blocks - 1  # the features in use: no pass
     explorer.controls["layer"].value = 0  # cached
