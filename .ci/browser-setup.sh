@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what tests/test_browser.py needs beyond the Python packages: Debian's Chromium at
+# Install what tests/lab/test_browser.py needs beyond the Python packages: Debian's Chromium at
 # /usr/bin/chromium and the fonts it renders JupyterLab with. Idempotent: installs only the
 # packages that are missing. Exits non-zero, with a message, when anything is still missing,
 # so that CI fails instead of skipping the browser test.

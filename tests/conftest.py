@@ -1,4 +1,8 @@
-"""Shared test fixtures: tiny random DINOv3 backbones, saved in every checkpoint format; benchmark replicas.
+"""Fixtures every layer's tests share: tiny random DINOv3 backbones (saved in every checkpoint format),
+an isolated basis cache, generated scenes and the benchmark replicas on disk.
+
+Plain helpers (encoders, replica makers, a stand-in model, process workers) live in ``tests/helpers``;
+fixtures of one layer live in that layer's ``conftest.py``.
 
 The whole test session runs offline: Hugging Face hub access is disabled before
 transformers is imported, so no test can reach the network.
@@ -24,15 +28,21 @@ import torch  # noqa: E402
 # hand-offs cost tens of milliseconds per operation.
 torch.set_num_threads(int(os.environ.get("INSID3LAB_TEST_THREADS", "1")))
 
-from helpers.backbones import TINY_DEPTH, SavedBackbone  # noqa: E402
-from helpers.eval_fixtures import eval_data  # noqa: E402, F401  (a fixture: the benchmark replicas on disk)
+from pathlib import Path  # noqa: E402
 
+from helpers.backbones import TINY_DEPTH, SavedBackbone  # noqa: E402
+from helpers.benchmarks import make_all  # noqa: E402
+from helpers.synthetic import SCENE  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from insid3lab import synthetic  # noqa: E402
 from insid3lab.backbone import (  # noqa: E402
     DinoV3Backbone,
     random_backbone,
     save_meta_checkpoint,
     save_pretrained,
 )
+from insid3lab.model import basis_cache  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +75,46 @@ def tiny() -> DinoV3Backbone:
 
 
 @pytest.fixture
-def isolated_cache(tmp_path, monkeypatch):
-    """The positional-basis disk cache in the test's own folder (``pytest.mark.usefixtures("isolated_cache")``)."""
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """The positional-basis disk cache in the test's own folder; returns the folder of its entries.
+
+    Also forgets which cache problems were already reported, so each test sees its own warnings.
+    Use it as an argument or with ``pytest.mark.usefixtures("isolated_cache")``.
+    """
     monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
+    basis_cache._reported.clear()
+    return tmp_path / "cache" / "basis"
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """(reference, its mask, target, its mask): two 256 x 256 lesion scenes (seeds 0 and 1), uint8 RGB and bool."""
+    ref, ref_mask = synthetic.lesion_scene(seed=0, size=SCENE)
+    tgt, tgt_mask = synthetic.lesion_scene(seed=1, size=SCENE)
+    return ref, ref_mask, tgt, tgt_mask
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    """(PIL image, mask) pairs of the sample object in different places and sizes."""
+    out = []
+    for seed, size, scale in [
+        (0, (96, 128), 1.0),
+        (1, (112, 96), 0.8),
+        (2, (128, 128), 1.2),
+        (3, (80, 144), 0.7),
+        (4, (100, 100), 1.0),
+        (5, (120, 90), 0.9),
+    ]:
+        img, m = synthetic.sample_scene(seed, size, scale=scale)
+        out.append((Image.fromarray(img), m))
+    return out
+
+
+@pytest.fixture(scope="session")
+def eval_data(tmp_path_factory) -> Path:
+    """A ``--data-root`` with every benchmark replica (read-only by convention; copy before corrupting)."""
+    return make_all(tmp_path_factory.mktemp("eval_data"))
 
 
 @pytest.fixture

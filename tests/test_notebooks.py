@@ -63,11 +63,11 @@ def _outputs(nb):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.usefixtures("isolated_cache")
 def test_notebook_runs(path, tmp_path, monkeypatch):
     workdir = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOK_DIR, workdir)
     monkeypatch.delenv("INSID3LAB_WEIGHTS", raising=False)
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")

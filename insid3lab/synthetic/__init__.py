@@ -5,6 +5,7 @@ They let the tests, the notebooks and the benchmarks run every mechanism without
 
 from insid3lab.synthetic.scenes import (
     SCENES,
+    box_scene,
     cat_pair,
     defect_scene,
     draw_object,
@@ -25,6 +26,7 @@ from insid3lab.synthetic.video import (
 
 __all__ = [
     "SCENES",
+    "box_scene",
     "cat_pair",
     "defect_scene",
     "draw_object",

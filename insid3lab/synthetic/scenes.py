@@ -11,6 +11,8 @@ of the arguments (a seed, or the random generator passed in).
 * :func:`cat_pair`: scikit-image's ``chelsea`` cat with a mask of its eyes and a mirrored, cropped
   copy as the target (needs ``scikit-image``, part of the ``lab`` extra).
 * :func:`grid_scene`: axis-aligned rectangles on the 16-pixel grid, one mask per colour.
+* :func:`box_scene`: flat-coloured rectangles on grey noise and their label map (the benchmark
+  replicas of the tests, labelled shots).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image
 
 __all__ = [
     "SCENES",
+    "box_scene",
     "cat_pair",
     "defect_scene",
     "draw_object",
@@ -332,3 +335,27 @@ def grid_scene(objects, size=256, background=(90, 110, 140)):
         m = masks.setdefault(tuple(col), np.zeros((size, size), bool))
         m[r0:r1, c0:c1] = True
     return img, masks
+
+
+def box_scene(size: tuple[int, int], boxes, *, seed: int = 0, grey: float = 128.0, noise: float = 12.0):
+    """Flat-coloured rectangles on grey noise, and which rectangle each pixel shows.
+
+    Args:
+        size: (H, W) in pixels.
+        boxes: ``[((x0, y0, x1, y1), (r, g, b)), ...]`` in pixels, ``x1`` and ``y1`` exclusive;
+            a later box covers an earlier one.
+        seed: the background noise is a function of it.
+        grey, noise: mean and standard deviation of the background's Gaussian noise (0-255).
+
+    Returns:
+        image: (H, W, 3) uint8.
+        labels: (H, W) uint8, ``k`` where box ``k`` (counted from 1) is visible, 0 on the background.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = size
+    img = np.clip(rng.normal(grey, noise, size=(h, w, 3)), 0, 255).astype(np.uint8)
+    labels = np.zeros((h, w), np.uint8)
+    for k, ((x0, y0, x1, y1), colour) in enumerate(boxes, start=1):
+        img[y0:y1, x0:x1] = colour
+        labels[y0:y1, x0:x1] = k
+    return img, labels

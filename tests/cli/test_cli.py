@@ -1,60 +1,20 @@
-"""The command line: segment and match end to end on generated images, feedback lines, errors, the package's imports."""
+"""The command line: segment and match end to end on generated images, feedback lines, errors."""
 
-import ast
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cli import match_argv, segment_argv
 from PIL import Image
 
-from insid3lab import INSID3, load_backbone, save_pretrained
+from insid3lab import INSID3, load_backbone
 from insid3lab.cli import main
-from insid3lab.synthetic import write_samples
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_backbone):
-    d = tmp_path_factory.mktemp("cli")
-    write_samples(d / "samples", targets=2)
-    save_pretrained(tiny_backbone, d / "model")
-    return d
-
-
-def _env(tmp):
-    env = dict(os.environ)
-    env["INSID3LAB_CACHE_DIR"] = str(tmp / "cache")
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
 
 
 def _segment(workdir, out, *extra, targets=None):
-    s = workdir / "samples"
-    targets = targets or [str(s / "target_1.png")]
-    return [
-        "segment",
-        "--model",
-        str(workdir / "model"),
-        "--device",
-        "cpu",
-        "--image-size",
-        "64",
-        "--svd-components",
-        "8",
-        "--ref",
-        str(s / "reference.png"),
-        "--ref-mask",
-        str(s / "reference_mask.png"),
-        *targets,
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return segment_argv(workdir, targets or [workdir / "samples" / "target_1.png"], out, *extra)
 
 
 def test_segment_writes_masks_and_overlays(workdir):
@@ -66,7 +26,7 @@ def test_segment_writes_masks_and_overlays(workdir):
         "insid3lab",
         *_segment(workdir, out, targets=[str(s / "target_1.png"), str(s / "target_2.png")]),
     ]
-    r = subprocess.run(cmd, check=False, capture_output=True, text=True, env=_env(workdir), timeout=300)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for t in ("target_1", "target_2"):
         mask = np.asarray(Image.open(out / f"{t}.png.pred.png"))
@@ -198,25 +158,7 @@ def test_match_writes_json_and_figure(workdir, capsys):
     pts = workdir / "points.json"
     pts.write_text(json.dumps({"points": [[100, 80], [200, 150]]}))
     out = workdir / "matches"
-    code = main(
-        [
-            "match",
-            "--model",
-            str(workdir / "model"),
-            "--device",
-            "cpu",
-            "--image-size",
-            "64",
-            "--ref",
-            str(s / "reference.png"),
-            "--points",
-            str(pts),
-            str(s / "target_1.png"),
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    code = main(match_argv(workdir, pts, [s / "target_1.png"], out, "--quiet"))
     assert code == 0, capsys.readouterr().err
     rec = json.loads((out / "target_1.png.matches.json").read_text())
     assert rec["points"] == [[100.0, 80.0], [200.0, 150.0]] and len(rec["matches"]) == 2
@@ -226,23 +168,7 @@ def test_match_writes_json_and_figure(workdir, capsys):
     assert (out / "target_1.png.matches.png").is_file()
     # bad points file
     pts.write_text('{"points": [[1, 2, 3]]}')
-    assert (
-        main(
-            [
-                "match",
-                "--model",
-                "random:tiny",
-                "--ref",
-                str(s / "reference.png"),
-                "--points",
-                str(pts),
-                str(s / "target_1.png"),
-                "--out",
-                str(out),
-            ]
-        )
-        == 1
-    )
+    assert main(match_argv(workdir, pts, [s / "target_1.png"], out, model="random:tiny")) == 1
     assert "expected" in capsys.readouterr().err
 
 
@@ -253,100 +179,10 @@ def test_bad_option_values_are_refused_by_the_parser(capsys):
     assert "argument --tau: 1.5: must be in (0, 1]" in capsys.readouterr().err
 
 
-def test_samples_and_cache_commands(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
+def test_samples_and_cache_commands(tmp_path, capsys):
     assert main(["samples", str(tmp_path / "s")]) == 0
     printed = capsys.readouterr().out.split()
     assert any(p.endswith("reference_mask.png") for p in printed)
     assert main(["cache", "info"]) == 0
     assert "0 cached basis" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0
-
-
-# ----------------------------------------------------------------------------- imports
-#: Modules that must import first in a fresh interpreter (the others are imported by these).
-FIRST_IMPORTS = [
-    "insid3lab.cli",
-    "insid3lab.cli.options",
-    "insid3lab.cli.eval",
-    "insid3lab.bench.coldstart",
-    "insid3lab.synthetic",
-]
-
-
-def test_every_module_imports_in_a_fresh_interpreter():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = {
-        m: subprocess.Popen([sys.executable, "-c", f"import {m}"], stderr=subprocess.PIPE, text=True, env=env)
-        for m in FIRST_IMPORTS
-    }  # one interpreter per module, so that none relies on another imported before it
-    for m, proc in procs.items():
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"{m}: {err.strip().splitlines()[-1:]}"
-
-
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def import_graph() -> dict[str, set[str]]:
-    """Module -> insid3lab modules it imports (anywhere in the file, functions included).
-
-    ``import a.b.c`` also imports the packages ``a`` and ``a.b``, except those the importer is
-    itself inside (a package importing its own children and a child its parent are how packages work).
-    """
-    files = {_module_name(p): p for p in (ROOT / "insid3lab").rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for mod, path in files.items():
-        is_pkg = path.name == "__init__.py"
-        here = mod.split(".") if is_pkg else mod.split(".")[:-1]
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = ".".join(here[: len(here) - node.level + 1]) if node.level else ""
-                full = ".".join(x for x in (base, node.module or "") if x)
-                names = [full] + [f"{full}.{a.name}" for a in node.names]
-            else:
-                continue
-            for name in names:
-                parts = name.split(".")
-                for i in range(1, len(parts) + 1):
-                    t = ".".join(parts[:i])
-                    if t in files and t != mod and not (mod + ".").startswith(t + "."):
-                        targets.add(t)
-        graph[mod] = targets
-    return graph
-
-
-def test_no_import_cycle_among_insid3lab_modules():
-    graph = import_graph()
-    assert "insid3lab.cli.options" in graph["insid3lab.cli.segment"]
-    assert "insid3lab.cli.segment" in graph["insid3lab.cli"]
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(m):
-        state[m] = 1
-        stack.append(m)
-        for t in sorted(graph[m]):
-            if state.get(t) == 1:
-                cycle = stack[stack.index(t) :] + [t]
-                raise AssertionError("import cycle: " + " -> ".join(cycle))
-            if t not in state:
-                visit(t)
-        stack.pop()
-        state[m] = 2
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m)
-
-
-def test_command_modules_do_not_import_each_other():
-    graph = import_graph()
-    commands = {"insid3lab.cli." + c for c in ("segment", "match", "eval", "bench", "samples", "cache")}
-    for c in commands:
-        assert not graph[c] & commands, c

@@ -6,30 +6,27 @@ import json
 
 import numpy as np
 import pytest
+from helpers.cli import tiny_model_args
 from PIL import Image
 
-from insid3lab import INSID3, save_pretrained
+from insid3lab import INSID3
 from insid3lab.cli import main
 from insid3lab.cli.segment import parse_labels
+from insid3lab.synthetic import box_scene
 
 RED, GREEN = (220, 30, 30), (30, 200, 40)
 
 
-def _scene(boxes, seed: int, size: int = 128):
-    """A noisy grey image with coloured rectangles; returns (image, label map with 1, 2, ... per box)."""
-    rng = np.random.default_rng(seed)
-    img = rng.integers(90, 150, size=(size, size, 3)).astype(np.uint8)
-    lm = np.zeros((size, size), np.uint8)
-    for v, (y0, x0, y1, x1, colour) in enumerate(boxes, start=1):
-        img[y0:y1, x0:x1] = colour
-        lm[y0:y1, x0:x1] = v
-    return Image.fromarray(img), lm
+def _scene(boxes, seed: int):
+    """A 128 x 128 :func:`~insid3lab.synthetic.box_scene` from ``(y0, x0, y1, x1, colour)`` boxes: (image, label map)."""
+    img, labels = box_scene((128, 128), [((x0, y0, x1, y1), c) for y0, x0, y1, x1, c in boxes], seed=seed)
+    return Image.fromarray(img), labels
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, tiny_backbone):
-    d = tmp_path_factory.mktemp("cli_labels")
-    save_pretrained(tiny_backbone, d / "model")
+def env(workdir):
+    """``workdir`` with a reference of a red and a green box (label map and one mask per box) and two targets."""
+    d = workdir
     ref, lm = _scene([(16, 16, 56, 56, RED), (70, 60, 120, 120, GREEN)], seed=0)
     ref.save(d / "ref.png")
     Image.fromarray(lm).save(d / "ref_labels.png")
@@ -40,14 +37,9 @@ def env(tmp_path_factory, tiny_backbone):
     return d
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def _args(env, out, *extra):
-    return ["segment", "--model", str(env / "model"), "--device", "cpu", "--image-size", "64", "--svd-components", "8",
-            "--merge-threshold", "-1", "--quiet", "--out", str(out), *map(str, extra)]  # fmt: skip
+    return ["segment", *tiny_model_args(env / "model"), "--merge-threshold", "-1", "--quiet", "--out", str(out),
+            *map(str, extra)]  # fmt: skip
 
 
 def _model(env, tiny_backbone):

@@ -5,51 +5,16 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers.cli import match_argv, segment_argv
 from PIL import Image
 
-from insid3lab import save_pretrained
 from insid3lab.cli import main
 from insid3lab.cli.figures import RANDOM_WEIGHTS_NOTE, contrasting_colour, segment_overlay
 from insid3lab.cli.output import OUTPUT_SUFFIXES, relative_names
-from insid3lab.synthetic import write_samples
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, tiny_backbone):
-    d = tmp_path_factory.mktemp("cli_out")
-    write_samples(d / "s", targets=2)
-    save_pretrained(tiny_backbone, d / "model")
-    return d
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _segment(env, targets, out, *extra, ref_mask=None):
-    s = env / "s"
-    return [
-        "segment",
-        "--model",
-        str(env / "model"),
-        "--device",
-        "cpu",
-        "--image-size",
-        "64",
-        "--svd-components",
-        "8",
-        "--ref",
-        str(s / "reference.png"),
-        "--ref-mask",
-        str(ref_mask or s / "reference_mask.png"),
-        *map(str, targets),
-        "--out",
-        str(out),
-        "--no-overlay",
-        "--quiet",
-        *extra,
-    ]
+def _segment(workdir, targets, out, *extra, ref_mask=None):
+    return segment_argv(workdir, targets, out, "--no-overlay", "--quiet", *extra, ref_mask=ref_mask)
 
 
 def _errors(err: str) -> list[str]:
@@ -65,86 +30,86 @@ def test_names_are_unique_by_construction():
     assert relative_names(["/d/p/q.png", "/d/r.png"]) == ["p/q.png", "r.png"]
 
 
-def test_adversarial_target_names_give_one_file_each(env, tmp_path, capsys):
-    t = env / "s" / "target_1.png"
+def test_adversarial_target_names_give_one_file_each(workdir, tmp_path, capsys):
+    t = workdir / "samples" / "target_1.png"
     for rel in ("x/a.png", "y/a.png", "a-1.png"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(t, tmp_path / rel)
-    shutil.copy(env / "s" / "target_2.png", tmp_path / "y" / "a.png")
+    shutil.copy(workdir / "samples" / "target_2.png", tmp_path / "y" / "a.png")
     out = tmp_path / "out"
-    assert main(_segment(env, [tmp_path / "x/a.png", tmp_path / "y/a.png", tmp_path / "a-1.png"], out)) == 0
+    assert main(_segment(workdir, [tmp_path / "x/a.png", tmp_path / "y/a.png", tmp_path / "a-1.png"], out)) == 0
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert written == ["a-1.png.pred.png", "x/a.png.pred.png", "y/a.png.pred.png"]
     # y/a.png is another image: its mask has its size, not x/a.png's
-    assert Image.open(out / "y/a.png.pred.png").size == Image.open(env / "s" / "target_2.png").size
+    assert Image.open(out / "y/a.png.pred.png").size == Image.open(workdir / "samples" / "target_2.png").size
 
 
-def test_existing_outputs_are_kept_unless_overwrite_and_replacements_are_reported(env, tmp_path, capsys):
-    t = env / "s" / "target_1.png"
+def test_existing_outputs_are_kept_unless_overwrite_and_replacements_are_reported(workdir, tmp_path, capsys):
+    t = workdir / "samples" / "target_1.png"
     out = tmp_path / "o"
-    assert main(_segment(env, [t], out)) == 0
+    assert main(_segment(workdir, [t], out)) == 0
     pred = out / "target_1.png.pred.png"
     before = pred.read_bytes()
     pred.write_bytes(b"user data")
     capsys.readouterr()
-    assert main(_segment(env, [t], out)[:-1]) == 1  # without --quiet: refused before anything is loaded
+    assert main(_segment(workdir, [t], out)[:-1]) == 1  # without --quiet: refused before anything is loaded
     assert capsys.readouterr().err.splitlines() == [
         f"insid3lab: error: {pred} exists; pass --overwrite to replace, or choose another --out"
     ]
     assert pred.read_bytes() == b"user data"
-    assert main(_segment(env, [t], out, "--overwrite")) == 0
+    assert main(_segment(workdir, [t], out, "--overwrite")) == 0
     assert capsys.readouterr().err.splitlines() == [f"insid3lab: replaced {pred}"]
     assert pred.read_bytes() == before
 
 
-def test_an_input_is_never_replaced_even_with_overwrite(env, tmp_path, capsys):
-    shutil.copy(env / "s" / "target_1.png", tmp_path / "t.png")
+def test_an_input_is_never_replaced_even_with_overwrite(workdir, tmp_path, capsys):
+    shutil.copy(workdir / "samples" / "target_1.png", tmp_path / "t.png")
     mask = tmp_path / "t.png.pred.png"  # a reference mask named like the target's output
-    shutil.copy(env / "s" / "reference_mask.png", mask)
+    shutil.copy(workdir / "samples" / "reference_mask.png", mask)
     before = mask.read_bytes()
-    assert main(_segment(env, [tmp_path / "t.png"], tmp_path, "--overwrite", ref_mask=mask)) == 1
+    assert main(_segment(workdir, [tmp_path / "t.png"], tmp_path, "--overwrite", ref_mask=mask)) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"insid3lab: error: output {mask} would replace the input {mask}; choose another --out"
     ]
     assert mask.read_bytes() == before
 
 
-def test_unwritable_output_folder_is_refused_before_loading(env, tmp_path, capsys):
+def test_unwritable_output_folder_is_refused_before_loading(workdir, tmp_path, capsys):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
-    args = _segment(env, [env / "s" / "target_1.png"], not_a_folder)
+    args = _segment(workdir, [workdir / "samples" / "target_1.png"], not_a_folder)
     args[args.index("--model") + 1] = str(tmp_path / "no-such-model")  # never reached
     assert main(args) == 1
     assert capsys.readouterr().err.splitlines() == [f"insid3lab: error: --out {not_a_folder}: is a file; give a folder"]
 
 
-def test_one_bad_target_does_not_stop_the_others(env, tmp_path, capsys):
+def test_one_bad_target_does_not_stop_the_others(workdir, tmp_path, capsys):
     good1, good2 = tmp_path / "g1.png", tmp_path / "g2.png"
-    shutil.copy(env / "s" / "target_1.png", good1)
-    shutil.copy(env / "s" / "target_2.png", good2)
+    shutil.copy(workdir / "samples" / "target_1.png", good1)
+    shutil.copy(workdir / "samples" / "target_2.png", good2)
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     out = tmp_path / "o"
-    assert main(_segment(env, [good1, bad, good2], out)) == 1
+    assert main(_segment(workdir, [good1, bad, good2], out)) == 1
     err = capsys.readouterr().err
     assert _errors(err) == [f"insid3lab: error: {bad}: cannot be read as an image (not a format PIL knows)"]
     assert "1 of 3 target(s) failed; 2 mask(s) written" in err and ".masks" not in err
     assert sorted(p.name for p in out.iterdir()) == ["g1.png.pred.png", "g2.png.pred.png"]
     # --fail-fast: stops at the bad one
     out2 = tmp_path / "o2"
-    assert main(_segment(env, [good1, bad, good2], out2, "--fail-fast")) == 1
+    assert main(_segment(workdir, [good1, bad, good2], out2, "--fail-fast")) == 1
     assert len(_errors(capsys.readouterr().err)) == 1
     assert sorted(p.name for p in out2.iterdir()) == ["g1.png.pred.png"]
 
 
-def test_a_folder_target(env, tmp_path, capsys):
+def test_a_folder_target(workdir, tmp_path, capsys):
     d = tmp_path / "imgs"
     d.mkdir()
-    shutil.copy(env / "s" / "target_2.png", d / "b.png")
-    shutil.copy(env / "s" / "target_1.png", d / "a.png")
+    shutil.copy(workdir / "samples" / "target_2.png", d / "b.png")
+    shutil.copy(workdir / "samples" / "target_1.png", d / "a.png")
     (d / "notes.txt").write_text("skipped: not an image")
-    (d / "old.png.pred.png").write_bytes((env / "s" / "reference_mask.png").read_bytes())  # an earlier output
-    assert main(_segment(env, [d], d)) == 0
+    (d / "old.png.pred.png").write_bytes((workdir / "samples" / "reference_mask.png").read_bytes())  # an earlier output
+    assert main(_segment(workdir, [d], d)) == 0
     assert sorted(p.name for p in d.iterdir()) == [
         "a.png",
         "a.png.pred.png",
@@ -156,66 +121,30 @@ def test_a_folder_target(env, tmp_path, capsys):
     # match says a folder is a folder
     pts = tmp_path / "p.json"
     pts.write_text("[[10, 10]]")
-    s = env / "s"
-    assert (
-        main(
-            [
-                "match",
-                "--model",
-                str(env / "model"),
-                "--image-size",
-                "64",
-                "--ref",
-                str(s / "reference.png"),
-                "--points",
-                str(pts),
-                str(d),
-                "--out",
-                str(tmp_path / "m"),
-                "--quiet",
-            ]
-        )
-        == 1
-    )
+    assert main(match_argv(workdir, pts, [d], tmp_path / "m", "--quiet")) == 1
     assert _errors(capsys.readouterr().err) == [f"insid3lab: error: {d}: is a folder; give image files"]
 
 
-def test_points_file_that_is_not_json(env, tmp_path, capsys):
+def test_points_file_that_is_not_json(workdir, tmp_path, capsys):
     pts = tmp_path / "points.json"
-    shutil.copy(env / "s" / "reference.png", pts)
-    s = env / "s"
-    assert (
-        main(
-            [
-                "match",
-                "--model",
-                "random:tiny",
-                "--ref",
-                str(s / "reference.png"),
-                "--points",
-                str(pts),
-                str(s / "target_1.png"),
-                "--out",
-                str(tmp_path / "m"),
-            ]
-        )
-        == 1
-    )
+    shutil.copy(workdir / "samples" / "reference.png", pts)
+    s = workdir / "samples"
+    assert main(match_argv(workdir, pts, [s / "target_1.png"], tmp_path / "m", model="random:tiny")) == 1
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"insid3lab: error: --points {pts}: not a JSON file")
     assert "JSON list of [x, y]" in lines[0] and "codec" not in lines[0]
 
 
-def test_an_image_over_the_pixel_limit(env, tmp_path, capsys, monkeypatch):
+def test_an_image_over_the_pixel_limit(workdir, tmp_path, capsys, monkeypatch):
     from PIL import Image as PILImage
 
     limit_before = PILImage.MAX_IMAGE_PIXELS
     big = tmp_path / "big.png"
     PILImage.new("RGB", (400, 400)).save(big)  # 160,000 pixels: more than twice 78,000
     good = tmp_path / "target_1.png"  # 296 x 256 = 75,776 pixels
-    shutil.copy(env / "s" / "target_1.png", good)
+    shutil.copy(workdir / "samples" / "target_1.png", good)
     out = tmp_path / "o"
-    assert main(_segment(env, [big, good], out, "--max-image-pixels", "78000")) == 1
+    assert main(_segment(workdir, [big, good], out, "--max-image-pixels", "78000")) == 1
     lines = _errors(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith(
         f"insid3lab: error: {big}: has 160,000 pixels and exceeds PIL's pixel"
@@ -225,7 +154,7 @@ def test_an_image_over_the_pixel_limit(env, tmp_path, capsys, monkeypatch):
     assert PILImage.MAX_IMAGE_PIXELS == limit_before  # restored after the command
     # the environment variable is the same knob, and 0 lifts the limit
     monkeypatch.setenv("INSID3LAB_MAX_IMAGE_PIXELS", "0")
-    assert main(_segment(env, [big], out)) == 0
+    assert main(_segment(workdir, [big], out)) == 0
     assert (out / "big.png.pred.png").is_file()
 
 
@@ -241,34 +170,13 @@ def test_overlay_draws_every_shot_and_says_random_weights():
     assert tint.tolist() == [0.0, 0.9, 1.0]  # cyan on red
 
 
-def test_match_writes_each_target_and_keeps_going(env, tmp_path, capsys):
-    s = env / "s"
+def test_match_writes_each_target_and_keeps_going(workdir, tmp_path, capsys):
+    s = workdir / "samples"
     pts = tmp_path / "p.json"
     pts.write_text(json.dumps([[50, 60]]))
     missing = tmp_path / "missing.png"
     out = tmp_path / "m"
-    assert (
-        main(
-            [
-                "match",
-                "--model",
-                str(env / "model"),
-                "--image-size",
-                "64",
-                "--ref",
-                str(s / "reference.png"),
-                "--points",
-                str(pts),
-                str(missing),
-                str(s / "target_1.png"),
-                "--out",
-                str(out),
-                "--no-overlay",
-                "--quiet",
-            ]
-        )
-        == 1
-    )
+    assert main(match_argv(workdir, pts, [missing, s / "target_1.png"], out, "--no-overlay", "--quiet")) == 1
     assert _errors(capsys.readouterr().err) == [f"insid3lab: error: {missing}: no such file"]
     assert [p.name for p in out.iterdir()] == ["target_1.png.matches.json"]
 

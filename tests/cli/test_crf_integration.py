@@ -12,28 +12,18 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers.eval_fixtures import comparable
+from helpers.cli import segment_argv
+from helpers.runs import comparable
 from PIL import Image
 
-from insid3lab import INSID3, load_backbone, save_pretrained
+from insid3lab import INSID3, load_backbone
 from insid3lab.bench import PIPELINE_STAGES
 from insid3lab.bench.running import BASELINE_STAGES, stage_names
 from insid3lab.cli import build_parser, main
 from insid3lab.stages.refine import register_refiner
-from insid3lab.synthetic import write_samples
 from insid3lab.viz import REFINEMENT_PANELS, refinement, story
 
-pytestmark = pytest.mark.usefixtures("isolated_cache")
-
 S = 128
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_backbone):
-    d = tmp_path_factory.mktemp("crf_cli")
-    write_samples(d / "samples", targets=1)
-    save_pretrained(tiny_backbone, d / "model")
-    return d
 
 
 def _library_mask(workdir, refine: str, *, trace: bool = False):
@@ -76,9 +66,7 @@ def test_help_lists_the_registered_refiners(registries):
 
 def test_unknown_refiner_is_a_one_line_error(workdir, tmp_path, capsys):
     s = workdir / "samples"
-    rc = main(["segment", "--model", str(workdir / "model"), "--device", "cpu", "--ref", str(s / "reference.png"),
-               "--ref-mask", str(s / "reference_mask.png"), str(s / "target_1.png"), "--out", str(tmp_path / "o"),
-               "--refine", "sharpest", "--quiet"])  # fmt: skip
+    rc = main(segment_argv(workdir, [s / "target_1.png"], tmp_path / "o", "--refine", "sharpest", "--quiet"))
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["insid3lab: error: --refine sharpest: allowed bilinear, crf"]
@@ -87,10 +75,8 @@ def test_unknown_refiner_is_a_one_line_error(workdir, tmp_path, capsys):
 def test_segment_refine_crf_writes_the_librarys_refined_mask(workdir, tmp_path):
     s = workdir / "samples"
     out = tmp_path / "out"
-    rc = main(["segment", "--model", str(workdir / "model"), "--device", "cpu", "--image-size", str(S),
-               "--svd-components", "8", "--no-cache", "--ref", str(s / "reference.png"), "--ref-mask",
-               str(s / "reference_mask.png"), str(s / "target_1.png"), "--out", str(out), "--no-overlay", "--quiet",
-               "--refine", "crf"])  # fmt: skip
+    rc = main(segment_argv(workdir, [s / "target_1.png"], out, "--image-size", S, "--no-cache", "--no-overlay",
+                           "--quiet", "--refine", "crf"))  # fmt: skip
     assert rc == 0
     written = np.asarray(Image.open(out / "target_1.png.pred.png")) > 0
     refined = _library_mask(workdir, "crf").numpy()
@@ -99,7 +85,7 @@ def test_segment_refine_crf_writes_the_librarys_refined_mask(workdir, tmp_path):
     assert (refined != plain).sum() > 0  # the refinement changed the mask, so the equality above says something
 
 
-def test_eval_records_the_refiner_and_a_resume_cannot_mix(eval_data, tmp_path, tiny_saved):  # noqa: F811
+def test_eval_records_the_refiner_and_a_resume_cannot_mix(eval_data, tmp_path, tiny_saved):
     from insid3lab.cli.eval import main as eval_main
     from insid3lab.eval import build_dataset, run_evaluation
 

@@ -182,7 +182,6 @@ def test_eval_without_model_or_environment_says_so(monkeypatch, capsys):
     assert e.value.code == 2 and "the following arguments are required: --model" in capsys.readouterr().err
 
 
-@pytest.mark.usefixtures("isolated_cache")
 def test_eval_runs_on_the_weights_of_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("INSID3LAB_WEIGHTS", "random:tiny")
     data = write_folder_dataset(tmp_path / "D", 3, size=64)

@@ -7,10 +7,10 @@ import json
 import os
 
 import pytest
-from helpers.eval_fixtures import FakeModel, cli_worker, comparable, eval_data, free_port  # noqa: F401
+from helpers.cli import eval_argv, tiny_eval_argv
+from helpers.processes import cli_worker, free_port
+from helpers.runs import comparable
 
-import insid3lab
-import insid3lab.cli.options
 from insid3lab.cli.eval import add_eval_parser, build_eval_parser, run_eval_from_args
 
 
@@ -128,33 +128,7 @@ def test_unknown_dataset_is_refused(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.fixture
-def stand_in_pipeline(monkeypatch):
-    """Replace INSID3 / load_backbone with the colour-matching fake; records the arguments it was built with."""
-    built = {}
-
-    def fake_load_model_source(source, *, device="auto", dtype=None, arch=None, rope_periods="auto"):
-        built["backbone"] = (source, device, dtype)
-        return "backbone"
-
-    def fake_insid3(backbone, **kw):
-        built["model"] = kw
-        m = FakeModel()
-        m.image_size, m.svd_components, m.tau, m.merge_threshold = (
-            kw["image_size"],
-            kw["svd_components"],
-            kw["tau"],
-            kw["merge_threshold"],
-        )
-        m.resize_to_orig_size = True  # the stand-in's prediction is at the image's size under either protocol
-        return m
-
-    monkeypatch.setattr(insid3lab.cli.options, "load_model_source", fake_load_model_source)
-    monkeypatch.setattr(insid3lab, "INSID3", fake_insid3, raising=False)
-    return built
-
-
-def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipeline, capsys):
+def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in, capsys):
     out = tmp_path / "run"
     argv = [
         "eval",
@@ -182,8 +156,8 @@ def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipe
     ]
     args = build_eval_parser().parse_args(argv)
     assert args.func(args) == 0
-    assert stand_in_pipeline["backbone"] == ("weights.pth", "cpu", None)
-    assert stand_in_pipeline["model"] == {
+    assert stand_in.backbone == ("weights.pth", "cpu", None)
+    assert stand_in.models[0].settings == {
         "image_size": 128,
         "svd_components": 12,
         "tau": 0.55,
@@ -220,7 +194,7 @@ def test_command_runs_and_prints_the_headline(eval_data, tmp_path, stand_in_pipe
         args.func(args)
 
 
-def test_missing_benchmark_prints_the_layout(tmp_path, stand_in_pipeline, capsys):
+def test_missing_benchmark_prints_the_layout(tmp_path, stand_in, capsys):
     from insid3lab.cli.eval import main
 
     rc = main(
@@ -241,36 +215,23 @@ def test_missing_benchmark_prints_the_layout(tmp_path, stand_in_pipeline, capsys
     err = capsys.readouterr().err
     assert rc == 2 and "iSAID-5i" in err
     assert "\n  splits/val/fold0.txt .. fold2.txt" in err  # the layout keeps its lines
-    assert "model" not in stand_in_pipeline  # nothing was loaded
+    assert stand_in.backbone is None and not stand_in.models  # nothing was loaded
 
 
-def test_torchrun_environment_two_processes_equal_one(eval_data, tmp_path, stand_in_pipeline):
+def test_torchrun_environment_two_processes_equal_one(eval_data, tmp_path, stand_in):
     """WORLD_SIZE/RANK/MASTER_* as torchrun sets them: gloo on CPU, one summary equal to a single process."""
     import torch.multiprocessing as mp
 
-    common = [
-        "eval",
-        "--dataset",
-        "folder",
-        "--data-root",
-        str(eval_data / "defects"),
-        "--model",
-        "w",
-        "--episodes",
-        "5",
-        "--seed",
-        "4",
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
+    def argv(out):
+        return eval_argv(eval_data / "defects", "folder", out, "--episodes", "5", "--seed", "4")
+
     from insid3lab.cli.eval import main
 
     assert "WORLD_SIZE" not in os.environ
-    main(common + ["--out", str(tmp_path / "one")])
+    main(argv(tmp_path / "one"))
     mp.start_processes(
         cli_worker,
-        args=(2, free_port(), common + ["--out", str(tmp_path / "two")]),
+        args=(2, free_port(), argv(tmp_path / "two")),
         nprocs=2,
         join=True,
         start_method="fork",
@@ -284,36 +245,13 @@ def test_torchrun_environment_two_processes_equal_one(eval_data, tmp_path, stand
 # ───────────────────────── the real pipeline with a tiny random DINOv3 ─────────────────────────
 
 
-def _tiny_args(tiny_saved, data_root, dataset, out, *extra):
-    return [
-        "eval",
-        "--dataset",
-        dataset,
-        "--data-root",
-        str(data_root),
-        "--model",
-        str(tiny_saved.hf_dir),
-        "--image-size",
-        "64",
-        "--svd-components",
-        "8",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--no-cache",
-        "--out",
-        str(out),
-        *extra,
-    ]
-
-
 def test_end_to_end_with_a_tiny_backbone(eval_data, tmp_path, tiny_saved, capsys):
     from insid3lab import INSID3
     from insid3lab.cli.eval import main
     from insid3lab.eval import build_dataset, run_evaluation
 
     out = tmp_path / "cli"
-    assert main(_tiny_args(tiny_saved, eval_data, "isaid", out, "--episodes", "3", "--seed", "2")) == 0
+    assert main(tiny_eval_argv(tiny_saved, eval_data, "isaid", out, "--episodes", "3", "--seed", "2")) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["weights"]["fingerprint"] == tiny_saved.backbone.fingerprint()
     assert summary["settings"]["model"]["svd_components"] == 8 and summary["settings"]["model"]["image_size"] == 64
@@ -333,7 +271,7 @@ def test_end_to_end_keypoints_with_a_tiny_backbone(eval_data, tmp_path, tiny_sav
     from insid3lab.cli.eval import main
 
     out = tmp_path / "spair"
-    assert main(_tiny_args(tiny_saved, eval_data, "spair", out, "--episodes", "2")) == 0
+    assert main(tiny_eval_argv(tiny_saved, eval_data, "spair", out, "--episodes", "2")) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["pck"]) == {"pck@0.05", "pck@0.10", "pck@0.15", "pck@0.20"}
     values = list(summary["pck"].values())
@@ -346,7 +284,7 @@ def test_tiny_backbone_two_processes_equal_one(eval_data, tmp_path, tiny_saved):
 
     from insid3lab.cli.eval import main
 
-    argv = lambda out: _tiny_args(tiny_saved, eval_data / "defects", "folder", out, "--episodes", "4")  # noqa: E731
+    argv = lambda out: tiny_eval_argv(tiny_saved, eval_data / "defects", "folder", out, "--episodes", "4")  # noqa: E731
     assert main(argv(tmp_path / "one")) == 0
     mp.start_processes(
         cli_worker, args=(2, free_port(), argv(tmp_path / "two")), nprocs=2, join=True, start_method="fork"

@@ -7,48 +7,13 @@ import json
 import shutil
 
 import pytest
-from helpers.eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
-from test_cocojson import make_export
+from helpers.benchmarks import isaid_three_folds
+from helpers.cli import eval_argv, tiny_eval_argv
+from helpers.cocojson import make_export
 
-import insid3lab
-import insid3lab.cli.options
+from insid3lab import INSID3, load_backbone
 from insid3lab.cli import main
 from insid3lab.eval.run.files import RunLock
-
-
-@pytest.fixture
-def stand_in(monkeypatch):
-    """INSID3 replaced by the colour-matching fake (its prediction is at the image's size under either protocol)."""
-    built = []
-
-    def fake_insid3(backbone, **kw):
-        m = FakeModel()
-        m.image_size, m.svd_components = kw["image_size"], kw["svd_components"]
-        m.resize_to_orig_size = True
-        built.append(m)
-        return m
-
-    monkeypatch.setattr(insid3lab.cli.options, "load_model_source", lambda source, **kw: "backbone")
-    monkeypatch.setattr(insid3lab, "INSID3", fake_insid3, raising=False)
-    return built
-
-
-def _argv(root, dataset, out, *extra):
-    return [
-        "eval",
-        "--dataset",
-        dataset,
-        "--data-root",
-        str(root),
-        "--model",
-        "w",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--out",
-        str(out),
-        *extra,
-    ]
 
 
 def _summary(out):
@@ -57,15 +22,15 @@ def _summary(out):
 
 def test_protocol_is_recorded_printed_and_never_mixed(eval_data, tmp_path, stand_in, capsys):
     out = tmp_path / "r"
-    assert main(_argv(eval_data, "isic", out, "--episodes", "3")) == 0
+    assert main(eval_argv(eval_data, "isic", out, "--episodes", "3")) == 0
     s = _summary(out)
     assert s["protocol"] == "paper" and s["settings"]["protocol"] == "paper"
     assert "protocol paper" in capsys.readouterr().out
-    rc = main(_argv(eval_data, "isic", out, "--episodes", "3", "--protocol", "native", "--resume"))
+    rc = main(eval_argv(eval_data, "isic", out, "--episodes", "3", "--protocol", "native", "--resume"))
     err = capsys.readouterr().err
     assert rc == 1 and "protocol: stored 'paper', now 'native'" in err and len(err.strip().splitlines()) == 1
     assert _summary(out) == s  # nothing overwritten
-    assert main(_argv(eval_data, "isic", tmp_path / "n", "--episodes", "3", "--protocol", "native")) == 0
+    assert main(eval_argv(eval_data, "isic", tmp_path / "n", "--episodes", "3", "--protocol", "native")) == 0
     assert _summary(tmp_path / "n")["protocol"] == "native"
 
 
@@ -74,7 +39,7 @@ def test_ignore_threads_and_bootstrap_are_recorded(eval_data, tmp_path, stand_in
     a, b = tmp_path / "a", tmp_path / "b"
     assert (
         main(
-            _argv(
+            eval_argv(
                 root,
                 "folder",
                 a,
@@ -91,7 +56,7 @@ def test_ignore_threads_and_bootstrap_are_recorded(eval_data, tmp_path, stand_in
         )
         == 0
     )
-    assert main(_argv(root, "folder", b, "--episodes", "4", "--ignore-value", "200", "--bootstrap", "0")) == 0
+    assert main(eval_argv(root, "folder", b, "--episodes", "4", "--ignore-value", "200", "--bootstrap", "0")) == 0
     sa, sb = _summary(a), _summary(b)
     assert sa["settings"]["ignore_value"] is None and sb["settings"]["ignore_value"] == 200
     assert sa["settings"]["num_threads"] == 1
@@ -102,7 +67,7 @@ def test_ignore_threads_and_bootstrap_are_recorded(eval_data, tmp_path, stand_in
     # the same bootstrap seed gives the same interval
     assert (
         main(
-            _argv(
+            eval_argv(
                 root,
                 "folder",
                 tmp_path / "c",
@@ -120,31 +85,10 @@ def test_ignore_threads_and_bootstrap_are_recorded(eval_data, tmp_path, stand_in
     assert _summary(tmp_path / "c")["interval"] == sa["interval"]
 
 
-def isaid_three_folds(eval_data, root):
-    """The iSAID replica with folds 1 and 2 added: fold 0's images relabelled with classes 5 k + c."""
-    import numpy as np
-    from PIL import Image
-
-    shutil.copytree(eval_data / "iSAID", root / "iSAID")
-    base = root / "iSAID"
-    lines = (base / "splits" / "val" / "fold0.txt").read_text().split()
-    for k in (1, 2):
-        new = []
-        for line in lines:
-            name, c = line.split("__")
-            shutil.copy(base / "val" / "images" / f"{name}.png", base / "val" / "images" / f"{name}_{k}.png")
-            labels = np.array(Image.open(base / "val" / "semantic_png" / f"{name}_instance_color_RGB.png"))
-            labels[(labels > 0) & (labels < 255)] += 5 * k
-            Image.fromarray(labels).save(base / "val" / "semantic_png" / f"{name}_{k}_instance_color_RGB.png")
-            new.append(f"{name}_{k}__{int(c) + 5 * k}")
-        (base / "splits" / "val" / f"fold{k}.txt").write_text("\n".join(new) + "\n")
-    return root
-
-
 def test_every_fold_into_its_folder_and_the_mean(eval_data, tmp_path, stand_in, capsys):
     root = isaid_three_folds(eval_data, tmp_path / "data")
     out = tmp_path / "all"
-    assert main(_argv(root, "isaid", out, "--fold", "all", "--episodes", "2")) == 0
+    assert main(eval_argv(root, "isaid", out, "--fold", "all", "--episodes", "2")) == 0
     printed = capsys.readouterr().out
     folds = json.loads((out / "folds.json").read_text())
     assert list(folds["per_fold"]) == ["fold0", "fold1", "fold2"]
@@ -155,7 +99,7 @@ def test_every_fold_into_its_folder_and_the_mean(eval_data, tmp_path, stand_in, 
         assert f"fold{k}  mIoU {p['miou']:.2f}  FB-IoU {p['fb_iou']:.2f}  (2 episodes)" in printed
     assert f"mean over 3 folds  mIoU {folds['mean']['miou']:.2f}" in printed
     # resumable: the same command with --resume gives the same numbers
-    assert main(_argv(root, "isaid", out, "--fold", "all", "--episodes", "2", "--resume")) == 0
+    assert main(eval_argv(root, "isaid", out, "--fold", "all", "--episodes", "2", "--resume")) == 0
     assert json.loads((out / "folds.json").read_text())["mean"] == folds["mean"]
 
 
@@ -168,24 +112,24 @@ def test_every_fold_into_its_folder_and_the_mean(eval_data, tmp_path, stand_in, 
     ],
 )
 def test_bad_folds_are_one_line(eval_data, tmp_path, stand_in, capsys, dataset, fold, message):
-    rc = main(_argv(eval_data, dataset, tmp_path / "x", "--fold", fold, "--episodes", "2"))
+    rc = main(eval_argv(eval_data, dataset, tmp_path / "x", "--fold", fold, "--episodes", "2"))
     err = capsys.readouterr().err.strip()
     assert rc == 1 and message in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "x").exists() and not stand_in  # nothing made, no model built
+    assert not (tmp_path / "x").exists() and not stand_in.models  # nothing made, no model built
 
 
 def test_several_shot_counts_in_one_go(eval_data, tmp_path, stand_in, capsys):
     out = tmp_path / "s"
-    assert main(_argv(eval_data, "isaid", out, "--shots", "1,2", "--episodes", "2")) == 0
+    assert main(eval_argv(eval_data, "isaid", out, "--shots", "1,2", "--episodes", "2")) == 0
     printed = capsys.readouterr().out
     s1, s2 = _summary(out / "shots1"), _summary(out / "shots2")
     assert (s1["settings"]["shots"], s2["settings"]["shots"]) == (1, 2)
     assert f"1-shot: mIoU {s1['miou']:.2f}" in printed and f"2-shot: mIoU {s2['miou']:.2f}" in printed
-    assert len(stand_in) == 1  # one model for both
+    assert len(stand_in.models) == 1  # one model for both
     rec = json.loads((out / "shots2" / "results.jsonl").read_text().splitlines()[0])
     assert len(rec["references"]) == 2
     with pytest.raises(SystemExit):
-        main(_argv(eval_data, "isaid", out, "--shots", "1,x"))
+        main(eval_argv(eval_data, "isaid", out, "--shots", "1,x"))
 
 
 def test_busy_and_non_empty_run_folders(eval_data, tmp_path, stand_in, capsys):
@@ -193,15 +137,15 @@ def test_busy_and_non_empty_run_folders(eval_data, tmp_path, stand_in, capsys):
     out.mkdir()
     lock = RunLock(out).acquire()
     try:
-        rc = main(_argv(eval_data, "isic", out, "--episodes", "2"))
+        rc = main(eval_argv(eval_data, "isic", out, "--episodes", "2"))
     finally:
         lock.release()
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "in use" in err and len(err.splitlines()) == 1
-    assert main(_argv(eval_data, "isic", out, "--episodes", "2")) == 0
+    assert main(eval_argv(eval_data, "isic", out, "--episodes", "2")) == 0
     capsys.readouterr()
     before = (out / "results.jsonl").read_text()
-    rc = main(_argv(eval_data, "isic", out, "--episodes", "2"))
+    rc = main(eval_argv(eval_data, "isic", out, "--episodes", "2"))
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "already holds an evaluation run" in err and len(err.splitlines()) == 1
     assert (out / "results.jsonl").read_text() == before
@@ -210,35 +154,16 @@ def test_busy_and_non_empty_run_folders(eval_data, tmp_path, stand_in, capsys):
 def test_coco_json_from_the_command_line(tmp_path, stand_in, capsys):
     images, ann, _ = make_export(tmp_path)
     out = tmp_path / "cj"
-    argv = [
-        "eval",
-        "--dataset",
-        "coco-json",
-        "--annotations",
-        str(ann),
-        "--images",
-        str(images),
-        "--model",
-        "w",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--out",
-        str(out),
-        "--episodes",
-        "4",
-        "--categories",
-        "square",
-        "--reference-split",
-        "none",
-    ]
+    argv = ["eval", "--dataset", "coco-json", "--annotations", str(ann), "--images", str(images), "--model", "w",
+            "--device", "cpu", "--no-progress", "--out", str(out), "--episodes", "4", "--categories", "square",
+            "--reference-split", "none"]  # fmt: skip
     assert main(argv) == 0
     s = _summary(out)
     assert s["dataset"]["name"] == "coco_json" and list(s["per_class_iou"]) == ["square"]
     assert s["episodes"]["evaluated"] == 4
     rc = main(["eval", "--dataset", "coco-json", "--images", str(images), "--model", "w", "--out", str(tmp_path / "y")])
     assert rc == 1 and "needs --annotations FILE.json and --images DIR" in capsys.readouterr().err
-    rc = main(_argv(tmp_path, "isic", tmp_path / "z", "--annotations", str(ann)))
+    rc = main(eval_argv(tmp_path, "isic", tmp_path / "z", "--annotations", str(ann)))
     assert rc == 1 and "--annotations belongs to --dataset coco_json" in capsys.readouterr().err
 
 
@@ -248,38 +173,13 @@ def test_davis2017_prints_j_and_f(tmp_path, tiny_saved, capsys):
     root = tmp_path / "DAVIS"
     write_moving_sequences(root, 1, frames=3, size=(48, 64), objects=1)
     out = tmp_path / "dv"
-    assert (
-        main(
-            [
-                "eval",
-                "--dataset",
-                "davis2017",
-                "--data-root",
-                str(root),
-                "--model",
-                str(tiny_saved.hf_dir),
-                "--image-size",
-                "64",
-                "--svd-components",
-                "8",
-                "--device",
-                "cpu",
-                "--no-progress",
-                "--no-cache",
-                "--memory",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_eval_argv(tiny_saved, root, "davis2017", out, "--memory", "1")) == 0
     s = _summary(out)
     printed = capsys.readouterr().out
     assert (
         f"J&F-Mean {100 * s['J&F-Mean']:.2f}  J-Mean {100 * s['J-Mean']:.2f}  F-Mean {100 * s['F-Mean']:.2f}" in printed
     )
-    rc = main(_argv(root, "isic", tmp_path / "q", "--memory", "2"))
+    rc = main(eval_argv(root, "isic", tmp_path / "q", "--memory", "2"))
     err = capsys.readouterr().err
     assert rc == 1 and "--memory and --min-confidence belong to the video benchmarks: davis2017, youtube_vos" in err
 
@@ -300,18 +200,15 @@ def test_youtube_vos_prints_j_and_f_of_its_annotated_frames(tmp_path, tiny_saved
 
     root = _youtube_vos(tmp_path / "YouTube-VOS")
     out = tmp_path / "yt"
-    argv = ["eval", "--dataset", "youtube-vos", "--data-root", str(root), "--model", str(tiny_saved.hf_dir),
-            "--image-size", "64", "--svd-components", "8", "--device", "cpu", "--no-progress", "--no-cache",
-            "--memory", "1", "--out", str(out)]  # fmt: skip
-    assert main(argv) == 0
+    assert main(tiny_eval_argv(tiny_saved, root, "youtube-vos", out, "--memory", "1")) == 0
     s, printed = _summary(out), capsys.readouterr().out
     assert f"J&F-Mean {100 * s['J&F-Mean']:.2f}  J-Mean {100 * s['J-Mean']:.2f}" in printed
     assert "(sequences 1, objects 2)" in printed and s["dataset"]["name"] == "youtube_vos"
     (rec,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert rec["ids"] == [1, 2] and rec["frames"] == ["00005", "00010"] and [len(j) for j in rec["J"]] == [2, 1]
     # the numbers of the library's own evaluation of the same data with the same model
-    model = insid3lab.INSID3(insid3lab.load_backbone(tiny_saved.hf_dir, device="cpu"), image_size=64,
-                             svd_components=8, basis_cache=False, progress=False)  # fmt: skip
+    model = INSID3(load_backbone(tiny_saved.hf_dir, device="cpu"), image_size=64, svd_components=8,
+                   basis_cache=False, progress=False)  # fmt: skip
     direct = evaluate_video(model, YouTubeVOSDataset(root), tmp_path / "direct", memory=1, progress=False)
     keys = ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "per_object")
     assert {k: s[k] for k in keys} == {k: direct[k] for k in keys}
@@ -319,8 +216,8 @@ def test_youtube_vos_prints_j_and_f_of_its_annotated_frames(tmp_path, tiny_saved
 
 def test_youtube_vos_validation_split_is_refused_before_the_model(tmp_path, stand_in, capsys):
     root = _youtube_vos(tmp_path / "YouTube-VOS")
-    shutil.copytree(root / "train", root / "valid")
-    rc = main(_argv(root / "valid", "youtube_vos", tmp_path / "v"))
+    shutil.copytree(root / "train", root / "valid")  # its annotations would not be public
+    rc = main(eval_argv(root / "valid", "youtube_vos", tmp_path / "v"))
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1
     assert "YouTube-VOS valid" in err and "ground truth of the valid split is not public" in err

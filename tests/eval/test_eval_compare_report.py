@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from helpers.eval_fixtures import FakeModel, eval_data  # noqa: F401  (eval_data is a fixture)
-from test_eval_cli_flags import isaid_three_folds
+from helpers.benchmarks import isaid_three_folds
+from helpers.runs import FakeModel
 
 from insid3lab.cli import main
 from insid3lab.eval import SegmentationMeter, build_dataset, run_evaluation

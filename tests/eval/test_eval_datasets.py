@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers.eval_fixtures import box_mask, eval_data, make_coco  # noqa: F401  (eval_data is a fixture)
+from helpers.benchmarks import box_mask, make_coco
 
 from insid3lab.eval.datasets import (
     BENCHMARKS,

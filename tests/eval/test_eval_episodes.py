@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers.eval_fixtures import eval_data  # noqa: F401  (fixture)
+from helpers.benchmarks import data_root
 
 from insid3lab.eval.datasets import BENCHMARKS, build_dataset
 from insid3lab.eval.run.episodes import (
@@ -16,15 +16,11 @@ from insid3lab.eval.run.episodes import (
 )
 
 
-def _root(eval_data, name):
-    return eval_data / "defects" if name == "folder" else eval_data
-
-
 @pytest.mark.parametrize("name", [n for n, e in BENCHMARKS.items() if not e.annotations])
 def test_episode_depends_on_seed_and_index_only(eval_data, name):
-    ds = build_dataset(name, _root(eval_data, name))
+    ds = build_dataset(name, data_root(eval_data, name))
     eps = sample_episodes(ds, 6, seed=5)
-    again = sample_episodes(build_dataset(name, _root(eval_data, name)), 6, seed=5)
+    again = sample_episodes(build_dataset(name, data_root(eval_data, name)), 6, seed=5)
     assert eps == again
     # drawn alone and in reverse order: the same episodes
     assert [sample_episode(ds, 5, i) for i in reversed(range(6))] == list(reversed(eps))
@@ -35,7 +31,7 @@ def test_episode_depends_on_seed_and_index_only(eval_data, name):
 
 @pytest.mark.parametrize("name", ["coco", "lvis", "paco_part", "pascal_part", "isic", "suim", "isaid", "folder"])
 def test_two_shots_are_distinct_and_differ_with_seed(eval_data, name):
-    ds = build_dataset(name, _root(eval_data, name), shots=2)
+    ds = build_dataset(name, data_root(eval_data, name), shots=2)
     eps = sample_episodes(ds, 12, seed=0)
     for e in eps:
         keys = [ds.item_key(r) for r in e.references]

@@ -1,6 +1,5 @@
 """Harness integrity: 16-bit images, safe split files, one writer per run folder, resume, threads, protocol, intervals."""
 
-# ruff: noqa: F811  (eval_data is a fixture imported by name)
 from __future__ import annotations
 
 import json
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.eval_fixtures import FakeModel, comparable, eval_data, records_without_time  # noqa: F401  (eval_data is a fixture)
+from helpers.runs import FakeModel, comparable, records_without_time
 from PIL import Image
 
 from insid3lab.eval import (

@@ -9,7 +9,8 @@ import pycocotools.mask as mask_api
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.eval_fixtures import FakeModel, comparable, records_without_time
+from helpers.processes import free_port, gloo_group
+from helpers.runs import FakeModel, comparable, records_without_time
 from PIL import Image
 
 import insid3lab
@@ -20,11 +21,11 @@ from insid3lab.eval.datasets.cocojson import CocoJsonDataset
 from insid3lab.eval.run.episodes import Episode, load_episodes, sample_episodes, save_episodes
 from insid3lab.eval.run.nway import nway_episode
 from insid3lab.eval.run.runner import _segment_episode
+from insid3lab.synthetic import box_scene
 
 # ───────────────────────── a COCO-format export drawn by hand ─────────────────────────
 
 H, W = 32, 48
-GRAY = (128, 128, 128)
 NAMES = ["red", "green", "blue"]
 COLOURS = {1: (220, 40, 40), 2: (40, 200, 60), 3: (40, 80, 230)}
 N_IMAGES = 9
@@ -48,9 +49,8 @@ def make_export(root):
     images_dir.mkdir(parents=True)
     images, anns = [], []
     for i in range(N_IMAGES):
-        img = np.zeros((H, W, 3), dtype=np.uint8) + np.array(GRAY, dtype=np.uint8)
+        img, _ = box_scene((H, W), [(box, COLOURS[cat]) for cat, box, _ in boxes_of(i)], grey=128, noise=0)
         for cat, (x0, y0, x1, y1), crowd in boxes_of(i):
-            img[y0:y1, x0:x1] = COLOURS[cat]
             m = np.zeros((H, W), dtype=np.uint8)
             m[y0:y1, x0:x1] = 1
             rle = mask_api.encode(np.asfortranarray(m))
@@ -379,23 +379,14 @@ def test_tiny_insid3_runs_nway_and_instances_under_both_protocols(export, tmp_pa
 
 
 def _worker(rank: int, world: int, port: int, images_dir: str, path: str, out: str) -> None:
-    import os
-
-    import torch.distributed as dist
-
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         ds = CocoJsonDataset(images_dir, annotations=path, reference_split=None)
         run_evaluation(ColourModel(drop="green"), ds, f"{out}/nway", episodes=9, seed=4, ways=3, progress=False)
         run_evaluation(ColourModel(shift=2), ds, f"{out}/inst", episodes=9, seed=4, task="instances", progress=False)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_processes_equal_one(export, tmp_path):
     import torch.multiprocessing as mp
-    from helpers.eval_fixtures import free_port
 
     ds = dataset(export)
     nway = run_evaluation(ColourModel(drop="green"), ds, tmp_path / "nway", episodes=9, seed=4, ways=3, progress=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.eval_fixtures import eval_data  # noqa: F401  (a fixture)
 
 from insid3lab import INSID3
 from insid3lab.eval import build_dataset, run_evaluation, sample_episodes

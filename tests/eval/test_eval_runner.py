@@ -8,14 +8,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers.eval_fixtures import (  # noqa: F401  (eval_data is a fixture)
-    FakeModel,
-    comparable,
-    distributed_worker,
-    eval_data,
-    free_port,
-    records_without_time,
-)
+from helpers.benchmarks import data_root
+from helpers.processes import distributed_worker, free_port
+from helpers.runs import FakeModel, comparable, records_without_time
 from PIL import Image
 
 from insid3lab.eval import BadSampleError, SegmentationMeter, build_dataset, read_records, run_evaluation
@@ -23,13 +18,9 @@ from insid3lab.eval.datasets import BENCHMARKS
 from insid3lab.eval.run.episodes import load_episodes, sample_episodes
 
 
-def _root(eval_data, name):
-    return eval_data / "defects" if name == "folder" else eval_data
-
-
 @pytest.mark.parametrize("name", [n for n, e in BENCHMARKS.items() if not e.annotations])
 def test_short_evaluation_on_every_benchmark(eval_data, tmp_path, name):
-    ds = build_dataset(name, _root(eval_data, name))
+    ds = build_dataset(name, data_root(eval_data, name))
     out = tmp_path / "run"
     s = run_evaluation(FakeModel(), ds, out, episodes=3, seed=0, progress=False)
     assert s == json.loads((out / "summary.json").read_text())

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pycocotools.mask as mask_api
 import pytest
+from helpers.cocojson import make_export
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from test_cocojson import make_export
 
 from insid3lab.eval.datasets.cocojson import CocoJsonDataset
 from insid3lab.eval.metrics.instance_ap import instance_ap

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.processes import free_port, gloo_group
+from helpers.runs import records_without_time
 
 from insid3lab.eval.video.layouts import DavisDataset, YouTubeVOSDataset
 from insid3lab.eval.video.runner import evaluate_sequences
@@ -43,10 +45,6 @@ def comparable(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("time", "resumed")}
 
 
-def records(path: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in path.read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def davis(tmp_path_factory):
     root = tmp_path_factory.mktemp("davis")
@@ -68,7 +66,7 @@ def _truth(ds, first):
 
 def test_records_hold_the_per_frame_scores(davis, tmp_path):
     s = evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", progress=False)
-    recs = records(tmp_path / "run" / "results.jsonl")
+    recs = records_without_time(tmp_path / "run" / "results.jsonl")
     assert [r["index"] for r in recs] == [0, 1, 2] and [r["sequence"] for r in recs] == davis.sequences
     for r, seq in zip(recs, davis.sequences):
         gt = davis.label_maps(seq)
@@ -84,13 +82,15 @@ def test_interrupted_run_resumes_to_identical_numbers(davis, tmp_path):
     full = evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "full", progress=False)
     with pytest.raises(KeyboardInterrupt):
         evaluate_sequences(davis, ShiftedTruth(davis, fail_at=1), tmp_path / "part", progress=False)
-    assert len(records(tmp_path / "part" / "results.jsonl")) == 1  # the first sequence is kept
+    assert len(records_without_time(tmp_path / "part" / "results.jsonl")) == 1  # the first sequence is kept
     method = ShiftedTruth(davis)
     method.calls = 1  # the resumed run starts at the second sequence
     resumed = evaluate_sequences(davis, method, tmp_path / "part", progress=False)
     assert method.calls == 3 and resumed["resumed"] == 1
     assert comparable(resumed) == comparable(full)
-    assert records(tmp_path / "part" / "results.jsonl") == records(tmp_path / "full" / "results.jsonl")
+    assert records_without_time(tmp_path / "part" / "results.jsonl") == records_without_time(
+        tmp_path / "full" / "results.jsonl"
+    )
     assert comparable(json.loads((tmp_path / "part" / "summary.json").read_text())) == comparable(full)
 
 
@@ -121,13 +121,7 @@ def test_predictions_of_the_wrong_count_or_size(davis, tmp_path):
 
 
 def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
-    import os
-
-    import torch.distributed as dist
-
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         ds = DavisDataset(root)
         seen = []
 
@@ -139,13 +133,10 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
 
         s = evaluate_sequences(ds, method, out, progress=False)
         Path(out, f"returned.rank{rank}.json").write_text(json.dumps({"summary": comparable(s), "seen": seen}))
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_processes_shard_by_sequence_and_equal_one(davis, tmp_path):
     import torch.multiprocessing as mp
-    from helpers.eval_fixtures import free_port
 
     single = evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "one", progress=False)
     mp.start_processes(
@@ -159,7 +150,9 @@ def test_two_processes_shard_by_sequence_and_equal_one(davis, tmp_path):
             k: v for k, v in comparable(single).items() if k != "settings"
         }
         assert got["summary"]["settings"]["world_size"] == 2
-    assert records(tmp_path / "two" / "results.jsonl") == records(tmp_path / "one" / "results.jsonl")
+    assert records_without_time(tmp_path / "two" / "results.jsonl") == records_without_time(
+        tmp_path / "one" / "results.jsonl"
+    )
     assert not list((tmp_path / "two").glob("results.rank*.jsonl"))
 
 
@@ -187,7 +180,7 @@ def test_youtube_vos_objects_are_given_where_they_appear_and_scored_after(youtub
 
     s = evaluate_sequences(ds, method, tmp_path / "run", progress=False)
     assert calls == [(0, [1]), (5, [2])]  # one run per frame where objects are first given
-    (rec,) = records(tmp_path / "run" / "results.jsonl")
+    (rec,) = records_without_time(tmp_path / "run" / "results.jsonl")
     assert rec["ids"] == [1, 2] and rec["objects"] == 2 and rec["frames"] == ["00005", "00010"]
     # the later run keeps the pixels it claims: object 1 is everything but object 2's truth
     expected_j1 = [float((labels[t] == 1).sum() / (labels[t] != 2).sum()) for t in (5, 10)]
@@ -211,7 +204,7 @@ def test_youtube_vos_truth_scores_one_on_the_split_frames(youtube, tmp_path):
 
     s = evaluate_sequences(ds, truth, tmp_path / "run", progress=False)
     assert s["J&F-Mean"] == 1.0 and s["objects"] == 2
-    (rec,) = records(tmp_path / "run" / "results.jsonl")
+    (rec,) = records_without_time(tmp_path / "run" / "results.jsonl")
     assert rec["frames"] == ["00005", "00010"] and [len(j) for j in rec["J"]] == [2, 1]
 
 

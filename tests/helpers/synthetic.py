@@ -1,5 +1,7 @@
 """A deterministic hand-made encoder for pipeline tests (grid-aligned scenes: :func:`insid3lab.synthetic.scenes.grid_scene`).
 
+``SCENE`` is the side of the lesion scenes of the ``scene`` fixture (``tests/conftest.py``).
+
 The encoder follows Meta's ``get_intermediate_layers`` contract. Its features are a
 colour part (soft assignment of each patch's mean colour to a fixed palette) plus a
 strong positional part (sines and cosines of the patch row and column) living in
@@ -10,13 +12,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from insid3lab.core.preprocess import denormalize
-from insid3lab.synthetic.scenes import grid_scene  # noqa: F401 - the tests' name for it
+
+SCENE = 256
 
 PALETTE = torch.tensor(
     [[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
@@ -62,10 +64,3 @@ class ColourPositionEncoder(nn.Module):
         if not reshape:
             feats = feats.flatten(2).transpose(1, 2)
         return (feats,)
-
-
-def iou(a, b) -> float:
-    a = np.asarray(a, bool)
-    b = np.asarray(b, bool)
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else 1.0

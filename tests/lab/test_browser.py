@@ -5,7 +5,7 @@ the widget renders, its image panels decode, no cell writes an error or to stder
 changing each control changes the mask image the kernel sends. Screenshots of every state go
 to `test-artifacts/browser/` (or `$INSID3LAB_ARTIFACTS`).
 
-The stand-in notebook `browser/fixture_explorer.ipynb` follows the explorer's DOM contract
+The stand-in notebook `fixture_explorer.ipynb` follows the explorer's DOM contract
 and is also checked against its own computation run in this process: the PNG bytes shown in
 the page before and after each change equal those computed here. `notebooks/09_explorer.ipynb`
 is included as soon as it exists.
@@ -16,17 +16,13 @@ import hashlib
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from browser.lab import DEFAULT_CHROMIUM, artifacts_dir, chromium_path, run_notebook_in_lab  # noqa: E402
+from helpers.browser.lab import DEFAULT_CHROMIUM, artifacts_dir, chromium_path, run_notebook_in_lab
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = REPO / "tests" / "lab" / "browser" / "fixture_explorer.ipynb"
+FIXTURE = Path(__file__).resolve().parent / "fixture_explorer.ipynb"
 EXPLORER = REPO / "notebooks" / "09_explorer.ipynb"
 
 

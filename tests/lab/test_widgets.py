@@ -6,9 +6,9 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
+from helpers.synthetic import SCENE
 
 import insid3lab.lab.explorer
-from insid3lab import random_backbone, synthetic
 from insid3lab.lab.controls import method_controls
 from insid3lab.lab.explorer import CONTROL_NAMES, EXPLORER_PANELS, PANEL_NAMES, Explorer, MaskPainter, Panel
 from insid3lab.model.insid3 import INSID3
@@ -16,7 +16,6 @@ from insid3lab.stages.clustering import register_clusterer
 from insid3lab.viz.story import PANELS as STORY_PANELS
 
 S = 128
-SCENE = 256
 
 
 class CountingEncoder:
@@ -34,22 +33,10 @@ class CountingEncoder:
         return getattr(self.inner, name)
 
 
-@pytest.fixture(scope="module")
-def backbone():
-    return random_backbone("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def scene():
-    ref, ref_mask = synthetic.lesion_scene(seed=0, size=SCENE)
-    tgt, tgt_mask = synthetic.lesion_scene(seed=1, size=SCENE)
-    return ref, ref_mask, tgt, tgt_mask
-
-
 @pytest.fixture
-def explorer(backbone, scene):
+def explorer(tiny, scene):
     ref, ref_mask, tgt, tgt_mask = scene
-    enc = CountingEncoder(backbone)
+    enc = CountingEncoder(tiny)
     model = INSID3(enc, image_size=S, svd_components=8, basis_cache=False, progress=False)
     ex = Explorer(model, ref, ref_mask, tgt, ground_truth=tgt_mask, sizes=[64, S])
     assert ex.last_error is None, ex.status.value
@@ -57,10 +44,10 @@ def explorer(backbone, scene):
     return ex
 
 
-def fresh_mask(backbone, scene, **settings):
+def fresh_mask(tiny, scene, **settings):
     """The mask a new pipeline computes from scratch with these settings."""
     ref, ref_mask, tgt, _ = scene
-    model = INSID3(backbone, basis_cache=False, progress=False, **settings)
+    model = INSID3(tiny, basis_cache=False, progress=False, **settings)
     model.set_reference(ref, ref_mask)
     return model.segment(tgt).numpy()
 
@@ -128,11 +115,11 @@ def test_each_control_redraws_exactly_the_panels_listed_for_it(explorer):
         assert explorer.panels["prediction"].value != shown["prediction"], control  # its caption names the change
 
 
-def test_a_panel_added_to_the_table_is_shown_and_redrawn(backbone, scene, monkeypatch):
+def test_a_panel_added_to_the_table_is_shown_and_redrawn(tiny, scene, monkeypatch):
     votes = Panel("votes", insid3lab.lab.explorer._story_panel, ("size", "svd", "debias"))
     monkeypatch.setattr(insid3lab.lab.explorer, "EXPLORER_PANELS", (*EXPLORER_PANELS, votes))
     ref, ref_mask, tgt, _ = scene
-    model = INSID3(backbone, image_size=64, svd_components=8, basis_cache=False, progress=False)
+    model = INSID3(tiny, image_size=64, svd_components=8, basis_cache=False, progress=False)
     ex = Explorer(model, ref, ref_mask, tgt, sizes=[64])
     assert list(ex.panels) == [*PANEL_NAMES, "votes"] and ex.panels["votes"].value[:8] == b"\x89PNG\r\n\x1a\n"
     ex.controls["merge"].value = 0.0
@@ -141,14 +128,14 @@ def test_a_panel_added_to_the_table_is_shown_and_redrawn(backbone, scene, monkey
     assert ex.last_error is None and ex.renders["votes"] == 2
 
 
-def test_initial_state_matches_a_fresh_pipeline(explorer, backbone, scene):
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
+def test_initial_state_matches_a_fresh_pipeline(explorer, tiny, scene):
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8))
     assert explorer.counts["encode"] == 2  # reference + target
     assert explorer.counts["clustering"] == 1 and explorer.counts["decode"] == 1
     assert "IoU" in explorer.status.value
 
 
-def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
+def test_merge_threshold_only_reaggregates(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["merge"].value = -0.5  # every cluster scores above it (the non-candidate ones score 0)
     assert explorer.last_error is None
@@ -159,7 +146,7 @@ def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
     assert backbone_passes(explorer) == calls, "the backbone must not run for a merge-threshold change"
     assert explorer.mask.mean() > 0.9
     np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, merge_threshold=-0.5)
+        explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, merge_threshold=-0.5)
     )
     assert explorer.panels["prediction"].value != panels["prediction"]
     assert explorer.panels["scores"].value != panels["scores"]
@@ -167,7 +154,7 @@ def test_merge_threshold_only_reaggregates(explorer, backbone, scene):
     assert explorer.trace.settings["merge_threshold"] == -0.5
 
 
-def test_refine_reruns_only_the_final_step(explorer, backbone, scene):
+def test_refine_reruns_only_the_final_step(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     assert explorer.controls["refine"].options == (("bilinear", "bilinear"), ("crf", "crf"))
     explorer.controls["refine"].value = "crf"
@@ -177,38 +164,38 @@ def test_refine_reruns_only_the_final_step(explorer, backbone, scene):
     for stage in ("encode", "clustering", "decode", "aggregation", "layer_features"):
         assert explorer.counts[stage] == counts[stage], stage
     assert backbone_passes(explorer) == calls, "the backbone must not run for a refiner change"
-    crf = fresh_mask(backbone, scene, image_size=S, svd_components=8, refine="crf")
-    assert (crf != fresh_mask(backbone, scene, image_size=S, svd_components=8)).sum() > 100, "the CRF changes the mask"
+    crf = fresh_mask(tiny, scene, image_size=S, svd_components=8, refine="crf")
+    assert (crf != fresh_mask(tiny, scene, image_size=S, svd_components=8)).sum() > 100, "the CRF changes the mask"
     np.testing.assert_array_equal(explorer.mask, crf)
     assert explorer.trace.mask_refined is not None and explorer.trace.refine_band is not None
     assert explorer.panels["similarity"].value == panels["similarity"]  # not redrawn
     # the merge threshold keeps the refiner; back to bilinear gives the first mask again
     explorer.controls["merge"].value = 0.0
     np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, refine="crf", merge_threshold=0.0)
+        explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, refine="crf", merge_threshold=0.0)
     )
     explorer.controls["merge"].value = 0.2
     explorer.controls["refine"].value = "bilinear"
     assert explorer.trace.mask_refined is None
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8))
     assert explorer.panels["prediction"].value == panels["prediction"]
     assert explorer.counts["decode"] == counts["decode"] and explorer.counts["refinement"] == counts["refinement"] + 2
 
 
-def test_tau_cuts_the_cached_tree_without_reclustering(explorer, backbone, scene):
+def test_tau_cuts_the_cached_tree_without_reclustering(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["tau"].value = 0.8
     assert explorer.model.tau == pytest.approx(0.8)
     assert explorer.counts["clustering"] == counts["clustering"]  # a cut of the tree built at the first τ
     assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, tau=0.8))
     assert explorer.panels["prediction"].value != panels["prediction"]
     explorer.controls["tau"].value = 0.6  # back
     assert explorer.counts["clustering"] == counts["clustering"]
     assert explorer.panels["prediction"].value == panels["prediction"]
 
 
-def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, backbone, scene):
+def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     before = explorer.mask
     explorer.controls["clustering"].value = "torch"
@@ -221,12 +208,12 @@ def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, backbone, 
     counts = dict(explorer.counts)
     explorer.controls["tau"].value = 0.8
     assert explorer.counts["clustering"] == counts["clustering"] + 1
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8, tau=0.8))
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, tau=0.8))
     explorer.controls["tau"].value = 0.7
     assert explorer.counts["clustering"] == counts["clustering"] + 1
 
 
-def test_a_clusterer_registered_before_the_explorer_is_offered_and_used(registries, backbone, scene):
+def test_a_clusterer_registered_before_the_explorer_is_offered_and_used(registries, tiny, scene):
     ref, ref_mask, tgt, _ = scene
     calls = []
 
@@ -235,7 +222,7 @@ def test_a_clusterer_registered_before_the_explorer_is_offered_and_used(registri
         calls.append(X.shape[0])
         return torch.zeros(X.shape[0], dtype=torch.long)
 
-    model = INSID3(backbone, image_size=S, svd_components=8, basis_cache=False, progress=False)
+    model = INSID3(tiny, image_size=S, svd_components=8, basis_cache=False, progress=False)
     assert method_controls(model, 8)["clustering"].options[-1] == ("one-cluster-for-test", "one-cluster-for-test")
     ex = Explorer(model, ref, ref_mask, tgt, sizes=[S])
     assert [v for _, v in ex.controls["clustering"].options] == ["auto", "sklearn", "scipy", "torch", "components",
@@ -246,16 +233,14 @@ def test_a_clusterer_registered_before_the_explorer_is_offered_and_used(registri
     assert ex.trace.settings["clustering"] == "one-cluster-for-test"
 
 
-def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, backbone, scene):
+def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["svd"].value = 30
     assert explorer.model.svd_components == 30
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=30))
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=30))
     explorer.controls["debias"].value = False
     assert explorer.model.debias is False
-    np.testing.assert_array_equal(
-        explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=30, debias=False)
-    )
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=30, debias=False))
     assert explorer.counts["decode"] == counts["decode"] + 2
     assert explorer.counts["clustering"] == counts["clustering"]
     assert explorer.counts["encode"] == counts["encode"] and backbone_passes(explorer) == calls
@@ -263,22 +248,22 @@ def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, backbon
     assert explorer.trace.settings["debias"] is False and explorer.trace.settings["svd_components"] == 30
 
 
-def test_image_size_reencodes_once_per_size(explorer, backbone, scene):
+def test_image_size_reencodes_once_per_size(explorer, tiny, scene):
     counts, panels, calls = snapshot(explorer)
     explorer.controls["size"].value = 64
     assert explorer.last_error is None, explorer.status.value
     assert explorer.model.image_size == 64
     assert explorer.counts["encode"] == counts["encode"] + 2  # target and reference at the new size
-    limit = min(backbone.embed_dim, (64 // 16) ** 2)
+    limit = min(tiny.embed_dim, (64 // 16) ** 2)
     assert explorer.controls["svd"].max == limit and explorer.model.svd_components == min(8, limit)
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=64, svd_components=8))
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=64, svd_components=8))
     assert explorer.panels["reference"].value != panels["reference"]
     at_64, calls_at_64 = dict(explorer.counts), backbone_passes(explorer)
     explorer.controls["size"].value = S  # encodings and cluster labels of S are cached
     assert backbone_passes(explorer) == calls_at_64
     assert explorer.counts["encode"] == at_64["encode"] and explorer.counts["clustering"] == at_64["clustering"]
-    assert explorer.controls["svd"].max == min(backbone.embed_dim, (S // 16) ** 2)
-    np.testing.assert_array_equal(explorer.mask, fresh_mask(backbone, scene, image_size=S, svd_components=8))
+    assert explorer.controls["svd"].max == min(tiny.embed_dim, (S // 16) ** 2)
+    np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8))
 
 
 def test_layer_changes_only_the_pca(explorer):
@@ -303,9 +288,9 @@ def test_an_error_is_shown_not_raised(explorer):
     assert "nonexistent" in explorer.status.value and "size" in explorer.status.value
 
 
-def test_sizes_are_validated_before_the_model_changes(backbone, scene):
+def test_sizes_are_validated_before_the_model_changes(tiny, scene):
     ref, ref_mask, tgt, _ = scene
-    model = INSID3(backbone, image_size=64, basis_cache=False)
+    model = INSID3(tiny, image_size=64, basis_cache=False)
     with pytest.raises(ValueError, match="multiple of the patch size 16"):
         Explorer(model, ref, ref_mask, tgt, sizes=[64, 100])
     assert model.references == []
@@ -353,11 +338,11 @@ def test_painter_polygons_invert_clear(scene):
         MaskPainter(scene[0], cells=1)
 
 
-def test_painter_mask_feeds_the_explorer(backbone, scene):
+def test_painter_mask_feeds_the_explorer(tiny, scene):
     ref, _, tgt, _ = scene
     p = MaskPainter(ref, cells=8, mask=scene[1])
     np.testing.assert_array_equal(p.mask, scene[1])
-    model = INSID3(backbone, image_size=64, svd_components=4, basis_cache=False)
+    model = INSID3(tiny, image_size=64, svd_components=4, basis_cache=False)
     ex = Explorer(model, ref, p.mask, tgt)
     assert ex.last_error is None
     from insid3lab.core.preprocess import preprocess_mask
@@ -365,21 +350,21 @@ def test_painter_mask_feeds_the_explorer(backbone, scene):
     assert torch.equal(ex.model.references[0].mask, preprocess_mask(scene[1], 64)[0])
 
 
-def test_concept_explorer_refine_keeps_the_clustering(backbone, scene):
+def test_concept_explorer_refine_keeps_the_clustering(tiny, scene):
     from insid3lab.lab.explorer import ConceptExplorer
 
     ref, ref_mask, tgt, _ = scene
     lm = np.asarray(ref_mask).astype(np.uint8)
     lm[:40, :] = np.where(lm[:40, :] == 0, 2, lm[:40, :])  # a second concept: the top rows of the background
     labels = {1: "lesion", 2: "top"}
-    app = ConceptExplorer(INSID3(backbone, image_size=S, svd_components=8, basis_cache=False, progress=False),
+    app = ConceptExplorer(INSID3(tiny, image_size=S, svd_components=8, basis_cache=False, progress=False),
                           ref, lm, labels, tgt, panel_px=120)  # fmt: skip
     assert app.last_error is None and "insid3lab-concepts-control-refine" in app.controls["refine"]._dom_classes
     counts = dict(app.counts)
     app.controls["refine"].value = "crf"
     assert app.last_error is None, app.status.value
     assert app.counts["clustering"] == counts["clustering"] and app.counts["decode"] == counts["decode"] + 1
-    direct = INSID3(backbone, image_size=S, svd_components=8, refine="crf", basis_cache=False, progress=False)
+    direct = INSID3(tiny, image_size=S, svd_components=8, refine="crf", basis_cache=False, progress=False)
     direct.set_reference(ref, lm, labels=labels)
     assert torch.equal(app.label_map, direct.segment_labels(tgt)[0])
     before, counts = app.label_map.clone(), dict(app.counts)

@@ -19,7 +19,7 @@ from insid3lab.model.basis import basis_images, basis_tag
 from insid3lab.model.insid3 import INSID3
 from insid3lab.stages import subspace as sub
 from insid3lab.stages.features import extract_features, l2_normalize
-from insid3lab.synthetic import write_samples
+from insid3lab.synthetic import sample_scene, write_samples
 
 S = 64
 R = 8
@@ -27,21 +27,6 @@ R = 8
 
 def _model(encoder, **kw) -> INSID3:
     return INSID3(encoder, image_size=S, svd_components=R, basis_cache=False, progress=False, **kw)
-
-
-def _scene(seed: int):
-    g = torch.Generator().manual_seed(seed)
-    img = (torch.rand(S, S, 3, generator=g).numpy() * 255).astype(np.uint8)
-    mask = np.zeros((S, S), bool)
-    mask[16:48, 8:40] = True
-    return img, mask
-
-
-@pytest.fixture
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-    cache._reported.clear()
-    return tmp_path / "cache" / "basis"
 
 
 # ------------------------------------------------------------ parameters
@@ -137,7 +122,7 @@ def test_noise_basis_is_deterministic_and_depends_on_the_seed(tiny_backbone):
 
 
 def test_switching_the_basis_images_recomputes_the_reference_state(tiny_backbone):
-    ref, tgt = _scene(1), _scene(2)[0]
+    ref, tgt = sample_scene(1, (S, S)), sample_scene(2, (S, S))[0]
     m = _model(tiny_backbone)
     m.set_reference(*ref)
     _, black_trace = m.segment(tgt, return_trace=True)
@@ -155,7 +140,7 @@ def test_switching_the_basis_images_recomputes_the_reference_state(tiny_backbone
 
 
 # ------------------------------------------------------------------ cache
-def test_cache_keys_differ_by_kind_count_and_seed(cache_home):
+def test_cache_keys_differ_by_kind_count_and_seed(isolated_cache):
     fp = "ab12"
     paths = {
         tag: cache.basis_cache_path(fp, S, tag)
@@ -174,7 +159,7 @@ def test_cache_keys_differ_by_kind_count_and_seed(cache_home):
         cache.basis_cache_path(fp, S, "x/y")
 
 
-def test_cached_noise_and_black_bases_stay_apart(tiny_backbone, cache_home):
+def test_cached_noise_and_black_bases_stay_apart(tiny_backbone, isolated_cache):
     def svd(**kw):
         return INSID3(tiny_backbone, image_size=S, progress=False, **kw).positional.svd()["U"]
 
@@ -188,7 +173,7 @@ def test_cached_noise_and_black_bases_stay_apart(tiny_backbone, cache_home):
     assert torch.equal(svd(), black)
     assert torch.equal(cache.load_basis(fp, S, tag="noise2s0")["U"], noise.cpu())
     # an entry under another tag's name is refused, not used
-    (cache_home / f"{fp}-s{S}-v3.pt").write_bytes((cache_home / f"{fp}-s{S}-noise2s0-v3.pt").read_bytes())
+    (isolated_cache / f"{fp}-s{S}-v3.pt").write_bytes((isolated_cache / f"{fp}-s{S}-noise2s0-v3.pt").read_bytes())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert cache.load_basis(fp, S) is None
@@ -212,7 +197,7 @@ def test_the_flag_reaches_the_model():
     assert "black (code) or noise (paper) (default black)" in text
 
 
-def test_match_records_the_basis_images(tmp_path, cache_home, capsys):
+def test_match_records_the_basis_images(tmp_path, isolated_cache, capsys):
     write_samples(tmp_path / "s", targets=1)
     pts = tmp_path / "points.json"
     pts.write_text(json.dumps({"points": [[10, 10]]}))

@@ -18,13 +18,6 @@ S = 64
 
 
 @pytest.fixture
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
-    cache._reported.clear()
-    return tmp_path / "cache" / "basis"
-
-
-@pytest.fixture
 def bb():
     return random_backbone("tiny", seed=3)
 
@@ -71,7 +64,7 @@ def test_rope_periods_and_dtype_are_part_of_the_key(bb):
     assert cache.weights_fingerprint(bb) != before
 
 
-def test_a_model_whose_unsampled_weights_differ_gets_its_own_basis(cache_home):
+def test_a_model_whose_unsampled_weights_differ_gets_its_own_basis(isolated_cache):
     a = random_backbone("tiny", seed=5)
     b = random_backbone("tiny", seed=5)
     w = b.model.model.layer[2].mlp.down_proj.weight.detach().view(-1)
@@ -79,15 +72,15 @@ def test_a_model_whose_unsampled_weights_differ_gets_its_own_basis(cache_home):
         w[1::4] = w[1::4][torch.randperm(w[1::4].numel(), generator=torch.Generator().manual_seed(0))]
     basis_a = _cached_basis(a)
     basis_b = _cached_basis(b)
-    assert len(list(cache_home.glob("*.pt"))) == 2
+    assert len(list(isolated_cache.glob("*.pt"))) == 2
     assert torch.equal(basis_b["U"], _fresh_basis(b)["U"]) and torch.equal(basis_a["U"], _fresh_basis(a)["U"])
     assert not torch.equal(basis_a["mean"], basis_b["mean"])
 
 
 # ---------------------------------------------------------- entries on load
-def test_a_cached_basis_is_identical_to_a_fresh_one(bb, cache_home):
+def test_a_cached_basis_is_identical_to_a_fresh_one(bb, isolated_cache):
     first = _cached_basis(bb)
-    (entry,) = cache_home.glob("*.pt")
+    (entry,) = isolated_cache.glob("*.pt")
     assert entry.name == f"{bb.fingerprint()}-s{S}-v{cache._FORMAT}.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -97,9 +90,9 @@ def test_a_cached_basis_is_identical_to_a_fresh_one(bb, cache_home):
         assert torch.equal(first[k], fresh[k]) and torch.equal(again[k], fresh[k])
 
 
-def test_flipped_bits_are_detected_and_the_basis_recomputed(bb, cache_home):
+def test_flipped_bits_are_detected_and_the_basis_recomputed(bb, isolated_cache):
     _cached_basis(bb)
-    (entry,) = cache_home.glob("*.pt")
+    (entry,) = isolated_cache.glob("*.pt")
     data = torch.load(entry, weights_only=True)
     raw = data["U"].view(torch.int32)
     raw[3, 2] ^= 1 << 12  # one bit of one mantissa: still finite, same shapes
@@ -113,9 +106,9 @@ def test_flipped_bits_are_detected_and_the_basis_recomputed(bb, cache_home):
     assert torch.equal(cache.load_basis(bb.fingerprint(), S)["U"], fresh["U"])
 
 
-def test_flipped_bytes_in_the_file_are_detected(bb, cache_home):
+def test_flipped_bytes_in_the_file_are_detected(bb, isolated_cache):
     _cached_basis(bb)
-    (entry,) = cache_home.glob("*.pt")
+    (entry,) = isolated_cache.glob("*.pt")
     blob = bytearray(entry.read_bytes())
     for i in range(len(blob) // 3, len(blob) // 3 + 64):
         blob[i] ^= 0xFF
@@ -150,7 +143,7 @@ def _sound_entry(bb) -> dict:
         (lambda e: e.__setitem__("fingerprint", "0" * 24), "other weights"),
     ],
 )
-def test_invalid_entries_are_refused_without_a_crash(bb, cache_home, damage, reason):
+def test_invalid_entries_are_refused_without_a_crash(bb, isolated_cache, damage, reason):
     entry = _sound_entry(bb)
     damage(entry)
     path = cache.basis_cache_path(bb.fingerprint(), S)
@@ -162,7 +155,7 @@ def test_invalid_entries_are_refused_without_a_crash(bb, cache_home, damage, rea
 
 
 @pytest.mark.parametrize("content", [b"", b"not a torch file at all", b"PK\x03\x04garbage"])
-def test_garbage_files_are_refused_without_a_crash(bb, cache_home, content):
+def test_garbage_files_are_refused_without_a_crash(bb, isolated_cache, content):
     path = cache.basis_cache_path(bb.fingerprint(), S)
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
@@ -170,7 +163,7 @@ def test_garbage_files_are_refused_without_a_crash(bb, cache_home, content):
         assert cache.load_basis(bb.fingerprint(), S) is None
 
 
-def test_a_list_saved_as_an_entry_is_refused(bb, cache_home):
+def test_a_list_saved_as_an_entry_is_refused(bb, isolated_cache):
     path = cache.basis_cache_path(bb.fingerprint(), S)
     path.parent.mkdir(parents=True)
     torch.save([1, 2, 3], path)
@@ -178,28 +171,28 @@ def test_a_list_saved_as_an_entry_is_refused(bb, cache_home):
         assert cache.load_basis(bb.fingerprint(), S) is None
 
 
-def test_channels_are_checked_when_given(bb, cache_home):
+def test_channels_are_checked_when_given(bb, isolated_cache):
     cache.save_basis(bb.fingerprint(), S, *(_fresh_basis(bb)[k] for k in ("U", "S", "mean")))
     assert cache.load_basis(bb.fingerprint(), S, channels=bb.embed_dim) is not None
     with pytest.warns(UserWarning, match="channels"):
         assert cache.load_basis(bb.fingerprint(), S, channels=bb.embed_dim + 1) is None
 
 
-def test_a_corrupt_entry_in_a_read_only_folder_is_skipped_with_one_warning(bb, cache_home, monkeypatch):
+def test_a_corrupt_entry_in_a_read_only_folder_is_skipped_with_one_warning(bb, isolated_cache, monkeypatch):
     _cached_basis(bb)
-    (entry,) = cache_home.glob("*.pt")
+    (entry,) = isolated_cache.glob("*.pt")
     entry.write_bytes(b"corrupt")
-    os.chmod(cache_home, 0o555)
+    os.chmod(isolated_cache, 0o555)
     if os.geteuid() == 0:  # root ignores permissions: make the folder refuse writes the way it would
         real_unlink, real_mkstemp = pathlib.Path.unlink, tempfile.mkstemp
 
         def unlink(self, missing_ok=False):
-            if self.parent == cache_home:
+            if self.parent == isolated_cache:
                 raise PermissionError(13, "Permission denied", str(self))
             return real_unlink(self, missing_ok=missing_ok)
 
         def mkstemp(*a, dir=None, **k):
-            if dir is not None and pathlib.Path(dir) == cache_home:
+            if dir is not None and pathlib.Path(dir) == isolated_cache:
                 raise PermissionError(13, "Permission denied", str(dir))
             return real_mkstemp(*a, dir=dir, **k)
 
@@ -211,7 +204,7 @@ def test_a_corrupt_entry_in_a_read_only_folder_is_skipped_with_one_warning(bb, c
             got = _cached_basis(bb)
             again = _cached_basis(bb)
     finally:
-        os.chmod(cache_home, 0o755)
+        os.chmod(isolated_cache, 0o755)
     messages = [str(w.message) for w in rec]
     assert len(messages) == 1 and "read-only" in messages[0] and str(entry) in messages[0], messages
     fresh = _fresh_basis(bb)
@@ -220,30 +213,30 @@ def test_a_corrupt_entry_in_a_read_only_folder_is_skipped_with_one_warning(bb, c
 
 
 # ------------------------------------------------------------ info and clear
-def test_info_and_clear_touch_only_the_caches_own_files(bb, cache_home):
+def test_info_and_clear_touch_only_the_caches_own_files(bb, isolated_cache):
     _cached_basis(bb)
-    cache_home.joinpath(f"{'ab' * 12}-s96-v2.pt").write_bytes(b"an older format's entry")
-    cache_home.joinpath(f"{'cd' * 12}-s64-v3.pt.x1y2_z.tmp").write_bytes(b"left over")
+    isolated_cache.joinpath(f"{'ab' * 12}-s96-v2.pt").write_bytes(b"an older format's entry")
+    isolated_cache.joinpath(f"{'cd' * 12}-s64-v3.pt.x1y2_z.tmp").write_bytes(b"left over")
     keep = ["notes.txt", "model.pt", "basis-s64.pt"]
     for name in keep:
-        cache_home.joinpath(name).write_text("the user's")
+        isolated_cache.joinpath(name).write_text("the user's")
     info = cache.cache_info()
-    assert info["folder"] == cache_home and info["entries"] == 2 and info["stale"] == 1
-    entry = next(cache_home.glob(f"*-v{cache._FORMAT}.pt"))
+    assert info["folder"] == isolated_cache and info["entries"] == 2 and info["stale"] == 1
+    entry = next(isolated_cache.glob(f"*-v{cache._FORMAT}.pt"))
     assert info["bytes"] == entry.stat().st_size + len(b"an older format's entry")
     assert cache.clear_cache() == 2
-    assert sorted(p.name for p in cache_home.iterdir()) == sorted(keep)
+    assert sorted(p.name for p in isolated_cache.iterdir()) == sorted(keep)
     assert cache.cache_info()["entries"] == 0
 
 
-def test_clear_removes_an_emptied_folder(bb, cache_home):
+def test_clear_removes_an_emptied_folder(bb, isolated_cache):
     _cached_basis(bb)
     assert cache.clear_cache() == 1
-    assert not cache_home.exists()
+    assert not isolated_cache.exists()
     assert cache.clear_cache() == 0 and cache.cache_info()["entries"] == 0
 
 
-def test_a_model_whose_weights_change_in_place_recomputes_its_basis(cache_home):
+def test_a_model_whose_weights_change_in_place_recomputes_its_basis(isolated_cache):
     enc = random_backbone("tiny", seed=3)
     other = random_backbone("tiny", seed=4)
     model = INSID3(enc, image_size=S, basis_cache=True, progress=False)

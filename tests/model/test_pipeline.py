@@ -5,33 +5,17 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
+from helpers.synthetic import ColourPositionEncoder
 from PIL import Image
 
-from insid3lab import INSID3, authors, load_backbone, save_meta_checkpoint, save_pretrained
+from insid3lab import INSID3, authors, load_backbone
 from insid3lab.model.insid3 import SegmentManyError
-from insid3lab.synthetic import sample_scene
+from insid3lab.synthetic import grid_scene
+from insid3lab.viz import iou
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 RED, GREEN, YELLOW = (230, 30, 30), (30, 200, 40), (240, 230, 40)
-
-
-@pytest.fixture(scope="module")
-def scenes():
-    """(PIL image, mask) pairs of the sample object in different places and sizes."""
-    out = []
-    for seed, size, scale in [
-        (0, (96, 128), 1.0),
-        (1, (112, 96), 0.8),
-        (2, (128, 128), 1.2),
-        (3, (80, 144), 0.7),
-        (4, (100, 100), 1.0),
-        (5, (120, 90), 0.9),
-    ]:
-        img, m = sample_scene(seed, size, scale=scale)
-        out.append((Image.fromarray(img), m))
-    return out
 
 
 # ---------------------------------------------------------------- the hand-made encoder
@@ -128,21 +112,13 @@ def test_hand_encoder_equals_the_literal_implementation():
 
 
 # ------------------------------------------------------- checkpoints on disk, k-shot, caching
-@pytest.fixture(scope="module")
-def saved_tiny(tiny, tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    save_pretrained(tiny, d / "hf")
-    save_meta_checkpoint(tiny, d / "meta.pth")
-    save_meta_checkpoint(tiny, d / "meta.safetensors")
-    return d
-
-
-def test_every_checkpoint_format_gives_the_same_masks(saved_tiny, scenes):
+def test_every_checkpoint_format_gives_the_same_masks(tiny_saved, scenes):
     masks = []
-    for src in ("hf", "meta.pth", "meta.safetensors"):
-        model = INSID3(load_backbone(saved_tiny / src, device="cpu"), image_size=64, svd_components=8)
+    for path in tiny_saved.paths().values():
+        model = INSID3(load_backbone(path, device="cpu"), image_size=64, svd_components=8)
         model.set_reference(*scenes[0])
         masks.append([model.segment(img) for img, _ in scenes[1:4]])
+    assert len(masks) == 3
     for other in masks[1:]:
         assert all(torch.equal(a, b) for a, b in zip(masks[0], other))
 
@@ -173,11 +149,10 @@ def test_authors_call_sequence_equals_the_new_one(tiny, scenes):
         assert old.references == []  # like the authors' code, the state is reset for the next episode
 
 
-def test_basis_is_cached_on_disk_and_reused(tiny, tmp_path, monkeypatch):
-    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "c"))
+def test_basis_is_cached_on_disk_and_reused(tiny, isolated_cache, monkeypatch):
     a = INSID3(tiny, image_size=64, svd_components=8)
     U = a.positional.basis
-    files = list((tmp_path / "c" / "basis").glob("*.pt"))
+    files = list(isolated_cache.glob("*.pt"))
     assert len(files) == 1
     b = INSID3(tiny, image_size=64, svd_components=8)
 
@@ -189,9 +164,9 @@ def test_basis_is_cached_on_disk_and_reused(tiny, tmp_path, monkeypatch):
     # a different image size is a different entry; disabling the cache writes nothing
     c = INSID3(tiny, image_size=96, svd_components=8, basis_cache=False)
     _ = c.positional.basis  # computes the basis (not written to disk)
-    assert len(list((tmp_path / "c" / "basis").glob("*.pt"))) == 1
+    assert len(list(isolated_cache.glob("*.pt"))) == 1
     assert a.positional.clear_cache() == 1
-    assert not (tmp_path / "c" / "basis").exists()
+    assert not isolated_cache.exists()
 
 
 def test_changing_settings_reuses_or_reencodes(tiny, scenes):

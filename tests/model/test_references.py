@@ -2,18 +2,11 @@
 
 import pytest
 import torch
-from PIL import Image
 
 from insid3lab import INSID3
 from insid3lab.model.references import stack_shots
-from insid3lab.synthetic import sample_scene
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
-
-
-@pytest.fixture(scope="module")
-def scenes():
-    return [(Image.fromarray(img), m) for img, m in (sample_scene(s, (96, 112)) for s in range(3))]
 
 
 def test_the_stacked_state_is_kept_per_settings_and_equals_stack_shots(tiny, scenes):

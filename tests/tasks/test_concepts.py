@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
+from helpers.synthetic import ColourPositionEncoder
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -13,8 +13,9 @@ from insid3lab import INSID3
 from insid3lab.method import pipeline as method
 from insid3lab.method.concepts import split_instances
 from insid3lab.model.references import DEFAULT_LABEL
-from insid3lab.synthetic import sample_scene
+from insid3lab.synthetic import grid_scene, sample_scene
 from insid3lab.tasks.concept_files import write_label_outputs
+from insid3lab.viz import iou
 from insid3lab.viz import labels as viz_labels
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")

@@ -9,11 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from insid3lab import INSID3, ConceptSegmenter, KeypointMatcher, Params, Tracker
 from insid3lab.model import insid3 as model_module
-from insid3lab.synthetic import sample_scene
 from insid3lab.synthetic.video import moving_object_sequence
 from insid3lab.tasks.shortcuts import SHORT_FORMS
 
@@ -27,11 +25,6 @@ TASK_OF = {
     "track": (Tracker, "track"),
     "match": (KeypointMatcher, "match"),
 }
-
-
-@pytest.fixture(scope="module")
-def scenes():
-    return [(Image.fromarray(img), m) for img, m in (sample_scene(s, (96, 112)) for s in range(3))]
 
 
 def _concept_model(tiny, scenes):

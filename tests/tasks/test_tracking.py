@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers.synthetic import ColourPositionEncoder, grid_scene, iou
+from helpers.cli import tiny_model_args
+from helpers.synthetic import ColourPositionEncoder
 from PIL import Image
 
 from insid3lab import INSID3, Tracker
@@ -17,7 +18,9 @@ from insid3lab.cli.track import add_parser as add_track_parser
 from insid3lab.eval.video.evaluate import evaluate_davis
 from insid3lab.eval.video.layouts import read_label_map as read_png_labels
 from insid3lab.stages.prototype import EmptyMaskError
+from insid3lab.synthetic import grid_scene
 from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence
+from insid3lab.viz import iou
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
@@ -202,21 +205,7 @@ def test_davis_evaluation_end_to_end_and_resume(tiny, tmp_path):
 def parse(argv):
     p = argparse.ArgumentParser(prog="insid3lab")
     add_track_parser(p.add_subparsers(dest="command"))
-    return p.parse_args(
-        [
-            "track",
-            "--model",
-            "random:tiny",
-            "--device",
-            "cpu",
-            "--image-size",
-            "64",
-            "--svd-components",
-            "8",
-            "--quiet",
-            *argv,
-        ]
-    )
+    return p.parse_args(["track", *tiny_model_args(), "--quiet", *argv])
 
 
 @pytest.fixture()

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from helpers.synthetic import SCENE
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch, Rectangle
 
-from insid3lab import synthetic, viz
+from insid3lab import viz
 from insid3lab.model.insid3 import INSID3
 from insid3lab.viz import draw as _draw
 
 S = 128  # network input: an 8 x 8 grid with patch 16
-SCENE = 256  # side of the generated images
-
-
-@pytest.fixture(scope="module")
-def scene():
-    ref, ref_mask = synthetic.lesion_scene(seed=0, size=SCENE)
-    tgt, tgt_mask = synthetic.lesion_scene(seed=1, size=SCENE)
-    return ref, ref_mask, tgt, tgt_mask
 
 
 @pytest.fixture(scope="module")
@@ -427,52 +418,3 @@ def test_story_without_candidates(tiny, scene):
     fig = viz.story(trace)
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("no candidate cell" in n for n in notes)
-
-
-# ----------------------------------------------------------------- scenes
-
-
-@pytest.mark.parametrize("make", [synthetic.lesion_scene, synthetic.defect_scene])
-def test_scenes_are_small_objects_and_deterministic(make):
-    img, mask = make(3, 96)
-    assert img.shape == (96, 96, 3) and img.dtype == np.uint8 and mask.dtype == bool
-    assert 0.001 < mask.mean() < 0.05
-    img2, mask2 = make(3, 96)
-    np.testing.assert_array_equal(img, img2)
-    np.testing.assert_array_equal(mask, mask2)
-    # the object is darker than its surroundings
-    assert img[mask].mean() < img[~mask].mean()
-
-
-def test_cat_pair_ground_truth_is_the_mirrored_mask():
-    pytest.importorskip("skimage")
-    pair = synthetic.cat_pair()
-    ref_mask, tgt_mask = pair["reference_mask"], pair["target_mask"]
-    assert pair["target_image"].shape[:2] == tgt_mask.shape == (260, 401)
-    np.testing.assert_array_equal(tgt_mask, ref_mask[:, ::-1][20:280, 30:431])
-    np.testing.assert_array_equal(pair["target_image"], pair["reference_image"][:, ::-1][20:280, 30:431])
-    # two ellipses (radii 38 x 30 and 28 x 27 pixels): their area by hand, within the rasterisation error
-    assert math.isclose(ref_mask.sum(), math.pi * (38 * 30 + 28 * 27), rel_tol=0.02)
-
-
-def test_write_folder_dataset(tmp_path):
-    from PIL import Image
-
-    root = synthetic.write_folder_dataset(tmp_path / "ds", 3, kind="defect", size=64)
-    names = sorted(p.name for p in (root / "images").iterdir())
-    assert names == ["000.png", "001.png", "002.png"]
-    m = np.asarray(Image.open(root / "masks" / "001.png"))
-    np.testing.assert_array_equal(m > 0, synthetic.defect_scene(1, 64)[1])
-    with pytest.raises(ValueError, match="kind"):
-        synthetic.write_folder_dataset(tmp_path / "x", 3, kind="cats")
-
-
-def test_write_folder_dataset_classes_load_as_a_folder_benchmark(tmp_path):
-    from insid3lab.eval.datasets import build_dataset
-
-    for kind in ("lesion", "defect"):
-        synthetic.write_folder_dataset(tmp_path, 3, kind=kind, size=64, class_name=kind)
-    ds = build_dataset("folder", tmp_path, shots=1)
-    assert ds.class_names == ["defect", "lesion"]
-    sample = ds.load({"image": "lesion/002.png", "mask": "lesion/002.png"}, 1)
-    np.testing.assert_array_equal(sample.mask == 1, synthetic.lesion_scene(2, 64)[1])

@@ -1,19 +1,22 @@
-"""Tiny on-disk replicas of the evaluation benchmarks, in their real layouts, and a fake model.
+"""Tiny on-disk replicas of the evaluation benchmarks, in their real layouts.
 
-Every image shows one or two flat-coloured rectangles on a gray noisy background; the
-colour says the class, so the colour-matching ``FakeModel`` gets meaningful, non-trivial
-IoU and a test can tell a wrong mask from a right one.
+Every image shows one or two flat-coloured rectangles on a grey noisy background
+(:func:`insid3lab.synthetic.box_scene`); the colour says the class, so the colour-matching
+:class:`helpers.runs.FakeModel` gets meaningful, non-trivial IoU and a test can tell a wrong mask
+from a right one.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
+
+from insid3lab.synthetic import box_scene
 
 COLOURS = [
     (220, 40, 40),
@@ -34,12 +37,13 @@ def colour(k: int) -> tuple[int, int, int]:
 
 
 def scene(seed: int, h: int, w: int, boxes: list[tuple[int, tuple[int, int, int, int]]]) -> np.ndarray:
-    """(h, w, 3) uint8: gray noise with filled rectangles; boxes = [(colour index, (x0, y0, x1, y1)), ...]."""
-    rng = np.random.default_rng(seed)
-    img = np.clip(rng.normal(128, 12, size=(h, w, 3)), 0, 255).astype(np.uint8)
-    for k, (x0, y0, x1, y1) in boxes:
-        img[y0:y1, x0:x1] = colour(k)
-    return img
+    """(h, w, 3) uint8 :func:`~insid3lab.synthetic.box_scene`; boxes = [(colour index, (x0, y0, x1, y1)), ...]."""
+    return box_scene((h, w), [(box, colour(k)) for k, box in boxes], seed=seed)[0]
+
+
+def data_root(root: Path, name: str) -> Path:
+    """The ``--data-root`` of benchmark ``name`` among the replicas under ``root``."""
+    return root / "defects" if name == "folder" else root
 
 
 def box_mask(h: int, w: int, box, value: int = 1) -> np.ndarray:
@@ -62,9 +66,6 @@ def save(img: np.ndarray, path: Path, **kw) -> None:
 
 def _size(rng) -> tuple[int, int]:
     return int(rng.integers(64, 97)), int(rng.integers(64, 97))
-
-
-# ───────────────────────── benchmark replicas ─────────────────────────
 
 
 def make_coco(root: Path) -> dict:
@@ -369,145 +370,19 @@ def make_all(root: Path) -> Path:
     return root
 
 
-# ───────────────────────── a fake model with the pipeline's interface ─────────────────────────
-
-
-class FakeBackbone:
-    dtype = torch.float32
-
-    def fingerprint(self) -> str:
-        return "fa4e0000"
-
-
-class FakeModel:
-    """Segments the target pixels whose colour is within ``tol`` of the references' mean foreground colour."""
-
-    def __init__(self, tol: float = 40.0, fail_after: int | None = None):
-        self.image_size, self.svd_components, self.tau, self.merge_threshold = 64, 8, 0.6, 0.2
-        self.backbone = FakeBackbone()
-        self.tol = tol
-        self.refs: list[np.ndarray] = []
-        self.calls = 0
-        self.fail_after = fail_after
-
-    def clear_reference(self) -> None:
-        self.refs = []
-
-    def set_reference(self, image, mask) -> None:
-        img = np.asarray(image, dtype=np.float64)
-        m = np.asarray(mask) > 0
-        assert img.shape[:2] == m.shape and m.any()
-        self.refs.append(img[m].mean(axis=0))
-
-    def _tick(self):
-        self.calls += 1
-        if self.fail_after is not None and self.calls > self.fail_after:
-            raise KeyboardInterrupt("simulated interruption")
-
-    def segment(self, target) -> torch.Tensor:
-        self._tick()
-        assert self.refs, "segment() before set_reference()"
-        img = np.asarray(target, dtype=np.float64)
-        proto = np.mean(self.refs, axis=0)
-        return torch.from_numpy(np.linalg.norm(img - proto, axis=2) < self.tol)
-
-    def match(self, points, target, reference_image=None) -> torch.Tensor:
-        self._tick()
-        sh, sw = np.asarray(reference_image).shape[:2]
-        th, tw = np.asarray(target).shape[:2]
-        p = torch.as_tensor(points, dtype=torch.float32).clone()
-        p[:, 0] *= tw / sw
-        p[:, 1] *= th / sh
-        return p
-
-
-# ───────────────────────── pytest fixtures and process helpers ─────────────────────────
-
-import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def eval_data(tmp_path_factory) -> Path:
-    """A ``--data-root`` with every benchmark replica (read-only by convention; copy before corrupting)."""
-    return make_all(tmp_path_factory.mktemp("eval_data"))
-
-
-def comparable(summary: dict) -> dict:
-    """The parts of a summary that must not depend on order, processes or resumption."""
-    keep = (
-        "task",
-        "miou",
-        "fb_iou",
-        "miou_visited_classes",
-        "classes_visited",
-        "per_class_iou",
-        "per_class_episodes",
-        "intersection",
-        "union",
-        "pck",
-        "pck_per_point",
-        "per_class_pck",
-        "bad_samples",
-    )
-    out = {k: summary[k] for k in keep if k in summary}
-    out["episodes"] = {k: summary["episodes"][k] for k in ("total", "evaluated", "bad")}
-    return out
-
-
-def records_without_time(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
-    for r in rows:
-        r.pop("seconds", None)
-    return rows
-
-
-def distributed_worker(rank: int, world: int, port: int, jobs: list[tuple]) -> None:
-    """Run ``run_evaluation`` with a FakeModel in a gloo process group (for torch.multiprocessing).
-
-    jobs: (dataset name, data root, episodes, out dir[, resume]) evaluated one after the other, seed 3.
-    """
-    import os
-
-    import torch.distributed as dist
-
-    from insid3lab.eval import build_dataset, run_evaluation
-
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        for name, root, episodes, out, *resume in jobs:
-            ds = build_dataset(name, root, shots=1)
-            summary = run_evaluation(
-                FakeModel(), ds, out, episodes=episodes, seed=3, progress=False, resume=bool(resume and resume[0])
-            )
-            with open(Path(out) / f"returned.rank{rank}.json", "w") as fh:
-                json.dump(comparable(summary), fh)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cli_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
-    """Run ``insid3lab eval`` as torchrun would: the process group comes from the environment."""
-    import os
-
-    from insid3lab.cli.eval import main
-
-    os.environ.update(
-        {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(world),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-    )
-    main(argv)
+def isaid_three_folds(eval_data: Path, root: Path) -> Path:
+    """The iSAID replica with folds 1 and 2 added: fold 0's images relabelled with classes 5 k + c."""
+    shutil.copytree(eval_data / "iSAID", root / "iSAID")
+    base = root / "iSAID"
+    lines = (base / "splits" / "val" / "fold0.txt").read_text().split()
+    for k in (1, 2):
+        new = []
+        for line in lines:
+            name, c = line.split("__")
+            shutil.copy(base / "val" / "images" / f"{name}.png", base / "val" / "images" / f"{name}_{k}.png")
+            labels = np.array(Image.open(base / "val" / "semantic_png" / f"{name}_instance_color_RGB.png"))
+            labels[(labels > 0) & (labels < 255)] += 5 * k
+            Image.fromarray(labels).save(base / "val" / "semantic_png" / f"{name}_{k}_instance_color_RGB.png")
+            new.append(f"{name}_{k}__{int(c) + 5 * k}")
+        (base / "splits" / "val" / f"fold{k}.txt").write_text("\n".join(new) + "\n")
+    return root
