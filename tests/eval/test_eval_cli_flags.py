@@ -221,4 +221,4 @@ def test_youtube_vos_validation_split_is_refused_before_the_model(tmp_path, stan
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1
     assert "YouTube-VOS valid" in err and "ground truth of the valid split is not public" in err
-    assert not stand_in and not (tmp_path / "v").exists()
+    assert stand_in.backbone is None and not stand_in.models and not (tmp_path / "v").exists()
