@@ -25,6 +25,7 @@ from insid3lab.backbone.devices import resolve_device, resolve_dtype
 from insid3lab.backbone.hub import load_from_hub
 from insid3lab.backbone.model import DinoV3Backbone, default_rope_periods
 from insid3lab.backbone.random import RANDOM_SCHEME, parse_random_source, random_backbone
+from insid3lab.core.files import json_text, write_atomic
 
 __all__ = [
     "load_backbone",
@@ -427,5 +428,5 @@ def save_pretrained(backbone: DinoV3Backbone, folder: str | os.PathLike) -> Path
     cfg_file = folder / "config.json"
     cfg = json.loads(cfg_file.read_text())
     cfg[PERIODS_CONFIG_KEY] = [float(v) for v in backbone.rope_periods.tolist()]
-    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    write_atomic(cfg_file, json_text(cfg, sort_keys=True))
     return folder

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from insid3lab.cli import options
 from insid3lab.cli.console import Console
+from insid3lab.core.files import json_text, write_atomic
 
 __all__ = ["add_bench_arguments", "add_parser", "benchmark_from_args", "cmd_bench", "main"]
 
@@ -83,7 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=2))
+        write_atomic(out, json_text(res))
         print(f"  written: {out}")
     return 0
 

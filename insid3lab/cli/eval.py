@@ -199,7 +199,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
         "eval",
         help="evaluate on a few-shot segmentation / correspondence / video benchmark",
         description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (PCK for keypoints, J&F for video) "
-        "with 95%% bootstrap intervals; resumable; shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval",
+        "with 95% bootstrap intervals; resumable; shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval",
     )
     _add_arguments(p)
     p.set_defaults(func=run_eval_from_args)
@@ -291,30 +291,41 @@ def _data_root(args: argparse.Namespace) -> str:
     return args.images if _annotations(args.dataset) and args.images else args.data_root
 
 
+#: The exit status of a run that finished without a score for some fold or shot count (no evaluated episode).
+INCOMPLETE = 3
+_NO_EPISODE = "no evaluated episode"
+
+
 def run_eval_from_args(args: argparse.Namespace) -> int:
     """Run ``insid3lab eval`` from parsed arguments; prints the headline numbers.
 
-    Returns the exit status: 0; 1 when the run folder is in use by another process; 2 when
-    the benchmark's files are missing (the expected layout is printed to stderr).
+    Returns the exit status: 0; 1 when the run folder is in use by another process (or on any
+    other error); 2 when the benchmark's files are missing (the expected layout is printed to
+    stderr); 3 (:data:`INCOMPLETE`) when a run, a fold of ``--fold all`` or a shot count of
+    ``--shots 1,5`` has no evaluated episode (every one bad under ``--skip-bad``): it has no score,
+    is left out of the mean over folds, and the lines printed say which.
     """
     import torch.distributed as dist
 
-    from insid3lab.eval.run.files import RunFolderBusyError
+    from insid3lab.eval.run.files import RunExistsError, RunFolderBusyError
 
     _check(args)
     device, started = _init_distributed(args.device)
     try:
         try:
             if args.dataset in VIDEO_BENCHMARKS:
-                lines = _run_video(args, device)
+                lines, empty = _run_video(args, device), []
             else:
-                lines = _run_benchmark(args, device)
+                lines, empty = _run_benchmark(args, device)
         except DatasetNotFoundError as e:  # keep the layout's line breaks
             print(f"insid3lab eval: error: {e}", file=sys.stderr)
             return 2
         except RunFolderBusyError as e:
             print(f"insid3lab eval: error: {' '.join(str(e).split())}", file=sys.stderr)
             return 1
+        except RunExistsError as e:
+            raise ValueError(f"{e.folder} already holds an evaluation run; pass --resume to continue it, "
+                             "or choose another --out") from None  # fmt: skip
         except KeyboardInterrupt:
             print(f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
                   file=sys.stderr)  # fmt: skip
@@ -322,10 +333,13 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if rank == 0:
             print("\n".join(lines))
+            if empty:
+                print(f"insid3lab: error: incomplete run: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} "
+                      f"{_NO_EPISODE} (exit status {INCOMPLETE})", file=sys.stderr)  # fmt: skip
     finally:
         if started and dist.is_initialized():
             dist.destroy_process_group()
-    return 0
+    return INCOMPLETE if empty else 0
 
 
 def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
@@ -352,7 +366,8 @@ def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
     }
 
 
-def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
+def _run_benchmark(args: argparse.Namespace, device: str) -> tuple[list[str], list[str]]:
+    """The lines to print, and the runs (folds, shot counts) without an evaluated episode."""
     from insid3lab.eval.datasets import build_dataset
     from insid3lab.eval.run.folds import run_all_folds
     from insid3lab.eval.run.runner import run_evaluation
@@ -367,7 +382,7 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
         raise ValueError(f"--fold {args.fold}: {args.dataset} has no folds; leave --fold unset")
     kwargs = _dataset_kwargs(args)
     many = len(args.shots) > 1
-    model, lines = None, []
+    model, lines, empty = None, [], []
     for shots in args.shots:
         out = os.path.join(args.out, f"shots{shots}") if many else args.out
         prefix = f"{shots}-shot: " if many else ""
@@ -386,6 +401,7 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
                 **{k: v for k, v in _run_kwargs(args, device, shots).items() if k != "shots"},
             )
             lines += [prefix + line for line in _fold_lines(result, args.protocol)]
+            empty += [f"{prefix.rstrip(': ')} {fold}".strip() for fold in result["without_episodes"]]
             lines.append(f"folds: {os.path.join(out, 'folds.json')}")
             continue
         dataset = build_dataset(args.dataset, _data_root(args), fold=args.fold, shots=shots, **kwargs)
@@ -393,8 +409,10 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> list[str]:
             model = build_model(args, device, dataset.task)
         summary = run_evaluation(model, dataset, out, **_run_kwargs(args, device, shots))
         lines.append(prefix + _headline(summary))
+        if not summary["episodes"]["evaluated"]:
+            empty.append(prefix.rstrip(": ") or str(out))
         lines.append(f"summary: {os.path.join(out, 'summary.json')}")
-    return lines
+    return lines, empty
 
 
 def _run_video(args: argparse.Namespace, device: str) -> list[str]:
@@ -419,8 +437,8 @@ def _run_video(args: argparse.Namespace, device: str) -> list[str]:
             f"summary: {os.path.join(args.out, 'summary.json')}"]  # fmt: skip
 
 
-def _fmt(v: float) -> str:
-    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
 def _interval(summary: dict, key: str) -> str:
@@ -434,9 +452,11 @@ def _headline(summary: dict) -> str:
     tail += f", protocol {summary['protocol']}"
     if summary.get("ways", 1) > 1:
         tail += f", {summary['ways']}-way"
+    if not ep["evaluated"]:
+        return f"{_NO_EPISODE}  ({tail})"
     if summary["task"] == "instances":
-        aps = "  ".join(f"{name} {_fmt(100 * summary[key])}" for name, key in (("AP", "ap"), ("AP50", "ap50"),
-                                                                                  ("AP75", "ap75")))  # fmt: skip
+        aps = "  ".join(f"{name} {_fmt(None if summary[key] is None else 100 * summary[key])}"
+                        for name, key in (("AP", "ap"), ("AP50", "ap50"), ("AP75", "ap75")))  # fmt: skip
         return f"{aps}  (mask AP in percent; {tail}, task instances)"
     if summary["task"] == "segmentation":
         return (f"mIoU {_fmt(summary['miou'])}{_interval(summary, 'miou')}  "
@@ -449,10 +469,18 @@ def _fold_lines(result: dict, protocol: str) -> list[str]:
     names = {"miou": "mIoU", "fb_iou": "FB-IoU", "pck@0.10": "PCK@0.10"}
     lines = []
     for fold, v in result["per_fold"].items():
+        if not v["episodes"]:
+            lines.append(f"{fold}  {_NO_EPISODE}")
+            continue
         nums = "  ".join(f"{names[k]} {_fmt(x)}" for k, x in v.items() if k != "episodes")
         lines.append(f"{fold}  {nums}  ({v['episodes']} episodes)")
     nums = "  ".join(f"{names[k]} {_fmt(x)}" for k, x in result["mean"].items())
-    lines.append(f"mean over {len(result['per_fold'])} folds  {nums}  (protocol {protocol})")
+    n, empty = len(result["per_fold"]), result.get("without_episodes", [])
+    if empty:
+        left = f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} {_NO_EPISODE}"
+        lines.append(f"mean over {n - len(empty)} of {n} folds ({left})  {nums}  (protocol {protocol})")
+    else:
+        lines.append(f"mean over {n} folds  {nums}  (protocol {protocol})")
     return lines
 
 

@@ -10,6 +10,7 @@ from insid3lab.cli import options
 from insid3lab.cli.console import Console
 from insid3lab.cli.output import OutputFolder
 from insid3lab.cli.targets import Batch, read_problem, reason, start_batch
+from insid3lab.core.files import json_text
 
 __all__ = ["add_parser", "cmd_match", "read_points"]
 
@@ -99,12 +100,13 @@ def _run(model, pts, targets, out: OutputFolder, args, batch: Batch) -> None:
             matches = model.match(pts, target, debiased=not args.no_debias).cpu().tolist()
             record = {"reference": str(args.ref), "target": str(target), "points": pts, "matches": matches,
                       "debiased": not args.no_debias, "settings": model.settings()}  # fmt: skip
-            text = (json.dumps(record, indent=2) + "\n").encode()
+            text = json_text(record).encode()
             out.write(target, JSON, lambda fh, text=text: fh.write(text))
             if not args.no_overlay:
                 _figure(out, target, pts, matches, args, random_weights)
             batch.done += 1
         except Exception as e:  # noqa: BLE001 - reported with the target, the others go on
+            out.discard(target)  # a target that failed keeps no file: its rerun needs no --overwrite
             batch.fail(target, reason(e))
 
 

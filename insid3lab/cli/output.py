@@ -12,20 +12,24 @@ Distinct targets have distinct relative paths, and the suffixes differ from each
 outputs of one call never share a name. An output that would replace an input of the call is
 refused even with ``--overwrite``; an existing file is replaced only with ``--overwrite`` (and
 each replacement is reported). The folder is checked for writing before any work starts, and
-every file is written to a temporary name first and renamed, so an interrupted run leaves only
-complete files.
+every file is written to a temporary name first and renamed
+(:func:`insid3lab.core.files.write_atomic`), so an interrupted run leaves only complete files; a
+target whose files could not all be written (a full disk) keeps none of them, so that a rerun
+writes it without ``--overwrite``. Commands with fixed output names (``report``, ``compare``,
+``samples``) follow the same rule through :func:`check_outputs`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from insid3lab.cli.options import CLIError
+from insid3lab.core import files
 
-__all__ = ["OUTPUT_SUFFIXES", "OutputFolder", "expand_targets", "relative_names", "write_atomic"]
+__all__ = ["OUTPUT_SUFFIXES", "OutputFolder", "check_outputs", "expand_targets", "relative_names", "write_atomic"]
 
 #: Every suffix the command line appends to a target's name.
 OUTPUT_SUFFIXES = (".pred.png", ".overlay.png", ".labels.png", ".instances.json", ".matches.json", ".matches.png")
@@ -104,6 +108,7 @@ class OutputFolder:
         names = relative_names(targets)
         self.paths = {t: {s: self.folder / (n + s) for s in suffixes} for t, n in zip(targets, names)}
         self._inputs = {os.path.realpath(p): p for p in inputs}
+        self._written: dict[str, list[Path]] = {}
 
     def check(self) -> None:
         """Refuse before any work: an unwritable folder, an output that is an input, existing files without --overwrite."""
@@ -116,19 +121,8 @@ class OutputFolder:
                 pass
         except OSError as e:
             raise CLIError(f"--out {f}: cannot write there ({e.strerror or e})") from None
-        existing = []
-        for outs in self.paths.values():
-            for p in outs.values():
-                src = self._inputs.get(os.path.realpath(p))
-                if src is not None:
-                    raise CLIError(f"output {p} would replace the input {src}; choose another --out")
-                if p.is_dir():
-                    raise CLIError(f"output {p} is a folder; choose another --out")
-                if p.exists():
-                    existing.append(p)
-        if existing and not self.overwrite:
-            more = f" (and {len(existing) - 1} more output file(s))" if len(existing) > 1 else ""
-            raise CLIError(f"{existing[0]} exists{more}; pass --overwrite to replace, or choose another --out")
+        check_outputs([p for outs in self.paths.values() for p in outs.values()], self._inputs.values(),
+                      overwrite=self.overwrite, where="--out")  # fmt: skip
 
     def write(self, target: str, suffix: str, save: Callable[[object], None]) -> Path:
         """Write one output of ``target``: ``save(file_object)`` fills a temporary file that is then renamed."""
@@ -137,24 +131,51 @@ class OutputFolder:
             with open(tmp, "wb") as fh:
                 save(fh)
 
-        return write_atomic(self.paths[target][suffix], fill, self.report)
+        path = write_atomic(self.paths[target][suffix], fill, self.report)
+        self._written.setdefault(target, []).append(path)
+        return path
+
+    def discard(self, target: str) -> list[Path]:
+        """Remove the files of ``target`` this call wrote (its other output failed): a failed target leaves none."""
+        gone = self._written.pop(target, [])
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
+
+
+def check_outputs(outputs: Sequence[Path], inputs: Iterable[str | os.PathLike], *, overwrite: bool,
+                  where: str = "--out") -> list[Path]:  # fmt: skip
+    """Refuse, before any work, outputs that would replace an input (even with ``--overwrite``) or a
+    folder, and existing outputs without ``overwrite``; returns the outputs that exist (to be replaced).
+
+    Each refusal is one :class:`CLIError` naming the file(s); ``where`` names the option that chose them.
+    """
+    read = {os.path.realpath(p): str(p) for p in inputs}
+    existing = []
+    for p in outputs:
+        src = read.get(os.path.realpath(p))
+        if src is not None:
+            raise CLIError(f"output {p} would replace the input {src}; choose another {where}")
+        if Path(p).is_dir():
+            raise CLIError(f"output {p} is a folder; choose another {where}")
+        if Path(p).exists():
+            existing.append(Path(p))
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more output file(s): {_names(existing[1:])})" if len(existing) > 1 else ""
+        raise CLIError(f"{existing[0]} exists{more}; pass --overwrite to replace, or choose another {where}")
+    return existing
+
+
+def _names(paths: Sequence[Path], limit: int = 3) -> str:
+    return ", ".join(str(p) for p in paths[:limit]) + (", ..." if len(paths) > limit else "")
 
 
 def write_atomic(path: Path, save_to: Callable[[Path], None], report: Callable[[str], None]) -> Path:
-    """Write ``path`` whole or not at all: ``save_to(tmp)`` writes a temporary file in the same folder
-    (hidden, with ``path``'s extension, so that writers choosing the format by it work) that is then
-    renamed over ``path``; a replaced file is reported."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replaced = path.exists()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".insid3lab-", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
-        save_to(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``path`` whole or not at all (:func:`insid3lab.core.files.write_atomic`): ``save_to(tmp)`` writes a
+    temporary file beside it with its extension (writers choosing the format by it work); a replaced file is
+    reported."""
+    replaced = Path(path).exists()
+    files.write_atomic(path, save_to)
     if replaced:
         report(f"replaced {path}")
-    return path
+    return Path(path)

@@ -218,6 +218,7 @@ def _run(model, targets, out, refs, args, batch: Batch, concepts: bool) -> None:
                         _write(out, t, mask, refs, args, random_weights)
                     batch.done += 1
                 except Exception as e:  # noqa: BLE001 - reported with the target, the others go on
+                    out.discard(t)  # a target that failed keeps no file: its rerun needs no --overwrite
                     batch.fail(t, reason(e))
                 finally:
                     bar.update(1)

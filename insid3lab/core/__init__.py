@@ -7,5 +7,6 @@ Nothing here imports any other part of insid3lab. Import the module you need:
 - :mod:`~insid3lab.core.video`: frames of a video file or a folder, in natural order;
 - :mod:`~insid3lab.core.palette`: the DAVIS palette, palette PNGs, concept colours, the void label;
 - :mod:`~insid3lab.core.digest`: content digests of tensors and modules;
+- :mod:`~insid3lab.core.files`: every file written whole or not at all, with the umask's permissions; strict JSON;
 - :mod:`~insid3lab.core.warn`: warnings that point at the caller's line.
 """

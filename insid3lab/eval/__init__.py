@@ -32,7 +32,7 @@ from insid3lab.eval.run.episodes import (
     sample_episodes,
     save_episodes,
 )
-from insid3lab.eval.run.files import RunFolderBusyError
+from insid3lab.eval.run.files import RunExistsError, RunFolderBusyError
 from insid3lab.eval.run.folds import run_all_folds
 from insid3lab.eval.run.runner import PROTOCOLS, read_records, run_evaluation
 from insid3lab.eval.run.threads import eval_num_threads
@@ -46,6 +46,7 @@ __all__ = [
     "Episode",
     "KeypointMeter",
     "KeypointPair",
+    "RunExistsError",
     "RunFolderBusyError",
     "Sample",
     "SegmentationMeter",

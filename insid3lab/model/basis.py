@@ -98,7 +98,7 @@ class PositionalBases:
         if fp:
             try:
                 _cache.save_basis(fp, size, U, S, mean, tag=tag)
-            except OSError as e:
+            except OSError as e:  # a cache that cannot be written is no reason to stop the job
                 _warn(f"could not write the basis cache ({e}); continuing without it")
         return {"U": U, "S": S, "mean": mean}
 

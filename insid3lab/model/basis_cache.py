@@ -9,19 +9,26 @@ are identical. Each entry stores a checksum of its tensors; on load the checksum
 (``U`` (C, m), ``S`` (m,), ``mean`` (C,)), dtype (float32) and finiteness are verified. A bad
 entry is reported once with a warning, removed, and recomputed; in a read-only cache folder
 it is skipped (the basis is recomputed in memory) with one warning.
+
+Entries are written whole or not at all (:func:`insid3lab.core.files.write_atomic`), with the
+permissions the umask gives. The checksum detects damage (a torn write, flipped bits), not
+tampering: anyone who can write to the cache folder can replace an entry by another basis with a
+matching checksum, and every model of those weights would then debias with it. Entries are
+loaded with ``torch.load(weights_only=True)``, which builds tensors and plain containers only, so
+a crafted file cannot run code; the cache trusts the folder as it trusts the weights.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from insid3lab.core.digest import module_digest, tensors_digest
+from insid3lab.core.files import write_atomic
 from insid3lab.core.warn import warn as _warn
 
 __all__ = [
@@ -38,9 +45,11 @@ __all__ = [
 
 # 3: full-content fingerprints; entries carry a checksum and are validated on load.
 _FORMAT = 3
-# The names this cache writes: entries of any format version, and its temporary files.
-_ENTRY = re.compile(r"[0-9a-f]+-s\d+(?:-noise\d+s\d+)?-v\d+\.pt")
-_TEMP = re.compile(r"[0-9a-f]+-s\d+(?:-noise\d+s\d+)?-v\d+\.pt\.[A-Za-z0-9_]+\.tmp")
+# The names this cache writes: entries of any format version, and its temporary files (those of
+# insid3lab.core.files.write_atomic, and of earlier versions).
+_NAME = r"[0-9a-f]+-s\d+(?:-noise\d+s\d+)?-v\d+\.pt"
+_ENTRY = re.compile(_NAME)
+_TEMP = re.compile(rf"\.{_NAME}\.[0-9a-f]+\.tmp\.pt|{_NAME}\.[A-Za-z0-9_]+\.tmp")
 _TAG = re.compile(r"black|noise\d+s\d+")
 # Damaged entries already reported (one warning each per process).
 _reported: set[Path] = set()
@@ -154,11 +163,12 @@ def load_basis(fingerprint: str, image_size: int, *, tag: str = "black", channel
 
 
 def save_basis(fingerprint: str, image_size: int, U, S, mean, *, tag: str = "black") -> Path | None:
-    """Store an SVD estimated from ``tag`` (:func:`basis_tag`) atomically (a unique temporary file, then
-    rename) with its checksum.
+    """Store an SVD estimated from ``tag`` (:func:`basis_tag`) whole or not at all, with its checksum.
 
     Returns the entry's path; None when a damaged entry at that path was already reported
-    (its folder is read-only) and the write failed again. Other write failures raise ``OSError``.
+    (its folder is read-only) and the write failed again. Other write failures raise ``OSError``
+    naming the entry, whatever the writer raised (``torch.save`` reports a full disk as a
+    ``RuntimeError``); nothing is left behind.
     """
     path = basis_cache_path(fingerprint, image_size, tag)
     U, S, mean = (t.detach().to("cpu", torch.float32).contiguous() for t in (U, S, mean))
@@ -172,21 +182,29 @@ def save_basis(fingerprint: str, image_size: int, U, S, mean, *, tag: str = "bla
         "mean": mean,
         "checksum": _checksum(U, S, mean),
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            try:
                 torch.save(entry, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            except OSError:
+                raise
+            except Exception as e:  # noqa: BLE001 - torch reports write failures as RuntimeError
+                raise OSError(f"cannot write {path}: {_one_line(e)}") from e
+
+    try:
+        write_atomic(path, save)
     except OSError:
         if path in _reported:
             return None
         raise
     return path
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (torch's carry C++ frames on the lines after the first)."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
 
 
 def cache_entries() -> list[Path]:

@@ -17,11 +17,14 @@ of the arguments (a seed, or the random generator passed in).
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from insid3lab.core.files import write_atomic
 
 __all__ = [
     "SCENES",
@@ -35,6 +38,7 @@ __all__ = [
     "sample_scene",
     "textured_background",
     "write_folder_dataset",
+    "sample_files",
     "write_samples",
 ]
 
@@ -103,24 +107,31 @@ def sample_scene(
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
+def sample_files(folder: str | Path, *, targets: int = 3) -> dict[Path, bytes]:
+    """What :func:`write_samples` writes in ``folder``: path -> PNG bytes, in the order it writes them."""
+    folder = Path(folder)
+    scenes = [("reference", sample_scene(0))]
+    scenes += [(f"target_{i}", sample_scene(i, size=(240 + 16 * i, 320 - 24 * i), scale=1.0 - 0.15 * (i - 1)))
+               for i in range(1, targets + 1)]  # fmt: skip
+    out = {}
+    for name, (img, mask) in scenes:
+        for suffix, arr in (("", img), ("_mask", mask.astype(np.uint8) * 255)):
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="PNG")
+            out[folder / f"{name}{suffix}.png"] = buf.getvalue()
+    return out
+
+
 def write_samples(folder: str | Path, *, targets: int = 3) -> list[Path]:
     """Write ``reference.png``, ``reference_mask.png`` (0/255) and ``target_1.png`` ... to ``folder``.
 
-    Targets also get ``target_N_mask.png`` ground truth. Returns the written paths.
+    Targets also get ``target_N_mask.png`` ground truth (:func:`sample_files`). Each file is written
+    whole or not at all; existing ones are replaced. Returns the written paths.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    img, mask = sample_scene(0)
-    Image.fromarray(img).save(folder / "reference.png")
-    Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "reference_mask.png")
-    out += [folder / "reference.png", folder / "reference_mask.png"]
-    for i in range(1, targets + 1):
-        img, mask = sample_scene(i, size=(240 + 16 * i, 320 - 24 * i), scale=1.0 - 0.15 * (i - 1))
-        Image.fromarray(img).save(folder / f"target_{i}.png")
-        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"target_{i}_mask.png")
-        out += [folder / f"target_{i}.png", folder / f"target_{i}_mask.png"]
-    return out
+    files = sample_files(folder, targets=targets)
+    for path, data in files.items():
+        write_atomic(path, data)
+    return list(files)
 
 
 # --------------------------------------------------------------------------- bench scenes

@@ -16,7 +16,6 @@ them into a folder, and the command line's output folder writes them under its o
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from insid3lab.core.files import json_text, write_atomic
 from insid3lab.core.imageio import read_rgb_array
 from insid3lab.core.palette import concept_colours
 
@@ -98,7 +98,7 @@ def instances_document(instances: Sequence[dict], names: Sequence[str], image_si
 
 def instances_json(instances: Sequence[dict], names: Sequence[str], image_size: tuple[int, int]) -> bytes:
     """UTF-8 JSON bytes of :func:`instances_document`."""
-    return json.dumps(instances_document(instances, names, image_size), indent=1).encode("utf-8")
+    return json_text(instances_document(instances, names, image_size), indent=1).encode("utf-8")
 
 
 def _font(size: int):
@@ -207,5 +207,5 @@ def write_label_outputs(
     ext = {"labels": "png", "instances": "json", "overlay": "png"}
     paths = {k: out / f"{stem}_{k}.{ext[k]}" for k in files}
     for k, data in files.items():
-        paths[k].write_bytes(data)
+        write_atomic(paths[k], data)
     return paths

@@ -179,6 +179,25 @@ def test_bad_option_values_are_refused_by_the_parser(capsys):
     assert "argument --tau: 1.5: must be in (0, 1]" in capsys.readouterr().err
 
 
+def test_samples_keep_the_users_files_unless_overwrite(tmp_path, capsys):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    mine = folder / "target_1.png"
+    mine.write_bytes(b"my own photo")
+    assert main(["samples", str(folder)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"insid3lab: error: {mine} exists; pass --overwrite to replace, or choose another DIR"]
+    assert mine.read_bytes() == b"my own photo" and sorted(p.name for p in folder.iterdir()) == ["target_1.png"]
+    assert main(["samples", str(folder), "--overwrite"]) == 0
+    assert f"insid3lab: replaced {mine}" in capsys.readouterr().err
+    assert mine.read_bytes().startswith(b"\x89PNG")
+    # the same files again are no loss: running the command twice succeeds
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert main(["samples", str(folder)]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    assert "replaced" not in capsys.readouterr().err
+
+
 def test_samples_and_cache_commands(tmp_path, capsys):
     assert main(["samples", str(tmp_path / "s")]) == 0
     printed = capsys.readouterr().out.split()

@@ -200,3 +200,42 @@ def test_write_atomic_keeps_the_old_file_on_failure_and_reports_a_replacement(tm
     ]
     write_atomic(target, lambda tmp: tmp.write_bytes(b"x"), said.append)
     assert target.read_bytes() == b"x" and said == [f"replaced {target}"]
+
+
+def test_a_target_whose_files_cannot_all_be_written_keeps_none(workdir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from matplotlib.figure import Figure
+
+    targets = [workdir / "samples" / "target_1.png", workdir / "samples" / "target_2.png"]
+    out = tmp_path / "o"
+    argv = segment_argv(workdir, targets, out, "--quiet")
+    real = Figure.savefig
+
+    def full(self, fname, *a, **kw):
+        fname.write(b"\x89PNG half an overlay")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    assert main(argv) == 1
+    errors = _errors(capsys.readouterr().err)
+    assert len(errors) == 2 and all("No space left on device" in e for e in errors)
+    assert list(out.iterdir()) == []  # no mask without its overlay, no temporary file
+    monkeypatch.setattr(Figure, "savefig", real)
+    assert main(argv) == 0  # the rerun needs no --overwrite
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{t.name}{s}" for t in targets for s in (".pred.png", ".overlay.png")
+    )
+
+
+def test_outputs_get_the_permissions_of_the_umask(workdir, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert main(segment_argv(workdir, [workdir / "samples" / "target_1.png"], tmp_path / "o", "--quiet")) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o").iterdir()}
+    assert modes == {"target_1.png.pred.png": 0o644, "target_1.png.overlay.png": 0o644}

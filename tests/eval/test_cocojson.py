@@ -8,6 +8,7 @@ import json
 import warnings
 
 import numpy as np
+import pycocotools.mask as mask_api
 import pytest
 from helpers.cocojson import (
     CROWD,
@@ -20,8 +21,10 @@ from helpers.cocojson import (
     rect,
     square_box,
     square_polygon,
+    uncompressed_rle,
 )
 from helpers.runs import FakeModel
+from PIL import Image
 
 from insid3lab.cli.data import add_parser as add_data_parser
 from insid3lab.eval.datasets.cocojson import CocoJsonDataset, in_reference_pool
@@ -348,3 +351,101 @@ def test_the_dataset_stops_at_the_first_problem_or_skips_bad_images(tmp_path):
     assert d["skipped_images"] == 2 and d["images"] == N_IMAGES + 1 - 2 and len(d["skip_reasons"]) == 2
     used = {e.target["image"] for e in sample_episodes(ds, 50, seed=0)}
     assert "img_04.png" not in used and "img_00.png" not in used
+
+
+# ───────────────────────── RLE counts, category names, paths, the images folder ─────────────────────────
+
+
+def _compressed(counts: list[int]) -> dict:
+    """A compressed RLE of these run lengths, whatever they sum to (pycocotools encodes without checking)."""
+    rle = mask_api.frPyObjects({"size": [H, W], "counts": counts}, H, W)
+    return {"size": [H, W], "counts": rle["counts"].decode("ascii")}
+
+
+def _bad_rles():
+    runs = uncompressed_rle(disc())["counts"]
+    return [
+        ("compressed, too short", _compressed(runs[:-1]), f"sum to {H * W - runs[-1]}"),
+        ("compressed, too long", _compressed([*runs, 40]), f"sum to {H * W + 40}"),
+        ("compressed, not RLE", {"size": [H, W], "counts": "abc"}, "not a compressed RLE"),
+        ("compressed, characters out of range", {"size": [H, W], "counts": "0 ~\x7f"}, "not a compressed RLE"),
+        ("uncompressed, too short", {"size": [H, W], "counts": runs[:-1]}, f"sum to {H * W - runs[-1]}"),
+    ]
+
+
+@pytest.mark.parametrize("name, rle, says", _bad_rles(), ids=[b[0] for b in _bad_rles()])
+def test_rle_counts_are_checked_against_the_size(tmp_path, name, rle, says):
+    images_dir, _, doc = make_export(tmp_path)
+    doc["annotations"][3]["segmentation"] = rle  # annotation 4, image img_02.png
+    problems = check_coco_json(doc, images_dir)
+    assert [p.kind for p in problems] == ["bad_segmentation"], problems
+    assert problems[0].location == "annotation 4 (image 'img_02.png')" and says in problems[0].message
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"annotation 4 \(image 'img_02.png'\)"):
+        CocoJsonDataset(images_dir, annotations=path)
+    ds = CocoJsonDataset(images_dir, annotations=path, skip_bad=True, reference_split=None)
+    assert "img_02.png" not in {ds._images[i]["file_name"] for i in ds.image_ids}
+
+
+def test_a_short_rle_is_refused_at_read_time_naming_where(tmp_path):
+    from insid3lab.eval.datasets import BadSampleError, decode_segmentation
+
+    runs = uncompressed_rle(disc())["counts"]
+    for rle in (_compressed(runs[:-1]), _compressed([*runs, 3]), {"size": [H, W], "counts": "abc"}):
+        with pytest.raises(BadSampleError, match=r"^lvis_val.pkl\[3\]\[a.jpg\]: (compressed )?RLE counts"):
+            decode_segmentation(rle, H, W, where="lvis_val.pkl[3][a.jpg]")
+    assert np.array_equal(decode_segmentation(_compressed(runs), H, W), disc())
+
+
+def test_categories_of_the_same_name(tmp_path):
+    images_dir, _, doc = make_export(tmp_path)
+    doc["categories"][1]["name"] = "square"  # id 7, the blobs
+    path = tmp_path / "twins.json"
+    path.write_text(json.dumps(doc))
+    problems = check_coco_json(path, images_dir)
+    assert [(p.kind, p.location) for p in problems] == [("duplicate_category_name", "category 7 ('square')")]
+    assert "also the name of category 1" in problems[0].message
+    with pytest.raises(ValueError, match=r"categories: 'square' names categories 1 and 7 of .*; give the id"):
+        CocoJsonDataset(images_dir, annotations=path, categories=["square"])
+    ds = CocoJsonDataset(images_dir, annotations=path, reference_split=None)
+    assert ds.class_names == ["square (id 1)", "square (id 7)"]
+    assert CocoJsonDataset(images_dir, annotations=path, categories=[7], reference_split=None).class_names == [
+        "square (id 7)"
+    ]
+    s = run_evaluation(FakeModel(), ds, tmp_path / "run", episodes=6, progress=False, bootstrap=0)
+    assert set(s["per_class_iou"]) == {"square (id 1)", "square (id 7)"}
+    assert sum(s["per_class_episodes"].values()) == 6
+
+
+@pytest.mark.parametrize("file_name", ["../outside.png", "images/../../outside.png", "ABSOLUTE"])
+def test_file_names_that_leave_the_images_folder_are_refused(tmp_path, file_name):
+    images_dir, _, doc = make_export(tmp_path)
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.zeros((H, W, 3), dtype=np.uint8)).save(outside)
+    name = str(outside) if file_name == "ABSOLUTE" else file_name
+    doc["images"][4]["file_name"] = name
+    problems = check_coco_json(doc, images_dir)
+    assert [(p.kind, p.location) for p in problems] == [("path_outside", f"image {name!r}")], problems
+    path = tmp_path / "escape.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="path_outside|leaves the image folder"):
+        CocoJsonDataset(images_dir, annotations=path)
+    ds = CocoJsonDataset(images_dir, annotations=path, skip_bad=True, reference_split=None)
+    assert name not in {ds._images[i]["file_name"] for i in ds.image_ids}
+    from insid3lab.eval.datasets.cocojson_check import resolve_image
+
+    with pytest.raises(ValueError, match="leaves the image folder"):
+        resolve_image(images_dir, name)
+
+
+def test_a_missing_images_folder_is_one_line(tmp_path, capsys):
+    _, path, _ = make_export(tmp_path)
+    problems = check_coco_json(path, tmp_path / "missing")
+    assert [(p.kind, p.location) for p in problems] == [("missing_folder", f"images {str(tmp_path / 'missing')!r}")]
+    parser = argparse.ArgumentParser(prog="insid3lab")
+    add_data_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["data", "check", "--annotations", str(path), "--images", str(tmp_path / "missing")])
+    assert args.func(args) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and "missing_folder" in lines[1] and "does not exist" in lines[1]

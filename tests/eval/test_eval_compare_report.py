@@ -93,19 +93,19 @@ def test_report_of_fold_runs_and_single_runs(eval_data, runs, tmp_path, capsys):
     folds = run_all_folds(FakeModel(), "isaid", root, tmp_path / "all", episodes=3, progress=False, bootstrap=100)
     md, fig = report([tmp_path / "all", runs / "a"], resamples=100)
     lines = md.splitlines()
-    assert lines[0] == "| run | dataset | shots | protocol | metric | fold0 | fold1 | fold2 | all | mean |"
+    assert lines[0] == "| run | dataset | shots | ways | protocol | metric | fold0 | fold1 | fold2 | all | mean |"
     row = lines[2].split(" | ")
     per = [json.loads((tmp_path / "all" / f"fold{k}" / "summary.json").read_text()) for k in range(3)]
     for k, s in enumerate(per):
         lo, hi = s["interval"]["miou"]
-        assert row[5 + k] == f"{s['miou']:.1f} [{lo:.1f}, {hi:.1f}]"
-    mean_cell = row[9].rstrip(" |")
+        assert row[6 + k] == f"{s['miou']:.1f} [{lo:.1f}, {hi:.1f}]"
+    mean_cell = row[10].rstrip(" |")
     assert mean_cell.startswith(f"{folds['mean']['miou']:.1f} [")
     lo, hi = (float(x) for x in mean_cell.split("[")[1].rstrip("]").split(","))
     assert lo <= folds["mean"]["miou"] + 0.05 and folds["mean"]["miou"] - 0.05 <= hi
     a = json.loads((runs / "a" / "summary.json").read_text())
     single = lines[3].split(" | ")
-    assert single[0] == "| a" and single[5:8] == ["–"] * 3 and single[8].startswith(f"{a['miou']:.1f} [")
+    assert single[0] == "| a" and single[6:9] == ["–"] * 3 and single[9].startswith(f"{a['miou']:.1f} [")
     assert len(fig.axes) == 1
     # the command: printed and written; a folder that is not a run is one line and writes nothing
     out = tmp_path / "rep" / "table.md"
@@ -116,3 +116,74 @@ def test_report_of_fold_runs_and_single_runs(eval_data, runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "is not an evaluation run" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "none.md").exists()
+
+
+# ───────────────────────── outputs: never an input, replaced only with --overwrite ─────────────────────────
+
+
+def test_report_never_writes_over_a_run_and_keeps_existing_files(runs, tmp_path, capsys):
+    summary = runs / "a" / "summary.json"
+    before = summary.read_bytes()
+    for target in (summary, runs / "a" / "results.jsonl"):
+        rc = main(["report", str(runs / "a"), "--out", str(target), "--overwrite"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 1 and err == [f"insid3lab: error: output {target} would replace the input {target}; "
+                                   "choose another --out"]  # fmt: skip
+    assert summary.read_bytes() == before and json.loads(before)["task"] == "segmentation"
+    # the figure beside the table is an output too: runs/a/results.png is not an input, summary.png is not either,
+    # but a table named per_class.md would put its figure over the run's per_class.png
+    figure = runs / "a" / "per_class.png"
+    old_figure = figure.read_bytes()
+    rc = main(["report", str(runs / "a"), "--out", str(runs / "a" / "per_class.md"), "--overwrite"])
+    assert rc == 1 and f"output {figure} would replace the input {figure}" in capsys.readouterr().err
+    assert figure.read_bytes() == old_figure and not (runs / "a" / "per_class.md").exists()
+
+    table = tmp_path / "table.md"
+    table.write_text("my notes")
+    rc = main(["report", str(runs / "a"), "--out", str(table)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err == [
+        f"insid3lab: error: {table} exists; pass --overwrite to replace, or choose another --out"
+    ]
+    assert table.read_text() == "my notes" and not table.with_suffix(".png").exists()
+    assert main(["report", str(runs / "a"), "--out", str(table), "--overwrite"]) == 0
+    assert f"insid3lab: replaced {table}" in capsys.readouterr().err
+    assert table.read_text().startswith("| run |")
+
+
+def test_compare_keeps_existing_files_unless_overwrite(runs, tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["compare", str(runs / "a"), str(runs / "b"), "--out", str(out), "--bootstrap", "20"]) == 0
+    mine = out / "compare.json"
+    mine.write_text("keep me")
+    capsys.readouterr()
+    rc = main(["compare", str(runs / "a"), str(runs / "b"), "--out", str(out), "--bootstrap", "20"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err == [f"insid3lab: error: {mine} exists (and 1 more output file(s): {out / 'compare.png'}); "
+                               "pass --overwrite to replace, or choose another --out"]  # fmt: skip
+    assert mine.read_text() == "keep me"
+    rc = main(["compare", str(runs / "a"), str(runs / "b"), "--out", str(out), "--bootstrap", "20", "--overwrite"])
+    assert rc == 0 and json.loads(mine.read_text())["episodes"] == 8
+    assert f"insid3lab: replaced {mine}" in capsys.readouterr().err
+
+
+def test_compare_names_a_run_file_in_the_way(runs, tmp_path, capsys):
+    fake = tmp_path / "out"
+    fake.mkdir()
+    (fake / "compare.json").symlink_to(runs / "a" / "summary.json")
+    before = (runs / "a" / "summary.json").read_bytes()
+    rc = main(["compare", str(runs / "a"), str(runs / "b"), "--out", str(fake), "--overwrite"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"would replace the input {runs / 'a' / 'summary.json'}" in err
+    assert (runs / "a" / "summary.json").read_bytes() == before
+
+
+# ───────────────────────── help texts ─────────────────────────
+
+
+@pytest.mark.parametrize("command", ["eval", "report", "compare"])
+def test_help_shows_percent_signs_once(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "95%" in text and "%%" not in text

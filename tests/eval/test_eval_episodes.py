@@ -70,3 +70,51 @@ def test_default_count_and_validation(eval_data):
         sample_episodes(ds, 0)
     with pytest.raises(ValueError, match="not an episode record"):
         Episode.from_json({"index": 0})
+
+
+# ───────────────────────── paths that leave the benchmark's folder ─────────────────────────
+
+
+@pytest.mark.parametrize("name", ["../../../../etc/hostname", "/etc/hostname", "ok/../../x.png", "..\\..\\x.png"])
+def test_an_episodes_file_cannot_open_files_outside_the_benchmark(eval_data, tmp_path, name):
+    import json
+
+    from helpers.runs import FakeModel
+
+    from insid3lab.eval import run_evaluation
+
+    ds = build_dataset("folder", eval_data / "defects")
+    path = tmp_path / "episodes.json"
+    save_episodes(path, sample_episodes(ds, 3, seed=0))
+    doc = json.loads(path.read_text())
+    doc["episodes"][1]["references"][0]["image"] = name
+    path.write_text(json.dumps(doc))
+    model = FakeModel()
+    with pytest.raises(ValueError) as err:
+        run_evaluation(model, ds, tmp_path / "run", episodes=str(path), progress=False)
+    msg = str(err.value)
+    assert f"episodes file {str(path)!r}" in msg and "episode 1" in msg and repr(name) in msg
+    assert "leaves the benchmark's folder" in msg and model.calls == 0
+
+
+def test_a_split_file_cannot_open_files_outside_the_benchmark(eval_data, tmp_path):
+    import pickle
+    import shutil
+
+    from helpers.runs import FakeModel
+
+    from insid3lab.eval import run_evaluation
+
+    shutil.copytree(eval_data / "COCO2014", tmp_path / "COCO2014")
+    split = tmp_path / "COCO2014" / "splits" / "val" / "fold0.pkl"
+    with open(split, "rb") as fh:
+        classwise = pickle.load(fh)
+    classwise[0] = [f"val2014/../../../{n.split('/')[-1]}" for n in classwise[0]]  # person: every image escapes
+    classwise[4] = [f"/abs/{n}" for n in classwise[4]]
+    with open(split, "wb") as fh:
+        pickle.dump(classwise, fh)
+    model = FakeModel()
+    with pytest.raises(ValueError, match=r"episode 0: its target names .* which leaves the benchmark's folder .*"
+                       r"split files"):  # fmt: skip
+        run_evaluation(model, build_dataset("coco", tmp_path), tmp_path / "run", episodes=4, progress=False)
+    assert model.calls == 0

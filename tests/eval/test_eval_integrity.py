@@ -28,6 +28,7 @@ from insid3lab.eval import (
 from insid3lab.eval.datasets import SplitFileError, load_npy, load_pickle, read_image
 from insid3lab.eval.metrics.stats import segmentation_interval
 from insid3lab.eval.run.episodes import sample_episodes
+from insid3lab.eval.run.files import record_digest
 
 # ───────────────────────── 16-bit images ─────────────────────────
 
@@ -145,7 +146,7 @@ def test_second_process_is_refused_while_the_first_writes(eval_data, tmp_path):
     assert [r["index"] for r in recs] == list(range(8)) and len({r["run"] for r in recs}) == 1
     fresh = run_evaluation(FakeModel(), ds, tmp_path / "fresh", episodes=8, seed=0, progress=False)
     assert records_without_time(out / "results.jsonl") == records_without_time(tmp_path / "fresh" / "results.jsonl")
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name or p.name == ".lock"]
     # the lock is gone with its process: the folder can be resumed now
     again = run_evaluation(FakeModel(), ds, out, episodes=8, seed=0, progress=False, resume=True)
     assert comparable(again) == comparable(fresh)
@@ -158,6 +159,7 @@ def test_records_of_other_settings_are_detected_on_resume(eval_data, tmp_path):
     lines = (out / "results.jsonl").read_text().splitlines()
     rec = json.loads(lines[1])
     rec["run"] = "0123456789abcdef"  # written by a run with other settings
+    rec["digest"] = record_digest(rec)
     lines[1] = json.dumps(rec)
     (out / "results.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"1 record\(s\) .*other run settings .*0123456789abcdef"):

@@ -405,3 +405,45 @@ def test_two_processes_equal_one(export, tmp_path):
         assert records_without_time(tmp_path / "two" / name / "results.jsonl") == records_without_time(
             tmp_path / name / "results.jsonl"
         )
+
+
+def test_compare_and_report_speak_of_ways(export, tmp_path, capsys):
+    from insid3lab.cli import main
+    from insid3lab.eval.reports.compare import RunsDifferError, compare_runs
+    from insid3lab.eval.reports.report import report
+
+    ds = dataset(export)
+    for ways in (1, 2):
+        run_evaluation(ColourModel(), ds, tmp_path / f"w{ways}", episodes=6, seed=1, ways=ways, progress=False,
+                       bootstrap=20)  # fmt: skip
+    with pytest.raises(RunsDifferError, match=r"different ways: a 1-way and a 2-way run$"):
+        compare_runs(tmp_path / "w1", tmp_path / "w2")
+    assert main(["compare", str(tmp_path / "w1"), str(tmp_path / "w2")]) == 1
+    assert "different ways: a 1-way and a 2-way run" in capsys.readouterr().err
+    md, _ = report([tmp_path / "w1", tmp_path / "w2"], resamples=20)
+    head, _, one, two = md.splitlines()[:4]
+    assert head.startswith("| run | dataset | shots | ways | protocol | metric |")
+    assert one.startswith("| w1 | coco_json | 1 | 1 | native | mIoU |")
+    assert two.startswith("| w2 | coco_json | 1 | 2 | native | mIoU |")
+
+
+def test_runs_of_other_episodes_are_told_apart_in_the_users_terms(export, tmp_path):
+    from insid3lab.eval.reports.compare import RunsDifferError, compare_runs
+
+    ds = dataset(export)
+    kw = {"progress": False, "bootstrap": 0}
+    run_evaluation(ColourModel(), ds, tmp_path / "a", episodes=6, seed=1, **kw)
+    run_evaluation(ColourModel(), ds, tmp_path / "seed", episodes=6, seed=2, **kw)
+    run_evaluation(ColourModel(), ds, tmp_path / "count", episodes=5, seed=1, **kw)
+    # the same seed and count, but episodes given as a list (or a file) drawn otherwise
+    run_evaluation(ColourModel(), ds, tmp_path / "given", episodes=sample_episodes(ds, 6, seed=9), seed=1, **kw)
+    with pytest.raises(RunsDifferError, match=r"different episodes: drawn with seed 1 and seed 2$"):
+        compare_runs(tmp_path / "a", tmp_path / "seed")
+    with pytest.raises(RunsDifferError, match=r"different episodes: 6 and 5 episodes$"):
+        compare_runs(tmp_path / "a", tmp_path / "count")
+    with pytest.raises(
+        RunsDifferError,
+        match=r"different episodes: the same seed and count, but other targets or "
+        r"references \(episodes given as a file or list, or other data\)$",
+    ):
+        compare_runs(tmp_path / "a", tmp_path / "given")

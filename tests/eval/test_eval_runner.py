@@ -99,7 +99,7 @@ def test_resume_gives_the_numbers_of_an_uninterrupted_run(eval_data, tmp_path):
     with open(part / "results.jsonl", "a") as fh:
         fh.write('{"index": 4, "episode": "cut-off wri')  # a line cut by the interruption
 
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="pass resume=True"):
         run_evaluation(FakeModel(), ds, part, episodes=9, seed=1, progress=False)
     with pytest.raises(ValueError, match="seed: stored 1, now 2"):
         run_evaluation(FakeModel(), ds, part, episodes=9, seed=2, resume=True, progress=False)

@@ -94,6 +94,22 @@ def test_interrupted_run_resumes_to_identical_numbers(davis, tmp_path):
     assert comparable(json.loads((tmp_path / "part" / "summary.json").read_text())) == comparable(full)
 
 
+def test_an_edited_record_is_named_and_its_sequence_run_again(davis, tmp_path):
+    full = evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "results.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    rec = json.loads(lines[1])
+    rec["J_mean"][0] = 1.0  # a better number, typed in by hand
+    lines[1] = json.dumps(rec) + "\n"
+    path.write_text("".join(lines))
+    method = ShiftedTruth(davis)
+    method.calls = 1  # the sequence of line 2 is the one run again
+    with pytest.warns(UserWarning, match=rf"{path} line 2: its digest does not match its content"):
+        again = evaluate_sequences(davis, method, tmp_path / "run", progress=False)
+    assert method.calls == 2 and comparable(again) == comparable(full)
+    assert records_without_time(path)[1]["J_mean"][0] < 1.0 and len(records_without_time(path)) == 3
+
+
 def test_run_folder_rules(davis, tmp_path):
     evaluate_sequences(davis, ShiftedTruth(davis), tmp_path / "run", progress=False, settings={"memory": 4})
     with pytest.raises(FileExistsError, match="resume=True"):

@@ -81,7 +81,9 @@ def comparable(summary: dict) -> dict:
 
 
 def records_without_time(path: Path) -> list[dict]:
+    """The records of a results file without their time (and the digest of their content, which covers it)."""
     rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
     for r in rows:
         r.pop("seconds", None)
+        r.pop("digest", None)
     return rows

@@ -49,6 +49,7 @@ __all__ = [
     "KeypointPair",
     "Sample",
     "SegmentationBenchmark",
+    "leaves_folder",
     "read_image",
 ]
 
@@ -115,6 +116,16 @@ class KeypointPair:
 
 
 # ───────────────────────── file helpers ─────────────────────────
+
+
+def leaves_folder(name: str) -> bool:
+    """Whether a file name from an annotation, split or episodes file would open a file outside the folder it
+    is relative to: an absolute path (``/x``, ``C:/x``, ``\\\\server\\x``) or one with a ``..`` part (``/`` and
+    ``\\`` both separate parts). Such names are refused wherever they are read."""
+    text = str(name).replace("\\", "/")
+    if text.startswith("/") or (len(text) > 1 and text[0].isalpha() and text[1] == ":"):
+        return True
+    return ".." in text.split("/")
 
 
 def missing_error(title: str, root: Path, what: Path, layout: str) -> DatasetNotFoundError:

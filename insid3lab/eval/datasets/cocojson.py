@@ -8,7 +8,9 @@ serves few-shot segmentation episodes with the benchmarks' interface (see
 * The mask of a category in an image is the union of its non-crowd instances (value 1);
   the category's crowd regions are ignored (255) where no instance covers them, as COCO's
   own evaluation ignores crowd regions. Other categories are background.
-* Classes are the file's categories (sorted by id), optionally filtered by name or id.
+* Classes are the file's categories (sorted by id), optionally filtered by name or id. Categories
+  that share a name are classes ``"NAME (id N)"``, and are selected by id (a name that several
+  categories have is refused).
   A class needs images holding at least one non-crowd instance of it; classes with too
   few for a ``shots``-shot episode are left out with a warning and listed in
   ``describe()["skipped_classes"]``.
@@ -66,6 +68,13 @@ def in_reference_pool(file_name: str, reference_split: float, seed: int = 0) -> 
     """Whether image ``file_name`` is in the reference pool: sha1 of ``"seed/file_name"`` as a fraction < split."""
     digest = hashlib.sha1(f"{int(seed)}/{file_name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64 < reference_split
+
+
+def class_name(cid, names: dict) -> str:
+    """The class name of category ``cid`` (``names``: id -> name): its name, or ``"NAME (id N)"`` where other
+    categories share that name, so that per-class results never mix two categories."""
+    name = names[cid]
+    return f"{name} (id {cid})" if sum(n == name for n in names.values()) > 1 else name
 
 
 def _valid_image(im) -> bool:
@@ -216,7 +225,7 @@ IMAGES_DIR/<file_name> ..."""
                 f"{self._needs()}; categories: {', '.join(by_name[c] for c in self.category_ids) or 'none'}"
             )
         self.category_ids = kept
-        self.class_names = [by_name[c] for c in kept]
+        self.class_names = [class_name(c, by_name) for c in kept]
         self.default_episodes = sum(len(t) for t in self._targets)
 
     def _needs(self) -> str:
@@ -235,12 +244,17 @@ IMAGES_DIR/<file_name> ..."""
             categories = [categories]
         chosen = []
         for want in categories:
-            match = [c for c in ids if by_name[c] == want or c == want or (isinstance(want, str) and str(c) == want)]
+            match = [c for c in ids if c == want or (isinstance(want, str) and str(c) == want)]
+            match = match or [c for c in ids if by_name[c] == want or class_name(c, by_name) == want]
             if not match:
                 allowed = ", ".join(f"{by_name[c]!r} (id {c})" for c in ids)
                 raise ValueError(
                     f"categories: {want!r} is not a category of {str(self.annotations_path)!r}; allowed: {allowed}"
                 )
+            if len(match) > 1:
+                ids_text = ", ".join(str(c) for c in match[:-1]) + f" and {match[-1]}"
+                raise ValueError(f"categories: {want!r} names categories {ids_text} of "
+                                 f"{str(self.annotations_path)!r}; give the id of the one you mean")  # fmt: skip
             chosen += [c for c in match if c not in chosen]
         return [c for c in ids if c in chosen]
 
@@ -287,7 +301,7 @@ IMAGES_DIR/<file_name> ..."""
         fg, crowd = np.zeros((h, w), dtype=bool), np.zeros((h, w), dtype=bool)
         for a in self._annotations[im["id"]]:
             if a["category_id"] == cid:
-                m = decode_segmentation(a["segmentation"], h, w)
+                m = decode_segmentation(a["segmentation"], h, w, where=self._where(im, a))
                 if a.get("iscrowd", 0):
                     crowd |= m
                 else:
@@ -299,6 +313,9 @@ IMAGES_DIR/<file_name> ..."""
                 where, f"the instances of {self.class_names[class_index]!r} in {im['file_name']!r} cover no pixel"
             )
         return Sample(image, mask, str(path), where)
+
+    def _where(self, im: dict, a: dict) -> str:
+        return f"{self.annotations_path}[annotation {a.get('id')} (image {im['file_name']!r})]"
 
     def instances(self, image_id, *, crowd: bool = False) -> list[Instance]:
         """The image's objects of the classes in ``class_names`` (crowd regions instead with ``crowd=True``).
@@ -313,7 +330,7 @@ IMAGES_DIR/<file_name> ..."""
         out = []
         for a in self._annotations[image_id]:
             if a["category_id"] in self.category_ids and bool(a.get("iscrowd", 0)) == crowd:
-                m = decode_segmentation(a["segmentation"], h, w)
+                m = decode_segmentation(a["segmentation"], h, w, where=self._where(im, a))
                 out.append(Instance(self.category_ids.index(a["category_id"]), m, _mask_bbox(m)))
         return out
 

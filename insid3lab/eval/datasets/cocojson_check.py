@@ -22,6 +22,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from insid3lab.eval.datasets.base import leaves_folder
+from insid3lab.eval.datasets.readers import rle_problem
+
 __all__ = [
     "NON_BLOCKING_KINDS",
     "POLYGON_TOLERANCE",
@@ -37,10 +40,13 @@ __all__ = [
 #: Every kind of problem, with what it means.
 PROBLEM_KINDS: dict[str, str] = {
     "not_coco": "the file is not COCO JSON (unreadable, or 'images'/'annotations'/'categories' missing or not lists)",
+    "missing_folder": "the image folder does not exist (the images are not checked one by one)",
     "bad_entry": "an image, annotation or category entry lacks a field or has one of the wrong type",
     "duplicate_image_id": "two images share an id",
     "duplicate_annotation_id": "two annotations share an id",
     "duplicate_category_id": "two categories share an id",
+    "duplicate_category_name": "two categories share a name (select them by id; results name them 'NAME (id N)')",
+    "path_outside": "an image's file_name is absolute or climbs out of the image folder with '..'",
     "missing_image": "an image listed in the file is not in the image folder",
     "unreadable_image": "an image file cannot be opened as an image",
     "image_size": "an image's size on disk differs from the file's width/height",
@@ -54,7 +60,7 @@ PROBLEM_KINDS: dict[str, str] = {
 }
 
 #: Kinds that do not make any image unusable: a dataset reports them instead of stopping.
-NON_BLOCKING_KINDS = frozenset({"empty_category", "duplicate_annotation_id"})
+NON_BLOCKING_KINDS = frozenset({"empty_category", "duplicate_annotation_id", "duplicate_category_name"})
 
 #: How far (pixels) polygon coordinates may lie outside [0, width] x [0, height].
 POLYGON_TOLERANCE = 1.0
@@ -95,8 +101,12 @@ def resolve_image(images_dir: str | os.PathLike, file_name: str) -> Path:
     """The path of an image named ``file_name`` in the file: ``images_dir/file_name``, else ``images_dir/<base name>``.
 
     The fallback covers exports whose ``file_name`` carries a folder of the annotation tool
-    (Label Studio writes ``images/NAME`` or an upload path).
+    (Label Studio writes ``images/NAME`` or an upload path). A name that is absolute or climbs out
+    with ``..`` (:func:`~insid3lab.eval.datasets.base.leaves_folder`) raises ``ValueError``: no file
+    outside ``images_dir`` is ever opened.
     """
+    if leaves_folder(file_name):
+        raise ValueError(f"image file_name {file_name!r} leaves the image folder {str(images_dir)!r}")
     root = Path(images_dir)
     direct = root / file_name
     if direct.exists():
@@ -164,7 +174,11 @@ def check_document(doc: Any, images_dir: str | os.PathLike, *, source: str = "<d
 
     problems: list[Problem] = []
     reported: set = set()  # ids of image entries already reported as unusable
-    images = _check_images(doc["images"], Path(images_dir), problems, reported)
+    folder = Path(images_dir)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        problems.append(Problem("missing_folder", f"images {str(folder)!r}", f"{what}; no image could be checked"))
+    images = _check_images(doc["images"], folder, problems, reported, on_disk=folder.is_dir())
     categories = _check_categories(doc["categories"], problems)
     instances: Counter = Counter()
     seen_ann: dict = {}
@@ -192,10 +206,12 @@ def check_document(doc: Any, images_dir: str | os.PathLike, *, source: str = "<d
     return problems
 
 
-def _check_images(entries: list, images_dir: Path, problems: list[Problem], reported: set) -> dict:
+def _check_images(entries: list, images_dir: Path, problems: list[Problem], reported: set, *,
+                  on_disk: bool = True) -> dict:  # fmt: skip
     """id -> (file_name, height, width) of the well-formed image entries with a unique id; problems appended.
 
     ``reported`` receives the ids of malformed or duplicated entries (their annotations are not checked).
+    ``on_disk``: look for the files (False when the folder itself is missing: one problem says so).
     """
     images: dict = {}
     duplicated: set = set()
@@ -240,6 +256,12 @@ def _check_images(entries: list, images_dir: Path, problems: list[Problem], repo
             )
             continue
         images[iid] = (name, h, w)
+        if leaves_folder(name):
+            problems.append(Problem("path_outside", f"image {name!r}", f"leaves the image folder {str(images_dir)!r} "
+                                    "(absolute, or '..'); give a name relative to it", image=name))  # fmt: skip
+            continue
+        if not on_disk:
+            continue
         path = resolve_image(images_dir, name)
         if not path.is_file():
             problems.append(
@@ -271,6 +293,7 @@ def _check_images(entries: list, images_dir: Path, problems: list[Problem], repo
 def _check_categories(entries: list, problems: list[Problem]) -> dict:
     """id -> name of the category entries; problems appended."""
     cats: dict = {}
+    named: dict = {}
     for k, c in enumerate(entries):
         if not (isinstance(c, dict) and _hashable_id(c.get("id")) and isinstance(c.get("name"), str)):
             problems.append(Problem("bad_entry", f"category #{k}", "needs an integer 'id' and a string 'name'"))
@@ -285,6 +308,12 @@ def _check_categories(entries: list, problems: list[Problem]) -> dict:
             )
             continue
         cats[c["id"]] = c["name"]
+        if c["name"] in named:
+            problems.append(Problem("duplicate_category_name", f"category {c['id']} ({c['name']!r})",
+                                    f"is also the name of category {named[c['name']]}; select it by id "
+                                    f"(results call it '{c['name']} (id {c['id']})')"))  # fmt: skip
+        else:
+            named[c["name"]] = c["id"]
     return cats
 
 
@@ -356,22 +385,13 @@ def _check_segmentation(segm, h: int, w: int, add) -> bool:
 
 
 def _check_rle(rle: dict, h: int, w: int, add) -> bool:
-    size, counts = rle.get("size"), rle.get("counts")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
-        add("bad_segmentation", f"RLE size is {size!r}; expected [height, width]")
-        return False
-    if list(size) != [h, w]:
-        add("rle_size", f"RLE size is {size[0]}x{size[1]} (height x width) but the image is {h}x{w}")
-        return False
-    if isinstance(counts, list):
-        if not all(isinstance(v, int) and v >= 0 for v in counts) or sum(counts) != h * w:
-            add("bad_segmentation", f"uncompressed RLE counts must be integers >= 0 summing to {h}*{w} = {h * w}")
-            return False
+    problem = rle_problem(rle, h, w)
+    if problem is None:
         return True
-    if not isinstance(counts, str) or not counts:
-        add("bad_segmentation", "RLE counts must be a non-empty string (compressed) or a list of integers")
-        return False
-    return True
+    size = rle.get("size")
+    well_formed = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)
+    add("rle_size" if well_formed and list(size) != [h, w] else "bad_segmentation", problem)
+    return False
 
 
 def format_report(problems: list[Problem], *, source: str | None = None) -> str:

@@ -62,10 +62,10 @@ LVIS/
         image = read_image(image_path)
         h, w = image.shape[:2]
         info = self.annotations[self.category_ids[class_index]][item["image"]]
+        where = f"{self.root / 'lvis_val.pkl'}[{self.category_ids[class_index]}][{item['image']}]"
         mask = np.zeros((h, w), dtype=bool)
         for a in info["annotations"]:
-            mask |= decode_segmentation(a["segmentation"], h, w)
+            mask |= decode_segmentation(a["segmentation"], h, w, where=where)
         mask = mask.astype(np.uint8)
-        where = f"{self.root / 'lvis_val.pkl'}[{self.category_ids[class_index]}][{item['image']}]"
         check_pair(image, mask, str(image_path), where, self.class_names[class_index])
         return Sample(image, mask, str(image_path), where)

@@ -116,13 +116,13 @@ PACO-Part/
         objs = self._objects(img_id, cid)
         obj = _restore_key(objs, item["object"])
         annos = objs[obj]
+        where = f"{self.root / 'paco' / 'paco_part_val.pkl'}[image {item['image_id']}, object {item['object']}]"
         mask = np.zeros((h, w), dtype=bool)
         for a in annos:
-            mask |= decode_segmentation(a["segmentation"], h, w)
+            mask |= decode_segmentation(a["segmentation"], h, w, where=where)
         y0, y1, x0, x1 = self._box_rows_cols(annos[0]["obj_bbox"])
         image = crop(image, y0, y1, x0, x1)
         mask = crop(mask.astype(np.uint8), y0, y1, x0, x1)
-        where = f"{self.root / 'paco' / 'paco_part_val.pkl'}[image {item['image_id']}, object {item['object']}]"
         if image.size == 0:
             raise BadSampleError(where, f"object box {annos[0]['obj_bbox']} is empty")
         check_pair(image, mask, str(image_path), where, self.class_names[class_index])

@@ -135,7 +135,8 @@ Pascal-Part/
             raise BadSampleError(anno_path, f"has no object number {item['object']}")
         obj = objs[item["object"]]
         rles = [m for p in obj.get("parts", []) if p.get("name") == part for m in p.get("mask", [])]
-        mask = decode_segmentation(rles, h, w) if rles else np.zeros((h, w), dtype=bool)
+        where = f"{anno_path}[object {item['object']}]"
+        mask = decode_segmentation(rles, h, w, where=where) if rles else np.zeros((h, w), dtype=bool)
         box = obj["bndbox"]
         if isinstance(box, dict) and {"xmin", "ymin", "xmax", "ymax"} <= set(box):
             x0, y0, x1, y1 = (int(float(box[k])) for k in ("xmin", "ymin", "xmax", "ymax"))
@@ -143,7 +144,6 @@ Pascal-Part/
             x0, y0, x1, y1 = (int(float(v)) for v in (box.values() if isinstance(box, dict) else box))
         image = crop(image, y0, y1, x0, x1)
         mask = crop(mask.astype(np.uint8), y0, y1, x0, x1)
-        where = f"{anno_path}[object {item['object']}]"
         if image.size == 0:
             raise BadSampleError(where, f"object box {box} is empty")
         check_pair(image, mask, str(image_path), where, self.class_names[class_index])

@@ -21,7 +21,15 @@ from PIL import Image, UnidentifiedImageError
 
 from insid3lab.eval.datasets.base import BadSampleError
 
-__all__ = ["SplitFileError", "decode_segmentation", "load_npy", "load_pickle", "read_label_map"]
+__all__ = [
+    "SplitFileError",
+    "decode_segmentation",
+    "load_npy",
+    "load_pickle",
+    "read_label_map",
+    "rle_counts",
+    "rle_problem",
+]
 
 
 class SplitFileError(ValueError):
@@ -170,8 +178,81 @@ def _coco_mask_api():
     return mask_api
 
 
-def decode_segmentation(segm, height: int, width: int) -> np.ndarray:
-    """A COCO-style segmentation as an (height, width) bool mask (see :func:`_decode_segmentation`)."""
+def rle_counts(counts: str | bytes) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``, checked).
+
+    Each run is written in 5-bit groups (characters ``'0'`` + 0..63, bit 5 set while more groups
+    follow, bit 4 of the last the sign), from the third run on as the difference to the run two
+    before. Raises ``ValueError`` for a string that is not one: a character out of range, a run
+    cut off at the end, or a negative run length.
+    """
+    text = counts.decode("ascii", errors="replace") if isinstance(counts, bytes) else counts
+    out: list[int] = []
+    p, n = 0, len(text)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            if p >= n:
+                raise ValueError("the string ends inside a run length")
+            c = ord(text[p]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {text[p]!r} at {p} is not one of an RLE ('0' to 'o')")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(out) > 2:
+            x += out[-2]
+        if x < 0:
+            raise ValueError(f"run {len(out)} has the negative length {x}")
+        out.append(x)
+    return out
+
+
+def rle_problem(rle: dict, height: int, width: int) -> str | None:
+    """Why an RLE object cannot be decoded into a (height, width) mask, or None.
+
+    Its ``size`` must be ``[height, width]`` and its ``counts`` (a compressed string or an
+    uncompressed list) non-negative run lengths summing to exactly ``height * width``: shorter
+    counts make pycocotools read past their end (a different mask on every read), longer ones
+    are refused by it without a word of where.
+    """
+    size, counts = rle.get("size"), rle.get("counts")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        return f"RLE size is {size!r}; expected [height, width]"
+    if list(size) != [height, width]:
+        return f"RLE size is {size[0]}x{size[1]} (height x width) but the image is {height}x{width}"
+    if isinstance(counts, list):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+            return "uncompressed RLE counts must be integers >= 0"
+        runs, kind = counts, "uncompressed"
+    elif isinstance(counts, (str, bytes)) and counts:
+        try:
+            runs, kind = rle_counts(counts), "compressed"
+        except ValueError as e:
+            return f"RLE counts are not a compressed RLE ({e})"
+    else:
+        return "RLE counts must be a non-empty string (compressed) or a list of integers"
+    total = sum(runs)
+    if total != height * width:
+        return f"{kind} RLE counts sum to {total}, not {height}*{width} = {height * width} pixels"
+    return None
+
+
+def decode_segmentation(segm, height: int, width: int, *, where: str | None = None) -> np.ndarray:
+    """A COCO-style segmentation as an (height, width) bool mask (see :func:`_decode_segmentation`).
+
+    Every RLE is checked first (:func:`rle_problem`, its size against ``height`` x ``width``): one
+    that cannot be decoded raises :class:`BadSampleError` naming ``where`` (the file and entry it
+    comes from).
+    """
+    rles = [segm] if isinstance(segm, dict) else segm if isinstance(segm, (list, tuple)) else []
+    for s in rles:
+        if isinstance(s, dict):
+            problem = rle_problem(s, int(height), int(width))
+            if problem is not None:
+                raise BadSampleError(where or "segmentation", problem)
     with warnings.catch_warnings():
         # pycocotools' Cython decoder trips numpy 2's __array__(copy=...) deprecation; harmless
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")

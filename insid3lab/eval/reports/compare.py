@@ -1,7 +1,8 @@
 """Paired comparison of two runs on identical episodes: the mIoU difference and its paired-bootstrap interval.
 
-Both runs must have scored the same episodes of the same benchmark (dataset, fold, shots,
-protocol and the episodes' digest agree); the episodes are resampled jointly (the same
+Both runs must have scored the same episodes of the same benchmark (dataset, fold, shots, ways,
+protocol, seed, episode count and the episodes' digest agree; the refusal names the first that
+differs); the episodes are resampled jointly (the same
 resample for both runs, seeded), so the interval of the difference accounts for the
 episodes both runs share. For keypoint runs the compared number is PCK@0.10.
 
@@ -22,7 +23,8 @@ from insid3lab.eval.reports.runs import load_run
 
 __all__ = ["RunsDifferError", "compare_runs", "plot_comparison"]
 
-_SAME = ("task", "dataset", "fold", "shots", "protocol", "episodes_digest")
+#: What two runs must share, in the order they are checked, each said in the user's terms when they differ.
+_SAME = ("task", "dataset", "fold", "shots", "ways", "protocol", "seed", "episodes", "episodes_digest")
 
 
 class RunsDifferError(ValueError):
@@ -31,15 +33,34 @@ class RunsDifferError(ValueError):
 
 def _fact(summary: dict, key: str):
     s = summary["settings"]
-    return summary.get("protocol", s.get("protocol")) if key == "protocol" else s.get(key)
+    if key == "protocol":
+        return summary.get("protocol", s.get("protocol"))
+    if key == "ways":
+        return summary.get("ways", s.get("ways", 1))  # 1-way runs leave ways out of their settings
+    return s.get(key)
+
+
+def _difference(key: str, va, vb) -> str:
+    """What differs between two runs, as the user set it."""
+    if key == "ways":
+        return f"ways: a {va}-way and a {vb}-way run"
+    if key == "seed":
+        return f"episodes: drawn with seed {va} and seed {vb}"
+    if key == "episodes":
+        return f"episodes: {va} and {vb} episodes"
+    if key == "episodes_digest":
+        return ("episodes: the same seed and count, but other targets or references (episodes given as a file or "
+                "list, or other data)")  # fmt: skip
+    return f"{key}: {va!r} vs {vb!r}"
 
 
 def _check_pairable(a: dict, b: dict) -> None:
     for key in _SAME:
         va, vb = _fact(a["summary"], key), _fact(b["summary"], key)
         if va != vb:
-            what = "episodes (different episode digests)" if key == "episodes_digest" else key
-            raise RunsDifferError(f"cannot compare {a['path']!r} and {b['path']!r}: different {what}: {va!r} vs {vb!r}")
+            raise RunsDifferError(
+                f"cannot compare {a['path']!r} and {b['path']!r}: different {_difference(key, va, vb)}"
+            )
     ia, ib = set(a["records"]), set(b["records"])
     if ia != ib:
         raise RunsDifferError(f"cannot compare {a['path']!r} and {b['path']!r}: different evaluated episodes "
@@ -71,7 +92,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, *, resample
         "difference", "episodes"}}}``.
 
     Raises:
-        RunsDifferError: the runs differ in dataset, fold, shots, protocol or episodes (the message says which).
+        RunsDifferError: the runs differ in dataset, fold, shots, ways, protocol or episodes (the message says which).
         NotARunError: a folder is not a finished run.
     """
     a, b = load_run(run_a), load_run(run_b)

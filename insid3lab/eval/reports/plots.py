@@ -24,9 +24,9 @@ def plot_per_class(
     fig = Figure(figsize=(max(6.0, 0.28 * n + 2.0), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    vals = [0.0 if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in values]
+    vals = [0.0 if _missing(v) else v for v in values]
     ax.bar(range(n), vals, color="#4878a8")
-    if mean is not None and not math.isnan(mean):
+    if not _missing(mean):
         ax.axhline(mean, color="#c44e52", lw=1.2, ls="--", label=f"{mean_label} {mean:.1f}")
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(range(n))
@@ -35,6 +35,14 @@ def plot_per_class(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _percent(v):
+    return None if _missing(v) else 100.0 * v
 
 
 def plot_run(summary: dict, dataset):
@@ -49,8 +57,8 @@ def plot_run(summary: dict, dataset):
                               mean_label="mIoU")  # fmt: skip
     if summary["task"] == "instances":
         per = summary["per_class_ap"]
-        return plot_per_class(list(per), [100.0 * v for v in per.values()], title=f"{dataset.title}, {shots}, {n} "
-                              "episodes", ylabel="mask AP (%)", mean=100.0 * summary["ap"],
+        return plot_per_class(list(per), [_percent(v) for v in per.values()], title=f"{dataset.title}, {shots}, {n} "
+                              "episodes", ylabel="mask AP (%)", mean=_percent(summary["ap"]),
                               mean_label="AP")  # fmt: skip
     per = summary["per_class_pck"]
     return plot_per_class(

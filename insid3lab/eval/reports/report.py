@@ -18,21 +18,30 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3lab.core.files import write_atomic
 from insid3lab.eval.metrics.stats import bootstrap_weights, percentile_bounds, segmentation_resamples
 from insid3lab.eval.reports.runs import load_fold_runs
 
-__all__ = ["plot_report", "report", "report_rows", "write_report"]
+__all__ = ["plot_report", "report", "report_files", "report_rows", "write_report"]
 
 
-def _value(summary: dict) -> float:
+def _missing(v) -> bool:
+    """A number that does not exist: null in a run's JSON (NaN in memory)."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _value(summary: dict) -> float | None:
+    """The run's headline number, or None when it has none (no evaluated episode)."""
     if summary["task"] == "instances":
-        return 100.0 * summary["ap"]
-    return summary["miou"] if summary["task"] == "segmentation" else summary["pck"]["pck@0.10"]
+        return None if _missing(summary["ap"]) else 100.0 * summary["ap"]
+    v = summary["miou"] if summary["task"] == "segmentation" else summary["pck"]["pck@0.10"]
+    return None if _missing(v) else v
 
 
 def _interval(summary: dict):
     iv = summary.get("interval") or {}  # instance runs have none
-    return iv.get("miou" if summary["task"] == "segmentation" else "pck@0.10")
+    bounds = iv.get("miou" if summary["task"] == "segmentation" else "pck@0.10")
+    return None if not bounds or any(_missing(b) for b in bounds) else bounds
 
 
 def _fold_name(name: str, run: dict) -> str:
@@ -57,7 +66,8 @@ def _mean_interval(runs: list[dict], resamples: int, seed: int, level: float):
 
 
 def report_rows(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> list[dict]:
-    """One row per path: ``{"run", "dataset", "shots", "protocol", "metric", "cells": {column: (value, [lo, hi])}}``.
+    """One row per path: ``{"run", "dataset", "shots", "ways", "protocol", "metric", "cells": {column: (value,
+    [lo, hi])}}``.
 
     Raises:
         NotARunError: a path is not a run nor a ``--fold all`` folder.
@@ -67,13 +77,16 @@ def report_rows(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0
         runs = load_fold_runs(path)
         first = next(iter(runs.values()))["summary"]
         cells = {_fold_name(n, r): (_value(r["summary"]), _interval(r["summary"])) for n, r in runs.items()}
-        if len(runs) > 1:
-            mean = math.fsum(v for v, _ in cells.values()) / len(cells)
-            cells["mean"] = (mean, _mean_interval(list(runs.values()), resamples, seed, level))
+        if len(runs) > 1:  # the mean over the folds that have a score (as insid3lab eval --fold all reports it)
+            scored = [v for v, _ in cells.values() if v is not None]
+            mean = math.fsum(scored) / len(scored) if scored else None
+            scored_runs = [r for r in runs.values() if r["records"]]
+            cells["mean"] = (mean, _mean_interval(scored_runs, resamples, seed, level) if scored_runs else None)
         rows.append({
             "run": Path(path).name or str(path),
             "dataset": first["settings"].get("dataset"),
             "shots": first["settings"].get("shots"),
+            "ways": first.get("ways", 1),
             "protocol": first.get("protocol", first["settings"].get("protocol")),
             "metric": {"segmentation": "mIoU", "instances": "mask AP"}.get(first["task"], "PCK@0.10"),
             "cells": cells,
@@ -92,18 +105,19 @@ def _cell(cell) -> str:
     if cell is None:
         return "–"
     v, iv = cell
-    text = "nan" if v is None or math.isnan(v) else f"{v:.1f}"
-    return text if not iv else f"{text} [{iv[0]:.1f}, {iv[1]:.1f}]"
+    if _missing(v):
+        return "n/a"
+    return f"{v:.1f}" if not iv else f"{v:.1f} [{iv[0]:.1f}, {iv[1]:.1f}]"
 
 
 def report(paths, *, resamples: int = 1000, seed: int = 0, level: float = 0.95):
     """(Markdown table, matplotlib Figure) of the runs in ``paths`` (see the module docstring)."""
     rows = report_rows(paths, resamples=resamples, seed=seed, level=level)
     cols = _columns(rows)
-    head = ["run", "dataset", "shots", "protocol", "metric", *cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * 4 + [":-:"] * (len(cols) + 1)) + "|"]
+    head = ["run", "dataset", "shots", "ways", "protocol", "metric", *cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--"] * 5 + [":-:"] * (len(cols) + 1)) + "|"]
     for r in rows:
-        vals = [r["run"], str(r["dataset"]), str(r["shots"]), str(r["protocol"]), r["metric"]]
+        vals = [r["run"], str(r["dataset"]), str(r["shots"]), str(r["ways"]), str(r["protocol"]), r["metric"]]
         lines.append("| " + " | ".join(vals + [_cell(r["cells"].get(c)) for c in cols]) + " |")
     note = f"\nIntervals: {int(level * 100)}% bootstrap over episodes (percentile)."
     return "\n".join(lines) + "\n" + note + "\n", plot_report(rows, cols)
@@ -122,7 +136,7 @@ def plot_report(rows: list[dict], cols: list[str]):
         xs, ys, err = [], [], [[], []]
         for j, c in enumerate(cols):
             cell = r["cells"].get(c)
-            if cell is None or cell[0] is None or math.isnan(cell[0]):
+            if cell is None or _missing(cell[0]):
                 continue
             v, iv = cell
             xs.append(j + (k - (len(rows) - 1) / 2) * width)
@@ -138,12 +152,17 @@ def plot_report(rows: list[dict], cols: list[str]):
     return fig
 
 
-def write_report(paths, out: str | os.PathLike, **kw) -> tuple[Path, Path]:
-    """Write ``out`` (Markdown) and the figure beside it (same name, ``.png``); returns both paths."""
-    md, fig = report(paths, **kw)
+def report_files(out: str | os.PathLike) -> tuple[Path, Path]:
+    """The files :func:`write_report` writes for ``out``: the table and the figure beside it (``.png``)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
-    png = out.with_suffix(".png")
-    fig.savefig(png, dpi=110)
-    return out, png
+    return out, out.with_suffix(".png")
+
+
+def write_report(paths, out: str | os.PathLike, **kw) -> tuple[Path, Path]:
+    """Write ``out`` (Markdown) and the figure beside it (same name, ``.png``), each whole or not at all;
+    returns both paths."""
+    md, fig = report(paths, **kw)
+    table, png = report_files(out)
+    write_atomic(table, md)
+    write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=110))
+    return table, png

@@ -6,9 +6,10 @@ import json
 import os
 from pathlib import Path
 
-from insid3lab.eval.run.files import read_records
+from insid3lab.core.warn import warn
+from insid3lab.eval.run.files import read_records, run_files
 
-__all__ = ["NotARunError", "load_fold_runs", "load_run"]
+__all__ = ["NotARunError", "load_fold_runs", "load_run", "run_inputs"]
 
 
 class NotARunError(ValueError):
@@ -31,7 +32,10 @@ def load_run(path: str | os.PathLike) -> dict:
         raise NotARunError(f"{str(f)!r} is not a run summary (not JSON: {e})") from None
     if not isinstance(summary, dict) or "task" not in summary or "settings" not in summary:
         raise NotARunError(f"{str(f)!r} is not a run summary (no 'task' and 'settings')")
-    records = {i: r for i, r in read_records(p).items() if "bad" not in r}
+    problems: list[str] = []
+    records = {i: r for i, r in read_records(p, problems=problems).items() if "bad" not in r}
+    if problems:
+        warn(f"{p}: {len(problems)} line(s) of its records cannot be trusted and are left out: {'; '.join(problems)}")
     return {"path": str(p), "summary": summary, "records": records}
 
 
@@ -52,3 +56,13 @@ def load_fold_runs(path: str | os.PathLike) -> dict[str, dict]:
             raise NotARunError(f"{str(f)!r} is not a folds summary of insid3lab eval --fold all") from None
         return {name: load_run(p / name) for name in folds}
     raise NotARunError(f"{str(p)!r} is not an evaluation run (no summary.json, no folds.json)")
+
+
+def run_inputs(path: str | os.PathLike) -> list[Path]:
+    """The files of a run folder, or of a ``--fold all`` folder and its folds: what a report reads (never written)."""
+    p = Path(path)
+    files = run_files(p)
+    for sub in sorted(p.glob("fold*")):
+        if sub.is_dir():
+            files += run_files(sub)
+    return files

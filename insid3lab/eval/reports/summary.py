@@ -108,10 +108,11 @@ def build_summary(
     if task == "segmentation":
         iou = meter.class_iou() * 100.0
         without = [n for n, k in zip(dataset.class_names, meter.episodes) if k == 0]
+        scored = bool(meter.episodes.sum())  # without any evaluated episode there is no score: null in the JSON
         summary.update(
             {
-                "miou": meter.miou(),
-                "fb_iou": meter.fb_iou(),
+                "miou": meter.miou() if scored else None,
+                "fb_iou": meter.fb_iou() if scored else None,
                 "miou_visited_classes": meter.miou_visited(),
                 "classes_visited": int((meter.episodes > 0).sum()),
                 "classes_without_episodes": without,
@@ -160,7 +161,9 @@ def build_summary(
             },
         }
     )
-    if rank == 0 and task == "segmentation" and summary["classes_without_episodes"]:
+    if rank == 0 and not summary["episodes"]["evaluated"]:
+        warn(f"no episode of {dataset.name} was evaluated ({len(bad)} bad); the run has no score")
+    elif rank == 0 and task == "segmentation" and summary["classes_without_episodes"]:
         names = summary["classes_without_episodes"]
         warn(
             f"{len(names)} of {len(dataset.class_names)} classes have no evaluated episode and count as IoU 0 in "

@@ -31,10 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3lab.core.files import json_text
+from insid3lab.eval.datasets.base import leaves_folder
 from insid3lab.eval.run.files import write_atomic
 
 __all__ = [
     "Episode",
+    "check_paths",
     "episode_rng",
     "episodes_digest",
     "load_episodes",
@@ -199,7 +202,7 @@ def save_episodes(path: str | os.PathLike, episodes: list[Episode], *, meta: dic
         "digest": episodes_digest(episodes),
         "episodes": [e.to_json() for e in episodes],
     }
-    write_atomic(path, json.dumps(doc, indent=1))
+    write_atomic(path, json_text(doc, indent=1))
     return path
 
 
@@ -221,12 +224,33 @@ def load_episodes(path: str | os.PathLike) -> tuple[list[Episode], dict]:
     return episodes, dict(doc.get("meta", {}))
 
 
+def check_paths(episodes: list[Episode], where: str, advice: str) -> None:
+    """Refuse an episode whose items name a file outside the benchmark's folder (an absolute path or one with
+    ``..``, :func:`~insid3lab.eval.datasets.base.leaves_folder`), with one line naming it, before any file is read.
+
+    Items hold file names relative to the benchmark's folder, taken from its split files (sampled episodes)
+    or from an episodes file: either could name any file on the machine. ``where`` names the source.
+    """
+    for e in episodes:
+        for role, item in [("target", e.target), *((f"reference {k}", r) for k, r in enumerate(e.references))]:
+            for key, value in item.items():
+                if isinstance(value, str) and leaves_folder(value):
+                    raise ValueError(f"{where}: episode {e.index}: its {role} names {key} {value!r}, which leaves the "
+                                     f"benchmark's folder (an absolute path or '..'); {advice}")  # fmt: skip
+
+
 def resolve_episodes(dataset, episodes, seed: int, ways: int = 1) -> list[Episode]:
-    """The episodes of a run: None (standard count), a count, a list of Episode or an episodes JSON file."""
+    """The episodes of a run: None (standard count), a count, a list of Episode or an episodes JSON file.
+
+    Every item must name files inside the benchmark's folder (:func:`check_paths`)."""
     if episodes is None or isinstance(episodes, (int, np.integer)):
-        return sample_episodes(dataset, None if episodes is None else int(episodes), seed, ways)
+        eps = sample_episodes(dataset, None if episodes is None else int(episodes), seed, ways)
+        check_paths(eps, repr(dataset), "the name comes from the benchmark's split files: correct them")
+        return eps
     ways = check_ways(dataset, ways)
+    where = "episodes"
     if isinstance(episodes, (str, os.PathLike)):
+        where = f"episodes file {str(episodes)!r}"
         episodes, _ = load_episodes(episodes)
     eps = list(episodes)
     if not eps or not all(isinstance(e, Episode) for e in eps):
@@ -251,4 +275,5 @@ def resolve_episodes(dataset, episodes, seed: int, ways: int = 1) -> list[Episod
             )
     if len({e.index for e in eps}) != len(eps):
         raise ValueError("episodes: indices must be distinct")
+    check_paths(eps, where, "file names in episodes are relative to the benchmark's folder")
     return eps

@@ -6,6 +6,7 @@ import math
 import os
 from pathlib import Path
 
+from insid3lab.core.warn import warn
 from insid3lab.eval.datasets import BENCHMARKS, build_dataset
 from insid3lab.eval.run.files import write_json
 from insid3lab.eval.run.runner import run_evaluation
@@ -26,8 +27,10 @@ def run_all_folds(
     """Run :func:`run_evaluation` on every fold of ``dataset`` into ``out_dir/fold<k>/`` (each resumable).
 
     ``run_kwargs`` go to every fold's run (``episodes``, ``seed``, ``resume``, ``protocol``, ...).
-    Writes ``out_dir/folds.json``: per fold the mIoU and FB-IoU (PCK for correspondence),
-    and their mean over the folds; returns it.
+    Writes ``out_dir/folds.json``: per fold the mIoU and FB-IoU (PCK for correspondence) and its
+    count of evaluated episodes, and their mean over the folds; returns it. A fold without any
+    evaluated episode (every one bad under ``skip_bad``) has no score (``None``, null in the
+    file), is listed in ``"without_episodes"`` and left out of the mean, with a warning.
     """
     key = str(dataset).lower().replace("-", "_")
     if key not in BENCHMARKS:
@@ -42,18 +45,24 @@ def run_all_folds(
     for k in folds:
         ds = build_dataset(key, data_root, fold=k, shots=shots, **(dataset_kwargs or {}))
         s = run_evaluation(model, ds, out / f"fold{k}", **run_kwargs)
-        if s["task"] == "segmentation":
-            per_fold[k] = {"miou": s["miou"], "fb_iou": s["fb_iou"], "episodes": s["episodes"]["evaluated"]}
-        else:
-            per_fold[k] = {"pck@0.10": s["pck"]["pck@0.10"], "episodes": s["episodes"]["evaluated"]}
+        scores = {"miou": s["miou"], "fb_iou": s["fb_iou"]} if s["task"] == "segmentation" else {
+            "pck@0.10": s["pck"]["pck@0.10"]}  # fmt: skip
+        evaluated = s["episodes"]["evaluated"]
+        per_fold[f"fold{k}"] = {**(scores if evaluated else dict.fromkeys(scores)), "episodes": evaluated}
+    empty = [name for name, v in per_fold.items() if not v["episodes"]]
+    scored = [v for v in per_fold.values() if v["episodes"]]
+    if empty:
+        warn(f"{out}: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no evaluated episode and "
+             f"{'is' if len(empty) == 1 else 'are'} left out of the mean over folds; the run is incomplete")  # fmt: skip
     metrics = [m for m in next(iter(per_fold.values())) if m != "episodes"]
-    mean = {m: math.fsum(v[m] for v in per_fold.values()) / len(per_fold) for m in metrics}
+    mean = {m: math.fsum(v[m] for v in scored) / len(scored) if scored else None for m in metrics}
     result = {
         "dataset": key,
         "shots": shots,
         "folds": list(folds),
-        "per_fold": {f"fold{k}": v for k, v in per_fold.items()},
+        "per_fold": per_fold,
         "mean": mean,
+        "without_episodes": empty,
     }
     write_json(out / "folds.json", result)
     return result

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from insid3lab.core.files import write_atomic as write_file
+from insid3lab.core.warn import warn
 from insid3lab.eval.datasets import IGNORE, BadSampleError
 from insid3lab.eval.metrics.segmentation import (
     KeypointMeter,
@@ -46,6 +48,8 @@ from insid3lab.eval.reports.summary import add_record, build_summary
 from insid3lab.eval.run.episodes import Episode, episodes_digest, resolve_episodes, save_episodes
 from insid3lab.eval.run.files import (
     RESULTS,
+    RecordFile,
+    RunExistsError,
     RunLock,
     dist_info,
     json_line,
@@ -274,10 +278,7 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
     run_file = out / "run.json"
     existing = run_file.exists() or any(out.glob("results*.jsonl"))
     if existing and not resume:
-        raise FileExistsError(
-            f"{str(out)!r} already holds an evaluation run; pass resume=True (--resume) to continue it "
-            "or choose another output folder"
-        )
+        raise RunExistsError(out)
     if resume and run_file.exists():
         old = read_run_file(run_file).get("identity", {})
         diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
@@ -289,7 +290,10 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
         files = sorted(out.glob("results*.jsonl"))
         for f in files:
             repair_tail(f)
-        records = read_records(out)
+        problems: list[str] = []
+        records = read_records(out, problems=problems)
+        if problems:
+            _set_aside(out, records, problems)
         digest = identity_digest(identity)
         foreign = sorted(i for i, r in records.items() if r.get("run", digest) != digest)
         if foreign:
@@ -304,6 +308,16 @@ def _prepare_folder(out: Path, identity: dict, eps: list[Episode], resume: bool,
     save_episodes(out / "episodes.json", eps, meta={k: identity.get(k, 1) for k in ("dataset", "fold", "shots", "ways",
                                                                                      "seed")})  # fmt: skip
     return {"retried": retried}
+
+
+def _set_aside(out: Path, records: dict[int, dict], problems: list[str]) -> None:
+    """Name every record line that cannot be trusted, and keep only the sound records (their episodes
+    are evaluated again)."""
+    warn(f"resuming {out}: {len(problems)} line(s) of its records are set aside and their episodes evaluated "
+         f"again: {'; '.join(problems)}")  # fmt: skip
+    write_atomic(out / RESULTS, "".join(json_line(records[idx]) for idx in sorted(records)))
+    for f in out.glob("results.rank*.jsonl"):
+        f.unlink()
 
 
 def identity_digest(identity: dict) -> str:
@@ -405,7 +419,7 @@ def _run(
         "keypoints": _keypoint_episode,
         "instances": instance_episode,
     }[task]
-    with open(live, "a") as fh, torch.no_grad():
+    with RecordFile(live) as fh, torch.no_grad():
         for ep in todo:
             ts = time.perf_counter()
             base = {
@@ -425,8 +439,7 @@ def _run(
                     ) from e
                 rec = {**base, "bad": {"file": e.path, "reason": e.reason}}
             rec["seconds"] = round(time.perf_counter() - ts, 4)
-            fh.write(json_line(rec))
-            fh.flush()
+            fh.write(rec)
             records[ep.index] = rec
             add_record(meter, rec, task)
             bar.update(1)
@@ -472,4 +485,5 @@ def _finalise_files(out: Path, summary: dict, dataset, task: str) -> None:
     for f in out.glob("results.rank*.jsonl"):
         f.unlink()
     write_json(out / "summary.json", summary)
-    plot_run(summary, dataset).savefig(out / "per_class.png", dpi=110)
+    figure = plot_run(summary, dataset)
+    write_file(out / "per_class.png", lambda tmp: figure.savefig(tmp, dpi=110))

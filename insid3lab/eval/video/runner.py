@@ -26,8 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from insid3lab.core.warn import warn
 from insid3lab.eval.run.files import (
     RESULTS,
+    RecordFile,
+    RunExistsError,
     dist_info,
     json_line,
     now,
@@ -35,6 +38,7 @@ from insid3lab.eval.run.files import (
     plain,
     read_records,
     repair_tail,
+    write_atomic,
     write_json,
 )
 from insid3lab.eval.video.scores import BOUND_TH, evaluate_objects, summarise
@@ -98,6 +102,20 @@ def _score(dataset, seq: str, predict_sequence: PredictSequence, bound_th: float
     return {"objects": len(scores["ids"]), "frames": [frames[t].stem for t in union], **scores}
 
 
+def _set_aside(out: Path) -> None:
+    """Name every record line that cannot be trusted and keep only the sound records (their sequences run again)."""
+    for f in out.glob("results*.jsonl"):
+        repair_tail(f)
+    problems: list[str] = []
+    records = read_records(out, problems=problems)
+    if problems:
+        warn(f"resuming {out}: {len(problems)} line(s) of its records are set aside and their sequences run "
+             f"again: {'; '.join(problems)}")  # fmt: skip
+        write_atomic(out / RESULTS, "".join(json_line(records[i]) for i in sorted(records)))
+        for f in out.glob("results.rank*.jsonl"):
+            f.unlink()
+
+
 def evaluate_sequences(
     dataset,
     predict_sequence: PredictSequence,
@@ -152,10 +170,7 @@ def evaluate_sequences(
             run_file = out / "run.json"
             existing = run_file.exists() or any(out.glob("results*.jsonl"))
             if existing and not resume:
-                raise FileExistsError(
-                    f"{str(out)!r} already holds an evaluation run; pass resume=True to continue it "
-                    "or choose another output folder"
-                )
+                raise RunExistsError(out)
             if run_file.exists():
                 old = json.loads(run_file.read_text()).get("identity", {})
                 if old != json.loads(json.dumps(identity)):
@@ -163,6 +178,8 @@ def evaluate_sequences(
                     raise ValueError(f"cannot resume {str(out)!r}: the stored run differs in {', '.join(keys)}")
             else:
                 write_json(run_file, {"identity": identity, "created": started})
+            if resume:
+                _set_aside(out)
         except Exception as e:  # noqa: BLE001 - reported on every process below
             error = e
     if dist is not None:
@@ -200,13 +217,12 @@ def evaluate_sequences(
         desc=dataset.name + ("" if world == 1 else f" [rank 0 of {world}]"),
         dynamic_ncols=True,
     )
-    with open(live, "a") as fh:
+    with RecordFile(live) as fh:
         for i in todo:
             seq, ts = seqs[i], time.perf_counter()
             rec = {"index": i, "sequence": seq, **_score(dataset, seq, predict_sequence, bound_th),
                    "seconds": round(time.perf_counter() - ts, 4)}  # fmt: skip
-            fh.write(json_line(rec))
-            fh.flush()
+            fh.write(rec)
             records[i] = rec
             bar.update(1)
             if any(r["objects"] for r in records.values()):
@@ -241,11 +257,7 @@ def evaluate_sequences(
     if dist is not None:
         dist.barrier()  # all per-process files are complete
     if rank == 0:
-        tmp = out / (RESULTS + ".tmp")
-        with open(tmp, "w") as fh:
-            for rec in ordered:
-                fh.write(json_line(rec))
-        os.replace(tmp, out / RESULTS)
+        write_atomic(out / RESULTS, "".join(json_line(rec) for rec in ordered))
         for f in out.glob("results.rank*.jsonl"):
             f.unlink()
         write_json(out / "summary.json", summary)
