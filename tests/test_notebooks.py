@@ -55,6 +55,22 @@ def test_notebook_is_committed_clean(path):
     assert first.cell_type == "markdown" and "**Question:**" in first.source and "meaningless" in first.source
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_random_weights_given_by_name_are_said_and_sized_to_fit(path, monkeypatch, capsys):
+    """INSID3LAB_WEIGHTS=random:ARCH is random weights too: the setup says so and picks the small sizes."""
+    monkeypatch.setenv("INSID3LAB_WEIGHTS", "random:tiny")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    cells = _code_cells(nbformat.read(path, as_version=4))
+    setup = next(c for c in cells if "INSID3LAB_WEIGHTS" in c.source and "WEIGHTS = None" not in c.source)
+    namespace: dict = {}
+    exec("WEIGHTS = None", namespace)
+    exec("\n".join(ln for ln in setup.source.splitlines() if not ln.startswith("%")), namespace)
+    out = capsys.readouterr().out
+    assert namespace["RANDOM"] is True and "RANDOM weights (random:tiny)" in out, out
+    if "IMAGE_SIZE" in namespace:
+        assert namespace["IMAGE_SIZE"] <= 256
+
+
 def _outputs(nb):
     for cell in _code_cells(nb):
         for out in cell.get("outputs", []):
@@ -92,7 +108,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
             widgets += "application/vnd.jupyter.widget-view+json" in data
             texts.append(data.get("text/plain", ""))
     text = "".join(texts)
-    assert "tiny RANDOM DINOv3" in text, "the notebook must say that it runs on a random model"
+    assert "RANDOM weights (random:tiny)" in text, "the notebook must say that it runs on a random model"
     assert not [s for s in stderr if "Traceback" in s], stderr
     if path.stem != "09_explorer":
         assert images >= 1, f"{path.name} drew no figure"

@@ -61,3 +61,32 @@ def test_the_top_level_namespace_is_the_exports_alone():
     # submodules become attributes once imported; every other public name is an export
     public = {n for n in dir(insid3lab) if not n.startswith("_") and not isinstance(getattr(insid3lab, n), ModuleType)}
     assert public == set(insid3lab.__all__), public ^ set(insid3lab.__all__)
+
+
+def _readme_main_command() -> list[list[str]]:
+    """The insid3lab parts of the README's main command, as argument lists (weights: a tiny random model)."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- main-command -->\s*```bash\n(.+?)\n```", readme, re.S)
+    assert m, "README.md marks its main command with <!-- main-command -->"
+    command = re.sub(r'"\$\{INSID3LAB_WEIGHTS:-[^}]*\}"', "random:tiny", m.group(1).strip())
+    parts = [shlex.split(p) for p in command.split("&&")]
+    return [p[1:] for p in parts if p and p[0] == "insid3lab"]
+
+
+def test_the_readme_main_command_succeeds_twice_in_a_row(tmp_path, monkeypatch, capsys):
+    from insid3lab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
+    steps = _readme_main_command()
+    assert [s[0] for s in steps] == ["samples", "segment"]
+    for attempt in (1, 2):
+        for argv in steps:
+            assert main(argv) == 0, (attempt, argv, capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert "error" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"target_{i}.png.{kind}.png" for i in (1, 2, 3) for kind in ("overlay", "pred")
+    ]

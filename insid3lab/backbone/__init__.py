@@ -13,6 +13,7 @@ from insid3lab.backbone.loading import (
     transformers_to_meta,
 )
 from insid3lab.backbone.model import DinoV3Backbone, default_rope_periods
+from insid3lab.core.weights import is_random
 
 __all__ = [
     "META_ARCHS",
@@ -22,6 +23,7 @@ __all__ = [
     "config_for_arch",
     "default_rope_periods",
     "get_arch",
+    "is_random",
     "load_backbone",
     "meta_to_transformers",
     "random_backbone",

@@ -9,10 +9,9 @@ from transformers.initialization import no_init_weights
 from insid3lab.backbone.archs import META_ARCHS, config_for_arch, get_arch
 from insid3lab.backbone.devices import resolve_device, resolve_dtype
 from insid3lab.backbone.model import DinoV3Backbone, default_rope_periods
+from insid3lab.core.weights import RANDOM_SCHEME
 
 __all__ = ["RANDOM_SCHEME", "parse_random_source", "random_backbone"]
-
-RANDOM_SCHEME = "random:"
 
 
 def parse_random_source(spec: str) -> tuple[str, int]:

@@ -9,7 +9,10 @@ import numpy as np
 
 from insid3lab.synthetic.scenes import object_scene
 
-__all__ = ["load_inputs", "save_inputs", "synthetic_inputs"]
+__all__ = ["SYNTHETIC_TARGETS", "load_inputs", "save_inputs", "synthetic_inputs"]
+
+#: Synthetic targets timed when no count and no target image is given.
+SYNTHETIC_TARGETS = 8
 
 
 def synthetic_inputs(shots: int, targets: int, *, seed: int = 0, size: tuple[int, int] = (480, 640)):
@@ -42,7 +45,7 @@ def synthetic_inputs(shots: int, targets: int, *, seed: int = 0, size: tuple[int
 
 def load_inputs(
     shots: int,
-    targets: int,
+    targets: int | None,
     *,
     seed: int = 0,
     ref_images: Sequence[str] | None = None,
@@ -51,21 +54,30 @@ def load_inputs(
 ):
     """The benchmark's (refs, targets): the given files where given, synthetic ones otherwise.
 
+    ``targets``: how many targets are timed (None: each given target once, else
+    :data:`SYNTHETIC_TARGETS` synthetic ones); given target images are repeated in turn to that count.
+
     Raises:
         ValueError: a reference image without its mask.
     """
-    from PIL import Image
+    from insid3lab.core.imageio import open_image
 
-    synth_refs, synth_targets = synthetic_inputs(0 if ref_images else shots, 0 if target_images else targets, seed=seed)
+    n = targets if targets is not None else (len(target_images) if target_images else SYNTHETIC_TARGETS)
+    synth_refs, synth_targets = synthetic_inputs(0 if ref_images else shots, 0 if target_images else n, seed=seed)
     if ref_images:
         if not ref_masks or len(ref_masks) != len(ref_images):
             raise ValueError(
                 f"{len(ref_images)} reference image(s) but {len(ref_masks or [])} mask(s): give one mask per image"
             )
-        refs = [(Image.open(r), Image.open(m)) for r, m in zip(ref_images, ref_masks)]
+        refs = [(open_image(r, what="reference image"), open_image(m, what="reference mask"))
+                for r, m in zip(ref_images, ref_masks)]  # fmt: skip
     else:
         refs = synth_refs
-    tgts = [Image.open(t) for t in target_images] if target_images else synth_targets
+    if target_images:
+        given = [open_image(t, what="target image") for t in target_images]
+        tgts = [given[i % len(given)] for i in range(n)]
+    else:
+        tgts = synth_targets
     return refs, tgts
 
 

@@ -331,7 +331,7 @@ def run_benchmark(
     model: str = "random:vits16",
     *,
     image_size: int = 1024,
-    targets: int = 8,
+    targets: int | None = None,
     shots: int = 1,
     device: str = "auto",
     autocast: str | None = None,
@@ -362,7 +362,8 @@ def run_benchmark(
     Args:
         model: the model source given to ``load``.
         image_size: S.
-        targets: number of synthetic targets (ignored when ``target_images`` are given).
+        targets: number of targets timed; None: each of ``target_images`` once, else 8 synthetic ones. Given
+            target images are repeated in turn to this count.
         shots: number k of synthetic reference shots (ignored when ``ref_images`` are given).
         device: ``auto``, ``cpu``, ``cuda``...
         autocast: compute dtype: ``None``/``float32`` (the exact mode) or ``bfloat16``/``float16`` (the fast
@@ -391,7 +392,12 @@ def run_benchmark(
     """
     if cold_start not in ("all", "pipeline", "none"):
         raise ValueError(f"cold_start={cold_start!r}: allowed 'all', 'pipeline', 'none'")
-    if targets < 1 or shots < 1 or (concepts is not None and concepts < 1) or (frames is not None and frames < 2):
+    if (
+        (targets is not None and targets < 1)
+        or shots < 1
+        or (concepts is not None and concepts < 1)
+        or (frames is not None and frames < 2)
+    ):
         raise ValueError(
             f"targets={targets}, shots={shots}, concepts={concepts}, frames={frames}: targets, shots "
             "and concepts must be at least 1, frames at least 2"

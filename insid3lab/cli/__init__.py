@@ -19,7 +19,7 @@ import sys
 from insid3lab.cli import bench, cache, data, match, samples, segment, track
 from insid3lab.cli import compare as compare_cmd
 from insid3lab.cli import report as report_cmd
-from insid3lab.cli.console import Console, one_line, plain_warnings
+from insid3lab.cli.console import Console, OneLineParser, error_line, plain_warnings
 from insid3lab.cli.eval import add_eval_parser
 from insid3lab.cli.options import CLIError, load_model_source, pixel_limit
 
@@ -28,7 +28,7 @@ __all__ = ["CLIError", "build_parser", "load_model_source", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``insid3lab`` parser with every command."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="insid3lab",
         description="Training-free one-shot in-context segmentation with a frozen DINOv3 backbone (INSID3).",
     )
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``insid3lab`` console script; returns the exit status."""
-    from PIL import Image
+    from insid3lab.core.imageio import ImageTooLargeError
 
     args = build_parser().parse_args(argv)
     console = Console()
@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             console.note("interrupted")
             return 130
-        except Image.DecompressionBombError as e:
+        except ImageTooLargeError as e:
             from insid3lab.cli.options import bomb_message
 
-            console.error(bomb_message("an image", e))
+            console.error(bomb_message(e.path, e))
             return 1
         except (CLIError, OSError, ValueError, RuntimeError, TypeError, ImportError) as e:
-            console.error(one_line(e) or type(e).__name__)
+            console.error(error_line(e))
             if os.environ.get("INSID3LAB_DEBUG"):
                 raise
             return 1

@@ -20,8 +20,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``insid3lab bench`` (shared with ``benchmarks/bench_insid3.py``)."""
     options.add_model_arguments(p, default="random:vitl16")
     options.add_hyperparameter_arguments(p)
+    options.add_image_arguments(p)
     g = p.add_argument_group("benchmark")
-    g.add_argument("--targets", type=int, default=8, help="number of synthetic targets (default %(default)s)")
+    g.add_argument("--targets", type=int, default=None, metavar="N",
+                   help="number of targets timed (default: 8 synthetic ones, or each --target once); with --target, "
+                        "the given images are repeated in turn to N")  # fmt: skip
     g.add_argument("--shots", type=int, default=1, help="number of synthetic reference shots (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=None,
                    help="targets per backbone pass for images/s (default 8 on CUDA, 1 else)")  # fmt: skip
@@ -107,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m insid3lab.cli.bench [options]``: the same as ``insid3lab bench``."""
     parser = argparse.ArgumentParser(prog="insid3lab-bench", description=__doc__.split("\n")[0])
     add_bench_arguments(parser)
-    return cmd_bench(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    with options.pixel_limit(args):
+        return cmd_bench(args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from insid3lab.cli.options import add_image_arguments
 from insid3lab.eval.datasets.cocojson_check import PROBLEM_KINDS, check_coco_json, format_report
 
 __all__ = ["add_parser", "cmd_data_check"]
@@ -30,6 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     c.add_argument("--annotations", required=True, help="the COCO-format JSON file")
     c.add_argument("--images", required=True, help="the folder holding the images named in the file")
+    add_image_arguments(c)
     c.set_defaults(func=cmd_data_check)
     return p
 

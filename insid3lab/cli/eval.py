@@ -34,6 +34,7 @@ import os
 import sys
 
 from insid3lab.cli import options
+from insid3lab.cli.console import Console, emit
 from insid3lab.eval.datasets import BENCHMARKS, DatasetNotFoundError
 from insid3lab.eval.run.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 from insid3lab.eval.video.registry import VIDEO_BENCHMARKS
@@ -174,6 +175,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="a frame joins the memory when its confidence is at least this (default: insid3lab.Tracker.MIN_CONFIDENCE)",
     )
 
+    options.add_image_arguments(p)
     options.add_model_arguments(p, default=None)
     options.add_hyperparameter_arguments(
         p, own_defaults={"svd_components": f"; {options.CORRESPONDENCE_SVD_COMPONENTS} for spair, as in the paper"}
@@ -246,6 +248,8 @@ def build_model(args: argparse.Namespace, device: str, task: str):
 
 def _check(args: argparse.Namespace) -> None:
     """Argument combinations argparse cannot check; a ValueError names the flag."""
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out}: is a file; give a folder")
     if args.episodes_file and args.episodes is not None:
         raise ValueError("--episodes and --episodes-file exclude each other: the file fixes the episodes")
     if _annotations(args.dataset):
@@ -318,17 +322,16 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
             else:
                 lines, empty = _run_benchmark(args, device)
         except DatasetNotFoundError as e:  # keep the layout's line breaks
-            print(f"insid3lab eval: error: {e}", file=sys.stderr)
+            emit(f"insid3lab: error: {e}")
             return 2
         except RunFolderBusyError as e:
-            print(f"insid3lab eval: error: {' '.join(str(e).split())}", file=sys.stderr)
+            Console().error(str(e))
             return 1
         except RunExistsError as e:
             raise ValueError(f"{e.folder} already holds an evaluation run; pass --resume to continue it, "
                              "or choose another --out") from None  # fmt: skip
         except KeyboardInterrupt:
-            print(f"insid3lab eval: interrupted; finished episodes are kept in {args.out}: continue with --resume",
-                  file=sys.stderr)  # fmt: skip
+            Console().note(f"interrupted; finished episodes are kept in {args.out}: continue with --resume")
             raise
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if rank == 0:
@@ -429,11 +432,12 @@ def _run_video(args: argparse.Namespace, device: str) -> list[str]:
         model, dataset, args.out,
         memory=Tracker.MEMORY if args.memory is None else args.memory,
         min_confidence=Tracker.MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
-        resume=args.resume, progress=not args.no_progress,
+        resume=args.resume, progress=not args.no_progress, skip_bad=args.skip_bad,
         settings={"model_source": str(args.model), "device": str(device), "command": " ".join(sys.argv)},
     )  # fmt: skip
     head = "  ".join(f"{k} {100 * summary[k]:.2f}" for k in ("J&F-Mean", "J-Mean", "F-Mean"))
-    return [f"{head}  (sequences {summary['sequences']}, objects {summary['objects']})",
+    skipped = f", skipped {len(summary['skipped'])}" if summary.get("skipped") else ""
+    return [f"{head}  (sequences {summary['sequences']}, objects {summary['objects']}{skipped})",
             f"summary: {os.path.join(args.out, 'summary.json')}"]  # fmt: skip
 
 
@@ -487,7 +491,8 @@ def _fold_lines(result: dict, protocol: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m insid3lab.cli.eval eval ...``"""
     args = build_eval_parser().parse_args(argv)
-    return args.func(args)
+    with options.pixel_limit(args):
+        return args.func(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

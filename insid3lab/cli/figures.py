@@ -2,7 +2,8 @@
 
 The prediction is drawn as an outline (white over black, visible on any colour) plus a tint
 whose colour is chosen to contrast with the pixels it covers (a red object gets a cyan tint).
-A title line says when the weights are random.
+A title line says when the weights are random (:data:`RANDOM_WEIGHTS_NOTE`, the words every
+output of random weights carries; :func:`note_band` draws them under an animation's frames).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["RANDOM_WEIGHTS_NOTE", "contrasting_colour", "segment_overlay"]
+__all__ = ["RANDOM_WEIGHTS_NOTE", "contrasting_colour", "note_band", "segment_overlay"]
 
-RANDOM_WEIGHTS_NOTE = "random weights: this mask only shows the mechanics, not a segmentation"
+RANDOM_WEIGHTS_NOTE = "random weights: this output only shows the mechanics, not a real result"
 #: Tint colours to choose from (RGB in [0, 1]): cyan, yellow, magenta, blue, green.
 _TINTS = np.array([[0.0, 0.9, 1.0], [1.0, 0.9, 0.0], [1.0, 0.0, 0.9], [0.1, 0.3, 1.0], [0.1, 1.0, 0.2]])
 
@@ -41,6 +42,30 @@ def _draw(ax, image: np.ndarray, mask: np.ndarray, colour, title: str) -> None:
     ax.set_axis_off()
 
 
+def note_band(width: int, text: str):
+    """A white PIL image ``width`` pixels wide holding ``text`` in black, wrapped at word boundaries to fit."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=11)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    pad, lines = 4, [""]
+    for word in text.split():
+        trial = f"{lines[-1]} {word}".strip()
+        if lines[-1] and measure.textlength(trial, font=font) > width - 2 * pad:
+            lines.append(word)
+        else:
+            lines[-1] = trial
+    row = 14
+    band = Image.new("RGB", (width, 2 * pad + row * len(lines)), "white")
+    draw = ImageDraw.Draw(band)
+    for i, line in enumerate(lines):
+        draw.text((pad, pad + i * row), line, fill="black", font=font)
+    return band
+
+
 def segment_overlay(references: Sequence[tuple[np.ndarray, np.ndarray]], target: np.ndarray, prediction: np.ndarray,
                     *, title: str, random_weights: bool = False) -> Figure:  # fmt: skip
     """Every shot with its mask and the target with the prediction, in one row.
@@ -54,14 +79,17 @@ def segment_overlay(references: Sequence[tuple[np.ndarray, np.ndarray]], target:
     Returns:
         Figure with k + 1 axes.
     """
+    from insid3lab.viz.common import wrap_text
+
     n = len(references) + 1
-    fig = Figure(figsize=(3.4 * n, 3.6 if random_weights else 3.4))
+    fig = Figure(figsize=(3.4 * n, 3.4))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for i, (img, m) in enumerate(references):
         _draw(axes[i], img, m, (0.2, 0.45, 1.0), f"reference {i + 1} ({100 * m.mean():.1f}% of pixels)")
     _draw(axes[-1], target, prediction, contrasting_colour(target, prediction),
           f"prediction ({100 * prediction.mean():.1f}%)")  # fmt: skip
-    fig.suptitle(title + (f"\n{RANDOM_WEIGHTS_NOTE}" if random_weights else ""), fontsize=10,
-                 color="black")  # fmt: skip
+    text = wrap_text(title + (f"\n{RANDOM_WEIGHTS_NOTE}" if random_weights else ""), fig.get_figwidth() - 0.2, 10)
+    fig.set_figheight(3.4 + 0.18 * text.count("\n"))
+    fig.suptitle(text, fontsize=10, color="black")
     fig.tight_layout()
     return fig

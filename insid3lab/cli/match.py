@@ -65,6 +65,7 @@ def cmd_match(args) -> int:
     problem = read_problem(args.ref)
     if problem:
         raise options.CLIError(f"{args.ref}: {problem}")
+    _check_points(args, pts)
     started = start_batch(console, args.targets, fail_fast=args.fail_fast, folders=False)
     if started is None:
         return 1
@@ -87,10 +88,23 @@ def cmd_match(args) -> int:
     return batch.finish("match file(s)", out.folder)
 
 
+def _check_points(args, pts) -> None:
+    """Every keypoint inside the reference as the model sees it (EXIF orientation applied): checked before any weights."""
+    from insid3lab.core.preprocess import preprocess_points, to_display_array
+
+    h, w = to_display_array(args.ref).shape[:2]
+    try:
+        preprocess_points(pts, (h, w), what=f"--points {args.points}", image=f"reference image {args.ref}")
+    except ValueError as e:
+        raise options.CLIError(str(e)) from None
+
+
 def _run(model, pts, targets, out: OutputFolder, args, batch: Batch) -> None:
     from tqdm.auto import tqdm
 
-    random_weights = args.model.startswith("random:")
+    from insid3lab.core.weights import is_random
+
+    random_weights = is_random(model.encoder)
     for target in tqdm(targets, desc="match", disable=args.quiet):
         problem = read_problem(target)
         if problem:

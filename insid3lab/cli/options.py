@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 from contextlib import contextmanager
 from typing import Any
 
+from insid3lab.core.imageio import MAX_PIXELS_ENV
 from insid3lab.method.params import Params, check_value, choices, describe, kind, registered
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "CLIError",
     "add_hyperparameter_arguments",
     "add_image_arguments",
+    "bomb_message",
     "add_model_arguments",
     "build_pipeline",
     "check_choices",
@@ -42,8 +43,6 @@ DEFAULT_MODEL = "facebook/dinov3-vitl16-pretrain-lvd1689m"
 CORRESPONDENCE_SVD_COMPONENTS = 20
 #: The dtypes ``--dtype`` (weights) and ``--autocast`` (compute) accept.
 DTYPES = ("float32", "bfloat16", "float16")
-#: Environment variable holding PIL's pixel limit for the command line (0: no limit).
-PIXEL_LIMIT_ENV = "INSID3LAB_MAX_IMAGE_PIXELS"
 
 #: Environment variable naming the weights ``--model`` falls back to.
 WEIGHTS_ENV = "INSID3LAB_WEIGHTS"
@@ -179,42 +178,45 @@ def add_hyperparameter_arguments(
             g.add_argument(flag, dest=_dest(f), type=_param_type(f), default=default, help=help_)
 
 
+def _pixel_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of pixels >= 0 (0: no limit)")
+    return value
+
+
 def add_image_arguments(p: argparse.ArgumentParser) -> None:
-    """``--max-image-pixels``: PIL's decompression-bomb limit, raised knowingly."""
-    p.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
-                   help="PIL's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS): images above N pixels warn, "
-                        f"above 2N are refused; 0: no limit; default ${PIXEL_LIMIT_ENV} or PIL's 89478485. "
+    """``--max-image-pixels``: the pixel limit of every image the command reads (:func:`insid3lab.core.imageio.pixel_limit`)."""
+    p.add_argument("--max-image-pixels", type=_pixel_count, default=None, metavar="N",
+                   help="images with more than N pixels are refused before they are decoded (a guard against "
+                        f"decompression bombs); 0: no limit; default ${MAX_PIXELS_ENV} or PIL's 89,478,485. "
                         "Raise it only for files you trust")  # fmt: skip
 
 
 @contextmanager
 def pixel_limit(args: argparse.Namespace):
-    """PIL's pixel limit set from ``--max-image-pixels`` or ``$INSID3LAB_MAX_IMAGE_PIXELS`` while the command runs."""
-    from PIL import Image
+    """The pixel limit of ``--max-image-pixels`` while the command runs (else ``$INSID3LAB_MAX_IMAGE_PIXELS``
+    or PIL's, checked now so that a bad value is one line before any work)."""
+    from insid3lab.core import imageio
 
     value = getattr(args, "max_image_pixels", None)
-    if value is None and os.environ.get(PIXEL_LIMIT_ENV):
-        try:
-            value = int(os.environ[PIXEL_LIMIT_ENV])
-        except ValueError:
-            raise CLIError(f"${PIXEL_LIMIT_ENV}={os.environ[PIXEL_LIMIT_ENV]!r}: must be an integer") from None
-    old = Image.MAX_IMAGE_PIXELS
-    if value is not None:
-        Image.MAX_IMAGE_PIXELS = value if value > 0 else None
-    try:
+    if value is None:
+        imageio.pixel_limit()  # a bad $INSID3LAB_MAX_IMAGE_PIXELS is reported here
         yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+        return
+    with imageio.pixel_limit_set(value):
+        yield
 
 
-def bomb_message(path: str, err: Exception) -> str:
-    """One line for an image over PIL's pixel limit, saying how to raise the limit knowingly."""
-    from PIL import Image
-
-    m = re.search(r"\((\d+) pixels\)", str(err))
-    size = f" has {int(m.group(1)):,} pixels and" if m else ""
-    return (f"{path}:{size} exceeds PIL's pixel limit (PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS:,}); "
-            f"if you trust the file, raise it with --max-image-pixels N or ${PIXEL_LIMIT_ENV}=N (0: no limit)")  # fmt: skip
+def bomb_message(path: str, err) -> str:
+    """One line for an image over the pixel limit (an :class:`~insid3lab.core.imageio.ImageTooLargeError`),
+    saying how to raise the limit knowingly."""
+    return (f"{path}: has {err.pixels:,} pixels, more than the pixel limit of {err.limit:,} (a guard against "
+            f"decompression bombs); if you trust the file, raise the limit with --max-image-pixels N or "
+            f"{MAX_PIXELS_ENV}=N (0: no limit)")  # fmt: skip
 
 
 def flag_value(f: dataclasses.Field, value: Any) -> str:
@@ -318,6 +320,7 @@ def build_pipeline(args: argparse.Namespace, *, device: str | None = None, svd_c
                                      rope_periods=args.rope_periods)  # fmt: skip
     model = insid3lab.INSID3(backbone, **kw, progress=False)
     if warn is not None:
-        explain_clamp(model, kw["svd_components"], warn)
+        if kw["svd_components"] != Params.svd_components:  # the default means "as many as the model allows"
+            explain_clamp(model, kw["svd_components"], warn)
         warnings.filterwarnings("ignore", message=r"svd_components=\d+ exceeds")
     return model

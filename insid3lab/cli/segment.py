@@ -127,6 +127,31 @@ def _check_shots(args) -> bool:
     return args.label is not None or args.labels is not None
 
 
+#: The concepts a palette label map (``NAME.labels.png``) can hold: values 1..255.
+MAX_CONCEPTS = 255
+
+
+def _check_concepts(args) -> None:
+    """Before any weights: every ``--labels`` value in every map, at most :data:`MAX_CONCEPTS` concepts."""
+    from insid3lab.model.references import check_label, label_values
+
+    if args.label is not None:
+        names = list(dict.fromkeys(check_label(n, "--label") for n in args.label))
+        where = "--label"
+    else:
+        names, where = [], "--labels"
+        for m in args.ref_mask:
+            try:
+                pairs = label_values(m, args.labels, what=f"--ref-mask {m}", option="--labels")
+            except ValueError as e:
+                raise options.CLIError(str(e)) from None
+            names += [n for _, n in pairs if n not in names]
+            where = f"--labels {'all' if args.labels == 'all' else '...'} (--ref-mask {m})"
+    if len(names) > MAX_CONCEPTS:
+        raise options.CLIError(f"{where} gives {len(names)} concepts; a palette label map (NAME.labels.png) holds at "
+                               f"most {MAX_CONCEPTS}: give fewer concepts")  # fmt: skip
+
+
 def _set_references(model, args) -> None:
     for i, (img, msk) in enumerate(zip(args.ref, args.ref_mask)):
         if args.labels is not None:
@@ -147,6 +172,7 @@ def cmd_segment(args) -> int:
         return 1
     targets, batch = started
     if concepts:
+        _check_concepts(args)
         kinds = [k for k in LABEL_SUFFIXES if k != "overlay" or not args.no_overlay]
         suffixes = tuple(LABEL_SUFFIXES[k] for k in kinds)
     else:
@@ -194,7 +220,9 @@ def _run(model, targets, out, refs, args, batch: Batch, concepts: bool) -> None:
     from tqdm.auto import tqdm
 
     bs = 1 if concepts else args.batch_size or (8 if model.device.type == "cuda" else 1)
-    random_weights = args.model.startswith("random:")
+    from insid3lab.core.weights import is_random
+
+    random_weights = is_random(model.encoder)
     with tqdm(total=len(targets), desc="segment", unit="img", disable=args.quiet) as bar:
         for start in range(0, len(targets), bs):
             chunk = []

@@ -7,7 +7,7 @@ at the end when any target failed.
 
 from __future__ import annotations
 
-from insid3lab.cli.console import Console, one_line
+from insid3lab.cli.console import Console, error_line
 from insid3lab.cli.options import bomb_message
 from insid3lab.cli.output import expand_targets
 
@@ -18,29 +18,35 @@ def read_problem(path: str) -> str | None:
     """Why ``path`` cannot be read as an image (one line), or None when it can (header only, cheap)."""
     from PIL import Image, UnidentifiedImageError
 
+    from insid3lab.core.imageio import ImageTooLargeError, image_size
+
     try:
-        with Image.open(path) as img:
-            img.size  # noqa: B018 - the header is parsed
-    except Image.DecompressionBombError as e:
+        image_size(path)
+    except ImageTooLargeError as e:
         return bomb_message(path, e)[len(path) + 2 :]
     except IsADirectoryError:
         return "is a folder; give image files"
     except FileNotFoundError:
         return "no such file"
-    except UnidentifiedImageError:
-        return "cannot be read as an image (not a format PIL knows)"
-    except OSError as e:
-        return f"cannot be read ({e.strerror or e})"
+    except ValueError:
+        try:  # say why in PIL's words
+            with Image.open(path) as img:
+                img.size  # noqa: B018 - the header is parsed
+        except UnidentifiedImageError:
+            return "cannot be read as an image (not a format PIL knows)"
+        except (OSError, SyntaxError, ValueError) as e:
+            return f"cannot be read ({getattr(e, 'strerror', None) or e})"
+        return "cannot be read as an image"
     return None
 
 
 def reason(err: BaseException) -> str:
     """One line for an exception raised by the library while processing a target."""
-    from PIL import Image
+    from insid3lab.core.imageio import ImageTooLargeError
 
-    if isinstance(err, Image.DecompressionBombError):
-        return bomb_message("image", err)
-    return one_line(err) or type(err).__name__
+    if isinstance(err, ImageTooLargeError):
+        return bomb_message(err.path, err)
+    return error_line(err)
 
 
 class Batch:

@@ -11,12 +11,17 @@ Writes ``OUT/masks/<frame>.png`` per frame — a 0/255 PNG for one object, a DAV
 is written whole or not at all (:func:`insid3lab.cli.output.write_atomic`, as ``segment`` writes).
 The output names follow the frames and are known only as they are read (a video's), so the
 check before the work refuses any earlier mask in ``OUT/masks`` rather than a list of names.
+
+A folder of frames is surveyed before the weights are loaded: ``--mask`` kept in it is not a
+frame; every image over the pixel limit is named in one error; images whose naming pattern or
+size differs from most frames' are named in one warning (and tracked). Each frame's mask has
+the frame's own size; the animation's frames take the first frame's. On random weights the
+animation carries :data:`~insid3lab.cli.figures.RANDOM_WEIGHTS_NOTE` under its frames.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-animation", action="store_true", help=f"write the masks only, no {ANIMATION}")
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_image_arguments(p)
     options.add_hyperparameter_arguments(p)
     p.set_defaults(func=cmd_track)
     return p
@@ -90,6 +96,10 @@ def first_mask_objects(path: str | Path) -> list[int]:
 
 
 def _check_outputs(args, out: Path, inputs: set[Path]) -> None:
+    if out.exists() and not out.is_dir():
+        raise options.CLIError(f"--out {args.out}: is a file; give a folder")
+    if (out / MASKS_DIR).exists() and not (out / MASKS_DIR).is_dir():
+        raise options.CLIError(f"--out {args.out}: {out / MASKS_DIR} is a file; give another folder")
     masks_dir = (out / MASKS_DIR).resolve()
     frames = Path(args.frames).expanduser().resolve()
     if masks_dir == frames:
@@ -108,23 +118,76 @@ def _check_outputs(args, out: Path, inputs: set[Path]) -> None:
         )
 
 
-def _overlay(frame: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> Image.Image:
-    """The frame with every object tinted in its palette colour, scaled to ANIMATION_SIDE."""
+def _animation_size(frame: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the animation: the first frame's, scaled down to ANIMATION_SIDE."""
+    h, w = frame.shape[:2]
+    scale = ANIMATION_SIDE / max(h, w)
+    return (max(1, round(w * scale)), max(1, round(h * scale))) if scale < 1 else (w, h)
+
+
+def _overlay(frame: np.ndarray, labels: np.ndarray, palette: np.ndarray, size: tuple[int, int],
+             note: Image.Image | None) -> Image.Image:  # fmt: skip
+    """The frame with every object tinted in its palette colour, at ``size`` (width, height), ``note`` under it."""
     out = frame.astype(np.float32)
     fg = labels > 0
     out[fg] = 0.45 * out[fg] + 0.55 * palette[labels[fg]]
     img = Image.fromarray(out.clip(0, 255).astype(np.uint8))
-    scale = ANIMATION_SIDE / max(img.size)
-    if scale < 1:
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    if img.size != size:
+        img = img.resize(size, Image.BILINEAR)
+    if note is not None:
+        framed = Image.new("RGB", (img.width, img.height + note.height), "white")
+        framed.paste(img, (0, 0))
+        framed.paste(note, (0, img.height))
+        img = framed
     return img.convert("P", palette=Image.ADAPTIVE)
+
+
+def _frame_files(args, frames_path: Path, mask_path: Path, console: Console) -> list[Path]:
+    """The frames of a folder, ``--mask`` left out; every image over the pixel limit or unreadable named in one
+    error; images that look unlike the others named in one warning."""
+    from insid3lab.core.imageio import ImageTooLargeError, image_size
+    from insid3lab.core.video import list_frame_files, odd_frames
+
+    files = list_frame_files(frames_path, exclude=[mask_path])
+    sizes, large, unreadable = {}, [], []
+    for f in files:
+        try:
+            sizes[f] = image_size(f, what="frame")
+        except ImageTooLargeError as e:
+            large.append(e)
+        except ValueError:
+            unreadable.append(f.name)
+    if large:
+        names = ", ".join(f"{Path(e.path).name} ({e.pixels:,} pixels)" for e in large)
+        raise options.CLIError(
+            f"--frames {args.frames}: {len(large)} frame(s) exceed the pixel limit of {large[0].limit:,} (a guard "
+            f"against decompression bombs): {names}; if you trust the files, raise the limit with "
+            "--max-image-pixels N (0: no limit)"
+        )
+    if unreadable:
+        raise options.CLIError(
+            f"--frames {args.frames}: {len(unreadable)} file(s) cannot be read as images: {', '.join(unreadable)}"
+        )
+    odd = odd_frames(sizes)
+    if odd:
+        console.warning(
+            f"--frames {args.frames}: {len(odd)} image(s) look unlike the other frames and are tracked as frames all "
+            "the same (move them out of the folder if they are not): "
+            + ", ".join(f"{p.name} ({why})" for p, why in odd.items())
+        )
+    return files
 
 
 def cmd_track(args) -> int:
     """Run ``insid3lab track`` from parsed arguments; returns the exit status (errors are raised as one line)."""
-    from insid3lab.core.palette import davis_palette, save_palette_png
-    from insid3lab.core.video import list_frame_files
+    from tqdm.auto import tqdm
 
+    from insid3lab.cli.figures import RANDOM_WEIGHTS_NOTE, note_band
+    from insid3lab.core.palette import davis_palette, save_palette_png
+    from insid3lab.core.video import count_frames, iter_frames
+    from insid3lab.core.weights import is_random
+
+    console = Console(quiet=args.quiet)
     mask_path = Path(args.mask).expanduser()
     if not mask_path.is_file():
         raise FileNotFoundError(f"--mask {args.mask}: no such file")
@@ -133,8 +196,10 @@ def cmd_track(args) -> int:
         raise FileNotFoundError(f"--frames {args.frames}: no such file or folder")
     inputs = {mask_path.resolve()}
     if frames_path.is_dir():
-        inputs |= {f.resolve() for f in list_frame_files(frames_path)}  # an empty folder fails here
+        source = _frame_files(args, frames_path, mask_path, console)
+        inputs |= {f.resolve() for f in source}
     else:
+        source = frames_path
         inputs.add(frames_path.resolve())
     out = Path(args.out).expanduser()
     _check_outputs(args, out, inputs)
@@ -144,22 +209,21 @@ def cmd_track(args) -> int:
         raise ValueError(f"--mask {args.mask} cannot be read as an image ({type(e).__name__}: {e})") from None
     several = len(ids) > 1
 
-    console = Console(quiet=args.quiet)
     model = options.build_pipeline(args, status=console.status, warn=console.warning)
-    from insid3lab.core.video import iter_frames
-
     masks_dir = out / MASKS_DIR
     palette = davis_palette().astype(np.float32)
     if not several:
         palette[1] = (255, 40, 40)  # one object: a bright red that shows on any frame
     animation, used, written = [], set(), 0
     shown = []  # (name, frame) of the frame being tracked: the sequence is read once, in step with the masks
+    size, note = None, None
 
     def remember_frames():
-        for name, frame in iter_frames(frames_path):
+        for name, frame in iter_frames(source):
             shown.append((name, frame))
             yield frame
 
+    bar = tqdm(total=count_frames(source), disable=args.quiet, unit="frame", desc="track", dynamic_ncols=True)
     try:
         masks = model.track(
             remember_frames(),
@@ -167,7 +231,7 @@ def cmd_track(args) -> int:
             memory=args.memory,
             min_confidence=args.min_confidence,
             labels=several,
-            progress=not args.quiet,
+            progress=False,
         )
         for mask in masks:
             name, frame = shown.pop()
@@ -188,15 +252,22 @@ def cmd_track(args) -> int:
                 write_atomic(path, lambda tmp, a=arr: Image.fromarray(a.astype(np.uint8) * 255).save(tmp), console.note)
                 labels = arr.astype(np.uint8)
             written += 1
+            bar.update(1)
             if not args.no_animation:
-                animation.append(_overlay(frame, labels, palette))
+                if not animation:  # every frame of the animation takes the first frame's size
+                    size = _animation_size(frame)
+                    note = note_band(size[0], RANDOM_WEIGHTS_NOTE) if is_random(model.encoder) else None
+                animation.append(_overlay(frame, labels, palette, size, note))
     except ImportError as e:  # a video format whose reader is missing: the message says how to install it
         raise ValueError(str(e)) from None
+    finally:
+        bar.close()
     if animation:
+        extra = {"comment": RANDOM_WEIGHTS_NOTE.encode()} if note is not None else {}
         write_atomic(out / ANIMATION, lambda tmp: animation[0].save(tmp, save_all=True, append_images=animation[1:],
-                                                                  duration=ANIMATION_MS, loop=0, disposal=1),
+                                                                  duration=ANIMATION_MS, loop=0, disposal=1, **extra),
                      console.note)  # fmt: skip
-    if not args.quiet:
-        what = f"{len(ids)} objects" if several else "one object"
-        print(f"wrote {written} mask(s) ({what}) to {masks_dir}", file=sys.stderr)
+    what = f"{len(ids)} objects" if several else "one object"
+    also = f" and {out / ANIMATION}" if animation else ""
+    console.status(f"wrote {written} mask(s) ({what}) to {masks_dir}{also}")
     return 0

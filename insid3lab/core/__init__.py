@@ -1,4 +1,4 @@
-"""The bottom layer: reading images, masks and frames, preprocessing, digests, warnings, palettes.
+"""The bottom layer: reading images, masks and frames, preprocessing, digests, warnings, palettes, weights sources.
 
 Nothing here imports any other part of insid3lab. Import the module you need:
 
@@ -8,5 +8,6 @@ Nothing here imports any other part of insid3lab. Import the module you need:
 - :mod:`~insid3lab.core.palette`: the DAVIS palette, palette PNGs, concept colours, the void label;
 - :mod:`~insid3lab.core.digest`: content digests of tensors and modules;
 - :mod:`~insid3lab.core.files`: every file written whole or not at all, with the umask's permissions; strict JSON;
-- :mod:`~insid3lab.core.warn`: warnings that point at the caller's line.
+- :mod:`~insid3lab.core.warn`: warnings that point at the caller's line;
+- :mod:`~insid3lab.core.weights`: whether a weights source is random (``random:ARCH[:SEED]``).
 """

@@ -11,11 +11,13 @@ in 8 bits is taken as 8-bit); above 65535 the scale is ``M`` itself. Negative va
 clipped to 0. ``pixel = round(value * 255 / scale)``. Float numpy images must hold finite
 values in [0, 1]; PIL ``F`` images must be finite and are divided by their maximum when it exceeds 1.
 
-Very large images: PIL refuses images above ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (about
-179 MP; a guard against decompression bombs). insid3lab turns that into one ``ValueError``
-naming the file. To read such an image knowingly, set the environment variable
-``INSID3LAB_MAX_IMAGE_PIXELS`` to a larger number of pixels (``0`` or ``none``: no limit)
-or raise ``PIL.Image.MAX_IMAGE_PIXELS``.
+Very large images: an image with more pixels than :func:`pixel_limit` is refused with an
+:class:`ImageTooLargeError` (a ``ValueError`` naming the file) before it is decoded, a guard
+against decompression bombs. The limit is, first found: the one set for a block with
+:func:`pixel_limit_set` (the command line's ``--max-image-pixels``), the environment variable
+``INSID3LAB_MAX_IMAGE_PIXELS`` (``0`` or ``none``: no limit), ``PIL.Image.MAX_IMAGE_PIXELS``
+(89,478,485 unless changed). There is one rule: above the limit is refused (PIL itself only
+warns between one and two times its limit). :func:`image_size` reads a header under the same rule.
 
 EXIF orientation is applied by default (``exif_transpose=True``): see :mod:`insid3lab.core.preprocess`.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +36,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = [
     "LOSSY_FORMATS",
     "MAX_PIXELS_ENV",
+    "ImageTooLargeError",
+    "image_size",
     "open_image",
     "pixel_limit",
+    "pixel_limit_set",
     "read_image",
     "read_rgb_array",
     "to_uint8",
@@ -48,8 +54,15 @@ _BITS = (8, 10, 12, 14, 16)
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
+_UNSET = object()
+_override: object = _UNSET  # the limit of pixel_limit_set while its block runs
+
+
 def pixel_limit() -> int | None:
-    """The largest image (in pixels) that will be read: ``$INSID3LAB_MAX_IMAGE_PIXELS``, else PIL's limit."""
+    """The largest image (in pixels) that will be read, None for no limit: the limit of :func:`pixel_limit_set`,
+    else ``$INSID3LAB_MAX_IMAGE_PIXELS``, else ``PIL.Image.MAX_IMAGE_PIXELS``."""
+    if _override is not _UNSET:
+        return _override  # type: ignore[return-value]
     env = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not env:
         lim = Image.MAX_IMAGE_PIXELS
@@ -65,29 +78,52 @@ def pixel_limit() -> int | None:
     return value or None
 
 
-def _too_large(what: str, name: str, n: int | None, limit: int) -> ValueError:
-    size = f" has {n} pixels, which" if n is not None else ""
-    return ValueError(
-        f"{what} {name}{size} exceeds PIL's pixel limit of {limit} pixels; set {MAX_PIXELS_ENV} "
-        "(or PIL.Image.MAX_IMAGE_PIXELS) to raise it knowingly"
-    )
+@contextmanager
+def pixel_limit_set(limit: int | None):
+    """Within the block, :func:`pixel_limit` is ``limit`` (0 or None: no limit), whatever the environment says."""
+    global _override
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"pixel limit {limit!r}: expected a number of pixels >= 0 (0: no limit)")
+    saved, _override = _override, (limit or None)
+    try:
+        yield
+    finally:
+        _override = saved
 
 
-def _check_pixels(img: Image.Image, what: str, name: str) -> None:
-    limit = pixel_limit()
+class ImageTooLargeError(ValueError):
+    """An image with more pixels than :func:`pixel_limit` (a guard against decompression bombs).
+
+    Attributes:
+        path: the file (or a description of an in-memory image); pixels: its pixel count; limit: the limit.
+    """
+
+    def __init__(self, what: str, path: str, pixels: int, limit: int):
+        self.path, self.pixels, self.limit = path, int(pixels), int(limit)
+        name = repr(path) if what else path
+        super().__init__(
+            f"{what + ' ' if what else ''}{name} has {pixels} pixels, which exceeds PIL's pixel limit of {limit} "
+            f"pixels; set {MAX_PIXELS_ENV} (or PIL.Image.MAX_IMAGE_PIXELS) to raise it knowingly"
+        )
+
+
+def _check_pixels(img: Image.Image, what: str, path: str, limit: int | None = _UNSET) -> None:  # type: ignore[assignment]
+    limit = pixel_limit() if limit is _UNSET else limit
     n = img.width * img.height
     if limit is not None and n > limit:
-        raise _too_large(what, name, n, limit)
+        raise ImageTooLargeError(what, path, n, limit)
 
 
-def open_image(path: str | os.PathLike, *, what: str = "image") -> Image.Image:
-    """Open and decode an image file as PIL gives it (any mode), with one-line errors naming the file.
+def _reason(err: BaseException, path: Path) -> str:
+    """``TypeName: message`` of a reader's error, without the file name the caller already gives."""
+    text = str(err)
+    for name in (repr(str(path)), str(path)):
+        text = text.replace(f" {name}", "").replace(name, "")
+    return f"{type(err).__name__}: {text.strip()}" if text.strip() else type(err).__name__
 
-    Raises:
-        FileNotFoundError / IsADirectoryError: no such file / a folder.
-        ValueError: not an image, or larger than :func:`pixel_limit`.
-    """
-    p = Path(path).expanduser()
+
+def _open_header(p: Path, what: str) -> Image.Image:
+    """``p`` opened (header read, pixels not decoded), checked against :func:`pixel_limit`."""
     if not p.exists():
         raise FileNotFoundError(f"{what} {str(p)!r}: no such file")
     if p.is_dir():
@@ -96,23 +132,45 @@ def open_image(path: str | os.PathLike, *, what: str = "image") -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if os.environ.get(MAX_PIXELS_ENV, "").strip():
-                # The user's own limit replaces PIL's while this file's header is read.
-                with _PIL_LIMIT_LOCK:
-                    saved = Image.MAX_IMAGE_PIXELS
-                    Image.MAX_IMAGE_PIXELS = None
-                    try:
-                        img = Image.open(p)
-                    finally:
-                        Image.MAX_IMAGE_PIXELS = saved
-            else:
-                img = Image.open(p)
-            _check_pixels(img, what, repr(str(p)))
-            img.load()
-    except Image.DecompressionBombError:
-        raise _too_large(what, repr(str(p)), None, limit or 0) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"{what} {str(p)!r} cannot be read as an image ({type(e).__name__}: {e})") from None
+            with _PIL_LIMIT_LOCK:  # the one rule below replaces PIL's own while the header is read
+                saved = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+                try:
+                    img = Image.open(p)
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{what} {str(p)!r} cannot be read as an image ({_reason(e, p)})") from None
+    try:
+        _check_pixels(img, what, str(p), limit)
+    except ImageTooLargeError:
+        img.close()
+        raise
+    return img
+
+
+def image_size(path: str | os.PathLike, *, what: str = "image") -> tuple[int, int]:
+    """(width, height) of an image file from its header, stored order (no EXIF rotation); the errors of
+    :func:`open_image` (an image over :func:`pixel_limit` is an :class:`ImageTooLargeError`)."""
+    with _open_header(Path(path).expanduser(), what) as img:
+        return img.size
+
+
+def open_image(path: str | os.PathLike, *, what: str = "image") -> Image.Image:
+    """Open and decode an image file as PIL gives it (any mode), with one-line errors naming the file.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: no such file / a folder.
+        ImageTooLargeError: more pixels than :func:`pixel_limit` (a ValueError).
+        ValueError: not an image.
+    """
+    p = Path(path).expanduser()
+    img = _open_header(p, what)
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        img.close()
+        raise ValueError(f"{what} {str(p)!r} cannot be read as an image ({_reason(e, p)})") from None
     return img
 
 
@@ -157,11 +215,13 @@ def read_image(image, *, exif_transpose: bool = True, what: str = "image") -> Im
         img = open_image(image, what=what)
     elif isinstance(image, Image.Image):
         img = image
-        _check_pixels(img, what, "(PIL image)")
+        _check_pixels(img, "", f"{what} (PIL image)")
     elif isinstance(image, np.ndarray):
         img = _from_array(image, what)
     else:
         raise TypeError(f"{what}: expected a file path, PIL image or numpy array; got {type(image).__name__}")
+    if img.width == 0 or img.height == 0:
+        raise ValueError(f"{what}: the image is {img.height}x{img.width} (H x W); an image needs at least one pixel")
     if exif_transpose:
         img = ImageOps.exif_transpose(img)
     if img.mode in _HIGH_DEPTH_MODES:

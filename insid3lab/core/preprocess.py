@@ -229,6 +229,8 @@ def mask_to_numpy(
             arr = (arr[..., :3] if arr.shape[2] >= 3 else arr).max(axis=2) if arr.shape[2] != 1 else arr[..., 0]
     if arr.ndim != 2:
         raise ValueError(f"{what}: a mask must be HxW (or 1xHxW, HxWx3); got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{what}: the mask is {arr.shape[0]}x{arr.shape[1]} (H x W); a mask needs at least one pixel")
     if mask_value is not None:
         return arr == mask_value
     return arr >= 128 if lossy else arr > 0
@@ -265,12 +267,15 @@ def preprocess_mask(
     return t
 
 
-def preprocess_points(points, image_hw: tuple[int, int], *, what: str = "keypoints") -> torch.Tensor:
+def preprocess_points(
+    points, image_hw: tuple[int, int], *, what: str = "keypoints", image: str = "image"
+) -> torch.Tensor:
     """Keypoints as an (N, 2) float32 tensor of (x, y) in pixels of the original image.
 
     Args:
         points: an (N, 2) tensor, array or nested list of (x, y); x is the column, y the row.
         image_hw: (H, W) of the image the points belong to.
+        what, image: the points and their image in messages.
 
     A point must lie in the image: ``0 <= x < W`` and ``0 <= y < H`` (the pixel at row i,
     column j covers [j, j+1) x [i, i+1)). Arrays of any other shape ((2, N), flat lists,
@@ -295,7 +300,7 @@ def preprocess_points(points, image_hw: tuple[int, int], *, what: str = "keypoin
     if outside.any():
         bad = int(np.flatnonzero(outside)[0])
         raise ValueError(
-            f"{what}: point {bad} (x, y) = ({arr[bad, 0]:g}, {arr[bad, 1]:g}) lies outside the {W}x{H} image "
+            f"{what}: point {bad} (x, y) = ({arr[bad, 0]:g}, {arr[bad, 1]:g}) lies outside the {W}x{H} {image} "
             f"(allowed 0 <= x < {W}, 0 <= y < {H}); {int(outside.sum())} of {len(arr)} points are outside"
         )
     return torch.from_numpy(arr.astype(np.float32))

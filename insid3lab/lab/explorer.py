@@ -39,7 +39,7 @@ from insid3lab.lab.controls import METHOD_CONTROLS, apply_control, method_contro
 from insid3lab.lab.mask_painter import MaskPainter
 from insid3lab.method import pipeline as method
 from insid3lab.stages.features import extract_features, l2_normalize
-from insid3lab.viz.common import as_mask, as_numpy, empty_figure, iou, to_png
+from insid3lab.viz.common import as_mask, as_numpy, empty_figure, iou, to_png, wrap_text
 from insid3lab.viz.story import PANELS as STORY_PANELS
 from insid3lab.viz.story import draw_panel, settings_line
 
@@ -93,9 +93,8 @@ def _pca_panel(ex: Explorer, ax, name: str) -> None:
 def _prediction_panel(ex: Explorer, ax, name: str) -> None:
     """The prediction with the ground truth outlined; its caption lists every setting."""
     draw_panel(ax, ex.trace, name, ground_truth=ex.ground_truth)
-    parts = settings_line(ex.trace.settings).split(", ") + [f"PCA block {ex.controls['layer'].value}"]
-    half = (len(parts) + 1) // 2
-    ax.figure.suptitle(", ".join(parts[:half]) + "\n" + ", ".join(parts[half:]), fontsize=7.5)
+    line = f"{settings_line(ex.trace.settings)}, PCA block {ex.controls['layer'].value}"
+    ax.figure.suptitle(wrap_text(line, ax.figure.get_figwidth() - 0.1, 7.5), fontsize=7.5)
 
 
 #: The explorer's image panels in display order (rows of :data:`PANELS_PER_ROW`). ``size`` redraws

@@ -124,13 +124,17 @@ class PositionalBases:
 
     def effective_components(self, components: int | None = None) -> int:
         """r actually used: ``components`` (default ``svd_components``) clamped to min(C, h*w), warning once
-        per (r, size) when it had to be reduced."""
+        per (r, size) when an r other than the default had to be reduced (the default, the paper's r for
+        ViT-L, means "as many as the model allows" on smaller models)."""
         model = self.model
         r = model.params.svd_components if components is None else Params(svd_components=components).svd_components
         key = (r, model.image_size)
         if key not in self._components:
             h, w = model.grid
-            self._components[key] = sub.clamp_components(r, model.embed_dim, h * w)
+            asked = r != Params.svd_components
+            self._components[key] = (
+                sub.clamp_components(r, model.embed_dim, h * w) if asked else min(r, model.embed_dim, h * w)
+            )
         return self._components[key]
 
     @property

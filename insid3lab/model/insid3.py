@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from insid3lab.core.preprocess import preprocess_image
+from insid3lab.core.weights import is_random
 from insid3lab.method.params import Params
 from insid3lab.method.trace import NO_RECORD, Recorder
 from insid3lab.model.basis import PositionalBases, basis_tag
@@ -189,9 +190,12 @@ class INSID3:
         return self.image_size // self.patch_size, self.image_size // self.patch_size
 
     def settings(self) -> dict[str, Any]:
-        """The hyper-parameters in force and the compute dtype, as a dictionary."""
+        """The hyper-parameters in force, the r in use (``effective_components``: ``svd_components`` clamped to
+        min(C, h*w) at the current size), the compute dtype and whether the weights are random, as a dictionary."""
         dtype = None if self.autocast_dtype is None else str(self.autocast_dtype).replace("torch.", "")
-        return {**self.params.as_dict(), "autocast_dtype": dtype}
+        h, w = self.grid
+        return {**self.params.as_dict(), "effective_components": min(self.svd_components, self.embed_dim, h * w),
+                "autocast_dtype": dtype, "random_weights": is_random(self.encoder)}  # fmt: skip
 
     # --------------------------------------------------------------- encoding
     def _prepare(self, image, what: str) -> tuple[Tensor, tuple[int, int]]:

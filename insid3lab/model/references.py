@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from insid3lab.core.palette import VOID
 from insid3lab.core.preprocess import preprocess_mask
 from insid3lab.model.encoding import Encoded, describe
 from insid3lab.stages import prototype as proto
@@ -44,6 +45,7 @@ __all__ = [
     "attach_mask",
     "check_label",
     "concept_shots",
+    "images_given",
     "label_map_shots",
     "label_values",
     "stack_shots",
@@ -85,51 +87,77 @@ def _raw_label_map(mask, exif_transpose: bool, what: str) -> np.ndarray:
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise ValueError(f"{what}: a label map must be HxW (or 1xHxW, HxWx3); got shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.inexact) and arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"{what}: the label map holds NaN or infinite values")
     return arr
 
 
-def label_values(mask, labels, *, exif_transpose: bool = True, what: str = "reference mask") -> list[tuple[int, str]]:
+def label_values(
+    mask, labels, *, exif_transpose: bool = True, what: str = "reference mask", option: str = "labels"
+) -> list[tuple[int, str]]:
     """The (value, name) pairs a label map adds, in increasing value order.
+
+    In a label map 0 is background and :data:`~insid3lab.core.palette.VOID` (255) is void, as the
+    tracker and DAVIS read them: ``"all"`` takes every other value; 255 is a concept only when named.
 
     Args:
         mask: the label map (anything :func:`~insid3lab.core.preprocess.preprocess_mask` reads).
-        labels: ``{value: name}`` (values non-zero integers, names distinct non-empty strings),
-            or ``"all"``/``True`` for every non-zero value present, named by its value (``"3"``).
+        labels: ``{value: name}`` (values non-zero integers present in the map, names distinct
+            non-empty strings), or ``"all"``/``True`` for every value present but 0 and 255, named
+            by its value (``"3"``).
+        what: the map in messages; option: the argument ``labels`` is called in messages.
 
     Raises:
-        ValueError: a label map without a non-zero value, a value that is not a non-zero integer,
-            one name given for two values, a bad name.
+        ValueError: a label map without a value to take, a value that is not a non-zero integer
+            or is absent from the map (named with its concept), one name given for two values, a
+            bad name, NaN or infinite values.
     """
-    if labels is True or labels == "all":
-        arr = _raw_label_map(mask, exif_transpose, what)
-        values = [v for v in np.unique(arr) if v != 0]
-        if not values:
-            raise ValueError(f"{what} has no non-zero value: a label map needs at least one labelled region")
-        bad = [v for v in values if float(v) != int(v)]
-        if bad:
-            raise ValueError(f"{what}: labels='all' needs integer values; found {bad[0]!r}")
-        return [(int(v), str(int(v))) for v in values]
-    if not isinstance(labels, dict) or not labels:
+    if not (labels is True or labels == "all") and (not isinstance(labels, dict) or not labels):
         raise ValueError(
             f"labels={labels!r}: pass a non-empty dict {{value: name}}, or 'all' (or True) for every value"
         )
+    arr = _raw_label_map(mask, exif_transpose, what)
+    present = [v for v in np.unique(arr) if v != 0]
+    if labels is True or labels == "all":
+        values = [v for v in present if v != VOID]
+        if not values:
+            raise ValueError(
+                f"{what} has no value other than 0 (background) and {VOID} (void): a label map needs at least one "
+                "labelled region"
+            )
+        bad = [v for v in values if float(v) != int(v)]
+        if bad:
+            raise ValueError(f"{what}: {option}='all' needs integer values; found {bad[0]!r}")
+        return [(int(v), str(int(v))) for v in values]
     out, seen = [], {}
     for value, name in labels.items():
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value == 0:
             raise ValueError(
-                f"labels: key {value!r} must be a non-zero integer value of the label map (0 is background)"
+                f"{option}: key {value!r} must be a non-zero integer value of the label map (0 is background)"
             )
-        name = check_label(name, f"labels[{value}]")
+        name = check_label(name, f"{option}[{value}]")
         if name is None:
-            raise ValueError(f"labels[{value}]: a concept name must be a non-empty string")
+            raise ValueError(f"{option}[{value}]: a concept name must be a non-empty string")
         if name in seen:
             raise ValueError(
-                f"labels: the name {name!r} is given for values {seen[name]} and {int(value)}; "
+                f"{option}: the name {name!r} is given for values {seen[name]} and {int(value)}; "
                 "one name per value in a label map (to pool two regions, pass the map twice with mask_value)"
+            )
+        if not any(v == value for v in present):
+            listed = [str(int(v)) if float(v) == int(v) else repr(v) for v in present[:12] if v != VOID]
+            more = ", ..." if len(present) > 12 else ""
+            raise ValueError(
+                f"{what}: {option} value {int(value)} ({name!r}) is absent from the label map (its values: "
+                f"{', '.join(listed) or 'none'}{more}; 0 is background, {VOID} void)"
             )
         seen[name] = int(value)
         out.append((int(value), name))
     return sorted(out)
+
+
+def images_given(references: Sequence) -> int:
+    """How many images the shots come from (the shots of one label map share one encoding)."""
+    return len({id(ref.features) for ref in references})
 
 
 def concept_shots(references: Sequence) -> dict[str, list[int]]:
@@ -175,9 +203,10 @@ def label_map_shots(model, image, mask, labels, *, label=None, mask_value=None, 
     """The shots a label map adds, not yet in the model: one per ``{value: name}`` of ``labels``
     (see :func:`label_values`), all sharing one encoding of ``image``.
 
-    ``first``: the number of the first new shot in messages (default ``len(model.references)``).
+    ``first``: the number of the image and map in messages (default: the images the model holds,
+    :func:`images_given`), whatever the number of concepts they added.
     """
-    first = len(model.references) if first is None else first
+    first = images_given(model.references) if first is None else first
     if mask is None or label is not None or mask_value is not None:
         raise ValueError(
             "labels= reads the concepts from a label map: pass the map as mask, "
@@ -188,8 +217,8 @@ def label_map_shots(model, image, mask, labels, *, label=None, mask_value=None, 
     )
     enc = model.encode(image, what=f"reference image {first}")
     shots = [dataclasses.replace(enc, label=name) for _, name in pairs]  # features shared, not copied
-    for i, (shot, (value, _)) in enumerate(zip(shots, pairs)):
-        attach_mask(model, shot, mask, value, first + i)
+    for shot, (value, _) in zip(shots, pairs):
+        attach_mask(model, shot, mask, value, first)
     return shots
 
 
@@ -238,7 +267,7 @@ class ReferenceShots:
 
     def add(self, image, mask=None, *, mask_value: int | None = None, label=None, labels=None) -> None:
         """Encode ``image`` and add its shot(s): one, or one per value of a label map with ``labels``."""
-        first = len(self.encoded)
+        first = images_given(self.encoded)  # messages number the images (and masks) given, not the concepts
         if labels is not None and labels is not False:
             shots = label_map_shots(self.model, image, mask, labels, label=label, mask_value=mask_value, first=first)
         else:

@@ -53,7 +53,7 @@ from torch import Tensor
 
 from insid3lab.core.palette import VOID
 from insid3lab.core.preprocess import denormalize, mask_to_numpy, preprocess_mask
-from insid3lab.core.video import count_frames, iter_frames
+from insid3lab.core.video import count_frames, iter_frames, list_frame_files
 from insid3lab.method import pipeline as method
 from insid3lab.method.trace import Recorder, Trace
 from insid3lab.model.encoding import Encoded
@@ -236,15 +236,20 @@ class Tracker:
 
         Args:
             frames: anything :func:`insid3lab.core.video.iter_frames` reads (a folder, a video file, a list of
-                paths, a (T, H, W, 3) array, an iterable of images).
+                paths, a (T, H, W, 3) array, an iterable of images). Frames may differ in size: each gets
+                its mask at its own size. A ``first_mask`` file inside a ``frames`` folder is not a frame.
             first_mask, labels, mask_value: see :meth:`start`.
             progress: a tqdm bar with frames per second (default: the model's ``progress``).
 
         Yields:
-            (H, W) bool masks, or (H, W) uint8 label maps with ``labels=True``, on the model's device.
+            (H, W) bool masks, or (H, W) uint8 label maps with ``labels=True``, on the model's device, at
+            each frame's own size.
         """
         from tqdm.auto import tqdm
 
+        folder = isinstance(frames, (str, os.PathLike)) and os.path.isdir(frames)
+        if folder and isinstance(first_mask, (str, os.PathLike)):  # the first mask kept among the frames
+            frames = list_frame_files(frames, exclude=[first_mask])
         show = self.model.progress if progress is None else bool(progress)
         total = count_frames(frames) if show else None
         with tqdm(total=total, disable=not show, unit="frame", desc="track", dynamic_ncols=True) as bar:

@@ -22,6 +22,7 @@ __all__ = [
     "pca_rgb",
     "resize_nearest",
     "to_png",
+    "wrap_text",
 ]
 
 #: Colour of a predicted mask, of a reference mask and of a ground-truth outline (RGB in [0, 1]).
@@ -43,6 +44,37 @@ def new_figure(
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=squeeze, **kw)
     return fig, axes
+
+
+#: Average width of a character of matplotlib's default font, as a fraction of the font size (a little generous).
+_CHAR_WIDTH = 0.62
+
+
+def wrap_text(text: str, width: float, fontsize: float) -> str:
+    """``text`` with every line wrapped to fit ``width`` inches at ``fontsize`` points.
+
+    Lines break after spaces, ``/``, ``_`` or ``-`` (a long path wraps at its folders); a piece
+    longer than a line is cut where it must.
+    """
+    import re
+
+    per_line = max(8, int(width * 72 / (_CHAR_WIDTH * fontsize)))
+    out = []
+    for line in str(text).splitlines() or [""]:
+        row = ""
+        for piece in re.split(r"(?<=[\s/_-])", line):
+            while len(piece) > per_line:
+                if row:
+                    out.append(row.rstrip())
+                    row = ""
+                out.append(piece[:per_line])
+                piece = piece[per_line:]
+            if len(row) + len(piece.rstrip()) > per_line and row:
+                out.append(row.rstrip())
+                row = ""
+            row += piece
+        out.append(row.rstrip())
+    return "\n".join(out)
 
 
 def empty_figure(width: float, height: float) -> Figure:

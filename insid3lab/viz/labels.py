@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from insid3lab.core.palette import concept_colours
-from insid3lab.viz.common import as_image, as_numpy, new_figure, resize_nearest
+from insid3lab.viz.common import as_image, as_numpy, new_figure, resize_nearest, wrap_text
 
 __all__ = ["colour_label_map", "concept_colours", "instances", "label_overlay", "labels"]
 
@@ -28,18 +28,45 @@ def colour_label_map(label_map, n: int, image=None, alpha: float = 0.55) -> np.n
     return np.where(fg, (1 - alpha) * base + alpha * rgb, base)
 
 
-def _legend(ax, names: Sequence[str], colours: np.ndarray) -> None:
+#: Font size of the legends and titles of these figures.
+_FONT = 8
+
+
+def _legend(fig, names: Sequence[str], colours: np.ndarray) -> None:
+    """The concepts' legend right of the figure's image, in as many columns as the figure's height needs
+    (placed outside the axes, so the layout makes room for it)."""
     handles = [Patch(facecolor=colours[i], label=f"{i + 1} {n}") for i, n in enumerate(names)]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    rows = max(1, int(fig.get_figheight() * 72 / (_FONT * 1.9)))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=_FONT, frameon=False,
+               ncols=max(1, -(-len(names) // rows)))  # fmt: skip
+
+
+def _legend_width(names: Sequence[str], height: float) -> float:
+    """Inches the legend of :func:`_legend` takes beside the image."""
+    rows = max(1, int(height * 72 / (_FONT * 1.9)))
+    cols = max(1, -(-len(names) // rows))
+    longest = max((len(f"{i + 1} {n}") for i, n in enumerate(names)), default=0)
+    return cols * (longest + 8) * 0.62 * _FONT / 72
+
+
+def _sized_figure(hw: tuple[int, int], names: Sequence[str], *, height: float = 4.0):
+    """A figure with one axes for an (H, W) image and a legend beside it, wide enough for both; and the image's
+    width in inches (what a title over it may take)."""
+    H, W = hw
+    image_w = float(np.clip(height * W / max(H, 1), 2.0, 3 * height))
+    fig, ax = new_figure(1, 1, panel=image_w + _legend_width(names, height) + 0.3, height=height)
+    return fig, ax, image_w
 
 
 def label_overlay(label_map, names: Sequence[str], *, image=None, title: str = "label map") -> Figure:
-    """The label map in the concepts' colours (over ``image`` when given), with a legend."""
-    fig, ax = new_figure(1, 1, panel=4.0)
-    ax.imshow(colour_label_map(label_map, len(names), image))
-    ax.set_title(title, fontsize=9)
+    """The label map in the concepts' colours (over ``image`` when given), with a legend; the figure is as wide as
+    the image and the legend need, the title wrapped to fit."""
+    rgb = colour_label_map(label_map, len(names), image)
+    fig, ax, width = _sized_figure(rgb.shape[:2], names)
+    ax.imshow(rgb)
+    ax.set_title(wrap_text(title, width - 0.1, 9), fontsize=9)
     ax.set_axis_off()
-    _legend(ax, names, concept_colours(len(names)))
+    _legend(fig, names, concept_colours(len(names)))
     return fig
 
 
@@ -77,7 +104,7 @@ def instances(image, found: Sequence[dict], names: Sequence[str]) -> Figure:
     """Instances as coloured masks with their boxes and scores (from ``segment_instances``)."""
     base = as_image(image).astype(np.float64) / 255.0
     colours = concept_colours(len(names))
-    fig, ax = new_figure(1, 1, panel=4.0)
+    fig, ax, _ = _sized_figure(base.shape[:2], names)
     out = base.copy()
     shade = np.linspace(1.0, 0.55, max(len(found), 1))
     for i, inst in enumerate(found):
@@ -102,5 +129,5 @@ def instances(image, found: Sequence[dict], names: Sequence[str]) -> Figure:
         )
     ax.set_title(f"{len(found)} instance(s)", fontsize=9)
     ax.set_axis_off()
-    _legend(ax, names, colours)
+    _legend(fig, names, colours)
     return fig

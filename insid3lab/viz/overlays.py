@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.patches import ConnectionPatch
 
-from insid3lab.viz.common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure
+from insid3lab.viz.common import PRED_COLOR, REF_COLOR, as_image, as_mask, as_numpy, new_figure, wrap_text
 from insid3lab.viz.draw import draw_image, draw_mask
 
 __all__ = [
@@ -129,7 +129,7 @@ def keypoint_matches(
         if len(err):
             pck = float((err <= 0.1 * max(TH, TW)).mean())
             summary += f"; mean error {err.mean():.1f} px; PCK@0.1 {pck:.2f}"
-    fig.suptitle(f"{title}: {summary}" if title else summary)
+    fig.suptitle(wrap_text(f"{title}: {summary}" if title else summary, fig.get_figwidth() - 0.2, 12))
     return fig
 
 

@@ -33,15 +33,15 @@ PANELS = (
 
 
 def settings_line(settings: dict) -> str:
-    """A one-line summary of a trace's settings (S, r, τ, merge threshold, debiasing, clusterer unless auto,
-    refiner unless bilinear)."""
+    """A one-line summary of a trace's settings: random weights first when they are, S, the r in use, τ, merge
+    threshold, debiasing, clusterer unless auto, refiner unless bilinear."""
     if not settings:
         return ""
-    parts = []
+    parts = ["RANDOM weights"] if settings.get("random_weights") else []
     if "image_size" in settings:
         parts.append(f"S={settings['image_size']}")
-    if "svd_components" in settings:
-        parts.append(f"r={settings['svd_components']}")
+    if "effective_components" in settings or "svd_components" in settings:
+        parts.append(f"r={settings.get('effective_components', settings.get('svd_components'))}")
     if "tau" in settings:
         parts.append(f"τ={settings['tau']:.2f}")
     if "merge_threshold" in settings:

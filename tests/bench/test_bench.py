@@ -238,3 +238,17 @@ def test_concept_label_map_regions():
     full = np.ones((8, 12), bool)
     with pytest.raises(ValueError, match="covers a whole strip"):
         concept_label_map(full, 2)
+
+
+def test_given_targets_are_repeated_to_the_count_asked_for(tmp_path):
+    refs, targets = synthetic_inputs(1, 2, seed=0, size=(60, 80))
+    refs[0][0].save(tmp_path / "r.png")
+    refs[0][1].save(tmp_path / "m.png")
+    targets[0].save(tmp_path / "a.png")
+    targets[1].save(tmp_path / "b.png")
+    given = ["--ref", str(tmp_path / "r.png"), "--ref-mask", str(tmp_path / "m.png"), "--no-baseline"]
+    res = _bench(tmp_path, *given, "--targets", "3", "--target", str(tmp_path / "a.png"))
+    assert res["config"]["targets"] == 3 and len(res["per_target"]["times_s"]) == 3
+    res = _bench(tmp_path, *given, "--targets", "3", "--target", str(tmp_path / "a.png"), "--target",
+                 str(tmp_path / "b.png"))  # fmt: skip
+    assert res["config"]["targets"] == 3 and len(res["per_target"]["times_s"]) == 3

@@ -74,11 +74,11 @@ def test_quiet_silences_status_lines_and_autocast_is_accepted(workdir, capsys):
 def test_a_clamped_svd_is_one_plain_warning_line(workdir, capsys):
     out = workdir / "clamp"
     args = _segment(workdir, out, "--no-overlay", "--quiet")
-    args[args.index("--svd-components") + 1] = "500"
+    args[args.index("--svd-components") + 1] = "400"
     assert main(args) == 0
     lines = capsys.readouterr().err.splitlines()
     # the tiny model has 64 channels; at 64 px its grid has 4 x 4 = 16 cells
-    assert lines == ["insid3lab: warning: 64 px gives 16 cells; using 16 positional components (--svd-components 500)"]
+    assert lines == ["insid3lab: warning: 64 px gives 16 cells; using 16 positional components (--svd-components 400)"]
 
 
 def test_warnings_print_as_one_plain_line(capsys, monkeypatch):

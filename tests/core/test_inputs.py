@@ -245,3 +245,35 @@ def test_jpeg_masks_are_thresholded_at_128(tmp_path):
     # A lossless mask keeps the ``> 0`` rule, so label maps with small values still work.
     Image.fromarray((m > 0).astype(np.uint8)).save(tmp_path / "labels.png")
     assert np.array_equal(mask_to_numpy(tmp_path / "labels.png"), m > 0)
+
+
+# ------------------------------------------------------------- empty images, non-finite label maps
+def test_an_image_without_pixels_is_one_line_naming_it(tiny):
+    from insid3lab import INSID3
+
+    with pytest.raises(
+        ValueError, match=r"^target image: the image is 0x0 \(H x W\); an image needs at least one pixel"
+    ):
+        imageio.read_image(np.zeros((0, 0, 3), np.uint8), what="target image")
+    with pytest.raises(ValueError, match=r"^mask: the mask is 0x5 \(H x W\)"):
+        mask_to_numpy(np.zeros((0, 5), np.uint8))
+    model = INSID3(tiny, image_size=32, svd_components=8, basis_cache=False, progress=False)
+    with pytest.raises(ValueError, match=r"^reference image 0: the image is 0x0"):
+        model.set_reference(np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.uint8))
+
+
+@pytest.mark.parametrize("kind", ["array", "tensor"])
+def test_a_label_map_with_nan_is_one_line_naming_it(tiny, kind):
+    from insid3lab import INSID3
+
+    model = INSID3(tiny, image_size=32, svd_components=8, basis_cache=False, progress=False)
+    lm = np.zeros((32, 32))
+    lm[4:20, 4:20] = 1
+    lm[0, 0] = np.nan
+    lm = torch.from_numpy(lm) if kind == "tensor" else lm
+    image = np.zeros((32, 32, 3), np.uint8)
+    for labels in ("all", {1: "a"}):
+        with pytest.raises(ValueError) as e:
+            model.set_reference(image, lm, labels=labels)
+        msg = str(e.value)
+        assert msg.startswith("reference mask 0") and "NaN or infinite" in msg and "\n" not in msg, msg

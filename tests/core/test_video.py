@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from insid3lab.core.video import VIDEO_INSTALL, count_frames, iter_frames, list_frame_files, natural_key
+from insid3lab.core.video import VIDEO_INSTALL, count_frames, iter_frames, list_frame_files, natural_key, odd_frames
 
 
 def flat_frames(n: int = 4, hw=(20, 30)) -> np.ndarray:
@@ -79,14 +80,56 @@ def test_arrays_and_iterables():
     assert np.array_equal(next(iter_frames(pil))[1], frames[0])
 
 
-def test_frames_of_another_size_are_resized_to_the_first_or_refused(tmp_path):
+def test_frames_keep_their_own_size_or_take_the_first_ones_or_are_refused(tmp_path):
     small = np.full((10, 15, 3), 200, dtype=np.uint8)
     frames = [flat_frames(1)[0], small]
-    out = list(iter_frames(frames))
-    assert out[1][1].shape == (20, 30, 3) and (out[1][1] == 200).all()
+    own = list(iter_frames(frames))
+    assert own[1][1].shape == (10, 15, 3) and np.array_equal(own[1][1], small)
+    first = list(iter_frames(frames, sizes="first"))
+    assert first[1][1].shape == (20, 30, 3) and (first[1][1] == 200).all()
     write_pngs(tmp_path, frames, ["0.png", "1.png"])
-    with pytest.raises(ValueError, match=r"1\.png.* is 10x15 but the first frame is 20x30"):
-        list(iter_frames(tmp_path, resize=False))
+    with pytest.raises(ValueError) as e:
+        list(iter_frames(tmp_path, sizes="same"))
+    assert "1.png' is 10x15 but the first frame is 20x30" in str(e.value)
+    assert str(e.value).count("1.png") == 1
+    with pytest.raises(ValueError, match="sizes='big'"):
+        list(iter_frames(frames, sizes="big"))
+
+
+def test_an_unreadable_frame_is_named_once(tmp_path):
+    write_pngs(tmp_path, flat_frames(1), ["0.png"])
+    (tmp_path / "1.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError) as e:
+        list(iter_frames(tmp_path))
+    assert str(e.value).startswith(f"frame {str(tmp_path / '1.png')!r} cannot be read")
+    assert str(e.value).count("1.png") == 1
+
+
+def test_a_file_left_out_of_a_folder_and_the_images_that_look_unlike_frames(tmp_path):
+    frames = flat_frames(4)
+    write_pngs(tmp_path, frames, [f"{t:05d}.png" for t in range(4)])
+    Image.fromarray(frames[0][..., 0]).save(tmp_path / "first.png")  # a mask kept beside the frames
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "00004.png")  # a thumbnail
+    names = [p.name for p in list_frame_files(tmp_path, exclude=[tmp_path / "first.png"])]
+    assert names == ["00000.png", "00001.png", "00002.png", "00003.png", "00004.png"]
+    with pytest.raises(ValueError, match="holds no image file but the one left out"):
+        _only_the_mask(tmp_path)
+    files = list_frame_files(tmp_path)
+    sizes = {f: Image.open(f).size for f in files}
+    assert odd_frames(sizes) == {
+        tmp_path / "first.png": "named unlike the others (#.png)",
+        tmp_path / "00004.png": "8x8 where the others are 30x20 (width x height)",
+    }
+    assert odd_frames({f: sizes[f] for f in files[:4]}) == {}
+    # no majority: nothing is odd
+    assert odd_frames({Path("a.png"): (1, 1), Path("b.png"): (2, 2)}) == {}
+
+
+def _only_the_mask(tmp_path):
+    d = tmp_path / "alone"
+    d.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(d / "m.png")
+    return list_frame_files(d, exclude=[d / "m.png"])
 
 
 def test_gif_is_read_as_a_video(tmp_path):

@@ -181,3 +181,24 @@ def test_youtube_vos_download_layout_and_hidden_splits(tmp_path):
             valid.check_scorable()
     with pytest.raises(FileNotFoundError, match="test"):
         YouTubeVOSDataset(tmp_path, "test")
+
+
+def test_eval_davis2017_skip_bad_names_and_skips_bad_sequences(tmp_path, capsys, monkeypatch):
+    from insid3lab.cli import main
+    from insid3lab.synthetic.video import write_moving_sequences
+
+    monkeypatch.setenv("INSID3LAB_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "DAVIS"
+    write_moving_sequences(root, 1, frames=4, size=(48, 64), objects=1)
+    frames, labels = moving_object_sequence(3, (48, 64), seed=3)
+    labels[0] = 0
+    write_davis_sequence(root, "no-object", frames, labels)
+    argv = ["eval", "--dataset", "davis2017", "--data-root", str(root), "--model", "random:tiny", "--image-size", "64",
+            "--svd-components", "8", "--no-progress", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "sequence 'no-object': its first annotation holds no object" in err[0]
+    assert "--skip-bad" in err[0]
+    assert main([*argv, "--skip-bad", "--resume"]) == 0
+    out = capsys.readouterr()
+    assert "sequence 'no-object' skipped" in out.err and "(sequences 1, objects 1, skipped 1)" in out.out

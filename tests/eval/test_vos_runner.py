@@ -172,6 +172,42 @@ def test_two_processes_shard_by_sequence_and_equal_one(davis, tmp_path):
     assert not list((tmp_path / "two").glob("results.rank*.jsonl"))
 
 
+def test_a_sequence_without_an_object_or_with_under_3_frames_is_named_and_skipped_under_skip_bad(tmp_path):
+    from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence
+
+    root = tmp_path / "davis"
+    write_moving_sequences(root, 1, frames=5, size=(48, 64), objects=1)
+    frames, labels = moving_object_sequence(4, (48, 64), seed=5)
+    labels[0] = 0  # the object appears only later
+    write_davis_sequence(root, "empty-first", frames, labels)
+    write_moving_sequences(root, 2, frames=5, size=(48, 64), objects=1)  # moving-1 after the bad one
+    frames, labels = moving_object_sequence(2, (48, 64), seed=6)
+    write_davis_sequence(root, "short", frames, labels)
+    ds = DavisDataset(root)
+    assert ds.sequences == ["moving-0", "empty-first", "moving-1", "short"]
+
+    def predict(frames, first):
+        for frame in frames:
+            yield np.zeros(frame.shape[:2], np.uint8)
+
+    with pytest.raises(ValueError) as e:
+        evaluate_sequences(ds, predict, tmp_path / "strict", progress=False)
+    assert "sequence 'empty-first'" in str(e.value) and "skip_bad" in str(e.value) and "\n" not in str(e.value)
+
+    with pytest.warns(UserWarning) as caught:
+        s = evaluate_sequences(ds, predict, tmp_path / "run", progress=False, skip_bad=True)
+    assert s["sequences"] == 2 and set(s["per_sequence"]) == {"moving-0", "moving-1"}
+    assert s["skipped"] == [
+        {"sequence": "empty-first", "reason": "its first annotation holds no object"},
+        {"sequence": "short", "reason": "2 frame(s); the scores need at least 3 (the first and last are not scored)"},
+    ]
+    err = " ".join(str(w.message) for w in caught)
+    assert "sequence 'empty-first' skipped: its first annotation holds no object" in err and "'short' skipped" in err
+    with pytest.warns(UserWarning, match="skipped"):  # a resumed run tries them again
+        again = evaluate_sequences(ds, predict, tmp_path / "run", progress=False, skip_bad=True)
+    assert comparable(again) == comparable(s)
+
+
 @pytest.fixture(scope="module")
 def youtube(tmp_path_factory):
     """A YouTube-VOS train sequence of 11 frames, every fifth annotated; object 2 appears at frame 5."""
@@ -231,3 +267,23 @@ def test_youtube_vos_hidden_split_stops_before_any_work(youtube, tmp_path):
     with pytest.raises(ValueError, match="valid split is not public"):
         evaluate_sequences(YouTubeVOSDataset(tmp_path, "valid"), lambda f, g: called.append(1), tmp_path / "run")
     assert not called and not (tmp_path / "run").exists()
+
+
+def test_a_youtube_vos_sequence_with_nothing_to_score_is_named_and_skipped_under_skip_bad(youtube, tmp_path):
+    root, labels = youtube
+    shutil.copytree(root, tmp_path / "yt")
+    frames, late = moving_object_sequence(11, (48, 64), seed=4, objects=1)
+    late[:10] = 0  # the object appears only in the last annotated frame
+    write_youtube_vos_sequence(tmp_path / "yt", "late", frames, late)
+    ds = YouTubeVOSDataset(tmp_path / "yt")
+    assert ds.sequences == ["clip", "late"]
+
+    def nothing(frames, given):
+        for frame in frames:
+            yield np.zeros(frame.shape[:2], np.uint8)
+
+    with pytest.raises(ValueError, match="sequence 'late': no object appears before its last annotated frame"):
+        evaluate_sequences(ds, nothing, tmp_path / "strict", progress=False)
+    with pytest.warns(UserWarning, match="'late' skipped"):
+        s = evaluate_sequences(ds, nothing, tmp_path / "run", progress=False, skip_bad=True)
+    assert s["sequences"] == 1 and s["objects"] == 2 and [r["sequence"] for r in s["skipped"]] == ["late"]

@@ -299,11 +299,16 @@ def test_encoder_without_the_contract_is_rejected():
 
 
 def test_too_many_components_are_clamped_with_a_warning(tiny, scenes):
-    model = INSID3(tiny, image_size=64, svd_components=500)
+    model = INSID3(tiny, image_size=64, svd_components=400)
     model.set_reference(*scenes[0])
-    with pytest.warns(UserWarning, match="exceeds min"):
+    with pytest.warns(UserWarning, match="svd_components=400 exceeds min"):
         model.segment(scenes[1][0])
     assert model.positional.basis.shape == (64, 16)  # min(C=64, h*w=16)
+    model.svd_components = 500  # the default: "as many as the model allows", clamped without a word
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.segment(scenes[1][0])
+    assert model.positional.basis.shape == (64, 16)
 
 
 def test_missing_and_unreadable_images_are_named(tiny, tmp_path):

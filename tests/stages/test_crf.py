@@ -291,3 +291,15 @@ def test_cuda_matches_cpu():
     out_gpu = crf_refine(image.cuda(), coarse.cuda())
     assert out_gpu.is_cuda and out_gpu.dtype == torch.bool
     assert _iou(out_gpu.cpu(), out_cpu) >= 0.999
+
+
+def test_an_absurd_band_is_one_line_before_any_allocation():
+    image = torch.rand(3, 32, 40)
+    mask = torch.zeros(32, 40, dtype=torch.bool)
+    mask[8:20, 8:30] = True
+    for band in (10**7, 81):
+        with pytest.raises(ValueError, match=rf"crf_refine: band={band} exceeds twice the mask's larger side \(80\)"):
+            crf_refine(image, mask, band=band)
+    with pytest.raises(ValueError, match=r"band=10000000 exceeds twice"):
+        band_regions(mask, 10**7)
+    assert crf_refine(image, mask, band=80).shape == (32, 40)

@@ -177,6 +177,20 @@ def test_bad_input_one_line_each(tiny, sequence, tmp_path):
         assert words in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_mask_kept_among_the_frames_is_not_a_frame_and_each_frame_keeps_its_size(tiny, sequence, tmp_path):
+    frames, maps = sequence
+    d = tmp_path / "seq"
+    d.mkdir()
+    for t in range(3):
+        Image.fromarray(frames[t]).save(d / f"{t:05d}.png")
+    Image.fromarray(frames[3]).resize((64, 48)).save(d / "00003.png")  # a frame of another size
+    Image.fromarray((maps[0] == 1).astype(np.uint8) * 255).save(d / "0-mask.png")  # sorts before 00000.png
+    model = INSID3(tiny, image_size=64, svd_components=8, progress=False)
+    masks = [m.cpu().numpy() for m in model.track(d, d / "0-mask.png")]
+    assert [m.shape for m in masks] == [(96, 128)] * 3 + [(48, 64)]
+    assert np.array_equal(masks[0], maps[0] == 1)
+
+
 # ---------------------------------------------------------------- evaluation
 def test_davis_evaluation_end_to_end_and_resume(tiny, tmp_path):
     root = tmp_path / "DAVIS"
@@ -233,7 +247,7 @@ def test_cli_writes_masks_and_animation_and_refuses_to_overwrite(clip):
         first > 0, np.asarray(Image.open(clip / "first.png")) > 0
     )
     with Image.open(out / ANIMATION) as gif:
-        assert gif.n_frames == 4 and gif.size == (128, 96)
+        assert gif.n_frames == 4 and gif.width == 128 and gif.height > 96  # random weights: a note under the frames
     with pytest.raises(FileExistsError, match="--overwrite"):
         args.func(args)
     again = parse(["--frames", str(clip / "clip"), "--mask", str(clip / "first.png"), "--out", str(out), "--overwrite"])

@@ -399,7 +399,7 @@ def test_story_has_every_panel(traced, scene):
         assert expected in titled
     assert len([ax for ax in fig.axes if ax.get_label() != "<colorbar>"]) == len(viz.PANELS)
     head = fig._suptitle.get_text()
-    assert head.startswith("INSID3: S=128, r=8, τ=0.60, merge=0.20, debiased")
+    assert head.startswith("INSID3: RANDOM weights, S=128, r=8, τ=0.60, merge=0.20, debiased")
     assert head.endswith(f"IoU {viz.iou(mask, tgt_mask):.3f}")
     for name in viz.PANELS:
         assert isinstance(viz.trace_panel(trace, name), Figure)

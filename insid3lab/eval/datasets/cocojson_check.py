@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from insid3lab.core.imageio import MAX_PIXELS_ENV, ImageTooLargeError, image_size
 from insid3lab.eval.datasets.base import leaves_folder
 from insid3lab.eval.datasets.readers import rle_problem
 
@@ -49,6 +50,7 @@ PROBLEM_KINDS: dict[str, str] = {
     "path_outside": "an image's file_name is absolute or climbs out of the image folder with '..'",
     "missing_image": "an image listed in the file is not in the image folder",
     "unreadable_image": "an image file cannot be opened as an image",
+    "image_too_large": "an image has more pixels than the pixel limit (a guard against decompression bombs)",
     "image_size": "an image's size on disk differs from the file's width/height",
     "unknown_image": "an annotation refers to an image id that is not listed",
     "unknown_category": "an annotation refers to a category id that is not listed",
@@ -269,14 +271,21 @@ def _check_images(entries: list, images_dir: Path, problems: list[Problem], repo
             )
             continue
         try:
-            with Image.open(path) as pil:
-                dw, dh = pil.size
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            dw, dh = image_size(path)
+        except ImageTooLargeError as e:
             problems.append(
                 Problem(
-                    "unreadable_image", f"image {name!r}", f"cannot be opened ({type(e).__name__}: {e})", image=name
+                    "image_too_large",
+                    f"image {name!r}",
+                    f"has {e.pixels:,} pixels, more than the pixel limit of {e.limit:,}; if you trust the file, raise "
+                    f"the limit with --max-image-pixels N or {MAX_PIXELS_ENV}=N (0: no limit)",
+                    image=name,
                 )
             )
+            continue
+        except (OSError, ValueError):
+            why = _pil_reason(path)
+            problems.append(Problem("unreadable_image", f"image {name!r}", f"cannot be opened ({why})", image=name))
             continue
         if (dw, dh) != (w, h):
             problems.append(
@@ -288,6 +297,16 @@ def _check_images(entries: list, images_dir: Path, problems: list[Problem], repo
                 )
             )
     return images
+
+
+def _pil_reason(path: Path) -> str:
+    """Why PIL cannot open ``path``, in its own words (``TypeName: message``)."""
+    try:
+        with Image.open(path) as pil:
+            pil.size  # noqa: B018 - the header is parsed
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        return f"{type(e).__name__}: {e}"
+    return "not an image"
 
 
 def _check_categories(entries: list, problems: list[Problem]) -> dict:

@@ -54,6 +54,7 @@ def evaluate_video(
     bound_th: float = BOUND_TH,
     settings: dict | None = None,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> dict:
     """Track every sequence of a video benchmark with ``model`` and score it (J, F, J&F as the DAVIS toolkit reports).
 
@@ -68,6 +69,8 @@ def evaluate_video(
         bound_th: boundary tolerance of F (fraction of the image diagonal).
         settings: extra facts recorded in the run (model source, device, ...).
         progress: a tqdm bar over sequences.
+        skip_bad: name and skip a sequence that cannot be scored (see
+            :func:`~insid3lab.eval.video.runner.evaluate_sequences`) instead of stopping.
 
     Returns:
         The summary of :func:`~insid3lab.eval.video.runner.evaluate_sequences`.
@@ -76,8 +79,9 @@ def evaluate_video(
     predict = track_predictor(model, memory=memory, min_confidence=min_confidence)
     facts = {**model.settings(), "memory": int(memory), "min_confidence": float(min_confidence), **(settings or {})}
     return evaluate_sequences(
-        dataset, predict, out_dir, resume=resume, bound_th=bound_th, settings=facts, progress=progress
-    )
+        dataset, predict, out_dir, resume=resume, bound_th=bound_th, settings=facts, progress=progress,
+        skip_bad=skip_bad,
+    )  # fmt: skip
 
 
 def evaluate_davis(
@@ -95,6 +99,7 @@ def evaluate_davis(
     bound_th: float = BOUND_TH,
     settings: dict | None = None,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> dict:
     """Track every sequence of a DAVIS split with ``model`` and score it (J, F, J&F as the toolkit reports).
 
@@ -104,11 +109,11 @@ def evaluate_davis(
         out_dir: the run folder (``run.json``, ``results.jsonl``, ``summary.json``).
         sequences: names to evaluate instead of the split's list.
         split, year, resolution: which DAVIS list and frames (see :class:`~insid3lab.eval.video.layouts.DavisDataset`).
-        memory, min_confidence, resume, bound_th, settings, progress: as for :func:`evaluate_video`.
+        memory, min_confidence, resume, bound_th, settings, progress, skip_bad: as for :func:`evaluate_video`.
 
     Returns:
         The summary of :func:`~insid3lab.eval.video.runner.evaluate_sequences`.
     """
     dataset = DavisDataset(data_root, split, year=year, resolution=resolution, sequences=sequences)
     return evaluate_video(model, dataset, out_dir, memory=memory, min_confidence=min_confidence, resume=resume,
-                          bound_th=bound_th, settings=settings, progress=progress)  # fmt: skip
+                          bound_th=bound_th, settings=settings, progress=progress, skip_bad=skip_bad)  # fmt: skip

@@ -35,6 +35,8 @@ from insid3lab.eval.video.registry import register_video_benchmark
 __all__ = ["DavisDataset", "VideoLayout", "YouTubeVOSDataset"]
 
 DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
+#: The fewest frames a DAVIS sequence is scored on: the first (given) and the last are not.
+MIN_FRAMES = 3
 YOUTUBE_VOS_URL = "https://youtube-vos.org/dataset/vos/"
 
 
@@ -226,9 +228,12 @@ class DavisDataset(VideoLayout):
         T = len(self.frame_paths(seq))
         n = self.num_objects(seq)
         if n < 1:
-            raise ValueError(f"sequence {seq!r}: the first annotation holds no object; nothing to score")
-        if T < 3:
-            raise ValueError(f"sequence {seq!r}: {T} frame(s) leave no frame to score without the first and last")
+            raise ValueError(f"sequence {seq!r}: its first annotation holds no object")
+        if T < MIN_FRAMES:
+            raise ValueError(
+                f"sequence {seq!r}: {T} frame(s); the scores need at least {MIN_FRAMES} (the first and last are not "
+                "scored)"
+            )
         return {k: list(range(1, T - 1)) for k in range(1, n + 1)}
 
     def describe(self) -> dict:

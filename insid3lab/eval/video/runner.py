@@ -9,7 +9,13 @@ Files in ``out_dir`` (as for :func:`insid3lab.eval.run_evaluation`):
   it is scored on (:meth:`~insid3lab.eval.video.layouts.VideoLayout.scored_frames`: object k's
   lists cover the last ``len(J[k])`` of ``frames``) with their statistics
   (:func:`insid3lab.eval.video.scores.evaluate_objects`).
-* ``summary.json``: the DAVIS report of :func:`insid3lab.eval.video.scores.summarise`, settings and time.
+* ``summary.json``: the DAVIS report of :func:`insid3lab.eval.video.scores.summarise`, settings and time,
+  and ``skipped``: the sequences that could not be scored and why.
+
+A sequence that cannot be scored (for DAVIS: no object in its first annotation, fewer than 3
+frames; for any layout: no object with an annotated frame after the one where it is given,
+files that cannot be read) stops the run with one line naming it; with ``skip_bad`` it is named
+in a warning, recorded as skipped and left out of the scores (a resumed run tries it again).
 
 Distributed: when ``torch.distributed`` is initialised, process ``r`` of ``W`` runs the
 sequences whose index is ``r`` modulo ``W``; the records are gathered and every process returns
@@ -23,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,23 +50,49 @@ from insid3lab.eval.run.files import (
 )
 from insid3lab.eval.video.scores import BOUND_TH, evaluate_objects, summarise
 
-__all__ = ["evaluate_sequences"]
+__all__ = ["BadSequenceError", "evaluate_sequences"]
 
 PredictSequence = Callable[[Iterator[np.ndarray], np.ndarray], Iterable]
 
-_STATS = ("", "_mean", "_recall", "_decay")
+
+class BadSequenceError(ValueError):
+    """A sequence that cannot be scored (``sequence`` and ``reason``)."""
+
+    def __init__(self, sequence: str, reason: str):
+        self.sequence, self.reason = sequence, reason
+        super().__init__(f"sequence {sequence!r}: {reason}")
 
 
-def _predict(predict_sequence: PredictSequence, dataset, seq: str, T: int, keep: list[int], shape) -> np.ndarray:
-    """(len(keep), H, W) uint8 predicted label maps of frames ``keep``, from one run of ``predict_sequence``
+class _Truth(NamedTuple):
+    frames: list[Path]  # every frame of the sequence
+    annotated: list[int]  # the frames with ground truth (indices into frames)
+    gt: np.ndarray  # (A, H, W) their label maps
+    scored: dict[int, list[int]]  # object id -> the frames it is scored on
+
+
+def _ground_truth(dataset, seq: str) -> _Truth:
+    """What ``seq`` is scored against; a :class:`BadSequenceError` saying why it cannot be."""
+    try:
+        truth = _Truth(dataset.frame_paths(seq), dataset.annotated_frames(seq), dataset.label_maps(seq),
+                       dataset.scored_frames(seq))  # fmt: skip
+    except (OSError, ValueError) as e:
+        raise BadSequenceError(seq, str(e).removeprefix(f"sequence {seq!r}: ")) from None
+    if not truth.scored:
+        raise BadSequenceError(seq, "no object appears before its last annotated frame: nothing to score")
+    return truth
+
+
+def _predict(predict_sequence: PredictSequence, dataset, seq: str, truth: _Truth) -> np.ndarray:
+    """(A, H, W) uint8 predicted label maps of the annotated frames, from one run of ``predict_sequence``
     per frame where objects are given.
 
     A run from frame ``t`` tracks the objects given there over frames ``t..T-1`` and must yield one
     label map per frame; where runs from different frames claim a pixel, the later-started run
     keeps it. Frames before the first given frame are background.
     """
-    row = {t: i for i, t in enumerate(keep)}
-    out = np.zeros((len(keep), *shape), dtype=np.uint8)
+    T, shape = len(truth.frames), truth.gt.shape[1:]
+    row = {t: i for i, t in enumerate(truth.annotated)}
+    out = np.zeros(truth.gt.shape, dtype=np.uint8)
     for start, given in sorted(dataset.given(seq).items()):
         ids = {int(k) for k in np.unique(given)} - {0}
         count = 0
@@ -67,7 +100,7 @@ def _predict(predict_sequence: PredictSequence, dataset, seq: str, T: int, keep:
             t, m = start + count, np.asarray(m)
             if m.dtype == np.bool_:
                 m = m.astype(np.uint8)
-            if m.shape != tuple(shape) or not np.issubdtype(m.dtype, np.integer):
+            if m.shape != shape or not np.issubdtype(m.dtype, np.integer):
                 raise ValueError(
                     f"sequence {seq!r}, frame {t}: the prediction is {m.shape} {m.dtype}; "
                     f"expected an {shape[0]}x{shape[1]} integer label map (the frame's size)"
@@ -87,19 +120,19 @@ def _predict(predict_sequence: PredictSequence, dataset, seq: str, T: int, keep:
     return out
 
 
-def _score(dataset, seq: str, predict_sequence: PredictSequence, bound_th: float) -> dict:
+def _score(dataset, seq: str, truth: _Truth, predict_sequence: PredictSequence, bound_th: float) -> dict:
     """The record fields of one sequence: its objects, the frames scored and their J and F."""
-    frames = dataset.frame_paths(seq)
-    annotated = dataset.annotated_frames(seq)
-    gt = dataset.label_maps(seq)  # (A, H, W) on the annotated frames
-    pred = _predict(predict_sequence, dataset, seq, len(frames), annotated, gt.shape[1:])
-    scored = dataset.scored_frames(seq)  # object id -> frame indices
-    if not scored:  # every object given at the last annotated frame: nothing to score
-        return {"objects": 0, "frames": [], "ids": [], **{f"{m}{s}": [] for m in "JF" for s in _STATS}}
-    row = {t: i for i, t in enumerate(annotated)}
-    scores = evaluate_objects(gt, pred, {k: [row[t] for t in ts] for k, ts in scored.items()}, bound_th=bound_th)
-    union = sorted({t for ts in scored.values() for t in ts})
-    return {"objects": len(scores["ids"]), "frames": [frames[t].stem for t in union], **scores}
+    pred = _predict(predict_sequence, dataset, seq, truth)
+    row = {t: i for i, t in enumerate(truth.annotated)}
+    scored = {k: [row[t] for t in ts] for k, ts in truth.scored.items()}
+    scores = evaluate_objects(truth.gt, pred, scored, bound_th=bound_th)
+    union = sorted({t for ts in truth.scored.values() for t in ts})
+    return {"objects": len(scores["ids"]), "frames": [truth.frames[t].stem for t in union], **scores}
+
+
+def _scored(records) -> list[dict]:
+    """The records of sequences that were scored (not skipped as bad)."""
+    return [r for r in records if "bad" not in r]
 
 
 def _set_aside(out: Path) -> None:
@@ -125,6 +158,7 @@ def evaluate_sequences(
     bound_th: float = BOUND_TH,
     settings: dict | None = None,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> dict:
     """Run ``predict_sequence`` on every sequence of ``dataset``, score it (J, F, J&F as DAVIS reports), write the run.
 
@@ -145,6 +179,8 @@ def evaluate_sequences(
         settings: extra JSON-serialisable facts to record (method settings, model, device, ...);
             part of the run's identity, so a resumed run must pass the same.
         progress: show a tqdm bar (process 0 only).
+        skip_bad: name a sequence that cannot be scored in a warning and go on (see the module)
+            instead of stopping.
 
     Returns:
         The summary (also written to ``out_dir/summary.json``); every process returns it.
@@ -191,7 +227,7 @@ def evaluate_sequences(
         raise error
 
     # ── what is already done ──
-    done = read_records(out) if resume else {}
+    done = {i: r for i, r in read_records(out).items() if "bad" not in r} if resume else {}  # bad ones: again
     for idx, rec in done.items():
         if idx < len(seqs) and rec.get("sequence") != seqs[idx]:
             raise ValueError(
@@ -220,13 +256,23 @@ def evaluate_sequences(
     with RecordFile(live) as fh:
         for i in todo:
             seq, ts = seqs[i], time.perf_counter()
-            rec = {"index": i, "sequence": seq, **_score(dataset, seq, predict_sequence, bound_th),
+            try:
+                truth = _ground_truth(dataset, seq)
+            except BadSequenceError as e:
+                if not skip_bad:
+                    raise ValueError(f"{e}; pass skip_bad=True (--skip-bad) to name and skip such sequences") from None
+                warn(f"sequence {seq!r} skipped: {e.reason}")
+                rec = {"index": i, "sequence": seq, "bad": e.reason}
+                fh.write(rec)
+                records[i] = rec
+                bar.update(1)
+                continue
+            rec = {"index": i, "sequence": seq, **_score(dataset, seq, truth, predict_sequence, bound_th),
                    "seconds": round(time.perf_counter() - ts, 4)}  # fmt: skip
             fh.write(rec)
             records[i] = rec
             bar.update(1)
-            if any(r["objects"] for r in records.values()):
-                bar.set_postfix_str(f"J&F {summarise(records[k] for k in sorted(records))['J&F-Mean'] * 100:.1f}")
+            bar.set_postfix_str(f"J&F {summarise(_scored(records[k] for k in sorted(records)))['J&F-Mean'] * 100:.1f}")
     bar.close()
 
     # ── gather ──
@@ -238,12 +284,16 @@ def evaluate_sequences(
         gathered = [local]
     every = {int(r["index"]): r for g in gathered for r in g["records"]}
     ordered = [every[i] for i in sorted(every)]
+    scored = _scored(ordered)
+    if not scored:
+        raise ValueError(f"no sequence of {dataset.name} could be scored: all {len(ordered)} were skipped as bad")
     seconds = sum(float(r.get("seconds", 0.0)) for r in ordered)
     summary = {
         "task": identity["task"],
         "dataset": dataset.describe(),
         "settings": {**identity["settings"], "bound_th": float(bound_th), "world_size": world},
-        **summarise(ordered),
+        **summarise(scored),
+        "skipped": [{"sequence": r["sequence"], "reason": r["bad"]} for r in ordered if "bad" in r],
         "resumed": sum(g["resumed"] for g in gathered),
         "time": {
             "started": started,

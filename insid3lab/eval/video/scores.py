@@ -253,7 +253,7 @@ def summarise(records) -> dict:
     Returns:
         dict with ``J&F-Mean``, ``J-Mean``, ``J-Recall``, ``J-Decay``, ``F-Mean``, ``F-Recall``,
         ``F-Decay`` (means over all objects; ``J&F-Mean`` is the mean of ``J-Mean`` and ``F-Mean``),
-        ``objects`` and ``sequences`` (counts of those scored), ``per_object`` (``"<seq>_<id>"`` → J-Mean, F-Mean,
+        ``objects`` and ``sequences`` (counts), ``per_object`` (``"<seq>_<id>"`` → J-Mean, F-Mean,
         as the toolkit's per-sequence table names them) and ``per_sequence`` (name → mean over its
         objects of J-Mean, F-Mean and J&F-Mean).
     """
@@ -263,8 +263,6 @@ def summarise(records) -> dict:
         seq = rec["sequence"]
         for k, col in cols.items():
             col.extend(float(v) for v in rec[k])
-        if not rec["J_mean"]:  # no object with a frame to score (each given at the last annotated frame)
-            continue
         ids = rec.get("ids") or range(1, len(rec["J_mean"]) + 1)
         for i, j, f in zip(ids, rec["J_mean"], rec["F_mean"]):
             per_object[f"{seq}_{i}"] = {"J-Mean": float(j), "F-Mean": float(f)}

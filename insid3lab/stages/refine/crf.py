@@ -82,7 +82,12 @@ def band_regions(mask: Tensor, band: int = CRF_DEFAULTS["band"]) -> tuple[Tensor
     Returns:
         core, outside, band: (H, W) bool each, a partition of the image. Core is the erosion (pixels
         within the radius of the image border are never core), outside the complement of the dilation.
+
+    Raises:
+        ValueError: a band wider than twice the mask's larger side (its disc would cover the image
+            many times over: every pixel is band long before).
     """
+    _check_band(band, mask.shape)
     r = max(1, int(band) // 2)
     ax = torch.arange(-r, r + 1, device=mask.device)
     disc = ((ax[:, None] ** 2 + ax[None, :] ** 2) <= r * r).float()
@@ -222,6 +227,15 @@ def crf_inference(
     return t.reshape(h, w)
 
 
+def _check_band(band, shape) -> None:
+    """A band of at most twice the larger side of an (H, W) mask (one line, before any allocation)."""
+    _positive("band", band, integer=True)
+    side = max(int(shape[-2]), int(shape[-1]))
+    if band > 2 * side:
+        raise ValueError(f"crf_refine: band={band} exceeds twice the mask's larger side ({2 * side}); give a band "
+                         f"in pixels of the mask, at most {2 * side} (default {CRF_DEFAULTS['band']})")  # fmt: skip
+
+
 def _positive(name: str, value, *, integer: bool = False) -> None:
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or not math.isfinite(value):
@@ -281,7 +295,7 @@ def crf_refine(
         (H, W) bool on the mask's device: ``mask`` with the band re-decided.
     """
     _check_inputs(image, mask)
-    _positive("band", band, integer=True)
+    _check_band(band, mask.shape)
     _positive("iterations", iterations, integer=True)
     _positive("beta", beta)
     for name, value in (("alpha", alpha), ("gamma", gamma)):
