@@ -115,3 +115,19 @@ def scenes():
 def eval_data(tmp_path_factory) -> Path:
     """A ``--data-root`` with every benchmark replica (read-only by convention; copy before corrupting)."""
     return make_all(tmp_path_factory.mktemp("eval_data"))
+
+
+@pytest.fixture
+def registries():
+    """Every registry (clusterers, refiners, image and video benchmarks) restored after the test, so a test may
+    register its own."""
+    from insid3lab.eval.datasets import BENCHMARKS
+    from insid3lab.eval.video import VIDEO_BENCHMARKS
+    from insid3lab.stages.clustering import CLUSTERERS
+    from insid3lab.stages.refine import REFINERS
+
+    saved = [(r, dict(r)) for r in (CLUSTERERS, REFINERS, BENCHMARKS, VIDEO_BENCHMARKS)]
+    yield
+    for registry, entries in saved:
+        registry.clear()
+        registry.update(entries)

@@ -19,12 +19,8 @@ instance evaluation (COCO mask AP of the instance output; :mod:`insid3lab.eval.r
     insid3lab eval --dataset coco --fold 0 --ways 2 --shots 1 ... --out runs/coco0-2way
     insid3lab eval --dataset coco-json --annotations A.json --images DIR --task instances ... --out runs/ap
 
-Ablations: every setting of a grid in one pass (each image encoded once per image size; every
-setting decoded from that shared work; ``OUT/grid.json`` holds one summary per setting)::
-
-    insid3lab eval --dataset coco --fold 0 ... --out runs/ablation \
-        --grid tau=0.4,0.5,0.6,0.7 --grid merge_threshold=0.1,0.2,0.3 --grid svd_components=0,100,250,500
-    insid3lab report runs/ablation            # a curve per axis, a heat map per pair, the best setting
+Ablations, every setting of a grid in one pass (``--grid tau=0.5,0.6 --grid merge_threshold=0.1,0.2``, each
+image encoded once; ``OUT/grid.json``): :mod:`insid3lab.cli.grid_options`, :mod:`insid3lab.eval.run.grid`.
 
 Many GPUs (episodes sharded by rank, one summary)::
 
@@ -42,14 +38,9 @@ import sys
 
 from insid3lab.cli import grid_options, options
 from insid3lab.cli.console import Console, emit
-from insid3lab.eval.datasets import (
-    BENCHMARKS,
-    EXTERNAL_BENCHMARKS,
-    VIDEO_BENCHMARKS,
-    DatasetNotFoundError,
-    dataset_names,
-)
+from insid3lab.eval.datasets import BENCHMARKS, DatasetNotFoundError
 from insid3lab.eval.run.protocol import DEFAULT_PROTOCOL, PROTOCOLS
+from insid3lab.eval.video.registry import VIDEO_BENCHMARKS
 
 __all__ = ["add_eval_parser", "build_eval_parser", "build_model", "run_eval_from_args"]
 
@@ -79,6 +70,25 @@ def _shots(text: str) -> list[int]:
     return values
 
 
+def _annotations(name: str) -> bool:
+    """Whether benchmark ``name`` reads a COCO-format annotations file (``--annotations``, ``--images``)."""
+    return name in BENCHMARKS and BENCHMARKS[name].annotations
+
+
+def _names(keep) -> str:
+    """The registered image benchmarks for which ``keep(entry)`` holds, comma-separated."""
+    return ", ".join(name for name, entry in BENCHMARKS.items() if keep(entry))
+
+
+def _fold_ranges() -> str:
+    return ", ".join(f"{name} {entry.fold_range}" for name, entry in BENCHMARKS.items() if entry.folds)
+
+
+def _dataset_help() -> str:
+    entries = [*BENCHMARKS.values(), *VIDEO_BENCHMARKS.values()]
+    return "benchmark name, one of: " + "; ".join(f"{e.name} ({e.help})" if e.help else e.name for e in entries)
+
+
 def _split(text: str):
     if text.lower() == "none":
         return None
@@ -89,27 +99,30 @@ def _split(text: str):
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
+    nway = _names(lambda e: getattr(e.cls, "loads_any_class", False))
+    keypoints = _names(lambda e: getattr(e.cls, "task", "") == "keypoints")
+    coco_format = _names(lambda e: e.annotations)
     g = p.add_argument_group("benchmark")
     g.add_argument(
         "--dataset",
         required=True,
         type=_dataset_name,
-        choices=dataset_names() + list(VIDEO_BENCHMARKS),
-        help="benchmark name; 'folder' reads DATA_ROOT/images and DATA_ROOT/masks; 'coco_json' reads --annotations "
-        "and --images; 'davis2017' tracks DAVIS 2017 val sequences (J&F)",
+        choices=[*BENCHMARKS, *VIDEO_BENCHMARKS],
+        metavar="NAME",
+        help=_dataset_help(),
     )
     g.add_argument(
         "--fold",
         type=_fold,
         default=None,
-        help="fold (coco 0-3, lvis 0-9, pascal_part 0-3, paco_part 0-3, isaid 0-2; default 0) or 'all': every fold "
-        "into OUT/fold<k>/ and their mean; unset for the others",
+        help=f"fold ({_fold_ranges()}; default 0) or 'all': every fold into OUT/fold<k>/ and their mean; unset for "
+        "the others",
     )
     g.add_argument(
         "--data-root",
         default=None,
         help="folder holding the benchmark's folder (COCO2014/, LVIS/, DAVIS/...) or that folder itself "
-        "(required except for coco_json)",
+        f"(required except for {coco_format})",
     )
     g.add_argument("--shots", type=_shots, default=[1], help="reference images per episode; '1,5' runs both into "
                    "OUT/shots<k>/ (default 1)")  # fmt: skip
@@ -124,10 +137,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="episode i is drawn from (seed, i) alone (default 0)")
     g.add_argument("--ways", type=int, default=1, metavar="N",
                    help="classes per episode (N-way K-shot): the target's class and N-1 others with --shots references "
-                   "each, scored as multi-class mIoU (coco, lvis, isaid, coco_json; default 1)")  # fmt: skip
+                   f"each, scored as multi-class mIoU ({nway}; default 1)")  # fmt: skip
     g.add_argument("--task", choices=("semantic", "instances"), default="semantic",
-                   help="semantic: masks (keypoints for spair); instances: COCO mask AP / AP50 / AP75 of the instance "
-                   "output (coco_json; default %(default)s)")  # fmt: skip
+                   help=f"semantic: masks (keypoints for {keypoints}); instances: COCO "
+                   f"mask AP / AP50 / AP75 of the instance output ({coco_format}; default "
+                   "%(default)s)")  # fmt: skip
 
     s = p.add_argument_group("scoring")
     s.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL,
@@ -146,7 +160,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resampling (default 0)")
 
-    c = p.add_argument_group("coco_json (COCO-format annotations)")
+    c = p.add_argument_group(f"{coco_format} (COCO-format annotations)")
     c.add_argument("--annotations", default=None, metavar="FILE.json", help="the COCO-format annotations file")
     c.add_argument("--images", default=None, metavar="DIR", help="the folder of its images")
     c.add_argument("--reference-split", type=_split, default=0.5, metavar="F|none",
@@ -154,7 +168,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    "targets); none: any image may be either (default %(default)s)")  # fmt: skip
     c.add_argument("--categories", default=None, metavar="A,B", help="only these categories (names or ids)")
 
-    v = p.add_argument_group("davis2017 (video)")
+    v = p.add_argument_group(f"video ({', '.join(VIDEO_BENCHMARKS)})")
     v.add_argument("--memory", type=int, default=None, help="past predicted frames kept as extra shots "
                    "(default: insid3lab.Tracker.MEMORY)")  # fmt: skip
     v.add_argument(
@@ -171,7 +185,6 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     grid_options.add_grid_arguments(p)
-
     r = p.add_argument_group("run")
     r.add_argument("--out", required=True, help="run folder: results.jsonl, summary.json, per_class.png")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished episodes")
@@ -191,7 +204,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "eval",
         help="evaluate on a few-shot segmentation / correspondence / video benchmark",
-        description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (or PCK for spair, J&F for davis2017) "
+        description="Evaluate INSID3 on a few-shot benchmark: mIoU / FB-IoU (PCK for keypoints, J&F for video) "
         "with 95% bootstrap intervals; resumable; shard across GPUs with torchrun --nproc_per_node N -m insid3lab eval",
     )
     _add_arguments(p)
@@ -243,7 +256,7 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--out {args.out}: is a file; give a folder")
     if args.episodes_file and args.episodes is not None:
         raise ValueError("--episodes and --episodes-file exclude each other: the file fixes the episodes")
-    if args.dataset in EXTERNAL_BENCHMARKS:
+    if _annotations(args.dataset):
         if not args.annotations or not (args.images or args.data_root):
             raise ValueError(f"--dataset {args.dataset} needs --annotations FILE.json and --images DIR")
         if args.fold == "all":
@@ -253,9 +266,9 @@ def _check(args: argparse.Namespace) -> None:
             raise ValueError(f"--dataset {args.dataset} needs --data-root")
         for flag in ("annotations", "images", "categories"):
             if getattr(args, flag) is not None:
-                raise ValueError(f"--{flag} belongs to --dataset coco_json, not {args.dataset}")
+                raise ValueError(f"--{flag} belongs to --dataset {_names(lambda e: e.annotations)}, not {args.dataset}")
     if args.dataset not in VIDEO_BENCHMARKS and (args.memory is not None or args.min_confidence is not None):
-        raise ValueError("--memory and --min-confidence belong to --dataset davis2017")
+        raise ValueError(f"--memory and --min-confidence belong to the video benchmarks: {', '.join(VIDEO_BENCHMARKS)}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: must be >= 1")
     if args.bootstrap < 0:
@@ -264,19 +277,18 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--ways {args.ways}: must be >= 1")
     if args.task == "instances" and args.ways != 1:
         raise ValueError(f"--task instances scores one class per episode; --ways {args.ways} is not allowed with it")
-    if args.task == "instances" and args.dataset not in EXTERNAL_BENCHMARKS:
+    if args.task == "instances" and not _annotations(args.dataset):
         raise ValueError(f"--task instances needs instance annotations; --dataset {args.dataset} has none "
-                         "(use --dataset coco_json)")  # fmt: skip
+                         f"(use --dataset {_names(lambda e: e.annotations)})")  # fmt: skip
     if args.dataset in VIDEO_BENCHMARKS and (args.ways != 1 or args.task != "semantic"):
-        raise ValueError("--ways and --task do not apply to --dataset davis2017")
+        raise ValueError(f"--ways and --task do not apply to the video benchmark {args.dataset}")
     if args.episodes_file and len(args.shots) > 1:
         raise ValueError("--episodes-file fixes the shots: give one --shots value")
-    args.grid_spec = grid_options.eval_grid(args, video=args.dataset in VIDEO_BENCHMARKS,
-                                            keypoints=getattr(BENCHMARKS.get(args.dataset), "task", "") == "keypoints")  # fmt: skip
+    args.grid_spec = grid_options.eval_grid(args)
 
 
 def _dataset_kwargs(args: argparse.Namespace) -> dict:
-    if args.dataset not in EXTERNAL_BENCHMARKS:
+    if not _annotations(args.dataset):
         return {}
     cats = None if args.categories is None else [c.strip() for c in args.categories.split(",") if c.strip()]
     cats = None if cats is None else [int(c) if c.isdigit() else c for c in cats]
@@ -285,7 +297,7 @@ def _dataset_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _data_root(args: argparse.Namespace) -> str:
-    return args.images if args.dataset in EXTERNAL_BENCHMARKS and args.images else args.data_root
+    return args.images if _annotations(args.dataset) and args.images else args.data_root
 
 
 #: The exit status of a run that finished without a score for some fold or shot count (no evaluated episode).
@@ -311,7 +323,7 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
     try:
         try:
             if args.dataset in VIDEO_BENCHMARKS:
-                lines, empty = _run_davis(args, device), []
+                lines, empty = _run_video(args, device), []
             else:
                 lines, empty = _run_benchmark(args, device)
         except DatasetNotFoundError as e:  # keep the layout's line breaks
@@ -339,43 +351,28 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
 
 
 def _run_kwargs(args: argparse.Namespace, device: str, shots: int) -> dict:
-    return {
-        "episodes": args.episodes_file or args.episodes,
-        "seed": args.seed,
-        "shots": shots,
-        "resume": args.resume,
-        "skip_bad": args.skip_bad,
-        "progress": not args.no_progress,
-        "protocol": args.protocol,
-        "ignore_value": None if args.no_ignore else args.ignore_value,
-        "num_threads": args.threads,
-        "bootstrap": args.bootstrap,
-        "bootstrap_seed": args.bootstrap_seed,
-        "ways": args.ways,
-        "task": args.task,
-        "grid": getattr(args, "grid_spec", None),
-        "settings": {
-            "model_source": str(args.model),
-            "device": str(device),
-            "data_root": str(_data_root(args)),
-            "command": " ".join(sys.argv),
-        },
-    }
+    return {"episodes": args.episodes_file or args.episodes, "seed": args.seed, "shots": shots, "resume": args.resume,
+            "skip_bad": args.skip_bad, "progress": not args.no_progress, "protocol": args.protocol,
+            "ignore_value": None if args.no_ignore else args.ignore_value, "num_threads": args.threads,
+            "bootstrap": args.bootstrap, "bootstrap_seed": args.bootstrap_seed, "ways": args.ways, "task": args.task,
+            "grid": getattr(args, "grid_spec", None),
+            "settings": {"model_source": str(args.model), "device": str(device), "data_root": str(_data_root(args)),
+                         "command": " ".join(sys.argv)}}  # fmt: skip
 
 
 def _run_benchmark(args: argparse.Namespace, device: str) -> tuple[list[str], list[str]]:
     """The lines to print, and the runs (folds, shot counts) without an evaluated episode."""
-    from insid3lab.eval.datasets import BENCHMARKS, build_dataset
+    from insid3lab.eval.datasets import build_dataset
     from insid3lab.eval.run.folds import run_all_folds
     from insid3lab.eval.run.runner import run_evaluation
 
-    cls = BENCHMARKS[args.dataset]
-    if args.fold == "all" and cls.folds is None:
+    entry = BENCHMARKS[args.dataset]
+    if args.fold == "all" and entry.folds is None:
         with_folds = [n for n, c in BENCHMARKS.items() if c.folds is not None]
         raise ValueError(f"--fold all: {args.dataset} has no folds; benchmarks with folds: {', '.join(with_folds)}")
-    if args.fold not in (None, "all") and cls.folds is not None and args.fold not in cls.folds:
-        raise ValueError(f"--fold {args.fold}: {args.dataset} has folds {cls.folds[0]}..{cls.folds[-1]} (or 'all')")
-    if args.fold not in (None, "all", 0) and cls.folds is None:
+    if args.fold not in (None, "all") and entry.folds is not None and args.fold not in entry.folds:
+        raise ValueError(f"--fold {args.fold}: {args.dataset} has folds {entry.folds[0]}..{entry.folds[-1]} (or 'all')")
+    if args.fold not in (None, "all", 0) and entry.folds is None:
         raise ValueError(f"--fold {args.fold}: {args.dataset} has no folds; leave --fold unset")
     kwargs = _dataset_kwargs(args)
     many = len(args.shots) > 1
@@ -386,8 +383,8 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> tuple[list[str], li
         if args.fold == "all":
             # the model is built once the first fold's dataset is known to be readable
             if model is None:
-                build_dataset(args.dataset, args.data_root, fold=cls.folds[0], shots=shots, **kwargs)
-                model = build_model(args, device, cls.task)
+                build_dataset(args.dataset, args.data_root, fold=entry.folds[0], shots=shots, **kwargs)
+                model = build_model(args, device, entry.cls.task)
             result = run_all_folds(
                 model,
                 args.dataset,
@@ -400,9 +397,7 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> tuple[list[str], li
             lines += [prefix + line for line in _fold_lines(result, args.protocol)]
             empty += [f"{prefix.rstrip(': ')} {fold}".strip() for fold in result["without_episodes"]]
             lines.append(f"folds: {os.path.join(out, 'folds.json')}")
-            if getattr(args, "grid_spec", None) is not None:
-                lines.append(f"grid: {len(args.grid_spec)} settings per fold in {os.path.join(out, 'fold<k>', 'grid.json')}; "
-                             f"their mean over folds: insid3lab report {out}")  # fmt: skip
+            lines += grid_options.grid_lines(getattr(args, "grid_spec", None), out, folds=True)
             continue
         dataset = build_dataset(args.dataset, _data_root(args), fold=args.fold, shots=shots, **kwargs)
         if model is None:
@@ -412,20 +407,22 @@ def _run_benchmark(args: argparse.Namespace, device: str) -> tuple[list[str], li
         if not summary["episodes"]["evaluated"]:
             empty.append(prefix.rstrip(": ") or str(out))
         lines.append(f"summary: {os.path.join(out, 'summary.json')}")
-        if "grid" in summary:
-            lines.append(grid_options.grid_line(summary, out))
+        lines += grid_options.grid_lines(getattr(args, "grid_spec", None), out, summary=summary)
     return lines, empty
 
 
-def _run_davis(args: argparse.Namespace, device: str) -> list[str]:
+def _run_video(args: argparse.Namespace, device: str) -> list[str]:
     from insid3lab import Tracker
-    from insid3lab.eval.video.evaluate import evaluate_davis
+    from insid3lab.eval.video.evaluate import evaluate_video
+    from insid3lab.eval.video.registry import build_video_dataset
 
     if args.fold not in (None, 0):
-        raise ValueError(f"--fold {args.fold}: davis2017 has no folds; leave --fold unset")
+        raise ValueError(f"--fold {args.fold}: {args.dataset} has no folds; leave --fold unset")
+    dataset = build_video_dataset(args.dataset, args.data_root)
+    dataset.check_scorable()  # before the model is loaded
     model = build_model(args, device, "video")
-    summary = evaluate_davis(
-        model, args.data_root, args.out,
+    summary = evaluate_video(
+        model, dataset, args.out,
         memory=Tracker.MEMORY if args.memory is None else args.memory,
         min_confidence=Tracker.MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence,
         resume=args.resume, progress=not args.no_progress, skip_bad=args.skip_bad,

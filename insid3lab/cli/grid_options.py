@@ -14,7 +14,7 @@ import os
 
 from insid3lab.cli import options
 
-__all__ = ["add_grid_arguments", "eval_grid", "grid_from_args", "grid_line"]
+__all__ = ["add_grid_arguments", "eval_grid", "grid_from_args", "grid_lines"]
 
 
 def add_grid_arguments(p: argparse.ArgumentParser, *, what: str = "run") -> None:
@@ -45,22 +45,31 @@ def grid_from_args(args: argparse.Namespace, *, svd_components: int | None = Non
     return SettingsGrid.parse(args.grid, base)
 
 
-def eval_grid(args: argparse.Namespace, *, video: bool, keypoints: bool):
+def eval_grid(args: argparse.Namespace):
     """``insid3lab eval``'s grid (or None); a ValueError for a benchmark whose settings cannot share an encoding."""
+    from insid3lab.eval.datasets import BENCHMARKS
+    from insid3lab.eval.video.registry import VIDEO_BENCHMARKS
+
     if not args.grid and not args.grid_file:
         return None
     flag = "--grid" if args.grid else "--grid-file"
-    if video:
+    if args.dataset in VIDEO_BENCHMARKS:
         raise ValueError(f"{flag} does not apply to --dataset {args.dataset}: tracking feeds each frame's prediction "
                          "into its memory, so the settings cannot share one encoding; run one eval per setting")  # fmt: skip
-    if keypoints:
+    if getattr(getattr(BENCHMARKS.get(args.dataset), "cls", None), "task", "") == "keypoints":
         raise ValueError(f"{flag} does not apply to --dataset {args.dataset}: keypoint matching reads only "
                          "image_size, svd_components and debias; run one eval per setting")  # fmt: skip
     return grid_from_args(args)
 
 
-def grid_line(summary: dict, out: str) -> str:
-    """``grid: 48 settings in OUT/grid.json; summary.json holds tau=0.6,...; best mIoU 41.2 at tau=0.5,...``."""
+def grid_lines(grid, out: str, *, summary: dict | None = None, folds: bool = False) -> list[str]:
+    """What ``insid3lab eval`` prints about a grid run in ``out`` (nothing without a ``grid``): where the settings'
+    summaries are, which one ``summary.json`` holds and the best (``summary``), or, for ``--fold all``, the folds'."""
+    if grid is None:
+        return []
+    if folds:
+        return [f"grid: {len(grid)} settings per fold in {os.path.join(out, 'fold<k>', 'grid.json')}; their mean over "
+                f"folds: insid3lab report {out}"]  # fmt: skip
     g = summary["grid"]
     with open(os.path.join(out, g["file"])) as fh:
         doc = json.load(fh)
@@ -71,4 +80,4 @@ def grid_line(summary: dict, out: str) -> str:
     if best is not None:
         label = ",".join(f"{k}={v}" for k, v in best[1].items())
         text += f"; best {name} {scale * best[0]:.2f} at {label} (chosen on these episodes: optimistic)"
-    return text
+    return [text]

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from insid3lab.core.imageio import MAX_PIXELS_ENV
-from insid3lab.method.params import Params, check_value, choices, describe, kind
+from insid3lab.method.params import Params, check_value, choices, describe, kind, registered
 
 __all__ = [
     "CORRESPONDENCE_SVD_COMPONENTS",
@@ -121,9 +121,12 @@ def _param_type(f: dataclasses.Field):
 
 
 class _RegistryChoice(argparse.Action):
-    """Stores the value; the help lists the registered names (:func:`insid3lab.method.params.choices`), read when shown.
+    """A pluggable step's name (``--clustering``, ``--refine``): its help lists the registry's names.
 
-    Reading the registry only for ``--help`` keeps building the parser free of the stages' imports.
+    The help (each name with its entry's one-line help) is read from
+    :func:`insid3lab.method.params.registered` when shown, never when the parser is built, so
+    building it stays free of the stages' imports and a name registered later is listed;
+    :func:`check_choices` checks the name against the same registry.
     """
 
     def __init__(self, option_strings, dest, *, registry: str, text: str, **kw):
@@ -132,7 +135,8 @@ class _RegistryChoice(argparse.Action):
 
     @property
     def help(self) -> str:
-        return f"{self.text}; one of: {', '.join(choices(self.registry))}".replace("%", "%%")
+        listed = ", ".join(f"{n} ({e.help})" if e.help else n for n, e in registered(self.registry).items())
+        return f"{self.text}; one of: {listed}".replace("%", "%%")
 
     @help.setter
     def help(self, value) -> None:  # argparse.Action.__init__ assigns it; the text is built when shown

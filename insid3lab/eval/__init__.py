@@ -15,8 +15,8 @@ from insid3lab.eval.datasets import (
     Sample,
     build_dataset,
     dataset_names,
+    register_benchmark,
 )
-from insid3lab.eval.datasets.cocojson import CocoJsonDataset
 from insid3lab.eval.metrics.segmentation import (
     PCK_ALPHAS,
     KeypointMeter,
@@ -36,8 +36,6 @@ from insid3lab.eval.run.files import RunExistsError, RunFolderBusyError
 from insid3lab.eval.run.folds import run_all_folds
 from insid3lab.eval.run.runner import PROTOCOLS, read_records, run_evaluation
 from insid3lab.eval.run.threads import eval_num_threads
-
-BENCHMARKS["coco_json"] = CocoJsonDataset  # see insid3lab.eval.datasets.registry.EXTERNAL_BENCHMARKS
 
 __all__ = [
     "BENCHMARKS",
@@ -60,6 +58,7 @@ __all__ = [
     "load_episodes",
     "pck_hits",
     "read_records",
+    "register_benchmark",
     "run_all_folds",
     "run_evaluation",
     "sample_episode",

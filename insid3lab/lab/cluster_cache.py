@@ -1,11 +1,12 @@
 """Cluster labels of encoded targets at any τ, each target clustered once (for the explorers).
 
-With a clusterer of :data:`~insid3lab.stages.clustering.tree.TREE_CLUSTERERS` (the default
-``"auto"`` among them), the first request for a target builds its average-linkage tree and
-every τ after that is a cut of it (:func:`~insid3lab.stages.clustering.tree.cut_tree`, well under
-a millisecond at 64 x 64 cells, where re-clustering takes about 0.2 s on 2 cores). Any other clusterer
-(``"torch"``, a registered name or a callable) is run once per (target, τ, clusterer) and its
-labels kept.
+With a clusterer whose registry entry says ``tree=True``
+(:class:`~insid3lab.stages.clustering.registry.ClustererEntry`; the default ``"auto"`` among
+them), the first request for a target builds its average-linkage tree and every τ after that
+is a cut of it (:func:`~insid3lab.stages.clustering.tree.cut_tree`, well under a millisecond
+at 64 x 64 cells, where re-clustering takes about 0.2 s on 2 cores). Any other clusterer
+(``"torch"``, a name registered without ``tree=True``, or a callable) is run once per (target,
+τ, clusterer) and its labels kept.
 """
 
 from __future__ import annotations
@@ -14,24 +15,26 @@ from typing import Any
 
 from torch import Tensor
 
+from insid3lab.method.grid_decode import ClusterCuts
 from insid3lab.method.params import Params
-from insid3lab.method.pipeline import cluster_target
-from insid3lab.stages.clustering.tree import TREE_CLUSTERERS, cut_tree, linkage_tree
 
 __all__ = ["TargetClusters"]
 
 
 class TargetClusters:
-    """The cluster labels of encoded targets, kept per target.
+    """The cluster labels of encoded targets, kept per target (one
+    :class:`~insid3lab.method.grid_decode.ClusterCuts` each).
 
     Attributes:
         runs: how many clusterings ran (trees built plus labels computed); cuts are not counted.
     """
 
     def __init__(self) -> None:
-        self._trees: dict[Any, Any] = {}
-        self._labels: dict[tuple, Tensor] = {}
-        self.runs = 0
+        self._targets: dict[Any, ClusterCuts] = {}
+
+    @property
+    def runs(self) -> int:
+        return sum(cuts.runs for cuts in self._targets.values())
 
     def labels(self, key, features_norm: Tensor, params: Params) -> Tensor:
         """The target's cluster labels at ``params.tau``.
@@ -45,16 +48,6 @@ class TargetClusters:
         Returns:
             (h, w) int64 labels on the features' device, numbered canonically.
         """
-        C, h, w = features_norm.shape
-        method = params.clustering
-        if isinstance(method, str) and method in TREE_CLUSTERERS:
-            if key not in self._trees:
-                self._trees[key] = linkage_tree(features_norm.reshape(C, -1).T)
-                self.runs += 1
-            labels = cut_tree(self._trees[key], params.tau)
-            return labels.reshape(h, w).to(features_norm.device)
-        k = (key, round(float(params.tau), 6), method)
-        if k not in self._labels:
-            self._labels[k] = cluster_target(features_norm, params)
-            self.runs += 1
-        return self._labels[k]
+        if key not in self._targets:
+            self._targets[key] = ClusterCuts(features_norm)
+        return self._targets[key].labels(params)

@@ -3,7 +3,7 @@
 DOM contract: image panels are ``ipywidgets.Image`` with CSS class ``insid3lab-concepts-panel``
 (the label-map panel also ``insid3lab-labels``); controls have
 ``insid3lab-concepts-control-<name>`` with names ``tau``, ``svd``, ``merge`` (sliders),
-``debias`` and ``refine`` (dropdowns).
+``debias``, ``clustering`` and ``refine`` (dropdowns).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import torch
 
 from insid3lab.lab.cluster_cache import TargetClusters
-from insid3lab.lab.controls import METHOD_CONTROLS, apply_control, method_controls, png_panels, refine_options, wire
+from insid3lab.lab.controls import METHOD_CONTROLS, apply_control, method_controls, png_panels, wire
 from insid3lab.method.concepts import split_instances
 from insid3lab.model.references import DEFAULT_LABEL
 from insid3lab.tasks.concepts import ConceptSegmenter
@@ -26,7 +26,7 @@ from insid3lab.viz.labels import instances as draw_instances
 from insid3lab.viz.labels import label_overlay
 from insid3lab.viz.labels import labels as draw_labels
 
-__all__ = ["CONCEPT_CONTROL_NAMES", "CONCEPT_PANEL_NAMES", "ConceptExplorer", "refine_options"]
+__all__ = ["CONCEPT_CONTROL_NAMES", "CONCEPT_PANEL_NAMES", "ConceptExplorer"]
 
 #: Names of the controls (CSS class ``insid3lab-concepts-control-<name>``).
 CONCEPT_CONTROL_NAMES = tuple(METHOD_CONTROLS)
@@ -35,7 +35,7 @@ CONCEPT_PANEL_NAMES = ("reference", "labels", "instances")
 
 
 class ConceptExplorer:
-    """Turn τ, the SVD components, the merge threshold, debiasing and the refiner, and watch every concept's share.
+    """Turn τ, the SVD components, the merge threshold, debiasing, the clusterer and the refiner, and watch every concept's share.
 
     The target is encoded and clustered once (``counts["clustering"]``): a new τ cuts its
     average-linkage tree again (:class:`~insid3lab.lab.cluster_cache.TargetClusters`); every update re-runs the per-concept matching and the competition
@@ -76,7 +76,7 @@ class ConceptExplorer:
         self.widget = widgets.VBox(
             [
                 widgets.HBox([c["tau"], c["svd"]]),
-                widgets.HBox([c["merge"], c["debias"], c["refine"]]),
+                widgets.HBox([c["merge"], c["debias"], c["clustering"], c["refine"]]),
                 widgets.HBox([self.panels[n] for n in CONCEPT_PANEL_NAMES]),
                 self.status,
             ]

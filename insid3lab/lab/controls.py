@@ -1,15 +1,17 @@
 """The method's knobs as ipywidgets controls, shared by the explorers (:mod:`insid3lab.lab.explorer`).
 
 One function builds the sliders and dropdowns of the hyper-parameters every explorer has
-(τ, SVD components, merge threshold, debiasing, refinement); each explorer adds its own
-(image size, layer) and wires them to what they recompute.
+(τ, SVD components, merge threshold, debiasing, clustering, refinement); each explorer adds its
+own (image size, layer) and wires them to what they recompute. The clustering and refinement
+dropdowns list the registries' names (:func:`insid3lab.method.params.registered`), so a
+clusterer or refiner registered before the explorer is built is offered with no other edit.
 """
 
 from __future__ import annotations
 
 import ipywidgets as widgets
 
-__all__ = ["METHOD_CONTROLS", "apply_control", "method_controls", "png_panels", "refine_options", "wire"]
+__all__ = ["METHOD_CONTROLS", "apply_control", "method_controls", "png_panels", "registry_options", "wire"]
 
 #: The controls of :func:`method_controls` and the :class:`~insid3lab.method.params.Params` field each sets.
 METHOD_CONTROLS = {
@@ -17,22 +19,24 @@ METHOD_CONTROLS = {
     "svd": "svd_components",
     "merge": "merge_threshold",
     "debias": "debias",
+    "clustering": "clustering",
     "refine": "refine",
 }
 
 
-def refine_options(current) -> list[tuple[str, object]]:
-    """The refiner dropdown's (label, value) pairs: every name of ``REFINERS``, and ``current`` when it is a callable."""
+def registry_options(step: str, current) -> list[tuple[str, object]]:
+    """A pluggable step's dropdown (label, value) pairs: every registered name of ``step``
+    (``"clustering"`` or ``"refine"``), and ``current`` when it is a callable."""
     from insid3lab.method.params import choices
 
-    options = [(name, name) for name in choices("refine")]
+    options = [(name, name) for name in choices(step)]
     if not isinstance(current, str):
         options.append((getattr(current, "__name__", "custom"), current))
     return options
 
 
 def method_controls(model, svd_limit: int) -> dict[str, widgets.Widget]:
-    """``tau``, ``svd``, ``merge``, ``debias`` and ``refine`` controls at ``model``'s current settings.
+    """``tau``, ``svd``, ``merge``, ``debias``, ``clustering`` and ``refine`` controls at ``model``'s current settings.
 
     Args:
         model: an :class:`~insid3lab.INSID3` (its ``params`` give the values).
@@ -59,7 +63,12 @@ def method_controls(model, svd_limit: int) -> dict[str, widgets.Widget]:
         "debias": widgets.Dropdown(
             options=[("on", True), ("off", False)], value=bool(model.debias), description="debias"
         ),
-        "refine": widgets.Dropdown(options=refine_options(model.refine), value=model.refine, description="refine"),
+        "clustering": widgets.Dropdown(
+            options=registry_options("clustering", model.clustering), value=model.clustering, description="clustering"
+        ),
+        "refine": widgets.Dropdown(
+            options=registry_options("refine", model.refine), value=model.refine, description="refine"
+        ),
     }
 
 

@@ -10,7 +10,8 @@ is one row (and, for a panel :func:`insid3lab.viz.story.draw_panel` does not kno
 DOM contract of the explorer (a browser test relies on it): every image panel is an
 ``ipywidgets.Image`` with CSS class ``insid3lab-panel``, the ``prediction`` panel also has
 ``insid3lab-mask``; every control has ``insid3lab-control-<name>`` with names ``tau`` (a
-``FloatSlider``), ``svd``, ``merge`` (sliders), ``size``, ``layer``, ``debias``, ``refine`` (dropdowns).
+``FloatSlider``), ``svd``, ``merge`` (sliders), ``size``, ``layer``, ``debias``, ``clustering``, ``refine``
+(dropdowns).
 
 Several concepts at once (a label map, per-concept scores, instances):
 :class:`~insid3lab.lab.concept_explorer.ConceptExplorer`, also importable from here.
@@ -103,8 +104,8 @@ EXPLORER_PANELS = (
     Panel("pca_reference", _pca_panel, ("size", "layer")),
     Panel("pca_target", _pca_panel, ("size", "layer")),
     Panel("similarity", _story_panel, ("size", "svd", "debias")),
-    Panel("clusters", _story_panel, ("size", "tau", "svd", "debias")),
-    Panel("scores", _story_panel, ("size", "tau", "svd", "debias", "merge"), size=(3.8, 3.0)),
+    Panel("clusters", _story_panel, ("size", "tau", "svd", "debias", "clustering")),
+    Panel("scores", _story_panel, ("size", "tau", "svd", "debias", "clustering", "merge"), size=(3.8, 3.0)),
     Panel("prediction", _prediction_panel, CONTROL_NAMES, size=(3.2, 3.2)),
 )
 #: Names of the explorer's image panels, in display order.
@@ -128,6 +129,8 @@ class Explorer:
       (cached per S), then every stage after the backbone.
     * ``tau`` (τ): the clusters (a cut of the target's average-linkage tree, built once per S;
       see :class:`~insid3lab.lab.cluster_cache.TargetClusters`) and the stages after them.
+    * ``clustering`` (the clusterer, choices from :data:`insid3lab.stages.clustering.CLUSTERERS`): the
+      clusters as for ``tau`` (cut from the same tree when the clusterer's entry says ``tree=True``).
     * ``svd`` (components r), ``debias``: matching, seed and scores, reusing the cached encodings
       and cluster labels.
     * ``merge`` (merge threshold): only the final aggregation and upsampling.
@@ -219,7 +222,7 @@ class Explorer:
         self.widget = widgets.VBox(
             [
                 widgets.HBox([c["tau"], c["svd"], c["merge"]]),
-                widgets.HBox([c["size"], c["debias"], c["layer"], c["refine"]]),
+                widgets.HBox([c["size"], c["debias"], c["layer"], c["clustering"], c["refine"]]),
                 *[widgets.HBox([self.panels[n] for n in row]) for row in rows],
                 self.status,
             ]

@@ -5,7 +5,7 @@ of the method's description):
 
 - the target's cluster labels depend on τ and the clusterer only: :class:`ClusterCuts` builds one
   average-linkage tree per target and cuts it at each τ (a clusterer whose partition is not a cut
-  of the tree, see :data:`~insid3lab.stages.clustering.tree.TREE_CLUSTERERS`, runs once per τ);
+  of the tree, one registered without ``tree=True``, runs once per τ);
 - the debiased features, the prototype and the candidates depend on the debiasing (r and the basis
   images): the caller hands :func:`decode_shared` one debiasing at a time with every setting that
   uses it, so that at most one set of debiased features is held;
@@ -36,7 +36,8 @@ from insid3lab.method import pipeline as method
 from insid3lab.method.params import Params
 from insid3lab.method.trace import ConceptsTrace
 from insid3lab.stages import aggregation
-from insid3lab.stages.clustering.tree import TREE_CLUSTERERS, cut_tree, linkage_tree
+from insid3lab.stages.clustering.registry import CLUSTERERS
+from insid3lab.stages.clustering.tree import cut_tree, linkage_tree
 from insid3lab.stages.refine import bilinear, get_refiner
 
 __all__ = ["ClusterCuts", "Upsampled", "decode_concepts_shared", "decode_shared", "group_by"]
@@ -51,7 +52,9 @@ def group_by(items: Sequence[int], key: Callable[[int], Hashable]) -> dict[Hasha
 
 
 def _tree_clusterer(clustering) -> bool:
-    return isinstance(clustering, str) and clustering in TREE_CLUSTERERS
+    """Whether the partitions of ``clustering`` at every τ are cuts of the average-linkage tree (its registry entry)."""
+    entry = CLUSTERERS.get(clustering) if isinstance(clustering, str) else None
+    return entry is not None and entry.tree
 
 
 class ClusterCuts:

@@ -26,6 +26,7 @@ __all__ = [
     "describe",
     "kind",
     "option",
+    "registered",
 ]
 
 #: The images the positional basis is estimated from: ``"black"`` (the authors' code) or ``"noise"``
@@ -134,22 +135,29 @@ def check_param(name: str, value: Any) -> Any:
     return check_value(fields[name], value)
 
 
-def choices(name: str) -> tuple[str, ...]:
-    """The registered names of a pluggable step: ``"clustering"`` or ``"refine"``.
+def registered(name: str) -> dict:
+    """The registry of a pluggable step, ``"clustering"`` or ``"refine"``: name → entry (``help``, ...).
 
     Read from the registries in :mod:`insid3lab.stages` each time (imported on first use,
     so that the command lines' help does not import torch), so a newly registered clusterer
-    or refiner is accepted by name at once.
+    or refiner is accepted by name and listed at once
+    (:data:`~insid3lab.stages.clustering.registry.CLUSTERERS`,
+    :data:`~insid3lab.stages.refine.registry.REFINERS`).
     """
     if name == "clustering":
-        from insid3lab.stages import clustering
+        from insid3lab.stages.clustering import CLUSTERERS
 
-        return tuple(clustering.CLUSTERERS)
+        return CLUSTERERS
     if name == "refine":
         from insid3lab.stages.refine import REFINERS
 
-        return tuple(REFINERS)
+        return REFINERS
     raise ValueError(f"{name!r} has no list of choices; the pluggable steps are 'clustering' and 'refine'")
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The registered names of a pluggable step, ``"clustering"`` or ``"refine"`` (see :func:`registered`)."""
+    return tuple(registered(name))
 
 
 @dataclass(frozen=True)
@@ -163,8 +171,8 @@ class Params:
         tau: τ in (0, 1]; clusters merge while their average cosine distance is below 1 − τ.
         merge_threshold: in [−1, 1]; clusters whose score exceeds it join the mask.
         debias: remove the positional subspace (the method); ``False`` shows what happens without it.
-        clustering: a name from :data:`insid3lab.stages.clustering.CLUSTERERS` (or ``"auto"``), or a
-            callable with the clusterer signature.
+        clustering: a name from :data:`insid3lab.stages.clustering.CLUSTERERS` (``"auto"``, the
+            default, among them), or a callable with the clusterer signature.
         refine: a name from :data:`insid3lab.stages.refine.REFINERS`, or a callable with the refiner
             signature; ``"bilinear"`` is the method without refinement.
         basis_image: what the positional basis is estimated from, one of :data:`BASIS_IMAGES`:

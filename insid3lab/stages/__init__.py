@@ -7,8 +7,8 @@ Use them one by one from a notebook, in the order of the method:
 3. :mod:`~insid3lab.stages.prototype` — ``downsample_mask``, ``shot_prototypes``, ``reference_prototype``
 4. :mod:`~insid3lab.stages.matching` — ``forward_similarity``, ``forward_mask``, ``backward_votes``,
    ``backward_mask``, ``candidates``
-5. :mod:`~insid3lab.stages.clustering` — ``cosine_distances``, ``agglomerative_clustering``;
-   :mod:`~insid3lab.stages.clustering.tree` — ``linkage_tree``, ``cut_tree`` (one tree, any τ)
+5. :mod:`~insid3lab.stages.clustering` — ``cosine_distances``, ``agglomerative_clustering``, ``CLUSTERERS``,
+   ``register_clusterer``; :mod:`~insid3lab.stages.clustering.tree` — ``linkage_tree``, ``cut_tree`` (one tree, any τ)
 6. :mod:`~insid3lab.stages.aggregation` — ``cluster_prototypes``, ``seed_and_scores``, ``aggregate``
 7. :mod:`~insid3lab.stages.upsampling` — ``upsample_mask``; :mod:`~insid3lab.stages.refine` — ``REFINERS``,
    ``register_refiner``, ``get_refiner``; :mod:`~insid3lab.stages.refine.crf` — ``crf_refine`` (the dense CRF on a
@@ -18,7 +18,7 @@ and :mod:`~insid3lab.stages.correspondence` for keypoint matching.
 """
 
 from insid3lab.stages.aggregation import aggregate, cluster_prototypes, cluster_sizes, seed_and_scores
-from insid3lab.stages.clustering import agglomerative_clustering, cosine_distances
+from insid3lab.stages.clustering import CLUSTERERS, agglomerative_clustering, cosine_distances, register_clusterer
 from insid3lab.stages.clustering.tree import cut_tree, linkage_tree
 from insid3lab.stages.correspondence import match_keypoints
 from insid3lab.stages.features import Encoder, extract_features, l2_normalize
@@ -37,11 +37,13 @@ from insid3lab.stages.subspace import clamp_components, complement_projector, de
 from insid3lab.stages.upsampling import upsample_mask
 
 __all__ = [
+    "CLUSTERERS",
     "REFINERS",
     "EmptyMaskError",
     "Encoder",
     "crf_refine",
     "get_refiner",
+    "register_clusterer",
     "register_refiner",
     "agglomerative_clustering",
     "aggregate",

@@ -17,7 +17,12 @@ from insid3lab.synthetic.scenes import (
     write_folder_dataset,
     write_samples,
 )
-from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence, write_moving_sequences
+from insid3lab.synthetic.video import (
+    moving_object_sequence,
+    write_davis_sequence,
+    write_moving_sequences,
+    write_youtube_vos_sequence,
+)
 
 __all__ = [
     "SCENES",
@@ -35,4 +40,5 @@ __all__ = [
     "write_folder_dataset",
     "write_moving_sequences",
     "write_samples",
+    "write_youtube_vos_sequence",
 ]

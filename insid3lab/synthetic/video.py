@@ -3,7 +3,8 @@
 :func:`moving_object_sequence` draws one or two textured objects (the striped, spotted ellipse of
 :mod:`insid3lab.synthetic`) moving and turning over a cluttered background while a textured post
 sweeps across the frame and partly hides them; :func:`write_moving_sequences` writes such
-sequences in the DAVIS 2017 layout.
+sequences in the DAVIS 2017 layout, :func:`write_youtube_vos_sequence` one in the YouTube-VOS
+layout.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PIL import Image
 from insid3lab.core.palette import save_palette_png
 from insid3lab.synthetic.scenes import draw_object, textured_background
 
-__all__ = ["moving_object_sequence", "write_davis_sequence", "write_moving_sequences"]
+__all__ = ["moving_object_sequence", "write_davis_sequence", "write_moving_sequences", "write_youtube_vos_sequence"]
 
 _COLOURS = (np.array([205.0, 60.0, 40.0]), np.array([50.0, 95.0, 210.0]))
 
@@ -120,6 +121,49 @@ def write_moving_sequences(
     return names
 
 
+def _check_sequence(frames, label_maps) -> tuple[np.ndarray, np.ndarray]:
+    frames, label_maps = np.asarray(frames), np.asarray(label_maps)
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames: expected (T, H, W, 3) uint8; got shape {frames.shape}, dtype {frames.dtype}")
+    if label_maps.shape != frames.shape[:3]:
+        raise ValueError(f"label_maps: expected shape {frames.shape[:3]} to match the frames; got {label_maps.shape}")
+    return frames, label_maps
+
+
+def _save_frame(frame: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(frame).save(path, quality=95, subsampling=0)
+
+
+def write_youtube_vos_sequence(root, name: str, frames, label_maps, *, split: str = "train", every: int = 5) -> Path:
+    """Write one sequence in the YouTube-VOS layout, as its download holds it.
+
+    Every frame t goes to ``<split>_all_frames/JPEGImages/<name>/<t>.jpg`` (five digits); every
+    ``every``-th one also to ``<split>/JPEGImages/<name>/`` with its label map as a palette PNG in
+    ``<split>/Annotations/<name>/`` (the train split annotates each frame it holds). An object
+    appears where its label map first shows it.
+
+    Args:
+        frames: (T, H, W, 3) uint8 (JPEG, quality 95, no chroma subsampling).
+        label_maps: (T, H, W) integer ids (0 background).
+        split: the split folder's name.
+        every: the step between the frames of the split folder (YouTube-VOS: 5, 30 fps to 6 fps).
+
+    Returns:
+        ``root``.
+    """
+    frames, label_maps = _check_sequence(frames, label_maps)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every={every!r}: must be an integer >= 1")
+    r = Path(root).expanduser()
+    for t, (frame, labels) in enumerate(zip(frames, label_maps)):
+        _save_frame(frame, r / f"{split}_all_frames" / "JPEGImages" / name / f"{t:05d}.jpg")
+        if t % every == 0:
+            _save_frame(frame, r / split / "JPEGImages" / name / f"{t:05d}.jpg")
+            save_palette_png(labels, r / split / "Annotations" / name / f"{t:05d}.png")
+    return r
+
+
 def write_davis_sequence(
     root, name: str, frames, label_maps, *, split: str = "val", year: str = "2017", resolution: str = "480p"
 ) -> Path:
@@ -132,16 +176,11 @@ def write_davis_sequence(
     Returns:
         ``root``.
     """
-    frames, label_maps = np.asarray(frames), np.asarray(label_maps)
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames: expected (T, H, W, 3) uint8; got shape {frames.shape}, dtype {frames.dtype}")
-    if label_maps.shape != frames.shape[:3]:
-        raise ValueError(f"label_maps: expected shape {frames.shape[:3]} to match the frames; got {label_maps.shape}")
+    frames, label_maps = _check_sequence(frames, label_maps)
     r = Path(root).expanduser()
     img_dir, ann_dir = r / "JPEGImages" / resolution / name, r / "Annotations" / resolution / name
-    img_dir.mkdir(parents=True, exist_ok=True)
     for t, (frame, labels) in enumerate(zip(frames, label_maps)):
-        Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg", quality=95, subsampling=0)
+        _save_frame(frame, img_dir / f"{t:05d}.jpg")
         save_palette_png(labels, ann_dir / f"{t:05d}.png")
     listing = r / "ImageSets" / str(year) / f"{split}.txt"
     listing.parent.mkdir(parents=True, exist_ok=True)

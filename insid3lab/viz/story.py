@@ -34,7 +34,7 @@ PANELS = (
 
 def settings_line(settings: dict) -> str:
     """A one-line summary of a trace's settings: random weights first when they are, S, the r in use, τ, merge
-    threshold, debiasing, refiner unless bilinear."""
+    threshold, debiasing, clusterer unless auto, refiner unless bilinear."""
     if not settings:
         return ""
     parts = ["RANDOM weights"] if settings.get("random_weights") else []
@@ -48,6 +48,8 @@ def settings_line(settings: dict) -> str:
         parts.append(f"merge={settings['merge_threshold']:.2f}")
     if "debias" in settings:
         parts.append("debiased" if settings["debias"] else "not debiased")
+    if settings.get("clustering") not in (None, "auto"):
+        parts.append(f"clustering={settings['clustering']}")
     if settings.get("refine") not in (None, "bilinear"):
         parts.append(f"refine={settings['refine']}")
     return ", ".join(parts)

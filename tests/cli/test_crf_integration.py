@@ -20,7 +20,7 @@ from insid3lab import INSID3, load_backbone
 from insid3lab.bench import PIPELINE_STAGES
 from insid3lab.bench.running import BASELINE_STAGES, stage_names
 from insid3lab.cli import build_parser, main
-from insid3lab.stages.refine import REFINERS, register_refiner
+from insid3lab.stages.refine import register_refiner
 from insid3lab.viz import REFINEMENT_PANELS, refinement, story
 
 S = 128
@@ -49,14 +49,19 @@ def _sub_help(command: str) -> str:
     return sub.choices[command].format_help()
 
 
-def test_help_lists_the_registered_refiners():
+def test_help_lists_the_registered_refiners(registries):
     for command in ("segment", "eval", "bench"):
-        assert "one of: bilinear, crf" in " ".join(_sub_help(command).split()), command
-    register_refiner("identity_for_help", lambda mask, image: mask)
-    try:
-        assert "bilinear, crf, identity_for_help" in " ".join(_sub_help("segment").split())
-    finally:
-        del REFINERS["identity_for_help"]
+        assert "one of: bilinear (no refinement), crf (the authors' dense CRF" in " ".join(
+            _sub_help(command).split()
+        ), command
+
+    @register_refiner("identity_for_help", help="the mask as it is")
+    def identity(mask, image):
+        return mask
+
+    assert "crf (the authors' dense CRF on a band around the boundary), identity_for_help (the mask as it is)" in (
+        " ".join(_sub_help("segment").split())
+    )
 
 
 def test_unknown_refiner_is_a_one_line_error(workdir, tmp_path, capsys):

@@ -9,7 +9,12 @@ from scipy import ndimage
 
 from insid3lab.core.palette import davis_palette, read_label_map, save_palette_png
 from insid3lab.eval.video.layouts import DavisDataset, YouTubeVOSDataset
-from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence, write_moving_sequences
+from insid3lab.synthetic.video import (
+    moving_object_sequence,
+    write_davis_sequence,
+    write_moving_sequences,
+    write_youtube_vos_sequence,
+)
 
 
 def test_palette_by_the_bit_interleaving_rule():
@@ -134,13 +139,48 @@ def test_youtube_vos_layout_with_sparse_annotations(tmp_path):
     save_palette_png(first, seq_ann / "00000.png")
     save_palette_png(labels[3], seq_ann / "00015.png")
     ds = YouTubeVOSDataset(tmp_path)
-    assert ds.sequences == ["clip"] and ds.name == "youtube-vos"
+    assert ds.sequences == ["clip"] and ds.name == "youtube_vos" and ds.split == "train"
     assert [p.stem for p in ds.frame_paths("clip")] == ["00000", "00005", "00010", "00015", "00020"]
     assert list(ds.annotation_paths("clip")) == ["00000", "00015"]
     assert np.array_equal(ds.first_label_map("clip"), first)
     assert ds.object_frames("clip") == {1: "00000", 2: "00015"}
     assert ds.num_objects("clip") == 2
-    assert len(list(ds.frames("clip"))) == 5
+    assert len(list(ds.frames("clip"))) == 5 and len(list(ds.frames("clip", 3))) == 2
+    # what a runner reads: the annotated frames, what is given where, what is scored
+    assert ds.annotated_frames("clip") == [0, 3]
+    assert np.array_equal(ds.label_maps("clip"), np.stack([first, labels[3]]))
+    given = ds.given("clip")
+    assert list(given) == [0, 3] and np.array_equal(given[0], first)
+    assert np.array_equal(given[3], np.where(labels[3] == 2, 2, 0))  # only the object new there
+    assert ds.scored_frames("clip") == {1: [3]}  # object 2 is given at the last annotated frame: nothing to score
+    ds.check_scorable()
+
+
+def test_youtube_vos_download_layout_and_hidden_splits(tmp_path):
+    frames, labels = moving_object_sequence(11, (40, 48), seed=0, objects=1)
+    write_youtube_vos_sequence(tmp_path, "clip", frames, labels)
+    write_youtube_vos_sequence(tmp_path, "clip", frames, labels, split="valid")
+    assert sorted(p.name for p in (tmp_path / "train" / "JPEGImages" / "clip").iterdir()) == [
+        "00000.jpg",
+        "00005.jpg",
+        "00010.jpg",
+    ]
+    assert len(list((tmp_path / "train_all_frames" / "JPEGImages" / "clip").iterdir())) == 11
+    ds = YouTubeVOSDataset(tmp_path)  # the download's folder: the train split by default
+    assert ds.split == "train" and ds.annotated_frames("clip") == [0, 1, 2]
+    assert ds.scored_frames("clip") == {1: [1, 2]}
+    every = YouTubeVOSDataset(tmp_path, all_frames=True)  # every frame tracked, every fifth scored
+    assert len(every.frame_paths("clip")) == 11 and every.annotated_frames("clip") == [0, 5, 10]
+    assert every.scored_frames("clip") == {1: [5, 10]}
+    assert np.array_equal(every.label_maps("clip"), labels[[0, 5, 10]])
+    assert every.describe()["all_frames"] is True
+    assert YouTubeVOSDataset(tmp_path / "train").split == "train"  # a split folder itself
+    for valid in (YouTubeVOSDataset(tmp_path, "valid"), YouTubeVOSDataset(tmp_path / "valid")):
+        assert valid.split == "valid" and list(valid.given("clip")) == [0]  # readable, to predict
+        with pytest.raises(ValueError, match="ground truth of the valid split is not public"):
+            valid.check_scorable()
+    with pytest.raises(FileNotFoundError, match="test"):
+        YouTubeVOSDataset(tmp_path, "test")
 
 
 def test_eval_davis2017_skip_bad_names_and_skips_bad_sequences(tmp_path, capsys, monkeypatch):

@@ -1,15 +1,17 @@
 """``insid3lab eval`` flags: protocol, ignore value, threads, bootstrap, every fold, several shot counts,
-busy and non-empty run folders, the coco_json and davis2017 benchmarks."""
+busy and non-empty run folders, the coco_json, davis2017 and youtube_vos benchmarks."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from helpers.benchmarks import isaid_three_folds
 from helpers.cli import eval_argv, tiny_eval_argv
 from helpers.cocojson import make_export
 
+from insid3lab import INSID3, load_backbone
 from insid3lab.cli import main
 from insid3lab.eval.run.files import RunLock
 
@@ -178,4 +180,45 @@ def test_davis2017_prints_j_and_f(tmp_path, tiny_saved, capsys):
         f"J&F-Mean {100 * s['J&F-Mean']:.2f}  J-Mean {100 * s['J-Mean']:.2f}  F-Mean {100 * s['F-Mean']:.2f}" in printed
     )
     rc = main(eval_argv(root, "isic", tmp_path / "q", "--memory", "2"))
-    assert rc == 1 and "--memory and --min-confidence belong to --dataset davis2017" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 1 and "--memory and --min-confidence belong to the video benchmarks: davis2017, youtube_vos" in err
+
+
+def _youtube_vos(root):
+    """One YouTube-VOS train sequence of 11 frames (00000 00005 00010 in the split); object 2 appears at frame 5."""
+    from insid3lab.synthetic.video import moving_object_sequence, write_youtube_vos_sequence
+
+    frames, labels = moving_object_sequence(11, (48, 64), seed=0, objects=2)
+    labels[:5][labels[:5] == 2] = 0
+    write_youtube_vos_sequence(root, "clip", frames, labels)
+    return root
+
+
+def test_youtube_vos_prints_j_and_f_of_its_annotated_frames(tmp_path, tiny_saved, capsys):
+    from insid3lab.eval.video import YouTubeVOSDataset
+    from insid3lab.eval.video.evaluate import evaluate_video
+
+    root = _youtube_vos(tmp_path / "YouTube-VOS")
+    out = tmp_path / "yt"
+    assert main(tiny_eval_argv(tiny_saved, root, "youtube-vos", out, "--memory", "1")) == 0
+    s, printed = _summary(out), capsys.readouterr().out
+    assert f"J&F-Mean {100 * s['J&F-Mean']:.2f}  J-Mean {100 * s['J-Mean']:.2f}" in printed
+    assert "(sequences 1, objects 2)" in printed and s["dataset"]["name"] == "youtube_vos"
+    (rec,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert rec["ids"] == [1, 2] and rec["frames"] == ["00005", "00010"] and [len(j) for j in rec["J"]] == [2, 1]
+    # the numbers of the library's own evaluation of the same data with the same model
+    model = INSID3(load_backbone(tiny_saved.hf_dir, device="cpu"), image_size=64, svd_components=8,
+                   basis_cache=False, progress=False)  # fmt: skip
+    direct = evaluate_video(model, YouTubeVOSDataset(root), tmp_path / "direct", memory=1, progress=False)
+    keys = ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "per_object")
+    assert {k: s[k] for k in keys} == {k: direct[k] for k in keys}
+
+
+def test_youtube_vos_validation_split_is_refused_before_the_model(tmp_path, stand_in, capsys):
+    root = _youtube_vos(tmp_path / "YouTube-VOS")
+    shutil.copytree(root / "train", root / "valid")  # its annotations would not be public
+    rc = main(eval_argv(root / "valid", "youtube_vos", tmp_path / "v"))
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1
+    assert "YouTube-VOS valid" in err and "ground truth of the valid split is not public" in err
+    assert stand_in.backbone is None and not stand_in.models and not (tmp_path / "v").exists()

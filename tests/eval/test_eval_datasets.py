@@ -9,6 +9,7 @@ import pytest
 from helpers.benchmarks import box_mask, make_coco
 
 from insid3lab.eval.datasets import (
+    BENCHMARKS,
     BadSampleError,
     DatasetNotFoundError,
     SPair71k,
@@ -36,6 +37,16 @@ def test_names_accepted():
     ]
     with pytest.raises(ValueError, match="allowed: coco, lvis"):
         build_dataset("voc", "/nowhere")
+    # the entries are what the classes check against: folds, names, which ones read a COCO-format file
+    assert {n: e.folds for n, e in BENCHMARKS.items() if e.folds} == {
+        "coco": (0, 1, 2, 3),
+        "lvis": tuple(range(10)),
+        "pascal_part": (0, 1, 2, 3),
+        "paco_part": (0, 1, 2, 3),
+        "isaid": (0, 1, 2),
+    }
+    assert all(e.cls.name == n and e.cls.folds == e.folds and e.help for n, e in BENCHMARKS.items())
+    assert [n for n, e in BENCHMARKS.items() if e.annotations] == ["coco_json"]
 
 
 def test_coco_folds_classes_and_masks(eval_data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers.benchmarks import data_root
 
-from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, build_dataset, dataset_names
+from insid3lab.eval.datasets import BENCHMARKS, build_dataset
 from insid3lab.eval.run.episodes import (
     Episode,
     episode_rng,
@@ -16,7 +16,7 @@ from insid3lab.eval.run.episodes import (
 )
 
 
-@pytest.mark.parametrize("name", [n for n in dataset_names() if n not in EXTERNAL_BENCHMARKS])
+@pytest.mark.parametrize("name", [n for n, e in BENCHMARKS.items() if not e.annotations])
 def test_episode_depends_on_seed_and_index_only(eval_data, name):
     ds = build_dataset(name, data_root(eval_data, name))
     eps = sample_episodes(ds, 6, seed=5)

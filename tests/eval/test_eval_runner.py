@@ -14,11 +14,11 @@ from helpers.runs import FakeModel, comparable, records_without_time
 from PIL import Image
 
 from insid3lab.eval import BadSampleError, SegmentationMeter, build_dataset, read_records, run_evaluation
-from insid3lab.eval.datasets import EXTERNAL_BENCHMARKS, dataset_names
+from insid3lab.eval.datasets import BENCHMARKS
 from insid3lab.eval.run.episodes import load_episodes, sample_episodes
 
 
-@pytest.mark.parametrize("name", [n for n in dataset_names() if n not in EXTERNAL_BENCHMARKS])
+@pytest.mark.parametrize("name", [n for n, e in BENCHMARKS.items() if not e.annotations])
 def test_short_evaluation_on_every_benchmark(eval_data, tmp_path, name):
     ds = build_dataset(name, data_root(eval_data, name))
     out = tmp_path / "run"

@@ -1,4 +1,5 @@
-"""The sequence evaluation driver: numbers, records, resume after an interruption, two processes."""
+"""The sequence evaluation driver: numbers, records, resume after an interruption, two processes, objects given
+after the first frame (YouTube-VOS)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pytest
 from helpers.processes import free_port, gloo_group
 from helpers.runs import records_without_time
 
-from insid3lab.eval.video.layouts import DavisDataset
+from insid3lab.eval.video.layouts import DavisDataset, YouTubeVOSDataset
 from insid3lab.eval.video.runner import evaluate_sequences
 from insid3lab.eval.video.scores import evaluate_sequence, summarise
-from insid3lab.synthetic.video import write_moving_sequences
+from insid3lab.synthetic.video import moving_object_sequence, write_moving_sequences, write_youtube_vos_sequence
 
 
 def shift_right(labels: np.ndarray, k: int = 2) -> np.ndarray:
@@ -171,7 +172,7 @@ def test_two_processes_shard_by_sequence_and_equal_one(davis, tmp_path):
     assert not list((tmp_path / "two").glob("results.rank*.jsonl"))
 
 
-def test_a_sequence_without_an_object_or_with_under_3_frames_is_named_and_skipped_under_skip_bad(tmp_path, capsys):
+def test_a_sequence_without_an_object_or_with_under_3_frames_is_named_and_skipped_under_skip_bad(tmp_path):
     from insid3lab.synthetic.video import moving_object_sequence, write_davis_sequence
 
     root = tmp_path / "davis"
@@ -193,13 +194,96 @@ def test_a_sequence_without_an_object_or_with_under_3_frames_is_named_and_skippe
         evaluate_sequences(ds, predict, tmp_path / "strict", progress=False)
     assert "sequence 'empty-first'" in str(e.value) and "skip_bad" in str(e.value) and "\n" not in str(e.value)
 
-    s = evaluate_sequences(ds, predict, tmp_path / "run", progress=False, skip_bad=True)
+    with pytest.warns(UserWarning) as caught:
+        s = evaluate_sequences(ds, predict, tmp_path / "run", progress=False, skip_bad=True)
     assert s["sequences"] == 2 and set(s["per_sequence"]) == {"moving-0", "moving-1"}
     assert s["skipped"] == [
         {"sequence": "empty-first", "reason": "its first annotation holds no object"},
         {"sequence": "short", "reason": "2 frame(s); the scores need at least 3 (the first and last are not scored)"},
     ]
-    err = capsys.readouterr().err
+    err = " ".join(str(w.message) for w in caught)
     assert "sequence 'empty-first' skipped: its first annotation holds no object" in err and "'short' skipped" in err
-    again = evaluate_sequences(ds, predict, tmp_path / "run", progress=False, skip_bad=True)
+    with pytest.warns(UserWarning, match="skipped"):  # a resumed run tries them again
+        again = evaluate_sequences(ds, predict, tmp_path / "run", progress=False, skip_bad=True)
     assert comparable(again) == comparable(s)
+
+
+@pytest.fixture(scope="module")
+def youtube(tmp_path_factory):
+    """A YouTube-VOS train sequence of 11 frames, every fifth annotated; object 2 appears at frame 5."""
+    root = tmp_path_factory.mktemp("ytvos")
+    frames, labels = moving_object_sequence(11, (48, 64), seed=3, objects=2)
+    labels[:5][labels[:5] == 2] = 0
+    write_youtube_vos_sequence(root, "clip", frames, labels)
+    return root, labels
+
+
+def test_youtube_vos_objects_are_given_where_they_appear_and_scored_after(youtube, tmp_path):
+    root, labels = youtube
+    ds = YouTubeVOSDataset(root, all_frames=True)
+    calls = []
+
+    def method(frames, given):
+        start = next(t for t, m in ds.given("clip").items() if np.array_equal(m, given))
+        ids = sorted(set(np.unique(given).tolist()) - {0})
+        calls.append((start, ids))
+        for t, _ in enumerate(frames, start=start):  # object 1 over the whole frame; the later run's truth
+            yield np.ones_like(labels[t]) if ids == [1] else np.where(labels[t] == 2, 2, 0).astype(np.uint8)
+
+    s = evaluate_sequences(ds, method, tmp_path / "run", progress=False)
+    assert calls == [(0, [1]), (5, [2])]  # one run per frame where objects are first given
+    (rec,) = records_without_time(tmp_path / "run" / "results.jsonl")
+    assert rec["ids"] == [1, 2] and rec["objects"] == 2 and rec["frames"] == ["00005", "00010"]
+    # the later run keeps the pixels it claims: object 1 is everything but object 2's truth
+    expected_j1 = [float((labels[t] == 1).sum() / (labels[t] != 2).sum()) for t in (5, 10)]
+    assert rec["J"][0] == pytest.approx(expected_j1) and rec["J"][1] == [1.0]  # object 2: frame 10 only
+    assert rec["F"][1] == [1.0] and rec["F"][0][0] < 1.0
+    assert s["objects"] == 2 and s["sequences"] == 1
+    assert s["J-Mean"] == pytest.approx((np.mean(expected_j1) + 1.0) / 2)
+    assert list(s["per_object"]) == ["clip_1", "clip_2"]
+
+
+def test_youtube_vos_truth_scores_one_on_the_split_frames(youtube, tmp_path):
+    root, labels = youtube
+    ds = YouTubeVOSDataset(root)  # the split's frames, 00000 00005 00010, each annotated
+
+    def truth(frames, given):
+        ids = list(set(np.unique(given).tolist()) - {0})
+        start = 0 if 1 in ids else 1
+        for i, _ in enumerate(frames):
+            gt = labels[5 * (start + i)]
+            yield np.where(np.isin(gt, ids), gt, 0).astype(np.uint8)
+
+    s = evaluate_sequences(ds, truth, tmp_path / "run", progress=False)
+    assert s["J&F-Mean"] == 1.0 and s["objects"] == 2
+    (rec,) = records_without_time(tmp_path / "run" / "results.jsonl")
+    assert rec["frames"] == ["00005", "00010"] and [len(j) for j in rec["J"]] == [2, 1]
+
+
+def test_youtube_vos_hidden_split_stops_before_any_work(youtube, tmp_path):
+    root, labels = youtube
+    shutil.copytree(root / "train", tmp_path / "valid")
+    called = []
+    with pytest.raises(ValueError, match="valid split is not public"):
+        evaluate_sequences(YouTubeVOSDataset(tmp_path, "valid"), lambda f, g: called.append(1), tmp_path / "run")
+    assert not called and not (tmp_path / "run").exists()
+
+
+def test_a_youtube_vos_sequence_with_nothing_to_score_is_named_and_skipped_under_skip_bad(youtube, tmp_path):
+    root, labels = youtube
+    shutil.copytree(root, tmp_path / "yt")
+    frames, late = moving_object_sequence(11, (48, 64), seed=4, objects=1)
+    late[:10] = 0  # the object appears only in the last annotated frame
+    write_youtube_vos_sequence(tmp_path / "yt", "late", frames, late)
+    ds = YouTubeVOSDataset(tmp_path / "yt")
+    assert ds.sequences == ["clip", "late"]
+
+    def nothing(frames, given):
+        for frame in frames:
+            yield np.zeros(frame.shape[:2], np.uint8)
+
+    with pytest.raises(ValueError, match="sequence 'late': no object appears before its last annotated frame"):
+        evaluate_sequences(ds, nothing, tmp_path / "strict", progress=False)
+    with pytest.warns(UserWarning, match="'late' skipped"):
+        s = evaluate_sequences(ds, nothing, tmp_path / "run", progress=False, skip_bad=True)
+    assert s["sequences"] == 1 and s["objects"] == 2 and [r["sequence"] for r in s["skipped"]] == ["late"]

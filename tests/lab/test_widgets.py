@@ -9,8 +9,10 @@ import torch
 from helpers.synthetic import SCENE
 
 import insid3lab.lab.explorer
+from insid3lab.lab.controls import method_controls
 from insid3lab.lab.explorer import CONTROL_NAMES, EXPLORER_PANELS, PANEL_NAMES, Explorer, MaskPainter, Panel
 from insid3lab.model.insid3 import INSID3
+from insid3lab.stages.clustering import register_clusterer
 from insid3lab.viz.story import PANELS as STORY_PANELS
 
 S = 128
@@ -95,7 +97,8 @@ def test_the_panels_are_the_tables_and_named_as_in_the_story(explorer):
 
 
 #: A new value for each control (every one differs from the explorer's start).
-NEW_VALUES = {"tau": 0.8, "svd": 30, "merge": 0.0, "debias": False, "refine": "crf", "layer": 0, "size": 64}
+NEW_VALUES = {"tau": 0.8, "svd": 30, "merge": 0.0, "debias": False, "clustering": "torch", "refine": "crf", "layer": 0,
+              "size": 64}  # fmt: skip
 
 
 def test_each_control_redraws_exactly_the_panels_listed_for_it(explorer):
@@ -193,7 +196,14 @@ def test_tau_cuts_the_cached_tree_without_reclustering(explorer, tiny, scene):
 
 
 def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, tiny, scene):
-    explorer.model.clustering = "torch"
+    counts, panels, calls = snapshot(explorer)
+    before = explorer.mask
+    explorer.controls["clustering"].value = "torch"
+    assert explorer.model.clustering == "torch" and explorer.last_error is None
+    assert explorer.counts["clustering"] == counts["clustering"] + 1 and backbone_passes(explorer) == calls
+    assert explorer.trace.settings["clustering"] == "torch"
+    np.testing.assert_array_equal(explorer.mask, before)  # the same partition as the default's
+    assert explorer.panels["prediction"].value != panels["prediction"]  # its caption names the clusterer
     explorer.controls["tau"].value = 0.7
     counts = dict(explorer.counts)
     explorer.controls["tau"].value = 0.8
@@ -201,6 +211,26 @@ def test_a_clusterer_without_a_tree_reclusters_once_per_tau(explorer, tiny, scen
     np.testing.assert_array_equal(explorer.mask, fresh_mask(tiny, scene, image_size=S, svd_components=8, tau=0.8))
     explorer.controls["tau"].value = 0.7
     assert explorer.counts["clustering"] == counts["clustering"] + 1
+
+
+def test_a_clusterer_registered_before_the_explorer_is_offered_and_used(registries, tiny, scene):
+    ref, ref_mask, tgt, _ = scene
+    calls = []
+
+    @register_clusterer("one-cluster-for-test", help="every cell in one cluster")
+    def one_cluster(X, threshold):
+        calls.append(X.shape[0])
+        return torch.zeros(X.shape[0], dtype=torch.long)
+
+    model = INSID3(tiny, image_size=S, svd_components=8, basis_cache=False, progress=False)
+    assert method_controls(model, 8)["clustering"].options[-1] == ("one-cluster-for-test", "one-cluster-for-test")
+    ex = Explorer(model, ref, ref_mask, tgt, sizes=[S])
+    assert [v for _, v in ex.controls["clustering"].options] == ["auto", "sklearn", "scipy", "torch", "components",
+                                                                 "one-cluster-for-test"]  # fmt: skip
+    ex.controls["clustering"].value = "one-cluster-for-test"
+    assert ex.last_error is None, ex.status.value
+    assert calls == [(S // 16) ** 2] and ex.trace.cluster_labels.unique().tolist() == [0]
+    assert ex.trace.settings["clustering"] == "one-cluster-for-test"
 
 
 def test_svd_and_debias_rematch_without_backbone_or_clustering(explorer, tiny, scene):
@@ -337,3 +367,7 @@ def test_concept_explorer_refine_keeps_the_clustering(tiny, scene):
     direct = INSID3(tiny, image_size=S, svd_components=8, refine="crf", basis_cache=False, progress=False)
     direct.set_reference(ref, lm, labels=labels)
     assert torch.equal(app.label_map, direct.segment_labels(tgt)[0])
+    before, counts = app.label_map.clone(), dict(app.counts)
+    app.controls["clustering"].value = "torch"  # no tree: clustered once more, the same partition
+    assert app.last_error is None and app.model.clustering == "torch"
+    assert app.counts["clustering"] == counts["clustering"] + 1 and torch.equal(app.label_map, before)

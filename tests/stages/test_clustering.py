@@ -302,12 +302,12 @@ def test_lower_triangle_and_diagonal_are_ignored():
 
 
 def test_labels_stay_on_input_device_and_auto_is_components_on_cpu(monkeypatch):
-    import insid3lab.stages.clustering as clu
+    import insid3lab.stages.clustering.components as comp
 
     X = normalised((64, 8), seed=17)
     calls = []
-    real = clu.cluster_cosine_components
-    monkeypatch.setattr(clu, "cluster_cosine_components", lambda X, t: calls.append(t) or real(X, t))
+    real = comp.cluster_cosine_components
+    monkeypatch.setattr(comp, "cluster_cosine_components", lambda X, t: calls.append(t) or real(X, t))
     labels = agglomerative_clustering(X, 0.6)
     assert calls == [pytest.approx(0.4)]
     assert labels.device == X.device and labels.dtype == torch.long
@@ -462,11 +462,33 @@ def test_register_clusterer_makes_a_name_selectable(monkeypatch):
         agglomerative_clustering(X, 0.5, method="nope")
 
 
+def test_the_decorator_registers_an_entry_and_returns_the_function(registries):
+    @register_clusterer("reversed-for-test", help="  every cell\n alone,  reversed ")
+    def each_alone(X, threshold):
+        return torch.arange(X.shape[0]).flip(0)
+
+    entry = CLUSTERERS["reversed-for-test"]
+    assert entry.fn is each_alone and entry.name == "reversed-for-test"
+    assert entry.tree is False and entry.help == "every cell alone, reversed"
+    assert list(CLUSTERERS)[-1] == "reversed-for-test"
+    assert [n for n, e in CLUSTERERS.items() if e.tree] == ["auto", "sklearn", "scipy", "components"]
+    X = normalised((6, 4), seed=23)
+    assert agglomerative_clustering(X, 0.5, method="reversed-for-test").tolist() == list(range(6))
+    # a taken name is refused unless asked; the same function again is not a clash
+    with pytest.raises(ValueError, match="'scipy' is already registered; pass overwrite=True"):
+        register_clusterer("scipy", each_alone)
+    assert register_clusterer("reversed-for-test", each_alone) is each_alone
+    register_clusterer("scipy", each_alone, tree=False, overwrite=True)
+    assert CLUSTERERS["scipy"].fn is each_alone and not CLUSTERERS["scipy"].tree
+
+
 def test_register_clusterer_and_clusterer_output_are_validated():
     with pytest.raises(ValueError, match="non-empty string"):
         register_clusterer("", lambda X, t: X)
     with pytest.raises(TypeError, match="must be callable"):
         register_clusterer("x", 3)
+    with pytest.raises(TypeError, match="must be callable"):
+        register_clusterer("x")(3)
     X = normalised((10, 4), seed=22)
     with pytest.raises(ValueError, match=r"must return an \(N,\) = \(10,\) integer tensor"):
         agglomerative_clustering(X, 0.5, method=lambda X, t: torch.zeros(9, dtype=torch.long))

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from insid3lab import Params, TargetClusters
-from insid3lab.stages.clustering import agglomerative_clustering, register_clusterer
-from insid3lab.stages.clustering.tree import TREE_CLUSTERERS, cut_tree, linkage_tree
+from insid3lab.stages.clustering import CLUSTERERS, agglomerative_clustering, register_clusterer
+from insid3lab.stages.clustering.tree import cut_tree, linkage_tree
 
 
 def blobs(n: int, c: int, seed: int) -> torch.Tensor:
@@ -64,28 +64,40 @@ def test_target_clusters_builds_one_tree_and_cuts_it():
     assert cache.runs == 1
     cache.labels("another target", feats, Params(tau=0.6))
     assert cache.runs == 2
-    assert "auto" in TREE_CLUSTERERS and "torch" not in TREE_CLUSTERERS
+    assert CLUSTERERS["auto"].tree and not CLUSTERERS["torch"].tree
 
 
-def test_target_clusters_runs_other_clusterers_once_per_tau(monkeypatch):
+def test_target_clusters_runs_other_clusterers_once_per_tau(registries):
     X = blobs(64, 8, seed=5)
     feats = X.T.reshape(8, 8, 8)
     calls = []
 
+    @register_clusterer("halves-for-test")
     def halves(X, threshold):
         calls.append(threshold)
         return (torch.arange(X.shape[0]) >= X.shape[0] // 2).long()
 
-    register_clusterer("halves-for-test", halves)
-    try:
-        cache = TargetClusters()
-        for tau in (0.6, 0.7, 0.6):
-            labels = cache.labels(0, feats, Params(tau=tau, clustering="halves-for-test"))
-            assert labels.reshape(-1).tolist() == [0] * 32 + [1] * 32
-        assert cache.runs == 2 and calls == [pytest.approx(0.4), pytest.approx(0.3)]
-        cache.labels(0, feats, Params(tau=0.6, clustering="torch"))
-        assert cache.runs == 3
-    finally:
-        from insid3lab.stages.clustering import CLUSTERERS
+    cache = TargetClusters()
+    for tau in (0.6, 0.7, 0.6):
+        labels = cache.labels(0, feats, Params(tau=tau, clustering="halves-for-test"))
+        assert labels.reshape(-1).tolist() == [0] * 32 + [1] * 32
+    assert cache.runs == 2 and calls == [pytest.approx(0.4), pytest.approx(0.3)]
+    cache.labels(0, feats, Params(tau=0.6, clustering="torch"))
+    assert cache.runs == 3
 
-        CLUSTERERS.pop("halves-for-test")
+
+def test_a_clusterer_registered_with_tree_is_cut_from_the_tree(registries):
+    X = blobs(64, 8, seed=6)
+    feats = X.T.reshape(8, 8, 8)
+    calls = []
+
+    @register_clusterer("scipy-counted", tree=True, help="scipy, counted")
+    def counted(X, threshold):
+        calls.append(threshold)
+        return CLUSTERERS["scipy"].fn(X, threshold)
+
+    cache = TargetClusters()
+    for tau in (0.6, 0.7, 0.5):
+        labels = cache.labels(0, feats, Params(tau=tau, clustering="scipy-counted"))
+        assert torch.equal(labels.reshape(-1), agglomerative_clustering(X, tau, method="scipy"))
+    assert cache.runs == 1 and calls == []  # one tree, three cuts: the clusterer itself never ran

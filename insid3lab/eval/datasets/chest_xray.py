@@ -12,15 +12,16 @@ from insid3lab.eval.datasets.base import (
     target_and_references,
 )
 from insid3lab.eval.datasets.readers import read_label_map
+from insid3lab.eval.datasets.registry import register_benchmark
 
 
+@register_benchmark("lung", help="chest X-ray lungs")
 class ChestXray(SegmentationBenchmark):
     """Chest X-ray lung segmentation (one class); 600 episodes; gray masks thresholded at 128.
 
     Mask ``NAME_mask.png`` belongs to image ``NAME.png`` (Montgomery ``MCUCXR*`` masks keep the image's name).
     """
 
-    name = "lung"
     title = "Chest X-ray"
     subdir = "LungSegmentation"
     marker = "CXR_png"

@@ -17,6 +17,7 @@ from insid3lab.eval.datasets.base import (
     unique,
 )
 from insid3lab.eval.datasets.readers import SplitFileError, load_pickle, read_label_map
+from insid3lab.eval.datasets.registry import register_benchmark
 
 COCO_CLASS_NAMES = (
     "person",
@@ -102,6 +103,7 @@ COCO_CLASS_NAMES = (
 )
 
 
+@register_benchmark("coco", folds=(0, 1, 2, 3), help="COCO-20i: the 80 COCO classes in 4 folds of 20")
 class COCO20i(SegmentationBenchmark):
     """COCO-20i: 80 COCO classes in 4 folds of 20 (class ``fold + 4 v``); 1000 episodes.
 
@@ -112,9 +114,7 @@ class COCO20i(SegmentationBenchmark):
 
     loads_any_class = True
 
-    name = "coco"
     title = "COCO-20i"
-    folds = (0, 1, 2, 3)
     subdir = "COCO2014"
     marker = "splits"
     layout = """\

@@ -51,6 +51,7 @@ from insid3lab.eval.datasets.base import (
 )
 from insid3lab.eval.datasets.cocojson_check import check_document, read_coco_json, resolve_image
 from insid3lab.eval.datasets.readers import decode_segmentation
+from insid3lab.eval.datasets.registry import register_benchmark
 
 __all__ = ["CocoJsonDataset", "Instance", "in_reference_pool"]
 
@@ -87,6 +88,9 @@ def _mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float]:
     return (float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1))
 
 
+@register_benchmark(
+    "coco_json", help="your own COCO-format annotations: --annotations FILE.json and --images DIR", annotations=True
+)
 class CocoJsonDataset(SegmentationBenchmark):
     """Few-shot episodes from a COCO-format annotations file and its image folder (see the module docstring).
 
@@ -105,7 +109,6 @@ class CocoJsonDataset(SegmentationBenchmark):
 
     loads_any_class = True
 
-    name = "coco_json"
     title = "COCO-format dataset"
     layout = """\
 ANNOTATIONS.json   (COCO: 'images' [{id, file_name, width, height}], 'categories' [{id, name}],

@@ -15,11 +15,13 @@ from insid3lab.eval.datasets.base import (
     target_and_references,
 )
 from insid3lab.eval.datasets.readers import read_label_map
+from insid3lab.eval.datasets.registry import register_benchmark
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".jpg", ".jpeg")
 
 
+@register_benchmark("folder", help="your own images: DATA_ROOT/images and DATA_ROOT/masks")
 class FolderDataset(SegmentationBenchmark):
     """A user's own data: ``images/`` and ``masks/`` with matching file stems.
 
@@ -30,7 +32,6 @@ class FolderDataset(SegmentationBenchmark):
     the number of image/mask pairs.
     """
 
-    name = "folder"
     title = "folder dataset"
     layout = """\
 <root>/

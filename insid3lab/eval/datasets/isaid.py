@@ -14,6 +14,7 @@ from insid3lab.eval.datasets.base import (
     unique,
 )
 from insid3lab.eval.datasets.readers import read_label_map
+from insid3lab.eval.datasets.registry import register_benchmark
 
 ISAID_CLASS_NAMES = (
     "ship",
@@ -34,6 +35,7 @@ ISAID_CLASS_NAMES = (
 )
 
 
+@register_benchmark("isaid", folds=(0, 1, 2), help="iSAID-5i aerial patches, 3 folds of 5 classes")
 class ISAID5i(SegmentationBenchmark):
     """iSAID-5i aerial patches: 15 classes, 3 folds of 5 (``5 fold + j``); 255 marks ignored pixels.
 
@@ -44,9 +46,7 @@ class ISAID5i(SegmentationBenchmark):
 
     loads_any_class = True
 
-    name = "isaid"
     title = "iSAID-5i"
-    folds = (0, 1, 2)
     subdir = "iSAID"
     marker = "splits"
     layout = """\

@@ -14,15 +14,16 @@ from insid3lab.eval.datasets.base import (
     target_and_references,
 )
 from insid3lab.eval.datasets.readers import read_label_map
+from insid3lab.eval.datasets.registry import register_benchmark
 
 
+@register_benchmark("isic", help="ISIC 2018 skin lesions in 3 classes")
 class ISIC2018(SegmentationBenchmark):
     """ISIC 2018 skin lesions, grouped into 3 classes (subfolders 1, 2, 3); 600 episodes.
 
     Episode ``i`` uses class ``i mod 3``; masks are gray PNGs thresholded at 128.
     """
 
-    name = "isic"
     title = "ISIC 2018"
     subdir = "ISIC"
     marker = "ISIC2018_Task1_Training_GroundTruth"

@@ -13,8 +13,10 @@ from insid3lab.eval.datasets.base import (
     target_and_references,
 )
 from insid3lab.eval.datasets.readers import SplitFileError, decode_segmentation, load_pickle
+from insid3lab.eval.datasets.registry import register_benchmark
 
 
+@register_benchmark("lvis", folds=range(10), help="LVIS-92i: every 10th LVIS validation category, 10 folds")
 class LVIS92i(SegmentationBenchmark):
     """LVIS-92i: every 10th LVIS validation category with more than ``shots`` images; 10 folds; 2300 episodes.
 
@@ -24,9 +26,7 @@ class LVIS92i(SegmentationBenchmark):
 
     loads_any_class = True
 
-    name = "lvis"
     title = "LVIS-92i"
-    folds = tuple(range(10))
     subdir = "LVIS"
     marker = "lvis_val.pkl"
     layout = """\

@@ -16,8 +16,10 @@ from insid3lab.eval.datasets.base import (
     target_and_references,
 )
 from insid3lab.eval.datasets.readers import SplitFileError, decode_segmentation, load_pickle
+from insid3lab.eval.datasets.registry import register_benchmark
 
 
+@register_benchmark("paco_part", folds=(0, 1, 2, 3), help="PACO-Part: object parts, 4 folds")
 class PACOPart(SegmentationBenchmark):
     """PACO-Part: object-part classes, 4 folds (every 4th of the training part classes); 2500 episodes.
 
@@ -26,9 +28,7 @@ class PACOPart(SegmentationBenchmark):
     drawn; image and mask are cropped to that object's box (x, y, w, h).
     """
 
-    name = "paco_part"
     title = "PACO-Part"
-    folds = (0, 1, 2, 3)
     subdir = "PACO-Part"
     marker = "paco"
     layout = """\

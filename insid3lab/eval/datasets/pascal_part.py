@@ -19,8 +19,10 @@ from insid3lab.eval.datasets.base import (
     unique,
 )
 from insid3lab.eval.datasets.readers import decode_segmentation
+from insid3lab.eval.datasets.registry import register_benchmark
 
 
+@register_benchmark("pascal_part", folds=(0, 1, 2, 3), help="Pascal-Part: object parts, a super-category per fold")
 class PascalPart(SegmentationBenchmark):
     """Pascal-Part: object-part classes of one super-category per fold; min(#val entries, 2500) episodes.
 
@@ -31,9 +33,7 @@ class PascalPart(SegmentationBenchmark):
     are cropped to the object's box.
     """
 
-    name = "pascal_part"
     title = "Pascal-Part"
-    folds = (0, 1, 2, 3)
     subdir = "Pascal-Part"
     marker = "VOCdevkit"
     super_categories = ("animals", "indoor", "person", "vehicles")

@@ -13,8 +13,10 @@ from insid3lab.eval.datasets.base import (
     read_image,
 )
 from insid3lab.eval.datasets.readers import SplitFileError, load_npy
+from insid3lab.eval.datasets.registry import register_benchmark
 
 
+@register_benchmark("permis", help="PerMIS personalised segmentation, one shot")
 class PerMIS(SegmentationBenchmark):
     """PerMIS personalised segmentation: per video, frame 0 is the reference for frames 1 and 2.
 
@@ -23,7 +25,6 @@ class PerMIS(SegmentationBenchmark):
     frame, whose first value is the object's mask.
     """
 
-    name = "permis"
     title = "PerMIS"
     subdir = "PerMIRS"
     marker = ""

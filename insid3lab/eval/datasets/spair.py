@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from insid3lab.eval.datasets.base import BadSampleError, KeypointPair, read_image, require_paths
+from insid3lab.eval.datasets.registry import register_benchmark
 
 SPAIR_CATEGORIES = (
     "aeroplane",
@@ -33,6 +34,7 @@ SPAIR_CATEGORIES = (
 )
 
 
+@register_benchmark("spair", help="SPair-71k keypoint correspondence, scored as PCK")
 class SPair71k:
     """SPair-71k keypoint correspondence pairs of one split (test by default).
 
@@ -40,10 +42,8 @@ class SPair71k:
     threshold ``alpha * max(w, h)`` of the target object's bounding box, per image.
     """
 
-    name = "spair"
     title = "SPair-71k"
     task = "keypoints"
-    folds = None
     layout = """\
 SPair-71k/
   JPEGImages/<category>/*.jpg

@@ -14,10 +14,12 @@ from insid3lab.eval.datasets.base import (
     target_and_references,
 )
 from insid3lab.eval.datasets.readers import read_label_map
+from insid3lab.eval.datasets.registry import register_benchmark
 
 SUIM_CLASSES = ("FV", "HD", "PF", "RI", "RO", "SR", "WR")
 
 
+@register_benchmark("suim", help="SUIM underwater scenes, 7 classes")
 class SUIM(SegmentationBenchmark):
     """SUIM underwater scenes, 7 classes with one binary mask folder each.
 
@@ -25,7 +27,6 @@ class SUIM(SegmentationBenchmark):
     uses class ``i mod 7``; masks thresholded at 128; images are ``images/<stem>.jpg``.
     """
 
-    name = "suim"
     title = "SUIM"
     subdir = "SUIM"
     marker = "masks"

@@ -4,15 +4,18 @@ Files in ``out_dir`` (as for :func:`insid3lab.eval.run_evaluation`):
 
 * ``run.json``: what the run is (dataset, sequences, tolerance, settings); a resumed run must match it.
 * ``results.jsonl``: one line per finished sequence (per-process ``results.rank<R>.jsonl`` while a
-  distributed run is going; merged and sorted by sequence index at its end), with the per-object,
-  per-frame J and F of :func:`insid3lab.eval.video.scores.evaluate_sequence`.
+  distributed run is going; merged and sorted by sequence index at its end): the object ``ids``,
+  the names of the ``frames`` scored, and per object its per-frame ``J`` and ``F`` on the frames
+  it is scored on (:meth:`~insid3lab.eval.video.layouts.VideoLayout.scored_frames`: object k's
+  lists cover the last ``len(J[k])`` of ``frames``) with their statistics
+  (:func:`insid3lab.eval.video.scores.evaluate_objects`).
 * ``summary.json``: the DAVIS report of :func:`insid3lab.eval.video.scores.summarise`, settings and time,
   and ``skipped``: the sequences that could not be scored and why.
 
-A sequence whose first annotation holds no object, with fewer than 3 frames (the first and the
-last are not scored) or whose files cannot be read stops the run with one line naming it; with
-``skip_bad`` it is named in a warning, recorded as skipped and left out of the scores (a resumed
-run tries it again).
+A sequence that cannot be scored (for DAVIS: no object in its first annotation, fewer than 3
+frames; for any layout: no object with an annotated frame after the one where it is given,
+files that cannot be read) stops the run with one line naming it; with ``skip_bad`` it is named
+in a warning, recorded as skipped and left out of the scores (a resumed run tries it again).
 
 Distributed: when ``torch.distributed`` is initialised, process ``r`` of ``W`` runs the
 sequences whose index is ``r`` modulo ``W``; the records are gathered and every process returns
@@ -26,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,13 +48,11 @@ from insid3lab.eval.run.files import (
     write_atomic,
     write_json,
 )
-from insid3lab.eval.video.scores import BOUND_TH, evaluate_sequence, summarise
+from insid3lab.eval.video.scores import BOUND_TH, evaluate_objects, summarise
 
 __all__ = ["BadSequenceError", "evaluate_sequences"]
 
 PredictSequence = Callable[[Iterator[np.ndarray], np.ndarray], Iterable]
-#: The fewest frames a semi-supervised sequence is scored on: the first (given) and the last are not.
-MIN_FRAMES = 3
 
 
 class BadSequenceError(ValueError):
@@ -61,40 +63,71 @@ class BadSequenceError(ValueError):
         super().__init__(f"sequence {sequence!r}: {reason}")
 
 
-def _ground_truth(dataset, seq: str) -> tuple[np.ndarray, np.ndarray]:
-    """(T, H, W) ground truth and (H, W) first label map of ``seq``; a :class:`BadSequenceError` saying why not."""
+class _Truth(NamedTuple):
+    frames: list[Path]  # every frame of the sequence
+    annotated: list[int]  # the frames with ground truth (indices into frames)
+    gt: np.ndarray  # (A, H, W) their label maps
+    scored: dict[int, list[int]]  # object id -> the frames it is scored on
+
+
+def _ground_truth(dataset, seq: str) -> _Truth:
+    """What ``seq`` is scored against; a :class:`BadSequenceError` saying why it cannot be."""
     try:
-        gt = dataset.label_maps(seq)
-        first = dataset.first_label_map(seq)
+        truth = _Truth(dataset.frame_paths(seq), dataset.annotated_frames(seq), dataset.label_maps(seq),
+                       dataset.scored_frames(seq))  # fmt: skip
     except (OSError, ValueError) as e:
         raise BadSequenceError(seq, str(e).removeprefix(f"sequence {seq!r}: ")) from None
-    if not first.any():
-        raise BadSequenceError(seq, "its first annotation holds no object")
-    if len(gt) < MIN_FRAMES:
-        raise BadSequenceError(
-            seq, f"{len(gt)} frame(s); the scores need at least {MIN_FRAMES} (the first and last are not scored)"
-        )
-    return gt, first
+    if not truth.scored:
+        raise BadSequenceError(seq, "no object appears before its last annotated frame: nothing to score")
+    return truth
 
 
-def _predict(predict_sequence: PredictSequence, dataset, seq: str, gt: np.ndarray, first: np.ndarray) -> np.ndarray:
-    maps = []
-    for t, m in enumerate(predict_sequence(dataset.frames(seq), first)):
-        m = np.asarray(m)
-        if m.dtype == np.bool_:
-            m = m.astype(np.uint8)
-        if m.shape != gt.shape[1:] or not np.issubdtype(m.dtype, np.integer):
+def _predict(predict_sequence: PredictSequence, dataset, seq: str, truth: _Truth) -> np.ndarray:
+    """(A, H, W) uint8 predicted label maps of the annotated frames, from one run of ``predict_sequence``
+    per frame where objects are given.
+
+    A run from frame ``t`` tracks the objects given there over frames ``t..T-1`` and must yield one
+    label map per frame; where runs from different frames claim a pixel, the later-started run
+    keeps it. Frames before the first given frame are background.
+    """
+    T, shape = len(truth.frames), truth.gt.shape[1:]
+    row = {t: i for i, t in enumerate(truth.annotated)}
+    out = np.zeros(truth.gt.shape, dtype=np.uint8)
+    for start, given in sorted(dataset.given(seq).items()):
+        ids = {int(k) for k in np.unique(given)} - {0}
+        count = 0
+        for m in predict_sequence(dataset.frames(seq, start), given):
+            t, m = start + count, np.asarray(m)
+            if m.dtype == np.bool_:
+                m = m.astype(np.uint8)
+            if m.shape != shape or not np.issubdtype(m.dtype, np.integer):
+                raise ValueError(
+                    f"sequence {seq!r}, frame {t}: the prediction is {m.shape} {m.dtype}; "
+                    f"expected an {shape[0]}x{shape[1]} integer label map (the frame's size)"
+                )
+            extra = {int(k) for k in np.unique(m)} - ids - {0}
+            if extra:
+                raise ValueError(f"sequence {seq!r}, frame {t}: the prediction holds object id(s) {sorted(extra)}, "
+                                 f"but the objects given are {sorted(ids)}")  # fmt: skip
+            if t in row:
+                np.copyto(out[row[t]], m, where=m > 0, casting="unsafe")
+            count += 1
+        if count != T - start:
             raise ValueError(
-                f"sequence {seq!r}, frame {t}: the prediction is {m.shape} {m.dtype}; "
-                f"expected an {gt.shape[1]}x{gt.shape[2]} integer label map (the frame's size)"
+                f"sequence {seq!r}: {count} predicted label maps for {T - start} frames; "
+                "predict_sequence must yield one per frame, the given frame included"
             )
-        maps.append(m)
-    if len(maps) != len(gt):
-        raise ValueError(
-            f"sequence {seq!r}: {len(maps)} predicted label maps for {len(gt)} frames; "
-            "predict_sequence must yield one per frame, the first frame included"
-        )
-    return np.stack(maps)
+    return out
+
+
+def _score(dataset, seq: str, truth: _Truth, predict_sequence: PredictSequence, bound_th: float) -> dict:
+    """The record fields of one sequence: its objects, the frames scored and their J and F."""
+    pred = _predict(predict_sequence, dataset, seq, truth)
+    row = {t: i for i, t in enumerate(truth.annotated)}
+    scored = {k: [row[t] for t in ts] for k, ts in truth.scored.items()}
+    scores = evaluate_objects(truth.gt, pred, scored, bound_th=bound_th)
+    union = sorted({t for ts in truth.scored.values() for t in ts})
+    return {"objects": len(scores["ids"]), "frames": [truth.frames[t].stem for t in union], **scores}
 
 
 def _scored(records) -> list[dict]:
@@ -127,16 +160,18 @@ def evaluate_sequences(
     progress: bool = True,
     skip_bad: bool = False,
 ) -> dict:
-    """Run ``predict_sequence`` on every sequence of ``dataset``, score it as DAVIS does, write the run.
+    """Run ``predict_sequence`` on every sequence of ``dataset``, score it (J, F, J&F as DAVIS reports), write the run.
 
     Args:
-        dataset: a :class:`~insid3lab.eval.video.layouts.DavisDataset` (or any object with ``name``,
-            ``sequences``, ``frames(seq)``, ``first_label_map(seq)``, ``label_maps(seq)``,
-            ``describe()``).
-        predict_sequence: ``predict_sequence(frames, first_label_map) -> iterable of label maps``:
-            ``frames`` is an iterator of (H, W, 3) uint8 frames, ``first_label_map`` the (H, W) uint8
-            object ids of the first frame; it yields one (H, W) integer (or bool, read as object 1)
-            label map per frame, the first frame included (its map is not scored).
+        dataset: a :class:`~insid3lab.eval.video.layouts.VideoLayout` (DAVIS, YouTube-VOS, ...):
+            what is given, at which frame, and what is scored. Checked first
+            (:meth:`~insid3lab.eval.video.layouts.VideoLayout.check_scorable`).
+        predict_sequence: ``predict_sequence(frames, given_label_map) -> iterable of label maps``:
+            ``frames`` is an iterator of (H, W, 3) uint8 frames from a frame where objects are
+            given, ``given_label_map`` the (H, W) uint8 ids of those objects in that frame (for
+            DAVIS, the first frame and all its objects); it yields one (H, W) integer (or bool,
+            read as object 1) label map per frame, the given frame included (its map is not
+            scored). It is called once per frame where objects are first given.
         out_dir: the run folder (created).
         resume: continue the run in ``out_dir``, skipping sequences already scored; without it a
             folder that already holds a run is an error.
@@ -150,6 +185,7 @@ def evaluate_sequences(
     Returns:
         The summary (also written to ``out_dir/summary.json``); every process returns it.
     """
+    dataset.check_scorable()
     dist, rank, world = dist_info()
     out = Path(out_dir)
     started, t0 = now(), time.perf_counter()
@@ -221,7 +257,7 @@ def evaluate_sequences(
         for i in todo:
             seq, ts = seqs[i], time.perf_counter()
             try:
-                gt, first = _ground_truth(dataset, seq)
+                truth = _ground_truth(dataset, seq)
             except BadSequenceError as e:
                 if not skip_bad:
                     raise ValueError(f"{e}; pass skip_bad=True (--skip-bad) to name and skip such sequences") from None
@@ -231,17 +267,8 @@ def evaluate_sequences(
                 records[i] = rec
                 bar.update(1)
                 continue
-            pred = _predict(predict_sequence, dataset, seq, gt, first)
-            scores = evaluate_sequence(gt, pred, n_objects=int(first.max()), bound_th=bound_th)
-            names = [p.stem for p in dataset.frame_paths(seq)] if hasattr(dataset, "frame_paths") else None
-            rec = {
-                "index": i,
-                "sequence": seq,
-                "objects": len(scores["J"]),
-                "frames": [names[t] for t in scores["frames"]] if names else scores["frames"],
-                **{k: v for k, v in scores.items() if k != "frames"},
-                "seconds": round(time.perf_counter() - ts, 4),
-            }
+            rec = {"index": i, "sequence": seq, **_score(dataset, seq, truth, predict_sequence, bound_th),
+                   "seconds": round(time.perf_counter() - ts, 4)}  # fmt: skip
             fh.write(rec)
             records[i] = rec
             bar.update(1)

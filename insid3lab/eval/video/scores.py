@@ -6,9 +6,11 @@
   diagonal (toolkit: ``davis2017.metrics.f_measure`` with ``_seg2bmap`` boundaries).
 * :func:`statistics` — mean, recall and decay of one object's per-frame values
   (toolkit: ``davis2017.utils.db_statistics``).
-* :func:`evaluate_sequence` — per object and per frame J and F of a semi-supervised sequence
-  (toolkit: ``DAVISEvaluation.evaluate`` and ``_evaluate_semisupervised``): the first and the
-  last frame are not scored, void pixels (255) count as background.
+* :func:`evaluate_objects` — per object J and F on the frames each object is scored on, with
+  their statistics; void pixels (255) count as background.
+* :func:`evaluate_sequence` — the same for a DAVIS semi-supervised sequence
+  (toolkit: ``DAVISEvaluation.evaluate`` and ``_evaluate_semisupervised``): every object on
+  every frame but the first and the last.
 * :func:`summarise` — J&F-mean, J-mean/recall/decay, F-mean/recall/decay over all objects
   (toolkit: ``evaluation_method.py``), plus per object and per sequence tables.
 
@@ -33,6 +35,7 @@ __all__ = [
     "boundary_map",
     "boundary_precision_recall",
     "disk",
+    "evaluate_objects",
     "evaluate_sequence",
     "region_similarity",
     "statistics",
@@ -164,6 +167,43 @@ def _label_maps(x, what: str) -> np.ndarray:
     return a
 
 
+def evaluate_objects(gt, pred, scored: dict[int, list[int]], *, bound_th: float = BOUND_TH) -> dict:
+    """J and F of each object on its own frames.
+
+    Args:
+        gt: (T, H, W) ground-truth label maps (0 background, object ids, 255 void, which counts
+            as background as in the toolkit's ``DAVIS.get_all_masks``).
+        pred: (T, H, W) predicted label maps (bool is read as object 1).
+        scored: object id → the indices (into T) of the frames it is scored on, none empty.
+        bound_th: boundary tolerance, see :func:`boundary_precision_recall`.
+
+    Returns:
+        dict with ``ids`` (the object ids, ascending), ``J`` and ``F`` (lists, one per object, of
+        its per-frame scores in the order of its frames) and per object ``J_mean``, ``J_recall``,
+        ``J_decay``, ``F_mean``, ``F_recall``, ``F_decay``.
+    """
+    gt, pred = _label_maps(gt, "ground truth"), _label_maps(pred, "prediction")
+    if gt.shape != pred.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must have the same (T, H, W)")
+    gt = np.where(gt == VOID, 0, gt)
+    ids = sorted(int(k) for k in scored)
+    for k in ids:
+        frames = list(scored[k])
+        if not frames or min(frames) < 0 or max(frames) >= len(gt):
+            raise ValueError(
+                f"object {k}: its scored frames {frames} must be a non-empty list of indices below {len(gt)}"
+            )
+    J = [[region_similarity(gt[t] == k, pred[t] == k) for t in scored[k]] for k in ids]
+    F = [[boundary_f(gt[t] == k, pred[t] == k, bound_th) for t in scored[k]] for k in ids]
+    out: dict = {"ids": ids, "J": J, "F": F}
+    for name, per in (("J", J), ("F", F)):
+        stats = [statistics(v) for v in per]
+        out[f"{name}_mean"] = [s[0] for s in stats]
+        out[f"{name}_recall"] = [s[1] for s in stats]
+        out[f"{name}_decay"] = [s[2] for s in stats]
+    return out
+
+
 def evaluate_sequence(
     gt, pred, *, n_objects: int | None = None, bound_th: float = BOUND_TH, skip_first_last: bool = True
 ) -> dict:
@@ -182,13 +222,13 @@ def evaluate_sequence(
     Returns:
         dict with ``frames`` (indices of the scored frames), ``J`` and ``F`` (lists, one per object,
         of per-frame scores) and per object ``J_mean``, ``J_recall``, ``J_decay``, ``F_mean``,
-        ``F_recall``, ``F_decay``.
+        ``F_recall``, ``F_decay`` (:func:`evaluate_objects` with every object on ``frames``).
     """
     gt, pred = _label_maps(gt, "ground truth"), _label_maps(pred, "prediction")
     if gt.shape != pred.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must have the same (T, H, W)")
-    gt = np.where(gt == VOID, 0, gt)
-    n = int(gt[0].max()) if n_objects is None else int(n_objects)
+    first = np.where(gt[0] == VOID, 0, gt[0])
+    n = int(first.max()) if n_objects is None else int(n_objects)
     if n < 1:
         raise ValueError("the first ground-truth frame holds no object; nothing to score")
     top = int(pred.max(initial=0))
@@ -198,23 +238,17 @@ def evaluate_sequence(
     if skip_first_last and T < 3:
         raise ValueError(f"a sequence of {T} frame(s) has no frame to score without its first and last frame")
     frames = list(range(1, T - 1)) if skip_first_last else list(range(T))
-    J = [[region_similarity(gt[t] == k, pred[t] == k) for t in frames] for k in range(1, n + 1)]
-    F = [[boundary_f(gt[t] == k, pred[t] == k, bound_th) for t in frames] for k in range(1, n + 1)]
-    out: dict = {"frames": frames, "J": J, "F": F}
-    for name, per in (("J", J), ("F", F)):
-        stats = [statistics(v) for v in per]
-        out[f"{name}_mean"] = [s[0] for s in stats]
-        out[f"{name}_recall"] = [s[1] for s in stats]
-        out[f"{name}_decay"] = [s[2] for s in stats]
-    return out
+    scores = evaluate_objects(gt, pred, {k: frames for k in range(1, n + 1)}, bound_th=bound_th)
+    return {"frames": frames, **{k: v for k, v in scores.items() if k != "ids"}}
 
 
 def summarise(records) -> dict:
     """The DAVIS report over sequences: every object of every sequence weighs the same.
 
     Args:
-        records: iterable of dicts with ``sequence`` (name) and the per-object lists of
-            :func:`evaluate_sequence` (``J_mean`` ... ``F_decay``), in the order to report.
+        records: iterable of dicts with ``sequence`` (name), the per-object lists of
+            :func:`evaluate_objects` (``J_mean`` ... ``F_decay``) and optionally their object
+            ``ids`` (default 1, 2, ...), in the order to report.
 
     Returns:
         dict with ``J&F-Mean``, ``J-Mean``, ``J-Recall``, ``J-Decay``, ``F-Mean``, ``F-Recall``,
@@ -229,7 +263,8 @@ def summarise(records) -> dict:
         seq = rec["sequence"]
         for k, col in cols.items():
             col.extend(float(v) for v in rec[k])
-        for i, (j, f) in enumerate(zip(rec["J_mean"], rec["F_mean"]), start=1):
+        ids = rec.get("ids") or range(1, len(rec["J_mean"]) + 1)
+        for i, j, f in zip(ids, rec["J_mean"], rec["F_mean"]):
             per_object[f"{seq}_{i}"] = {"J-Mean": float(j), "F-Mean": float(f)}
         jm, fm = float(np.mean(rec["J_mean"])), float(np.mean(rec["F_mean"]))
         per_sequence[seq] = {"J-Mean": jm, "F-Mean": fm, "J&F-Mean": (jm + fm) / 2}

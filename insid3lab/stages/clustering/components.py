@@ -56,7 +56,6 @@ the threshold; float16 and bfloat16 distances tie often and keep the cells' own 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -65,22 +64,25 @@ from torch import Tensor
 
 from insid3lab.stages.clustering.distances import (
     CellDistances,
+    as_numpy_distances,
     condensed_cosine_distances,
+    condensed_matrix,
     condensed_subset,
+    cosine_distances,
+    strict_upper,
     thread_workspace,
 )
+from insid3lab.stages.clustering.registry import register_clusterer
+from insid3lab.stages.clustering.tree import cut_average_linkage
 
 __all__ = [
     "adjacency_components",
-    "average_linkage_matrix",
     "cluster_average_linkage_components",
     "cluster_condensed_components",
     "cluster_cosine_components",
+    "components_clusterer",
     "cosine_asymmetry_bound",
     "cosine_edge_bound",
-    "cut_average_linkage",
-    "condensed_matrix",
-    "cut_linkage_matrix",
     "linkage_order",
     "threshold_components",
 ]
@@ -93,75 +95,6 @@ SPARSE_EDGES_PER_CELL = 8
 #: matrix is clustered in one run (cutting out the sub-matrix would cost more than it saves:
 #: at 64 x 64 cells, in the fast cell order, the two broke even at about 0.75).
 FULL_RUN_FRACTION = 0.7
-
-
-@functools.lru_cache(maxsize=4)
-def strict_upper(n: int) -> np.ndarray:
-    """(n, n) bool mask of the strict upper triangle (cached: the grid size rarely changes)."""
-    return np.triu(np.ones((n, n), dtype=bool), 1)
-
-
-def as_numpy_distances(D: Tensor) -> np.ndarray:
-    """D on the CPU as a numpy array (bfloat16, which numpy lacks, widened exactly to float32)."""
-    if D.dtype not in (torch.float16, torch.float32, torch.float64):
-        D = D.to(torch.float32)
-    return D.detach().cpu().numpy()
-
-
-def condensed_matrix(D: Tensor) -> np.ndarray:
-    """The strict upper triangle of a distance matrix, row-major, as float64 (what scipy's linkage reads).
-
-    Args:
-        D: (N, N) distance matrix on any device (read on the CPU; bfloat16 widened exactly).
-
-    Returns:
-        (N (N - 1) / 2,) float64 numpy array.
-    """
-    Dn = as_numpy_distances(D)
-    return np.asarray(Dn[strict_upper(Dn.shape[0])], dtype=np.float64)
-
-
-def average_linkage_matrix(condensed: np.ndarray) -> np.ndarray:
-    """scipy's average-linkage matrix of a condensed float64 distance vector (n >= 2 points).
-
-    Returns:
-        (n - 1, 4) float64 linkage matrix (merged ids, distance, size; merges sorted by distance).
-    """
-    from scipy.cluster.hierarchy import linkage
-
-    return linkage(condensed, method="average")
-
-
-def cut_linkage_matrix(Z: np.ndarray, threshold: float) -> np.ndarray:
-    """The clusters of a linkage matrix cut as scikit-learn cuts it: merges strictly below ``threshold``.
-
-    ``fcluster`` at the largest float64 below ``t`` keeps the clusters whose cophenetic
-    distances are all below ``t``; average linkage is monotone, so this is the partition made
-    by the merges whose distance is strictly below ``t``, which scikit-learn keeps.
-
-    Returns:
-        (n,) int64 numpy array of cluster ids (1-based, not canonical).
-    """
-    from scipy.cluster.hierarchy import fcluster
-
-    return fcluster(Z, np.nextafter(threshold, -np.inf), criterion="distance").astype(np.int64)
-
-
-def cut_average_linkage(condensed: np.ndarray, threshold: float) -> np.ndarray:
-    """scipy's average linkage of a condensed distance vector, cut as scikit-learn cuts it.
-
-    scikit-learn's ``AgglomerativeClustering(linkage="average", distance_threshold=t)`` runs
-    ``scipy.cluster.hierarchy.linkage(method="average")`` on the float64 condensed matrix and
-    keeps the merges whose distance is strictly below ``t`` (:func:`cut_linkage_matrix`).
-
-    Args:
-        condensed: (n (n - 1) / 2,) float64 strict upper triangle in row-major order, n >= 2.
-        threshold: merge while the linkage distance is strictly below this value.
-
-    Returns:
-        (n,) int64 numpy array of cluster ids (1-based, not canonical).
-    """
-    return cut_linkage_matrix(average_linkage_matrix(condensed), threshold)
 
 
 def _edge_bound(dtype: np.dtype, threshold: float) -> float:
@@ -419,3 +352,13 @@ def _cluster_per_component(
         labels[idx] = next_id + part - 1
         next_id += int(part.max())
     return labels
+
+
+@register_clusterer("components", tree=True, help="scipy per connected component of the threshold graph")
+def components_clusterer(X: Tensor, threshold: float) -> Tensor:
+    """The ``"components"`` clusterer: :func:`cluster_cosine_components` for CPU features; elsewhere
+    :func:`cluster_average_linkage_components` of the distance matrix computed on the features' device.
+    (N, C) features -> (N,) labels on the CPU, not canonical."""
+    if X.device.type == "cpu":  # distances and threshold graph from half the product, in a fast order
+        return cluster_cosine_components(X, threshold)
+    return cluster_average_linkage_components(cosine_distances(X), threshold, asymmetry=cosine_asymmetry_bound(X))

@@ -1,4 +1,9 @@
-"""The target's cell distances in the form scipy's linkage reads, computed once and by halves.
+"""The target's cell distances: the cosine-distance matrix, and the condensed form scipy's linkage reads.
+
+:func:`cosine_distances` is the (N, N) matrix ``D = 1 - clamp(X Xᵀ, -1, 1)`` on the features'
+device (the matrix every clustering path reads the strict upper triangle of);
+:func:`condensed_matrix` copies that triangle out as float64, and :func:`cosine_condensed`
+gives the same vector the fastest way on each device.
 
 Average linkage on the CPU reads the strict upper triangle of the cosine-distance matrix
 ``D = 1 - clamp(X Xᵀ, -1, 1)`` as a float64 vector, row by row (scipy's *condensed* form).
@@ -6,7 +11,7 @@ Average linkage on the CPU reads the strict upper triangle of the cosine-distanc
 product: the rows are taken in blocks, and block ``[s, e)`` multiplies its rows only with
 the columns from ``s + 1`` on, so about half of the product is computed (at N = 4096,
 256-row blocks: 53%). The same ``clamp``, ``neg`` and ``+ 1`` follow as in
-:func:`~insid3lab.stages.clustering.cosine_distances`.
+:func:`cosine_distances`.
 
 Each entry is the same length-C float32 dot product as in the full product, but a BLAS is
 free to sum it in an order that depends on the shape of the product. The float32 kernels of
@@ -30,6 +35,7 @@ value landed there. Extra edges only join components, which never changes the cl
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -42,8 +48,13 @@ __all__ = [
     "MIN_BLOCK_ROWS",
     "CellDistances",
     "Workspace",
+    "as_numpy_distances",
     "condensed_cosine_distances",
+    "condensed_matrix",
     "condensed_subset",
+    "cosine_condensed",
+    "cosine_distances",
+    "strict_upper",
     "thread_workspace",
 ]
 
@@ -57,6 +68,66 @@ MIN_BLOCK_ROWS = 64
 #: Components up to this size gather their pair distances in one vectorised index; larger
 #: ones row by row (the index array would cost n**2 int64).
 VECTOR_GATHER_MAX = 1024
+
+
+def cosine_distances(X: Tensor) -> Tensor:
+    """Pairwise cosine distances of L2-normalised rows.
+
+    Args:
+        X: (N, C) floating tensor of L2-normalised features.
+
+    Returns:
+        (N, N) tensor ``1 - clamp(X @ Xᵀ, -1, 1)`` in X's dtype and on X's device. Values
+        lie in [0, 2]. The diagonal is close to, not necessarily exactly, 0, and the matrix
+        need not be exactly symmetric (the two triangles come from separate dot products);
+        every clustering path reads only the strict upper triangle.
+    """
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D (N, C) tensor of features, got shape {tuple(X.shape)}")
+    # In place on the fresh product: -s + 1 rounds exactly like 1 - s, without two more N x N buffers.
+    return (X @ X.T).clamp_(-1, 1).neg_().add_(1)
+
+
+@functools.lru_cache(maxsize=4)
+def strict_upper(n: int) -> np.ndarray:
+    """(n, n) bool mask of the strict upper triangle (cached: the grid size rarely changes)."""
+    return np.triu(np.ones((n, n), dtype=bool), 1)
+
+
+def as_numpy_distances(D: Tensor) -> np.ndarray:
+    """D on the CPU as a numpy array (bfloat16, which numpy lacks, widened exactly to float32)."""
+    if D.dtype not in (torch.float16, torch.float32, torch.float64):
+        D = D.to(torch.float32)
+    return D.detach().cpu().numpy()
+
+
+def condensed_matrix(D: Tensor) -> np.ndarray:
+    """The strict upper triangle of a distance matrix, row-major, as float64 (what scipy's linkage reads).
+
+    Args:
+        D: (N, N) distance matrix on any device (read on the CPU; bfloat16 widened exactly).
+
+    Returns:
+        (N (N - 1) / 2,) float64 numpy array.
+    """
+    Dn = as_numpy_distances(D)
+    return np.asarray(Dn[strict_upper(Dn.shape[0])], dtype=np.float64)
+
+
+def cosine_condensed(X: Tensor) -> np.ndarray:
+    """The float64 condensed cosine distances of X's rows, the vector scipy's linkage reads.
+
+    On the CPU from half the product (:func:`condensed_cosine_distances`), in this thread's
+    workspace (valid until the thread's next clustering: hand it to scipy, which copies it);
+    elsewhere from :func:`cosine_distances` on the device. Equal values either way (see the
+    module docstring).
+
+    Args:
+        X: (N, C) floating tensor of L2-normalised features, N >= 2.
+    """
+    if X.device.type == "cpu":
+        return condensed_cosine_distances(X, workspace=thread_workspace()).condensed
+    return condensed_matrix(cosine_distances(X))
 
 
 @dataclass(frozen=True)

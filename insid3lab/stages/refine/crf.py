@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from insid3lab.stages.refine.lattice import PermutohedralLattice, dense_gaussian_filter
+from insid3lab.stages.refine.registry import register_refiner
 
 __all__ = [
     "CRF_DEFAULTS",
@@ -326,10 +327,11 @@ def crf_refine(
     return torch.where(in_band, t > 0, core)
 
 
+@register_refiner("crf", help="the authors' dense CRF on a band around the boundary")
 def crf_refiner(mask: Tensor, image: Tensor) -> Tensor:
     """The CRF as a mask refiner with the authors' settings: (S, S) bool, (3, S, S) in [0, 1] -> (S, S) bool.
 
-    Registered as ``refine="crf"`` (:mod:`insid3lab.stages.refine`); the authors' ``mask_refiner="crf"``.
+    Registered as ``refine="crf"`` (:mod:`insid3lab.stages.refine.registry`); the authors' ``mask_refiner="crf"``.
     """
     return crf_refine(image, mask)
 
